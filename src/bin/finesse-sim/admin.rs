@@ -1,0 +1,497 @@
+//! The JSON admin API, on its own loopback port: the simulator's info, the truth, the request
+//! log, per-node Prosody controls and faults, task routing, and the CCE-side failures
+//! (settings drift, forced logout, double PG failure, a changed password). The paths and
+//! bodies are listed in the README under "Simulator".
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use crate::cluster::{Cluster, Faults, RestMode, lock};
+use crate::config::ErrorForm;
+use crate::truth::{Offer, OpError, lockout_remaining, reported_state};
+
+#[derive(Clone)]
+struct Admin {
+    cluster: Arc<Cluster>,
+    info: Arc<Value>,
+}
+
+/// The admin router. `info` is the JSON printed at start-up.
+pub fn router(cluster: Arc<Cluster>, info: Value) -> Router {
+    let st = Admin {
+        cluster,
+        info: Arc::new(info),
+    };
+    Router::new()
+        .route(
+            "/admin/info",
+            get(|State(st): State<Admin>| async move { Json((*st.info).clone()) }),
+        )
+        .route("/admin/truth", get(truth_all))
+        .route("/admin/truth/{agent}", get(truth_one))
+        .route("/admin/requests", get(requests).delete(clear_requests))
+        .route(
+            "/admin/nodes/{node}/faults",
+            get(get_faults).put(put_faults),
+        )
+        .route("/admin/nodes/{node}/prosody/{op}", post(prosody_op))
+        .route("/admin/behaviour", get(get_behaviour).put(put_behaviour))
+        .route("/admin/agents/{agent}/media/{mrd}/offer", post(offer))
+        .route("/admin/agents/{agent}/media/{mrd}/drift", post(drift))
+        .route(
+            "/admin/agents/{agent}/media/{mrd}/double-pg-failure",
+            post(double_pg),
+        )
+        .route("/admin/agents/{agent}/forced-logout", post(forced_logout))
+        .route("/admin/agents/{agent}/password", put(password))
+        .route("/admin/dialogs/{id}/end", post(end_dialog))
+        .route("/admin/dialogs/{id}/action", post(dialog_action))
+        .with_state(st)
+}
+
+fn err(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+fn op_err(e: OpError) -> Response {
+    match e {
+        OpError::Http {
+            status, message, ..
+        } => err(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+            message,
+        ),
+        OpError::Arm { message, .. } => err(StatusCode::CONFLICT, message),
+    }
+}
+
+fn agent_json(cluster: &Cluster, agent: &str) -> Option<Value> {
+    let truth = lock(&cluster.truth);
+    let a = truth.agents.get(agent)?;
+    let now = Instant::now();
+    let node_name = |i: usize| cluster.nodes.get(i).map(|n| n.name.clone());
+    let media: Vec<Value> = a
+        .media
+        .iter()
+        .map(|(id, m)| {
+            let settings: BTreeMap<String, Value> = cluster
+                .nodes
+                .iter()
+                .map(|n| {
+                    (
+                        n.name.clone(),
+                        json!(m.settings.get(n.index).cloned().flatten()),
+                    )
+                })
+                .collect();
+            let views: BTreeMap<String, Value> = cluster
+                .nodes
+                .iter()
+                .filter_map(|n| {
+                    let v = truth.media_view(agent, *id, n.index)?;
+                    Some((n.name.clone(), json!({
+                        "state": v.state, "reasonCodeId": v.reason_code_id, "routable": v.routable,
+                        "settings": v.settings,
+                    })))
+                })
+                .collect();
+            json!({
+                "id": id,
+                "state": reported_state(m),
+                "base": m.base,
+                "reasonCodeId": m.reason_code_id,
+                "routable": m.routable,
+                "loginNode": m.login_node.and_then(node_name),
+                "settings": settings,
+                "views": views,
+                "dialogs": m.dialogs.values().collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let presence: BTreeMap<String, bool> = cluster
+        .nodes
+        .iter()
+        .map(|n| {
+            (
+                n.name.clone(),
+                lock(&n.presence).get(agent).is_some_and(|p| p.0),
+            )
+        })
+        .collect();
+    Some(json!({
+        "id": a.id,
+        "locked": lockout_remaining(a, now).is_some(),
+        "lockouts": a.lockouts,
+        "presence": presence,
+        "media": media,
+    }))
+}
+
+async fn truth_all(State(st): State<Admin>) -> Response {
+    let ids: Vec<String> = lock(&st.cluster.truth).agents.keys().cloned().collect();
+    let agents: Vec<Value> = ids
+        .iter()
+        .filter_map(|id| agent_json(&st.cluster, id))
+        .collect();
+    Json(json!({ "agents": agents })).into_response()
+}
+
+async fn truth_one(State(st): State<Admin>, Path(agent): Path<String>) -> Response {
+    match agent_json(&st.cluster, &agent) {
+        Some(v) => Json(v).into_response(),
+        None => err(StatusCode::NOT_FOUND, format!("unknown agent {agent}")),
+    }
+}
+
+#[derive(Deserialize)]
+struct RequestQuery {
+    node: Option<String>,
+    since: Option<u64>,
+}
+
+async fn requests(State(st): State<Admin>, Query(q): Query<RequestQuery>) -> Response {
+    let log = lock(&st.cluster.requests);
+    let records: Vec<_> = log
+        .iter()
+        .filter(|r| q.since.is_none_or(|s| r.seq > s))
+        .filter(|r| {
+            q.node
+                .as_ref()
+                .is_none_or(|n| r.node.eq_ignore_ascii_case(n))
+        })
+        .cloned()
+        .collect();
+    Json(json!({ "requests": records })).into_response()
+}
+
+async fn clear_requests(State(st): State<Admin>) -> Response {
+    lock(&st.cluster.requests).clear();
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn get_faults(State(st): State<Admin>, Path(node): Path<String>) -> Response {
+    match st.cluster.node(&node) {
+        Some(n) => Json(n.faults()).into_response(),
+        None => err(StatusCode::NOT_FOUND, format!("unknown node {node}")),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FaultsPatch {
+    out_of_service: Option<bool>,
+    rest: Option<RestMode>,
+    http_500: Option<bool>,
+    finesse_unavailable: Option<bool>,
+    drop_notifications: Option<bool>,
+}
+
+async fn put_faults(
+    State(st): State<Admin>,
+    Path(node): Path<String>,
+    Json(p): Json<FaultsPatch>,
+) -> Response {
+    let Some(n) = st.cluster.node(&node).cloned() else {
+        return err(StatusCode::NOT_FOUND, format!("unknown node {node}"));
+    };
+    let before = n.faults();
+    let mut after: Faults = before.clone();
+    after.out_of_service = p.out_of_service.unwrap_or(after.out_of_service);
+    after.rest = p.rest.unwrap_or(after.rest);
+    after.http_500 = p.http_500.unwrap_or(after.http_500);
+    after.finesse_unavailable = p.finesse_unavailable.unwrap_or(after.finesse_unavailable);
+    after.drop_notifications = p.drop_notifications.unwrap_or(after.drop_notifications);
+    n.faults.send_replace(after.clone());
+    let ports = lock(&st.cluster.truth).behaviour.systeminfo_ports;
+    if before.out_of_service != after.out_of_service {
+        st.cluster.publish_system_info(&n, ports);
+        if !after.out_of_service {
+            // Back in service, Finesse republishes the agents' state.
+            let effects = st.cluster.all_media_effects();
+            st.cluster.notify_node(&n, &effects);
+        }
+    }
+    if before.finesse_unavailable != after.finesse_unavailable {
+        n.publisher.set_available(!after.finesse_unavailable);
+    }
+    Json(after).into_response()
+}
+
+async fn prosody_op(State(st): State<Admin>, Path((node, op)): Path<(String, String)>) -> Response {
+    let Some(n) = st.cluster.node(&node).cloned() else {
+        return err(StatusCode::NOT_FOUND, format!("unknown node {node}"));
+    };
+    let mut guard = n.prosody.lock().await;
+    let Some(p) = guard.as_mut() else {
+        return err(
+            StatusCode::CONFLICT,
+            "this simulator did not spawn Prosody (--spawn-prosody)",
+        );
+    };
+    let result = match op.as_str() {
+        "stop" => p.stop().await,
+        "kill" => p.kill().await,
+        "freeze" => p.freeze(),
+        "thaw" => p.thaw(),
+        "start" => p.start().await,
+        "restart" => p.restart().await,
+        other => return err(StatusCode::NOT_FOUND, format!("unknown operation {other}")),
+    };
+    drop(guard);
+    if let Err(e) = result {
+        return err(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"));
+    }
+    let mut publisher_online = n.publisher.is_online();
+    if matches!(op.as_str(), "start" | "restart" | "thaw") {
+        publisher_online = n.publisher.wait_online(Duration::from_secs(15)).await;
+    }
+    Json(json!({ "node": n.name, "op": op, "publisherOnline": publisher_online })).into_response()
+}
+
+async fn get_behaviour(State(st): State<Admin>) -> Response {
+    let t = lock(&st.cluster.truth);
+    let b = &t.behaviour;
+    Json(json!({
+        "arm_errors": b.arm_errors,
+        "forced_logout_after_ms": b.forced_logout_after.map(|d| d.as_millis() as u64),
+        "lockout_attempts": b.lockout_attempts,
+        "lockout_window_ms": b.lockout_window.as_millis() as u64,
+        "lockout_duration_ms": b.lockout_duration.as_millis() as u64,
+        "systeminfo_ports": b.systeminfo_ports,
+        "failover_state": b.failover_state,
+    }))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BehaviourPatch {
+    arm_errors: Option<ErrorForm>,
+    /// 0 disables the forced logout.
+    forced_logout_after_ms: Option<u64>,
+    lockout_attempts: Option<u32>,
+    lockout_window_ms: Option<u64>,
+    lockout_duration_ms: Option<u64>,
+    systeminfo_ports: Option<bool>,
+    failover_state: Option<String>,
+}
+
+async fn put_behaviour(State(st): State<Admin>, Json(p): Json<BehaviourPatch>) -> Response {
+    {
+        let mut t = lock(&st.cluster.truth);
+        let b = &mut t.behaviour;
+        if let Some(v) = p.arm_errors {
+            b.arm_errors = v;
+        }
+        if let Some(ms) = p.forced_logout_after_ms {
+            b.forced_logout_after = (ms > 0).then(|| Duration::from_millis(ms));
+        }
+        if let Some(v) = p.lockout_attempts {
+            b.lockout_attempts = v.max(1);
+        }
+        if let Some(ms) = p.lockout_window_ms {
+            b.lockout_window = Duration::from_millis(ms);
+        }
+        if let Some(ms) = p.lockout_duration_ms {
+            b.lockout_duration = Duration::from_millis(ms);
+        }
+        if let Some(v) = p.systeminfo_ports {
+            b.systeminfo_ports = v;
+        }
+        if let Some(v) = p.failover_state {
+            b.failover_state = v;
+        }
+    }
+    get_behaviour(State(st)).await
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+struct OfferBody {
+    call_variables: BTreeMap<String, String>,
+    force: bool,
+}
+
+async fn offer(
+    State(st): State<Admin>,
+    Path((agent, mrd)): Path<(String, u32)>,
+    body: Option<Json<OfferBody>>,
+) -> Response {
+    let body = body.map(|Json(b)| b).unwrap_or_default();
+    let offer = Offer {
+        call_variables: body.call_variables.into_iter().collect(),
+        force: body.force,
+    };
+    let result = lock(&st.cluster.truth).offer(&agent, mrd, offer, SystemTime::now());
+    match result {
+        Ok((dialog, effects)) => {
+            st.cluster.notify(&effects, "");
+            (
+                StatusCode::CREATED,
+                Json(json!({ "dialogId": dialog.id, "dialog": dialog })),
+            )
+                .into_response()
+        }
+        Err(e) => op_err(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DriftBody {
+    node: String,
+    #[serde(default)]
+    notify: bool,
+}
+
+async fn drift(
+    State(st): State<Admin>,
+    Path((agent, mrd)): Path<(String, u32)>,
+    Json(b): Json<DriftBody>,
+) -> Response {
+    let Some(n) = st.cluster.node(&b.node).cloned() else {
+        return err(StatusCode::NOT_FOUND, format!("unknown node {}", b.node));
+    };
+    if let Err(e) = lock(&st.cluster.truth).drift(&agent, mrd, n.index) {
+        return op_err(e);
+    }
+    if b.notify {
+        st.cluster.notify(
+            &[crate::truth::Effect::Media {
+                agent: agent.clone(),
+                mrd,
+            }],
+            "",
+        );
+    }
+    Json(json!({ "agent": agent, "mrd": mrd, "node": n.name })).into_response()
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct PgBody {
+    /// Dialog ids to drop; absent drops them all.
+    remove: Option<Vec<String>>,
+    /// New ACTIVE dialogs to add.
+    add: Option<usize>,
+}
+
+async fn double_pg(
+    State(st): State<Admin>,
+    Path((agent, mrd)): Path<(String, u32)>,
+    body: Option<Json<PgBody>>,
+) -> Response {
+    let b = body.map(|Json(b)| b).unwrap_or_default();
+    let result = lock(&st.cluster.truth).double_pg_failure(
+        &agent,
+        mrd,
+        b.remove,
+        b.add.unwrap_or(1),
+        SystemTime::now(),
+    );
+    match result {
+        Ok((removed, added)) => Json(json!({ "removed": removed, "added": added })).into_response(),
+        Err(e) => op_err(e),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct ForcedBody {
+    node: Option<String>,
+}
+
+async fn forced_logout(
+    State(st): State<Admin>,
+    Path(agent): Path<String>,
+    body: Option<Json<ForcedBody>>,
+) -> Response {
+    let b = body.map(|Json(b)| b).unwrap_or_default();
+    let node = match b
+        .node
+        .as_deref()
+        .map(|n| st.cluster.node(n).map(|n| n.index))
+    {
+        Some(None) => return err(StatusCode::NOT_FOUND, "unknown node"),
+        Some(Some(i)) => Some(i),
+        None => None,
+    };
+    let effects = lock(&st.cluster.truth).forced_logout(&agent, node, SystemTime::now());
+    st.cluster.notify(&effects, "");
+    Json(json!({ "agent": agent, "effects": effects.len() })).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordBody {
+    password: String,
+}
+
+async fn password(
+    State(st): State<Admin>,
+    Path(agent): Path<String>,
+    Json(b): Json<PasswordBody>,
+) -> Response {
+    {
+        let mut t = lock(&st.cluster.truth);
+        let Some(a) = t.agents.get_mut(&agent) else {
+            return err(StatusCode::NOT_FOUND, format!("unknown agent {agent}"));
+        };
+        a.password = b.password.clone();
+    }
+    for n in &st.cluster.nodes {
+        if let Some(p) = n.prosody.lock().await.as_ref() {
+            if let Err(e) = p.set_password(&agent, &b.password) {
+                return err(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"));
+            }
+        }
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn end_dialog(State(st): State<Admin>, Path(id): Path<String>) -> Response {
+    let result = lock(&st.cluster.truth).customer_end(&id, SystemTime::now());
+    match result {
+        Ok(effects) => {
+            st.cluster.notify(&effects, "");
+            Json(json!({ "dialogId": id, "state": "CLOSED" })).into_response()
+        }
+        Err(e) => op_err(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActionBody {
+    action: String,
+}
+
+async fn dialog_action(
+    State(st): State<Admin>,
+    Path(id): Path<String>,
+    Json(b): Json<ActionBody>,
+) -> Response {
+    let owner = lock(&st.cluster.truth).find_dialog(&id).map(|(a, _)| a);
+    let Some(owner) = owner else {
+        return err(StatusCode::NOT_FOUND, format!("no dialog {id}"));
+    };
+    let result =
+        lock(&st.cluster.truth).dialog_action(None, &owner, &id, &b.action, SystemTime::now());
+    match result {
+        Ok(effects) => {
+            st.cluster.notify(&effects, "");
+            Json(json!({ "dialogId": id, "action": b.action })).into_response()
+        }
+        Err(e) => op_err(e),
+    }
+}

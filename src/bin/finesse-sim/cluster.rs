@@ -1,0 +1,301 @@
+//! The simulated cluster: the shared truth, the nodes with their fault switches, the request
+//! log, and the fan-out that turns truth [`Effect`]s into per-node notifications.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::prosody::Prosody;
+use crate::publisher::PublisherHandle;
+use crate::truth::{Effect, Truth};
+use crate::xml;
+
+/// How a node's REST listener behaves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RestMode {
+    /// Answers normally.
+    #[default]
+    Up,
+    /// The listener is closed: connections are refused, open ones are dropped.
+    Refused,
+    /// Requests are accepted and never answered.
+    Hang,
+}
+
+/// One node's fault switches. Every field can be switched on and off at run time.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Faults {
+    /// CTI lost: SystemInfo OUT_OF_SERVICE, every other REST call 503, no events.
+    pub out_of_service: bool,
+    /// REST listener behaviour.
+    pub rest: RestMode,
+    /// Every REST call but SystemInfo answers 500 (CTI loss not yet detected).
+    pub http_500: bool,
+    /// The `finesse` publisher's presence is UNAVAILABLE (Tomcat down).
+    pub finesse_unavailable: bool,
+    /// Notifications are dropped silently.
+    pub drop_notifications: bool,
+}
+
+/// One REST request as the node saw it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestRecord {
+    /// Position in the log, from 1.
+    pub seq: u64,
+    /// Node name.
+    pub node: String,
+    /// HTTP method.
+    pub method: String,
+    /// Path and query.
+    pub path: String,
+    /// Request body (XML), if any.
+    pub body: String,
+    /// RFC 3339 time with milliseconds.
+    pub time: String,
+    /// Milliseconds since the simulator started.
+    pub at_ms: u64,
+    /// The status answered (0 while unanswered, e.g. hanging).
+    pub status: u16,
+    /// The Basic-auth user, if any.
+    pub user: Option<String>,
+}
+
+/// A simulated Finesse node.
+pub struct Node {
+    /// Position (0 = side A).
+    pub index: usize,
+    /// Its name ("A", "B").
+    pub name: String,
+    /// Host it reports.
+    pub host: String,
+    /// Base URL of its REST listener.
+    pub rest_url: String,
+    /// REST port.
+    pub rest_port: u16,
+    /// XMPP STARTTLS port.
+    pub xmpp_port: u16,
+    /// XMPP direct-TLS port.
+    pub xmpp_secure_port: u16,
+    /// Fault switches; the listener watches them.
+    pub faults: watch::Sender<Faults>,
+    /// The node's XMPP publisher.
+    pub publisher: PublisherHandle,
+    /// Its Prosody, when the simulator spawned it.
+    pub prosody: tokio::sync::Mutex<Option<Prosody>>,
+    /// Agents whose presence this node's publisher sees: id -> (available, since).
+    pub presence: Mutex<HashMap<String, (bool, Instant)>>,
+}
+
+impl Node {
+    /// The node's current faults.
+    pub fn faults(&self) -> Faults {
+        self.faults.borrow().clone()
+    }
+
+    /// SystemInfo status this node reports.
+    pub fn status(&self) -> &'static str {
+        if self.faults.borrow().out_of_service {
+            "OUT_OF_SERVICE"
+        } else {
+            "IN_SERVICE"
+        }
+    }
+
+    /// The address block SystemInfo shows for this node.
+    pub fn addr(&self) -> xml::NodeAddr {
+        xml::NodeAddr {
+            host: self.host.clone(),
+            https_port: self.rest_port,
+            xmpp_port: self.xmpp_port,
+            xmpp_secure_port: self.xmpp_secure_port,
+        }
+    }
+}
+
+/// The whole simulator state.
+pub struct Cluster {
+    /// CCE truth.
+    pub truth: Mutex<Truth>,
+    /// The nodes, side A first.
+    pub nodes: Vec<Arc<Node>>,
+    /// XMPP domain.
+    pub domain: String,
+    /// Every REST request received.
+    pub requests: Mutex<VecDeque<RequestRecord>>,
+    /// When the simulator started.
+    pub started: Instant,
+    /// Notification count per node (published, dropped).
+    pub published: Mutex<Vec<(u64, u64)>>,
+}
+
+/// The request log keeps at most this many entries.
+pub const REQUEST_LOG_CAP: usize = 100_000;
+
+/// Locks a std mutex, recovering from poisoning: the data are plain values.
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Cluster {
+    /// The node by name (case-insensitive) or index.
+    pub fn node(&self, name: &str) -> Option<&Arc<Node>> {
+        self.nodes.iter().find(|n| {
+            n.name.eq_ignore_ascii_case(name) || name.parse::<usize>().ok() == Some(n.index)
+        })
+    }
+
+    /// Appends to the request log and returns the record's sequence number.
+    pub fn log_request(&self, mut record: RequestRecord) -> u64 {
+        let mut log = lock(&self.requests);
+        record.seq = log.back().map_or(1, |r| r.seq + 1);
+        record.at_ms = self.started.elapsed().as_millis() as u64;
+        record.time = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+        let seq = record.seq;
+        if log.len() >= REQUEST_LOG_CAP {
+            log.pop_front();
+        }
+        log.push_back(record);
+        seq
+    }
+
+    /// Records the status a logged request was answered with.
+    pub fn log_status(&self, seq: u64, status: u16) {
+        let mut log = lock(&self.requests);
+        if let Some(r) = log.iter_mut().rev().find(|r| r.seq == seq) {
+            r.status = status;
+        }
+    }
+
+    /// Publishes `effects` on every node that is up, each node rendering its own view.
+    /// `request_id` is the `requestId` header of the request that caused them, if any.
+    pub fn notify(&self, effects: &[Effect], request_id: &str) {
+        if effects.is_empty() {
+            return;
+        }
+        let truth = lock(&self.truth);
+        for node in &self.nodes {
+            for effect in effects {
+                let (path, update) = render(&truth, node.index, effect, request_id);
+                self.publish(node, &path, update);
+            }
+        }
+    }
+
+    /// A Media effect for every media of every agent.
+    pub fn all_media_effects(&self) -> Vec<Effect> {
+        let truth = lock(&self.truth);
+        truth
+            .agents
+            .values()
+            .flat_map(|a| {
+                a.media.keys().map(|mrd| Effect::Media {
+                    agent: a.id.clone(),
+                    mrd: *mrd,
+                })
+            })
+            .collect()
+    }
+
+    /// Publishes `effects` on one node only.
+    pub fn notify_node(&self, node: &Node, effects: &[Effect]) {
+        let rendered: Vec<(String, String)> = {
+            let truth = lock(&self.truth);
+            effects
+                .iter()
+                .map(|e| render(&truth, node.index, e, ""))
+                .collect()
+        };
+        for (path, update) in rendered {
+            self.publish(node, &path, update);
+        }
+    }
+
+    /// Publishes one `<Update>` on one node, unless that node publishes nothing right now.
+    pub fn publish(&self, node: &Node, path: &str, update: String) {
+        let faults = node.faults();
+        let dropped = faults.out_of_service || faults.drop_notifications;
+        let mut counts = lock(&self.published);
+        if let Some(c) = counts.get_mut(node.index) {
+            if dropped { c.1 += 1 } else { c.0 += 1 }
+        }
+        if !dropped {
+            node.publisher.publish(path, update);
+        }
+    }
+
+    /// Publishes a SystemInfo update from `node` (even while it is out of service: this is
+    /// how Finesse announces it).
+    pub fn publish_system_info(&self, node: &Node, with_ports: bool) {
+        let data = self.system_info(node, with_ports);
+        let update = xml::update(&data, "PUT", "", "/finesse/api/SystemInfo");
+        node.publisher.publish("/finesse/api/SystemInfo", update);
+    }
+
+    /// The SystemInfo document as `node` serves it.
+    pub fn system_info(&self, node: &Node, with_ports: bool) -> String {
+        let primary = self.nodes.first().map(|n| n.addr());
+        let secondary = self.nodes.get(1).map(|n| n.addr());
+        match primary {
+            Some(p) => xml::system_info(
+                node.status(),
+                &self.domain,
+                &p,
+                secondary.as_ref(),
+                with_ports,
+            ),
+            None => String::new(),
+        }
+    }
+}
+
+/// The pubsub node and `<Update>` one node publishes for one effect.
+fn render(truth: &Truth, node: usize, effect: &Effect, request_id: &str) -> (String, String) {
+    match effect {
+        Effect::Media { agent, mrd } => {
+            let path = format!("/finesse/api/User/{agent}/Media");
+            let source = format!("/finesse/api/User/{agent}/Media/{mrd}");
+            let view = truth.media_view(agent, *mrd, node);
+            let data = truth
+                .mrds
+                .get(mrd)
+                .map(|m| xml::media(agent, *mrd, m, view.as_ref()))
+                .unwrap_or_default();
+            (path, xml::update(&data, "PUT", request_id, &source))
+        }
+        Effect::Dialog { event, dialog } => {
+            let path = format!("/finesse/api/User/{}/Dialogs/Media", dialog.agent);
+            let name = truth
+                .mrds
+                .get(&dialog.mrd)
+                .map(|m| m.name.as_str())
+                .unwrap_or("");
+            let body = xml::dialog(dialog, name);
+            let (data, source) = if *event == "PUT" {
+                // A changed dialog: data is the dialog itself, under a lower-camel wrapper.
+                let inner = body
+                    .strip_prefix("<Dialog>")
+                    .and_then(|b| b.strip_suffix("</Dialog>"))
+                    .unwrap_or(&body);
+                (
+                    format!("<dialog>{inner}</dialog>"),
+                    format!("/finesse/api/Dialog/{}", dialog.id),
+                )
+            } else {
+                (
+                    format!("<dialogs>{body}</dialogs>"),
+                    format!(
+                        "/finesse/api/User/{}/Media/{}/Dialogs",
+                        dialog.agent, dialog.mrd
+                    ),
+                )
+            };
+            (path, xml::update(&data, event, request_id, &source))
+        }
+    }
+}

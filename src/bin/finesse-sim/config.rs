@@ -1,0 +1,241 @@
+//! The simulator's TOML configuration: the cluster (domain, nodes), the agents and their MRDs,
+//! and every behaviour the facts file marks as inferred or unknown, so that a test can choose
+//! the variant it wants.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+/// The whole simulator configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimConfig {
+    /// The XMPP domain of the cluster (Finesse `xmppDomain`); also the TLS name.
+    #[serde(default = "default_domain")]
+    pub domain: String,
+    /// The agents, with their passwords and MRDs.
+    pub agents: Vec<AgentConfig>,
+    /// The media routing domains the agents may belong to.
+    pub mrds: Vec<MrdConfig>,
+    /// Side A and side B (one or two).
+    #[serde(default = "default_nodes")]
+    pub nodes: Vec<NodeConfig>,
+    /// Behaviour switches.
+    #[serde(default)]
+    pub behaviour: Behaviour,
+    /// The publisher account used without `--spawn-prosody`.
+    #[serde(default)]
+    pub publisher: Publisher,
+}
+
+/// One agent.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Finesse user id (also the XMPP local part).
+    pub id: String,
+    /// The agent's password (a test credential).
+    pub password: String,
+    /// The MRD ids this agent is configured for.
+    pub mrds: Vec<u32>,
+    /// Display name.
+    #[serde(default)]
+    pub first_name: Option<String>,
+    /// Display name.
+    #[serde(default)]
+    pub last_name: Option<String>,
+}
+
+/// One media routing domain.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MrdConfig {
+    /// The MRD id.
+    pub id: u32,
+    /// The MRD's enterprise name (the dialogs' `mediaType`).
+    pub name: String,
+    /// Whether voice or other MRDs may interrupt it.
+    #[serde(default)]
+    pub interruptible: bool,
+    /// The queue offered tasks come from.
+    #[serde(default = "default_queue")]
+    pub queue_name: String,
+}
+
+/// One Finesse node.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// "A" or "B" (any short name).
+    pub name: String,
+    /// The REST listener's address; port 0 takes a free port.
+    #[serde(default = "default_rest_listen")]
+    pub rest_listen: String,
+    /// The host the node reports and the daemon connects to.
+    #[serde(default = "default_host")]
+    pub host: String,
+    /// XMPP STARTTLS port of an external server (ignored with `--spawn-prosody`).
+    #[serde(default)]
+    pub xmpp_port: Option<u16>,
+    /// XMPP direct-TLS port of an external server (ignored with `--spawn-prosody`).
+    #[serde(default)]
+    pub xmpp_secure_port: Option<u16>,
+}
+
+/// Which form an ARM error (already logged in, not logged in) takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ErrorForm {
+    /// HTTP 202, then an apiErrors notification on the Media node (the likely real behaviour).
+    Async,
+    /// HTTP 400 with an ApiErrors body.
+    Sync,
+}
+
+/// The behaviours the facts leave open, and Finesse's timing numbers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Behaviour {
+    /// How ARM errors are delivered.
+    pub arm_errors: ErrorForm,
+    /// Subscribe every agent to its `/Media` and `/Dialogs/Media` nodes (SystemInfo always is).
+    pub auto_subscribe_media: bool,
+    /// Report per-node ports in SystemInfo (Finesse 12.6(2)+); off mimics 12.5.
+    pub systeminfo_ports: bool,
+    /// The state a signed-in media reads on a node it did not sign in on.
+    pub failover_state: String,
+    /// Forced logout after the agent's presence is gone this long; `None` disables it.
+    #[serde(with = "humantime_serde")]
+    pub forced_logout_after: Option<Duration>,
+    /// Bad passwords that lock the account.
+    pub lockout_attempts: u32,
+    /// Window in which they must fall.
+    #[serde(with = "humantime_serde")]
+    pub lockout_window: Duration,
+    /// How long the lock lasts.
+    #[serde(with = "humantime_serde")]
+    pub lockout_duration: Duration,
+    /// The settings a node reports where the agent never signed in.
+    pub default_max_dialog_limit: u32,
+    /// The settings a node reports where the agent never signed in.
+    pub default_interrupt_action: String,
+    /// The settings a node reports where the agent never signed in.
+    pub default_dialog_logout_action: String,
+}
+
+impl Default for Behaviour {
+    fn default() -> Self {
+        Self {
+            arm_errors: ErrorForm::Async,
+            auto_subscribe_media: false,
+            systeminfo_ports: true,
+            failover_state: "WORK_NOT_READY".into(),
+            forced_logout_after: Some(Duration::from_secs(60)),
+            lockout_attempts: 5,
+            lockout_window: Duration::from_secs(300),
+            lockout_duration: Duration::from_secs(300),
+            default_max_dialog_limit: 1,
+            default_interrupt_action: "ACCEPT".into(),
+            default_dialog_logout_action: "CLOSE".into(),
+        }
+    }
+}
+
+/// The Finesse publisher account on external XMPP servers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Publisher {
+    /// Local part of the publisher JID.
+    pub user: String,
+    /// Its password.
+    pub password: String,
+    /// The CA that signed the external servers' certificates.
+    pub ca_file: Option<String>,
+}
+
+impl Default for Publisher {
+    fn default() -> Self {
+        Self {
+            user: "finesse".into(),
+            password: "finesse-publisher".into(),
+            ca_file: None,
+        }
+    }
+}
+
+fn default_domain() -> String {
+    "finesse.test".into()
+}
+fn default_queue() -> String {
+    "Chat.SG".into()
+}
+fn default_rest_listen() -> String {
+    "127.0.0.1:0".into()
+}
+fn default_host() -> String {
+    "127.0.0.1".into()
+}
+fn default_nodes() -> Vec<NodeConfig> {
+    ["A", "B"]
+        .into_iter()
+        .map(|name| NodeConfig {
+            name: name.into(),
+            rest_listen: default_rest_listen(),
+            host: default_host(),
+            xmpp_port: None,
+            xmpp_secure_port: None,
+        })
+        .collect()
+}
+
+impl SimConfig {
+    /// Reads and checks a config file; errors name the file and the offending key.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("{}: cannot read", path.display()))?;
+        let config: SimConfig =
+            toml::from_str(&text).with_context(|| format!("{}: invalid", path.display()))?;
+        config
+            .check()
+            .with_context(|| format!("{}: invalid", path.display()))?;
+        Ok(config)
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        if self.nodes.is_empty() || self.nodes.len() > 2 {
+            bail!("nodes: expected 1 or 2 nodes, got {}", self.nodes.len());
+        }
+        let mrds: BTreeSet<u32> = self.mrds.iter().map(|m| m.id).collect();
+        let mut ids = BTreeSet::new();
+        for (i, agent) in self.agents.iter().enumerate() {
+            if !ids.insert(agent.id.as_str()) {
+                bail!("agents[{i}].id: duplicate agent {:?}", agent.id);
+            }
+            if agent.id.is_empty() || !agent.id.chars().all(|c| c.is_ascii_alphanumeric()) {
+                bail!(
+                    "agents[{i}].id: {:?} must be ASCII letters and digits",
+                    agent.id
+                );
+            }
+            if agent.id == self.publisher.user {
+                bail!("agents[{i}].id: {:?} is the publisher account", agent.id);
+            }
+            for m in &agent.mrds {
+                if !mrds.contains(m) {
+                    bail!("agents[{i}].mrds: MRD {m} is not in [[mrds]]");
+                }
+            }
+        }
+        let b = &self.behaviour;
+        if !(1..=10).contains(&b.default_max_dialog_limit) {
+            bail!("behaviour.default_max_dialog_limit: must be 1..=10");
+        }
+        if b.lockout_attempts == 0 {
+            bail!("behaviour.lockout_attempts: must be at least 1");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,336 @@
+//! `finesse-sim`: a Cisco Finesse cluster simulator for task-routing clients.
+//!
+//! It serves the Finesse REST API for one or two nodes (side A and side B) over one shared
+//! "CCE truth", publishes Finesse-shaped notifications through a real XMPP server per node
+//! (Prosody, spawned with `--spawn-prosody`), and offers a JSON admin API to route tasks and
+//! inject faults. On start-up it prints one JSON line with its URLs, ports, domain and CA file.
+#![forbid(unsafe_code)]
+
+mod admin;
+mod certs;
+mod cluster;
+mod config;
+mod listener;
+mod prosody;
+mod publisher;
+mod rest;
+mod truth;
+mod watchers;
+mod xml;
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_xmpp::jid::Jid;
+use tokio_xmpp::xmlstream::Timeouts;
+use tracing::{error, info};
+
+use finesse_taskd::xmpp::session::LoginParams;
+use finesse_taskd::xmpp::{Connector, TlsMode};
+
+use crate::cluster::{Cluster, Faults, Node};
+use crate::config::SimConfig;
+use crate::prosody::{Prosody, ProsodySpec};
+
+/// A Cisco Finesse simulator (REST + XMPP notifications through real Prosody) with fault
+/// injection, for testing task-routing clients such as finesse-taskd.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// The simulator config (agents, MRDs, nodes, behaviour). See config/sim.toml.
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Start one Prosody per node from a temporary directory on free loopback ports.
+    /// Without it, the XMPP servers named in the config are used.
+    #[arg(long)]
+    spawn_prosody: bool,
+    /// Let the spawned Prosody offer XEP-0198 stream management (off by default, as Finesse).
+    #[arg(long)]
+    smacks: bool,
+    /// Allow unencrypted XMPP on the c2s port (loopback tests only).
+    #[arg(long)]
+    plain_xmpp: bool,
+    /// Serve REST over plain HTTP instead of HTTPS (loopback tests only).
+    #[arg(long)]
+    plain_rest: bool,
+    /// Where to write certificates and Prosody state (default: a temporary directory removed
+    /// on exit).
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Address of the JSON admin API.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    admin_listen: SocketAddr,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,tokio_xmpp=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = match SimConfig::load(&cli.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("finesse-sim: {e:#}");
+            return ExitCode::from(78);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("finesse-sim: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("finesse-sim: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+async fn run(cli: Cli, config: SimConfig) -> anyhow::Result<()> {
+    let _temp;
+    let dir = match &cli.state_dir {
+        Some(d) => d.clone(),
+        None => {
+            let t = tempfile::Builder::new().prefix("finesse-sim-").tempdir()?;
+            let p = t.path().to_path_buf();
+            _temp = t;
+            p
+        }
+    };
+    std::fs::create_dir_all(&dir)?;
+    let pki = certs::generate(&dir.join("certs"), &config.domain)?;
+    let publisher_password = if cli.spawn_prosody {
+        format!("pub-{}", std::process::id())
+    } else {
+        config.publisher.password.clone()
+    };
+    let ca_pem = match (&config.publisher.ca_file, cli.spawn_prosody) {
+        (Some(f), false) => std::fs::read(f).with_context(|| format!("reading {f}"))?,
+        _ => std::fs::read(&pki.ca_file)?,
+    };
+    let client_tls = Connector::client_config_from_pem(&ca_pem)?;
+    if cli.spawn_prosody {
+        prosody::check_installed()?;
+    }
+
+    let cancel = CancellationToken::new();
+    let mut nodes = Vec::new();
+    let mut inboxes = Vec::new();
+    let mut listeners = Vec::new();
+    for (index, nc) in config.nodes.iter().enumerate() {
+        let rest: SocketAddr = nc
+            .rest_listen
+            .parse()
+            .with_context(|| format!("nodes[{index}].rest_listen: {:?}", nc.rest_listen))?;
+        let listener = TcpListener::bind(rest)
+            .await
+            .with_context(|| format!("binding REST listener {rest}"))?;
+        let rest_port = listener.local_addr()?.port();
+        let prosody = if cli.spawn_prosody {
+            let (c2s, dtls) = (free_port()?, free_port()?);
+            let mut accounts: Vec<(String, String)> = config
+                .agents
+                .iter()
+                .map(|a| (a.id.clone(), a.password.clone()))
+                .collect();
+            accounts.push((config.publisher.user.clone(), publisher_password.clone()));
+            let spec = ProsodySpec {
+                dir: dir.join(format!("prosody-{}", nc.name)),
+                domain: config.domain.clone(),
+                c2s_port: c2s,
+                direct_tls_port: dtls,
+                smacks: cli.smacks,
+                plain: cli.plain_xmpp,
+                pki: pki.clone(),
+                publisher: config.publisher.user.clone(),
+                accounts,
+            };
+            Some(Prosody::launch(spec).await?)
+        } else {
+            None
+        };
+        let (xmpp_port, xmpp_secure_port) = match &prosody {
+            Some(p) => (p.spec().c2s_port, p.spec().direct_tls_port),
+            None => match (nc.xmpp_port, nc.xmpp_secure_port) {
+                (Some(a), Some(b)) => (a, b),
+                _ => bail!(
+                    "nodes[{index}]: xmpp_port and xmpp_secure_port are required without --spawn-prosody"
+                ),
+            },
+        };
+        let scheme = if cli.plain_rest { "http" } else { "https" };
+        let (handle, inbox) = publisher::channel();
+        nodes.push(Arc::new(Node {
+            index,
+            name: nc.name.clone(),
+            host: nc.host.clone(),
+            rest_url: format!("{scheme}://{}:{rest_port}", nc.host),
+            rest_port,
+            xmpp_port,
+            xmpp_secure_port,
+            faults: tokio::sync::watch::channel(Faults::default()).0,
+            publisher: handle,
+            prosody: tokio::sync::Mutex::new(prosody),
+            presence: Mutex::new(Default::default()),
+        }));
+        inboxes.push(inbox);
+        listeners.push(listener);
+    }
+
+    let cluster = Arc::new(Cluster {
+        truth: Mutex::new(truth::Truth::new(&config)),
+        nodes: nodes.clone(),
+        domain: config.domain.clone(),
+        requests: Mutex::new(Default::default()),
+        started: Instant::now(),
+        published: Mutex::new(vec![(0, 0); nodes.len()]),
+    });
+
+    let tls = if cli.plain_rest {
+        None
+    } else {
+        Some(listener::acceptor(
+            &std::fs::read(&pki.cert_file)?,
+            &std::fs::read(&pki.key_file)?,
+        )?)
+    };
+    let publisher_jid = Jid::new(&format!("{}@{}/sim", config.publisher.user, config.domain))?;
+    let agents: Vec<String> = config.agents.iter().map(|a| a.id.clone()).collect();
+    for ((node, inbox), listener) in nodes.iter().zip(inboxes).zip(listeners) {
+        let host = if cli.spawn_prosody {
+            "127.0.0.1"
+        } else {
+            node.host.as_str()
+        };
+        let addr = tokio::net::lookup_host((host, node.xmpp_port))
+            .await?
+            .next()
+            .context("XMPP host has no address")?;
+        let mode = if cli.plain_xmpp {
+            TlsMode::None
+        } else {
+            TlsMode::StartTls
+        };
+        let spec = publisher::PublisherSpec {
+            login: LoginParams {
+                connector: Connector::new(addr, mode, client_tls.clone()),
+                jid: publisher_jid.clone(),
+                password: publisher_password.clone(),
+                timeouts: Timeouts {
+                    read_timeout: Duration::from_secs(10),
+                    response_timeout: Duration::from_secs(5),
+                },
+                disable_sm: true,
+            },
+            agents: agents.clone(),
+            auto_subscribe_media: config.behaviour.auto_subscribe_media,
+        };
+        tokio::spawn(publisher::run(
+            spec,
+            inbox,
+            cluster.clone(),
+            node.index,
+            cancel.clone(),
+        ));
+        tokio::spawn(listener::serve(
+            node.clone(),
+            rest::router(cluster.clone(), node.index),
+            listener,
+            tls.clone(),
+            cancel.clone(),
+        ));
+    }
+    tokio::spawn(watchers::forced_logout(cluster.clone(), cancel.clone()));
+
+    for node in &nodes {
+        if !node.publisher.wait_online(Duration::from_secs(30)).await {
+            bail!(
+                "the publisher of node {} did not come online within 30 s",
+                node.name
+            );
+        }
+    }
+
+    let admin_listener = TcpListener::bind(cli.admin_listen).await?;
+    let admin_url = format!("http://{}", admin_listener.local_addr()?);
+    let info = json!({
+        "admin": admin_url,
+        "domain": config.domain,
+        "pubsub": format!("pubsub.{}", config.domain),
+        "ca_file": pki.ca_file,
+        "state_dir": dir,
+        "nodes": nodes.iter().map(|n| json!({
+            "name": n.name,
+            "rest": n.rest_url,
+            "host": n.host,
+            "xmpp_port": n.xmpp_port,
+            "xmpp_secure_port": n.xmpp_secure_port,
+        })).collect::<Vec<_>>(),
+        "agents": agents,
+    });
+    let admin = admin::router(cluster.clone(), info.clone());
+    let admin_cancel = cancel.clone();
+    tokio::spawn(async move {
+        let shutdown = async move { admin_cancel.cancelled().await };
+        if let Err(e) = axum::serve(admin_listener, admin)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            error!(error = %e, "admin API stopped");
+        }
+    });
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{info}")?;
+        out.flush()?;
+    }
+    info!(%admin_url, "finesse-sim ready");
+
+    wait_for_signal().await?;
+    info!("shutting down");
+    cancel.cancel();
+    for node in &nodes {
+        if let Some(p) = node.prosody.lock().await.as_mut() {
+            let _ = p.stop().await;
+        }
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

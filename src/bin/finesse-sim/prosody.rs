@@ -1,0 +1,346 @@
+//! One real Prosody (Debian's package) per Finesse node, run as a child process from its own
+//! temporary directory on loopback ports.
+//!
+//! Accounts are written straight into Prosody's `internal_plain` storage, and every agent's
+//! roster holds the `finesse` publisher (and the publisher's roster holds every agent), so the
+//! agent sees the publisher's presence exactly as a Finesse client sees the `finesse` user.
+//! Each Prosody is started under `setpriv --pdeathsig KILL`, so it dies with the simulator even
+//! when the simulator is killed outright.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+
+use crate::certs::Pki;
+
+/// What one Prosody instance serves.
+#[derive(Debug, Clone)]
+pub struct ProsodySpec {
+    /// Its private directory (config, data, logs).
+    pub dir: PathBuf,
+    /// The XMPP domain.
+    pub domain: String,
+    /// The STARTTLS (or plain) c2s port.
+    pub c2s_port: u16,
+    /// The direct-TLS port (like Finesse's 5223).
+    pub direct_tls_port: u16,
+    /// Offer XEP-0198 stream management.
+    pub smacks: bool,
+    /// Allow unencrypted c2s (only when asked for).
+    pub plain: bool,
+    /// The certificate and key to serve.
+    pub pki: Pki,
+    /// The publisher's local part; it becomes a server admin (pubsub owner).
+    pub publisher: String,
+    /// (local part, password) of every account, the publisher included.
+    pub accounts: Vec<(String, String)>,
+}
+
+/// A managed Prosody process.
+#[derive(Debug)]
+pub struct Prosody {
+    spec: ProsodySpec,
+    child: Option<Child>,
+    frozen: bool,
+}
+
+/// Fails with the install command when Prosody is not installed.
+pub fn check_installed() -> anyhow::Result<PathBuf> {
+    let found = std::env::var_os("PATH").map(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join("prosody"))
+            .find(|p| p.is_file())
+    });
+    match found.flatten() {
+        Some(path) => Ok(path),
+        None => bail!(
+            "prosody is not installed (needed for --spawn-prosody). Install it with: \
+             sudo apt-get update && sudo apt-get install -y prosody"
+        ),
+    }
+}
+
+/// Prosody's file-name encoding for hosts and users: every non-alphanumeric byte as `%xx`.
+fn encode(name: &str) -> String {
+    name.bytes().fold(String::new(), |mut out, b| {
+        if b.is_ascii_alphanumeric() {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02x}");
+        }
+        out
+    })
+}
+
+/// A Lua string literal.
+fn lua(s: &str) -> String {
+    format!("{s:?}")
+}
+
+impl Prosody {
+    /// Writes the config, accounts and rosters, then starts the server.
+    pub async fn launch(spec: ProsodySpec) -> anyhow::Result<Self> {
+        let host_dir = spec.dir.join("data").join(encode(&spec.domain));
+        std::fs::create_dir_all(host_dir.join("accounts"))?;
+        std::fs::create_dir_all(host_dir.join("roster"))?;
+        std::fs::write(spec.dir.join("prosody.cfg.lua"), config_text(&spec))?;
+        for (user, password) in &spec.accounts {
+            write_account(&spec, user, password)?;
+        }
+        let publisher_jid = format!("{}@{}", spec.publisher, spec.domain);
+        let mut all_agents = String::new();
+        for (user, _) in spec.accounts.iter().filter(|(u, _)| *u != spec.publisher) {
+            let jid = format!("{user}@{}", spec.domain);
+            all_agents.push_str(&roster_item(&jid));
+            let roster = format!("return {{\n{}}};\n", roster_item(&publisher_jid));
+            std::fs::write(
+                host_dir
+                    .join("roster")
+                    .join(format!("{}.dat", encode(user))),
+                roster,
+            )?;
+        }
+        std::fs::write(
+            host_dir
+                .join("roster")
+                .join(format!("{}.dat", encode(&spec.publisher))),
+            format!("return {{\n{all_agents}}};\n"),
+        )?;
+        let mut prosody = Self {
+            spec,
+            child: None,
+            frozen: false,
+        };
+        prosody.start().await?;
+        Ok(prosody)
+    }
+
+    /// The spec it runs with.
+    pub fn spec(&self) -> &ProsodySpec {
+        &self.spec
+    }
+
+    /// True while the process is running (frozen counts as running).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Starts the process if it is not running, and waits until its c2s port accepts.
+    pub async fn start(&mut self) -> anyhow::Result<()> {
+        if self.is_running() {
+            return Ok(());
+        }
+        let config = self.spec.dir.join("prosody.cfg.lua");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.spec.dir.join("stdout.log"))?;
+        let mut cmd = if Path::new("/usr/bin/setpriv").exists() {
+            let mut c = Command::new("/usr/bin/setpriv");
+            c.args(["--pdeathsig", "KILL", "--", "prosody"]);
+            c
+        } else {
+            Command::new("prosody")
+        };
+        cmd.arg("--config")
+            .arg(&config)
+            .arg("-F")
+            .current_dir(&self.spec.dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true);
+        let child = cmd.spawn().context("spawning prosody")?;
+        self.child = Some(child);
+        self.frozen = false;
+        self.wait_listening().await
+    }
+
+    async fn wait_listening(&mut self) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let addrs = [self.spec.c2s_port, self.spec.direct_tls_port];
+        loop {
+            let mut up = 0;
+            for port in addrs {
+                if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .is_ok()
+                {
+                    up += 1;
+                }
+            }
+            if up == addrs.len() {
+                return Ok(());
+            }
+            if !self.is_running() {
+                bail!(
+                    "prosody exited during start-up; see {}",
+                    self.spec.dir.join("prosody.log").display()
+                );
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("prosody did not open ports {addrs:?} within 20 s");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    fn pid(&self) -> Option<Pid> {
+        let pid = self.child.as_ref()?.id()?;
+        i32::try_from(pid).ok().map(Pid::from_raw)
+    }
+
+    fn signal(&self, signal: Signal) -> anyhow::Result<()> {
+        let pid = self.pid().context("prosody is not running")?;
+        kill(pid, signal).with_context(|| format!("sending {signal} to prosody"))
+    }
+
+    /// SIGTERM, then wait for the exit (SIGKILL after 5 s).
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        if !self.is_running() {
+            return Ok(());
+        }
+        if self.frozen {
+            self.signal(Signal::SIGCONT)?;
+        }
+        self.signal(Signal::SIGTERM)?;
+        if let Some(child) = self.child.as_mut() {
+            if tokio::time::timeout(Duration::from_secs(5), child.wait())
+                .await
+                .is_err()
+            {
+                child.kill().await?;
+            }
+        }
+        self.child = None;
+        Ok(())
+    }
+
+    /// SIGKILL, as a crash.
+    pub async fn kill(&mut self) -> anyhow::Result<()> {
+        if let Some(child) = self.child.as_mut() {
+            child.kill().await?;
+        }
+        self.child = None;
+        self.frozen = false;
+        Ok(())
+    }
+
+    /// SIGSTOP: the TCP connections stay open but nothing answers (a silent dead link).
+    pub fn freeze(&mut self) -> anyhow::Result<()> {
+        self.signal(Signal::SIGSTOP)?;
+        self.frozen = true;
+        Ok(())
+    }
+
+    /// SIGCONT after a freeze.
+    pub fn thaw(&mut self) -> anyhow::Result<()> {
+        self.signal(Signal::SIGCONT)?;
+        self.frozen = false;
+        Ok(())
+    }
+
+    /// Stop and start again on the same ports.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop().await?;
+        self.start().await
+    }
+
+    /// Replaces an account's password in the running server's storage.
+    pub fn set_password(&self, user: &str, password: &str) -> anyhow::Result<()> {
+        write_account(&self.spec, user, password)
+    }
+}
+
+fn write_account(spec: &ProsodySpec, user: &str, password: &str) -> anyhow::Result<()> {
+    let path = spec
+        .dir
+        .join("data")
+        .join(encode(&spec.domain))
+        .join("accounts")
+        .join(format!("{}.dat", encode(user)));
+    std::fs::write(
+        &path,
+        format!("return {{\n\t[\"password\"] = {};\n}};\n", lua(password)),
+    )
+    .with_context(|| format!("writing {}", path.display()))
+}
+
+fn roster_item(jid: &str) -> String {
+    format!(
+        "\t[{}] = {{\n\t\t[\"subscription\"] = \"both\";\n\t\t[\"groups\"] = {{}};\n\t}};\n",
+        lua(jid)
+    )
+}
+
+fn config_text(spec: &ProsodySpec) -> String {
+    let dir = spec.dir.display().to_string();
+    let smacks = if spec.smacks { "\"smacks\";" } else { "" };
+    format!(
+        r#"-- Generated by finesse-sim for one simulated Finesse node. Loopback only.
+run_as_root = true
+pidfile = {pidfile}
+data_path = {data}
+certificates = {certs}
+log = {{ {{ levels = {{ min = "info" }}, to = "file", filename = {logfile} }} }}
+interfaces = {{ "127.0.0.1" }}
+local_interfaces = {{ "127.0.0.1" }}
+c2s_ports = {{ {c2s} }}
+c2s_direct_tls_ports = {{ {dtls} }}
+s2s_ports = {{ }}
+component_ports = {{ }}
+http_ports = {{ }}
+https_ports = {{ }}
+admins = {{ {admin} }}
+modules_enabled = {{ "disco"; "roster"; "saslauth"; "tls"; "ping"; {smacks} }}
+modules_disabled = {{ "s2s"; "offline"; "c2s_csi"; "mam"; }}
+authentication = "internal_plain"
+storage = "internal"
+c2s_require_encryption = {require}
+allow_unencrypted_plain_auth = {plain}
+limits = {{ }}
+VirtualHost {domain}
+  ssl = {{ certificate = {cert}; key = {key}; }}
+Component {pubsub} "pubsub"
+  autocreate_on_publish = true
+"#,
+        pidfile = lua(&format!("{dir}/prosody.pid")),
+        data = lua(&format!("{dir}/data")),
+        certs = lua(&spec
+            .pki
+            .cert_file
+            .parent()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()),
+        logfile = lua(&format!("{dir}/prosody.log")),
+        c2s = spec.c2s_port,
+        dtls = spec.direct_tls_port,
+        admin = lua(&format!("{}@{}", spec.publisher, spec.domain)),
+        require = !spec.plain,
+        plain = spec.plain,
+        domain = lua(&spec.domain),
+        cert = lua(&spec.pki.cert_file.display().to_string()),
+        key = lua(&spec.pki.key_file.display().to_string()),
+        pubsub = lua(&format!("pubsub.{}", spec.domain)),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::encode;
+
+    #[test]
+    fn encodes_names_like_prosody_datamanager() {
+        assert_eq!(encode("finesse.test"), "finesse%2etest");
+        assert_eq!(encode("1001001"), "1001001");
+        assert_eq!(encode("a-b_c"), "a%2db%5fc");
+    }
+}

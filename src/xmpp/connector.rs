@@ -1,0 +1,190 @@
+//! A tokio-xmpp [`ServerConnector`] that connects to one fixed address and verifies the server
+//! with a trust store the caller supplies.
+//!
+//! tokio-xmpp's own TLS connectors build their root store from the platform store only, so a
+//! Finesse (or a test Prosody) signed by a private CA could only be trusted through a
+//! process-wide `SSL_CERT_FILE`. This connector takes an explicit rustls [`ClientConfig`]
+//! instead, and skips DNS SRV entirely: Finesse clients connect to the node's host. The TLS
+//! name checked is the JID's domain (the Finesse `xmppDomain`), as XMPP requires.
+
+use std::borrow::Cow;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use futures::{SinkExt, StreamExt};
+use tokio::io::BufStream;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use tokio_xmpp::connect::{AsyncReadAndWrite, ServerConnector};
+use tokio_xmpp::jid::Jid;
+use tokio_xmpp::parsers::starttls;
+use tokio_xmpp::xmlstream::{
+    PendingFeaturesRecv, ReadError, StreamHeader, Timeouts, XmppStream, XmppStreamElement,
+    initiate_stream,
+};
+use tokio_xmpp::{Error, rustls};
+
+/// How the XMPP stream is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    /// TLS from the first byte, as on Finesse's port 5223.
+    Direct,
+    /// Plain TCP upgraded with STARTTLS, as on port 5222.
+    StartTls,
+    /// No TLS at all. Only for loopback tests that ask for it.
+    None,
+}
+
+/// Connects to one address with the given TLS mode and trust store.
+#[derive(Clone)]
+pub struct Connector {
+    addr: SocketAddr,
+    mode: TlsMode,
+    tls: Arc<rustls::ClientConfig>,
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connector")
+            .field("addr", &self.addr)
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connector {
+    /// A connector for `addr`, verifying the server against `tls`.
+    pub fn new(addr: SocketAddr, mode: TlsMode, tls: Arc<rustls::ClientConfig>) -> Self {
+        Self { addr, mode, tls }
+    }
+
+    /// The rustls client configuration trusting exactly the PEM certificates in `ca_pem`.
+    pub fn client_config_from_pem(ca_pem: &[u8]) -> io::Result<Arc<rustls::ClientConfig>> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(ca_pem) {
+            let cert = cert.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            roots
+                .add(cert)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        }
+        if roots.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "no PEM certificate found",
+            ));
+        }
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(io::Error::other)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        Ok(Arc::new(config))
+    }
+
+    async fn tls(
+        &self,
+        tcp: TcpStream,
+        domain: &str,
+    ) -> Result<(TlsStream<TcpStream>, sasl::common::ChannelBinding), Error> {
+        let name = rustls::pki_types::ServerName::try_from(domain.to_owned())
+            .map_err(|e| Error::Io(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
+        let stream = TlsConnector::from(self.tls.clone())
+            .connect(name, tcp)
+            .await
+            .map_err(Error::Io)?;
+        // Channel binding as tokio-xmpp computes it: the TLS 1.3 exporter, nothing for 1.2.
+        let (_, conn) = stream.get_ref();
+        let binding = match conn.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => conn
+                .export_keying_material(vec![0u8; 32], b"EXPORTER-Channel-Binding", None)
+                .map(sasl::common::ChannelBinding::TlsExporter)
+                .unwrap_or(sasl::common::ChannelBinding::None),
+            _ => sasl::common::ChannelBinding::None,
+        };
+        Ok((stream, binding))
+    }
+}
+
+fn header(domain: &str) -> StreamHeader<'_> {
+    StreamHeader {
+        to: Some(Cow::Borrowed(domain)),
+        from: None,
+        id: None,
+    }
+}
+
+impl ServerConnector for Connector {
+    type Stream = Box<dyn AsyncReadAndWrite + Send + 'static>;
+
+    async fn connect(
+        &self,
+        jid: &Jid,
+        ns: &'static str,
+        timeouts: Timeouts,
+    ) -> Result<
+        (
+            PendingFeaturesRecv<Self::Stream>,
+            sasl::common::ChannelBinding,
+        ),
+        Error,
+    > {
+        let domain = jid.domain().as_str();
+        let tcp = TcpStream::connect(self.addr).await?;
+        let _ = tcp.set_nodelay(true);
+        match self.mode {
+            TlsMode::None => {
+                let io: Self::Stream = Box::new(BufStream::new(tcp));
+                let pending = initiate_stream(io, ns, header(domain), timeouts).await?;
+                Ok((pending, sasl::common::ChannelBinding::None))
+            }
+            TlsMode::Direct => {
+                let (tls, binding) = self.tls(tcp, domain).await?;
+                let io: Self::Stream = Box::new(BufStream::new(tls));
+                let pending = initiate_stream(io, ns, header(domain), timeouts).await?;
+                Ok((pending, binding))
+            }
+            TlsMode::StartTls => {
+                let plain =
+                    initiate_stream(BufStream::new(tcp), ns, header(domain), timeouts).await?;
+                let (features, mut stream): (_, XmppStream<BufStream<TcpStream>>) =
+                    plain.recv_features().await?;
+                if !features.can_starttls() {
+                    return Err(Error::Protocol(tokio_xmpp::error::ProtocolError::NoTls));
+                }
+                stream
+                    .send(&XmppStreamElement::Starttls(starttls::Nonza::Request(
+                        starttls::Request,
+                    )))
+                    .await?;
+                loop {
+                    match stream
+                        .next()
+                        .await
+                        .map(|v| v.and_then(|v| v.into_read_error()))
+                    {
+                        Some(Ok(XmppStreamElement::Starttls(starttls::Nonza::Proceed(_)))) => break,
+                        Some(Ok(_)) | Some(Err(ReadError::SoftTimeout)) => {}
+                        Some(Err(ReadError::HardError(e))) => return Err(e.into()),
+                        Some(Err(ReadError::ParseError(e))) => {
+                            return Err(io::Error::new(io::ErrorKind::InvalidData, e).into());
+                        }
+                        None | Some(Err(ReadError::StreamFooterReceived)) => {
+                            return Err(Error::Disconnected);
+                        }
+                    }
+                }
+                let tcp = stream.into_inner().into_inner();
+                let (tls, binding) = self.tls(tcp, domain).await?;
+                let io: Self::Stream = Box::new(BufStream::new(tls));
+                let pending = initiate_stream(io, ns, header(domain), timeouts).await?;
+                Ok((pending, binding))
+            }
+        }
+    }
+}
