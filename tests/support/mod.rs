@@ -1,0 +1,283 @@
+//! Test-side helpers: start `finesse-sim` as a real process (with its real Prosody instances),
+//! read its start-up JSON line, call its admin API with typed helpers, talk Finesse REST to its
+//! nodes, and connect as an agent over XMPP to read notifications.
+#![allow(dead_code)]
+
+pub mod xmpp;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// The start-up line of the simulator.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SimInfo {
+    pub admin: String,
+    pub domain: String,
+    pub ca_file: PathBuf,
+    pub state_dir: PathBuf,
+    pub nodes: Vec<NodeInfo>,
+    pub agents: Vec<String>,
+}
+
+/// One node of the start-up line.
+#[derive(Debug, Clone, Deserialize)]
+pub struct NodeInfo {
+    pub name: String,
+    pub rest: String,
+    pub host: String,
+    pub xmpp_port: u16,
+    pub xmpp_secure_port: u16,
+}
+
+/// The demo/test agent and its password, as in config/sim.toml.
+pub const AGENT: &str = "1001001";
+pub const PASSWORD: &str = "agent-1001001-secret";
+pub const MRD: u32 = 5002;
+
+/// A running simulator; killed when dropped.
+pub struct Sim {
+    pub child: Child,
+    pub info: SimInfo,
+    pub http: reqwest::Client,
+    pub stderr_path: PathBuf,
+}
+
+/// The project's sim config.
+pub fn sim_config() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/sim.toml")
+}
+
+impl Sim {
+    /// Starts the simulator with `--spawn-prosody` and `extra` arguments.
+    pub async fn start(extra: &[&str]) -> Sim {
+        Self::start_with(sim_config(), extra).await
+    }
+
+    /// Starts the simulator with a given config file.
+    pub async fn start_with(config: PathBuf, extra: &[&str]) -> Sim {
+        let log_dir = tempfile::Builder::new()
+            .prefix("sim-log-")
+            .tempdir()
+            .expect("temp dir")
+            .keep();
+        let stderr_path = log_dir.join("sim.stderr");
+        let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_finesse-sim"))
+            .arg("--config")
+            .arg(config)
+            .arg("--spawn-prosody")
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn finesse-sim");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "finesse-sim printed nothing in 60 s; see {}",
+                    stderr_path.display()
+                )
+            })
+            .expect("read stdout")
+            .unwrap_or_else(|| {
+                panic!(
+                    "finesse-sim exited before its JSON line: {}",
+                    std::fs::read_to_string(&stderr_path).unwrap_or_default()
+                )
+            });
+        let info: SimInfo = serde_json::from_str(&line).expect("start-up JSON line");
+        let ca = std::fs::read(&info.ca_file).expect("CA file");
+        let http = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("CA PEM"))
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("http client");
+        Sim {
+            child,
+            info,
+            http,
+            stderr_path,
+        }
+    }
+
+    pub fn node(&self, name: &str) -> &NodeInfo {
+        self.info
+            .nodes
+            .iter()
+            .find(|n| n.name == name)
+            .expect("node")
+    }
+
+    /// A REST request to node `node` as the demo agent.
+    pub fn rest(&self, node: &str, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.rest_as(node, method, path, AGENT, PASSWORD)
+    }
+
+    pub fn rest_as(
+        &self,
+        node: &str,
+        method: reqwest::Method,
+        path: &str,
+        user: &str,
+        password: &str,
+    ) -> reqwest::RequestBuilder {
+        let url = format!("{}{}", self.node(node).rest, path);
+        self.http
+            .request(method, url)
+            .basic_auth(user, Some(password))
+            .header("content-type", "application/xml")
+    }
+
+    /// PUT a Media body on a node; returns (status, body).
+    pub async fn put_media(&self, node: &str, body: &str) -> (u16, String) {
+        let r = self
+            .rest(
+                node,
+                reqwest::Method::PUT,
+                &format!("/finesse/api/User/{AGENT}/Media/{MRD}"),
+            )
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("PUT media");
+        (r.status().as_u16(), r.text().await.unwrap_or_default())
+    }
+
+    /// GET a resource as the agent; returns (status, body).
+    pub async fn get(&self, node: &str, path: &str) -> (u16, String) {
+        let r = self
+            .rest(node, reqwest::Method::GET, path)
+            .send()
+            .await
+            .expect("GET");
+        (r.status().as_u16(), r.text().await.unwrap_or_default())
+    }
+
+    pub async fn sign_in(
+        &self,
+        node: &str,
+        limit: u32,
+        interrupt: &str,
+        logout: &str,
+    ) -> (u16, String) {
+        self.put_media(
+            node,
+            &format!(
+                "<Media><state>LOGIN</state><maxDialogLimit>{limit}</maxDialogLimit>\
+                 <interruptAction>{interrupt}</interruptAction><dialogLogoutAction>{logout}</dialogLogoutAction></Media>"
+            ),
+        )
+        .await
+    }
+
+    /// A call to the admin API; panics unless the status is 2xx.
+    pub async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let (status, v) = self.admin_status(method, path, body).await;
+        assert!(
+            (200..300).contains(&status),
+            "admin {path} answered {status}: {v}"
+        );
+        v
+    }
+
+    pub async fn admin_status(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{}", self.info.admin, path));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.expect("admin call");
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub async fn faults(&self, node: &str, patch: Value) -> Value {
+        self.admin(
+            reqwest::Method::PUT,
+            &format!("/admin/nodes/{node}/faults"),
+            Some(patch),
+        )
+        .await
+    }
+
+    pub async fn prosody(&self, node: &str, op: &str) -> Value {
+        self.admin(
+            reqwest::Method::POST,
+            &format!("/admin/nodes/{node}/prosody/{op}"),
+            None,
+        )
+        .await
+    }
+
+    pub async fn behaviour(&self, patch: Value) -> Value {
+        self.admin(reqwest::Method::PUT, "/admin/behaviour", Some(patch))
+            .await
+    }
+
+    pub async fn truth(&self) -> Value {
+        self.admin(reqwest::Method::GET, &format!("/admin/truth/{AGENT}"), None)
+            .await
+    }
+
+    /// The truth of the demo agent's MRD 5002.
+    pub async fn media_truth(&self) -> Value {
+        let t = self.truth().await;
+        t["media"]
+            .as_array()
+            .and_then(|m| m.iter().find(|m| m["id"] == json!(MRD)).cloned())
+            .expect("media 5002 in truth")
+    }
+
+    pub async fn offer(&self, vars: Value) -> String {
+        let v = self
+            .admin(
+                reqwest::Method::POST,
+                &format!("/admin/agents/{AGENT}/media/{MRD}/offer"),
+                Some(json!({ "callVariables": vars })),
+            )
+            .await;
+        v["dialogId"].as_str().expect("dialogId").to_owned()
+    }
+
+    /// Every REST request the sim logged.
+    pub async fn requests(&self) -> Vec<Value> {
+        let v = self
+            .admin(reqwest::Method::GET, "/admin/requests", None)
+            .await;
+        v["requests"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Polls `check` every 20 ms until it holds or `limit` passes.
+    pub async fn eventually<F, Fut>(&self, limit: Duration, what: &str, mut check: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = tokio::time::Instant::now() + limit;
+        while !check().await {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for: {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
