@@ -39,6 +39,8 @@ pub struct Agent {
     cmd: mpsc::UnboundedSender<Cmd>,
     pub seen: mpsc::UnboundedReceiver<Seen>,
     pub jid: BareJid,
+    /// Whether the server offered stream management on the first session.
+    pub sm_offered: bool,
     pubsub: Jid,
 }
 
@@ -136,13 +138,15 @@ impl Agent {
             cmd: cmd_tx,
             seen: seen_rx,
             jid: jid.to_bare(),
+            sm_offered: false,
             pubsub,
         };
-        agent
+        let online = agent
             .wait_for(Duration::from_secs(10), |s| {
                 matches!(s, Seen::Online { .. })
             })
             .await;
+        agent.sm_offered = matches!(online, Seen::Online { sm: true });
         agent
     }
 

@@ -49,8 +49,10 @@ pub fn generate(dir: &Path, domain: &str) -> anyhow::Result<Pki> {
 
     let pki = Pki {
         ca_file: dir.join("ca.pem"),
-        cert_file: dir.join("server.pem"),
-        key_file: dir.join("server.key"),
+        // Named after the domain: Prosody's certificate index (used for direct TLS) finds
+        // certificates by file name in its `certificates` directory.
+        cert_file: dir.join(format!("{domain}.crt")),
+        key_file: dir.join(format!("{domain}.key")),
     };
     std::fs::write(&pki.ca_file, ca.pem())?;
     std::fs::write(&pki.cert_file, cert.pem())?;

@@ -1,0 +1,268 @@
+//! finesse-sim's notifications, read through its real Prosody by a plain tokio-xmpp agent
+//! client: Media and dialog updates as escaped `<Update>` text, both "already logged in"
+//! forms, SystemInfo and `finesse` presence, dropped notifications, forced logout, and the
+//! Prosody controls (kill, freeze/thaw, restart on the same ports, smacks switch).
+
+mod support;
+
+use std::time::Duration;
+
+use finesse_taskd::xmpp::TlsMode;
+use reqwest::Method;
+use serde_json::json;
+use support::xmpp::{Agent, Seen};
+use support::{AGENT, MRD, Sim};
+
+const MEDIA_NODE: &str = "/finesse/api/User/1001001/Media";
+const DIALOGS_NODE: &str = "/finesse/api/User/1001001/Dialogs/Media";
+
+#[tokio::test]
+async fn media_and_dialog_changes_arrive_as_escaped_updates_on_their_nodes() {
+    let sim = Sim::start(&[]).await;
+    let mut agent = Agent::connect(&sim.info, "A").await;
+    agent.subscribe_media().await;
+    let r = sim
+        .rest("A", Method::PUT, &format!("/finesse/api/User/{AGENT}/Media/{MRD}"))
+        .header("requestId", "req-42")
+        .body("<Media><state>LOGIN</state><maxDialogLimit>3</maxDialogLimit><interruptAction>ACCEPT</interruptAction></Media>")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    assert_eq!(r.headers()["requestId"], "req-42", "requestId is echoed");
+    let (node, update) = agent.notification(&["<state>NOT_READY</state>"]).await;
+    assert_eq!(node, MEDIA_NODE);
+    assert!(update.starts_with("<Update><data><Media>"), "{update}");
+    assert!(update.contains("<requestId>req-42</requestId>"), "{update}");
+    assert!(
+        update.contains("<source>/finesse/api/User/1001001/Media/5002</source>"),
+        "{update}"
+    );
+    assert!(
+        update.contains("<maxDialogLimit>3</maxDialogLimit>"),
+        "{update}"
+    );
+
+    sim.put_media("A", "<Media><state>READY</state></Media>")
+        .await;
+    agent.notification(&["<state>READY</state>"]).await;
+    let id = sim.offer(json!({ "callVariable1": "a<b&c" })).await;
+    let (node, update) = agent.notification(&["<event>POST</event>"]).await;
+    assert_eq!(node, DIALOGS_NODE);
+    assert!(update.contains("<data><dialogs><Dialog>"), "{update}");
+    assert!(
+        update.contains("<value>a&lt;b&amp;c</value>"),
+        "inner text stays escaped once: {update}"
+    );
+    assert!(
+        update.contains("<source>/finesse/api/User/1001001/Media/5002/Dialogs</source>"),
+        "{update}"
+    );
+
+    sim.admin(
+        Method::POST,
+        &format!("/admin/dialogs/{id}/action"),
+        Some(json!({ "action": "ACCEPT" })),
+    )
+    .await;
+    let (_, update) = agent
+        .notification(&["<event>PUT</event>", "<dialog>"])
+        .await;
+    assert!(
+        update.contains(&format!("<source>/finesse/api/Dialog/{id}</source>")),
+        "{update}"
+    );
+    assert!(update.contains("<state>ACCEPTED</state>"), "{update}");
+
+    sim.admin(Method::POST, &format!("/admin/dialogs/{id}/end"), None)
+        .await;
+    let (_, update) = agent.notification(&["<event>DELETE</event>"]).await;
+    assert!(
+        update.contains("<state>CLOSED</state>") && update.contains(&id),
+        "{update}"
+    );
+}
+
+#[tokio::test]
+async fn already_logged_in_in_the_async_form_is_a_202_then_an_api_errors_notification() {
+    let sim = Sim::start(&[]).await;
+    let mut agent = Agent::connect(&sim.info, "A").await;
+    agent.subscribe_media().await;
+    sim.sign_in("A", 3, "ACCEPT", "CLOSE").await;
+    agent.notification(&["<state>NOT_READY</state>"]).await;
+    let (status, _) = sim.sign_in("A", 5, "IGNORE", "CLOSE").await;
+    assert_eq!(status, 202);
+    let (node, update) = agent.notification(&["<apiErrors>"]).await;
+    assert_eq!(node, MEDIA_NODE);
+    for part in [
+        "<errorData>1</errorData>",
+        "<errorMedia>5002</errorMedia>",
+        "<errorMessage>E_ARM_STAT_AGENT_ALREADY_LOGGED_IN</errorMessage>",
+        "<errorType>Agent already logged into MRD</errorType>",
+        "<event>PUT</event>",
+    ] {
+        assert!(update.contains(part), "{part} missing: {update}");
+    }
+    let m = sim.media_truth().await;
+    assert_eq!(m["state"], "NOT_READY");
+    assert_eq!(m["settings"]["A"]["maxDialogLimit"], 5);
+    assert_eq!(m["settings"]["A"]["interruptAction"], "IGNORE");
+}
+
+#[tokio::test]
+async fn out_of_service_publishes_system_info_and_silences_other_events() {
+    let sim = Sim::start(&[]).await;
+    let mut agent = Agent::connect(&sim.info, "A").await;
+    agent.subscribe_media().await;
+    sim.sign_in("A", 3, "ACCEPT", "CLOSE").await;
+    agent.notification(&["<state>NOT_READY</state>"]).await;
+    sim.faults("A", json!({ "out_of_service": true })).await;
+    let (node, update) = agent.notification(&["<SystemInfo>"]).await;
+    assert_eq!(
+        node, "/finesse/api/SystemInfo",
+        "SystemInfo is auto-subscribed"
+    );
+    assert!(
+        update.contains("<status>OUT_OF_SERVICE</status>"),
+        "{update}"
+    );
+    sim.admin(
+        Method::POST,
+        &format!("/admin/agents/{AGENT}/forced-logout"),
+        None,
+    )
+    .await;
+    sim.faults("A", json!({ "out_of_service": false })).await;
+    let (_, update) = agent.next_notification().await;
+    assert!(
+        update.contains("<status>IN_SERVICE</status>"),
+        "no event while out of service: {update}"
+    );
+    let (_, update) = agent.notification(&["<Media>"]).await;
+    assert!(
+        update.contains("<state>LOGOUT</state>"),
+        "state republished: {update}"
+    );
+}
+
+#[tokio::test]
+async fn dropped_notifications_are_lost_silently() {
+    let sim = Sim::start(&[]).await;
+    let mut agent = Agent::connect(&sim.info, "A").await;
+    agent.subscribe_media().await;
+    sim.sign_in("A", 3, "ACCEPT", "CLOSE").await;
+    agent.notification(&["<state>NOT_READY</state>"]).await;
+    sim.faults("A", json!({ "drop_notifications": true })).await;
+    sim.put_media("A", "<Media><state>READY</state></Media>")
+        .await;
+    sim.faults("A", json!({ "drop_notifications": false }))
+        .await;
+    sim.put_media(
+        "A",
+        "<Media><state>NOT_READY</state><reasonCodeId>7</reasonCodeId></Media>",
+    )
+    .await;
+    let (_, update) = agent.next_notification().await;
+    assert!(
+        update.contains("<reasonCodeId>7</reasonCodeId>"),
+        "READY was dropped: {update}"
+    );
+}
+
+#[tokio::test]
+async fn finesse_presence_goes_unavailable_and_back() {
+    let sim = Sim::start(&[]).await;
+    let mut agent =
+        Agent::connect_as(&sim.info, "A", AGENT, support::PASSWORD, TlsMode::StartTls).await;
+    let publisher = format!("finesse@{}", sim.info.domain);
+    let is_finesse = |want: bool| {
+        let publisher = publisher.clone();
+        move |s: &Seen| matches!(s, Seen::Presence { from, available } if *from == publisher && *available == want)
+    };
+    agent
+        .wait_for(Duration::from_secs(5), is_finesse(true))
+        .await;
+    sim.faults("A", json!({ "finesse_unavailable": true }))
+        .await;
+    agent
+        .wait_for(Duration::from_secs(5), is_finesse(false))
+        .await;
+    sim.faults("A", json!({ "finesse_unavailable": false }))
+        .await;
+    agent
+        .wait_for(Duration::from_secs(5), is_finesse(true))
+        .await;
+}
+
+#[tokio::test]
+async fn forced_logout_follows_presence_loss_after_the_configured_delay() {
+    let sim = Sim::start(&[]).await;
+    sim.behaviour(json!({ "forced_logout_after_ms": 300 }))
+        .await;
+    let agent = Agent::connect(&sim.info, "A").await;
+    sim.sign_in("A", 3, "ACCEPT", "CLOSE").await;
+    sim.eventually(
+        Duration::from_secs(5),
+        "presence seen by node A",
+        || async { sim.truth().await["presence"]["A"] == json!(true) },
+    )
+    .await;
+    assert_eq!(
+        sim.media_truth().await["state"],
+        "NOT_READY",
+        "no logout while present"
+    );
+    agent.close().await;
+    sim.eventually(Duration::from_secs(10), "forced logout", || async {
+        let m = sim.media_truth().await;
+        m["state"] == "LOGOUT" && m["reasonCodeId"] == json!(255)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn prosody_kill_and_restart_drop_the_session_and_notifications_resume_after() {
+    let sim = Sim::start(&[]).await;
+    let mut agent = Agent::connect(&sim.info, "A").await;
+    agent.subscribe_media().await;
+    sim.prosody("A", "kill").await;
+    assert!(
+        agent.ping().await.is_err(),
+        "no answer from a killed server"
+    );
+    let v = sim.prosody("A", "restart").await;
+    assert_eq!(v["publisherOnline"], true);
+    agent
+        .wait_for(Duration::from_secs(15), |s| {
+            matches!(s, Seen::Online { .. })
+        })
+        .await;
+    agent.subscribe_media().await;
+    sim.sign_in("A", 3, "ACCEPT", "CLOSE").await;
+    agent.notification(&["<state>NOT_READY</state>"]).await;
+}
+
+#[tokio::test]
+async fn frozen_prosody_is_a_silent_dead_link_until_thawed() {
+    let sim = Sim::start(&[]).await;
+    let agent = Agent::connect(&sim.info, "A").await;
+    assert!(agent.ping().await.is_ok());
+    sim.prosody("A", "freeze").await;
+    assert_eq!(agent.ping().await, Err("timeout".to_owned()));
+    sim.prosody("A", "thaw").await;
+    sim.eventually(
+        Duration::from_secs(15),
+        "ping answered after thaw",
+        || async { agent.ping().await.is_ok() },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn stream_management_is_off_by_default_and_on_with_the_smacks_switch() {
+    let plain = Sim::start(&[]).await;
+    assert!(!Agent::connect(&plain.info, "B").await.sm_offered);
+    drop(plain);
+    let sim = Sim::start(&["--smacks"]).await;
+    assert!(Agent::connect(&sim.info, "B").await.sm_offered);
+}
