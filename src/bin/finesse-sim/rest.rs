@@ -139,42 +139,42 @@ fn authenticate(
     st: &NodeState,
     headers: &HeaderMap,
     owner: Option<&str>,
-) -> Result<String, Response> {
+) -> Result<String, Box<Response>> {
     let Some((user, password)) = basic_credentials(headers) else {
-        return Err(error_response(
+        return Err(Box::new(error_response(
             401,
             "Authorization Failure",
             "credentials required",
             "",
-        ));
+        )));
     };
     let result = lock(&st.cluster.truth).authenticate(&user, &password, Instant::now());
     match result {
         Ok(()) => {}
         Err(AuthFailure::Locked) => {
-            return Err(error_response(
+            return Err(Box::new(error_response(
                 401,
                 "Authorization Failure",
                 "account locked",
                 "",
-            ));
+            )));
         }
         Err(AuthFailure::UnknownUser | AuthFailure::BadPassword) => {
-            return Err(error_response(
+            return Err(Box::new(error_response(
                 401,
                 "Authorization Failure",
                 "invalid credentials",
                 "",
-            ));
+            )));
         }
     }
     if owner.is_some_and(|o| o != user) {
-        return Err(error_response(
+        return Err(Box::new(error_response(
             401,
             "Invalid Authorization User Specified",
             &format!("the authenticated user {user} does not match the user in the URI"),
             "1002001",
-        ));
+        )));
     }
     Ok(user)
 }
@@ -257,7 +257,7 @@ async fn get_user(
     headers: HeaderMap,
 ) -> Response {
     if let Err(r) = authenticate(&st, &headers, Some(&id)) {
-        return r;
+        return *r;
     }
     let truth = lock(&st.cluster.truth);
     match truth.agents.get(&id) {
@@ -275,7 +275,7 @@ async fn get_media_list(
     headers: HeaderMap,
 ) -> Response {
     if let Err(r) = authenticate(&st, &headers, Some(&id)) {
-        return r;
+        return *r;
     }
     let truth = lock(&st.cluster.truth);
     let Some(agent) = truth.agents.get(&id) else {
@@ -302,7 +302,7 @@ async fn get_media(
     headers: HeaderMap,
 ) -> Response {
     if let Err(r) = authenticate(&st, &headers, Some(&id)) {
-        return r;
+        return *r;
     }
     let truth = lock(&st.cluster.truth);
     let Some(m) = truth.mrds.get(&mrd) else {
@@ -319,7 +319,7 @@ async fn put_media(
     body: String,
 ) -> Response {
     if let Err(r) = authenticate(&st, &headers, Some(&id)) {
-        return r;
+        return *r;
     }
     let rid = request_id(&headers);
     let fields = match xml::read_fields(&body, "Media") {
@@ -351,7 +351,7 @@ async fn get_dialogs(
     headers: HeaderMap,
 ) -> Response {
     if let Err(r) = authenticate(&st, &headers, Some(&id)) {
-        return r;
+        return *r;
     }
     let truth = lock(&st.cluster.truth);
     let Some(media) = truth.agents.get(&id).and_then(|a| a.media.get(&mrd)) else {
@@ -374,7 +374,7 @@ async fn put_dialog(
 ) -> Response {
     let user = match authenticate(&st, &headers, None) {
         Ok(u) => u,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let rid = request_id(&headers);
     let fields = match xml::read_fields(&body, "Dialog") {

@@ -90,7 +90,7 @@ pub fn dialog(d: &Dialog, mrd_name: &str) -> String {
          <mediaProperties><mediaId>{mrd}</mediaId><dialedNumber></dialedNumber>\
          <queueNumber>5301</queueNumber><queueName>{queue}</queueName>\
          <callKeyCallId>{call}</callKeyCallId><callKeySequenceNum>1</callKeySequenceNum>\
-         <callKeyPrefix>150001</callKeyPrefix><callvariables>{vars}</callvariables>\
+         <callKeyPrefix>{prefix}</callKeyPrefix><callvariables>{vars}</callvariables>\
          </mediaProperties><participants><Participant><actions>{actions}</actions>\
          <mediaAddress>{agent}</mediaAddress><startTime>{start}</startTime>\
          <state>{state}</state><stateCause>{cause}</stateCause>\
@@ -101,6 +101,7 @@ pub fn dialog(d: &Dialog, mrd_name: &str) -> String {
         mrd = d.mrd,
         queue = esc(&d.queue_name),
         call = d.call_id,
+        prefix = esc(d.id.split('_').next().unwrap_or("")),
         agent = esc(&d.agent),
         start = time(Some(d.start_time)),
         state = esc(&d.state),

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs what the tests and the demo need beyond the Rust toolchain: Prosody (the XMPP
+# server each simulated Finesse node runs) and curl. Uses sudo when not root.
+set -euo pipefail
+need=()
+command -v prosody >/dev/null 2>&1 || need+=(prosody)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  echo "installing: ${need[*]}"
+  $sudo apt-get update
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y "${need[@]}"
+fi
+command -v prosody >/dev/null 2>&1 || { echo "prosody is still missing: apt-get install -y prosody" >&2; exit 1; }
