@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -18,11 +18,14 @@ use tokio::time::Instant;
 
 use crate::cluster::{Cluster, Faults, RestMode, lock};
 use crate::config::ErrorForm;
-use crate::truth::{Offer, OpError, lockout_remaining, reported_state};
+use crate::truth::{OpError, lockout_remaining, reported_state};
+
+mod cce;
+use cce::{dialog_action, double_pg, drift, end_dialog, forced_logout, offer, password};
 
 #[derive(Clone)]
-struct Admin {
-    cluster: Arc<Cluster>,
+pub(super) struct Admin {
+    pub(super) cluster: Arc<Cluster>,
     info: Arc<Value>,
 }
 
@@ -59,11 +62,11 @@ pub fn router(cluster: Arc<Cluster>, info: Value) -> Router {
         .with_state(st)
 }
 
-fn err(status: StatusCode, message: impl Into<String>) -> Response {
+pub(super) fn err(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
-fn op_err(e: OpError) -> Response {
+pub(super) fn op_err(e: OpError) -> Response {
     match e {
         OpError::Http {
             status, message, ..
@@ -313,185 +316,4 @@ async fn put_behaviour(State(st): State<Admin>, Json(p): Json<BehaviourPatch>) -
         }
     }
     get_behaviour(State(st)).await
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
-struct OfferBody {
-    call_variables: BTreeMap<String, String>,
-    force: bool,
-}
-
-async fn offer(
-    State(st): State<Admin>,
-    Path((agent, mrd)): Path<(String, u32)>,
-    body: Option<Json<OfferBody>>,
-) -> Response {
-    let body = body.map(|Json(b)| b).unwrap_or_default();
-    let offer = Offer {
-        call_variables: body.call_variables.into_iter().collect(),
-        force: body.force,
-    };
-    let result = lock(&st.cluster.truth).offer(&agent, mrd, offer, SystemTime::now());
-    match result {
-        Ok((dialog, effects)) => {
-            st.cluster.notify(&effects, "");
-            (
-                StatusCode::CREATED,
-                Json(json!({ "dialogId": dialog.id, "dialog": dialog })),
-            )
-                .into_response()
-        }
-        Err(e) => op_err(e),
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DriftBody {
-    node: String,
-    #[serde(default)]
-    notify: bool,
-}
-
-async fn drift(
-    State(st): State<Admin>,
-    Path((agent, mrd)): Path<(String, u32)>,
-    Json(b): Json<DriftBody>,
-) -> Response {
-    let Some(n) = st.cluster.node(&b.node).cloned() else {
-        return err(StatusCode::NOT_FOUND, format!("unknown node {}", b.node));
-    };
-    if let Err(e) = lock(&st.cluster.truth).drift(&agent, mrd, n.index) {
-        return op_err(e);
-    }
-    if b.notify {
-        st.cluster.notify(
-            &[crate::truth::Effect::Media {
-                agent: agent.clone(),
-                mrd,
-            }],
-            "",
-        );
-    }
-    Json(json!({ "agent": agent, "mrd": mrd, "node": n.name })).into_response()
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default, deny_unknown_fields)]
-struct PgBody {
-    /// Dialog ids to drop; absent drops them all.
-    remove: Option<Vec<String>>,
-    /// New ACTIVE dialogs to add.
-    add: Option<usize>,
-}
-
-async fn double_pg(
-    State(st): State<Admin>,
-    Path((agent, mrd)): Path<(String, u32)>,
-    body: Option<Json<PgBody>>,
-) -> Response {
-    let b = body.map(|Json(b)| b).unwrap_or_default();
-    let result = lock(&st.cluster.truth).double_pg_failure(
-        &agent,
-        mrd,
-        b.remove,
-        b.add.unwrap_or(1),
-        SystemTime::now(),
-    );
-    match result {
-        Ok((removed, added)) => Json(json!({ "removed": removed, "added": added })).into_response(),
-        Err(e) => op_err(e),
-    }
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default, deny_unknown_fields)]
-struct ForcedBody {
-    node: Option<String>,
-}
-
-async fn forced_logout(
-    State(st): State<Admin>,
-    Path(agent): Path<String>,
-    body: Option<Json<ForcedBody>>,
-) -> Response {
-    let b = body.map(|Json(b)| b).unwrap_or_default();
-    let node = match b
-        .node
-        .as_deref()
-        .map(|n| st.cluster.node(n).map(|n| n.index))
-    {
-        Some(None) => return err(StatusCode::NOT_FOUND, "unknown node"),
-        Some(Some(i)) => Some(i),
-        None => None,
-    };
-    let effects = lock(&st.cluster.truth).forced_logout(&agent, node, SystemTime::now());
-    st.cluster.notify(&effects, "");
-    Json(json!({ "agent": agent, "effects": effects.len() })).into_response()
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PasswordBody {
-    password: String,
-}
-
-async fn password(
-    State(st): State<Admin>,
-    Path(agent): Path<String>,
-    Json(b): Json<PasswordBody>,
-) -> Response {
-    {
-        let mut t = lock(&st.cluster.truth);
-        let Some(a) = t.agents.get_mut(&agent) else {
-            return err(StatusCode::NOT_FOUND, format!("unknown agent {agent}"));
-        };
-        a.password = b.password.clone();
-    }
-    for n in &st.cluster.nodes {
-        if let Some(p) = n.prosody.lock().await.as_ref() {
-            if let Err(e) = p.set_password(&agent, &b.password) {
-                return err(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"));
-            }
-        }
-    }
-    StatusCode::NO_CONTENT.into_response()
-}
-
-async fn end_dialog(State(st): State<Admin>, Path(id): Path<String>) -> Response {
-    let result = lock(&st.cluster.truth).customer_end(&id, SystemTime::now());
-    match result {
-        Ok(effects) => {
-            st.cluster.notify(&effects, "");
-            Json(json!({ "dialogId": id, "state": "CLOSED" })).into_response()
-        }
-        Err(e) => op_err(e),
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ActionBody {
-    action: String,
-}
-
-async fn dialog_action(
-    State(st): State<Admin>,
-    Path(id): Path<String>,
-    Json(b): Json<ActionBody>,
-) -> Response {
-    let owner = lock(&st.cluster.truth).find_dialog(&id).map(|(a, _)| a);
-    let Some(owner) = owner else {
-        return err(StatusCode::NOT_FOUND, format!("no dialog {id}"));
-    };
-    let result =
-        lock(&st.cluster.truth).dialog_action(None, &owner, &id, &b.action, SystemTime::now());
-    match result {
-        Ok(effects) => {
-            st.cluster.notify(&effects, "");
-            Json(json!({ "dialogId": id, "action": b.action })).into_response()
-        }
-        Err(e) => op_err(e),
-    }
 }
