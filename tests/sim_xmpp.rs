@@ -8,6 +8,7 @@ mod support;
 use std::time::Duration;
 
 use finesse_taskd::xmpp::TlsMode;
+use finesse_taskd::xmpp::session::login;
 use reqwest::Method;
 use serde_json::json;
 use support::xmpp::{Agent, Seen};
@@ -265,4 +266,86 @@ async fn stream_management_is_off_by_default_and_on_with_the_smacks_switch() {
     drop(plain);
     let sim = Sim::start(&["--smacks"]).await;
     assert!(Agent::connect(&sim.info, "B").await.sm_offered);
+}
+
+fn login_params(
+    sim: &Sim,
+    password: &str,
+    mode: TlsMode,
+) -> finesse_taskd::xmpp::session::LoginParams {
+    let n = sim.node("A");
+    let port = if mode == TlsMode::Direct {
+        n.xmpp_secure_port
+    } else {
+        n.xmpp_port
+    };
+    let ca = std::fs::read(&sim.info.ca_file).unwrap();
+    let tls = finesse_taskd::xmpp::Connector::client_config_from_pem(&ca).unwrap();
+    finesse_taskd::xmpp::session::LoginParams {
+        connector: finesse_taskd::xmpp::Connector::new(
+            format!("127.0.0.1:{port}").parse().unwrap(),
+            mode,
+            tls,
+        ),
+        jid: format!("{AGENT}@{}/taskd", sim.info.domain)
+            .parse()
+            .unwrap(),
+        password: password.to_owned(),
+        timeouts: tokio_xmpp::xmlstream::Timeouts::tight(),
+        disable_sm: true,
+    }
+}
+
+#[tokio::test]
+async fn a_changed_password_is_refused_by_xmpp_as_an_auth_error() {
+    use finesse_taskd::xmpp::session::is_auth_error;
+    let sim = Sim::start(&[]).await;
+    assert!(
+        login(&login_params(&sim, support::PASSWORD, TlsMode::Direct))
+            .await
+            .is_ok()
+    );
+    sim.admin(
+        Method::PUT,
+        &format!("/admin/agents/{AGENT}/password"),
+        Some(json!({ "password": "rotated" })),
+    )
+    .await;
+    let err = login(&login_params(&sim, support::PASSWORD, TlsMode::Direct))
+        .await
+        .err()
+        .expect("old password refused");
+    assert!(is_auth_error(&err), "{err}");
+    assert!(
+        login(&login_params(&sim, "rotated", TlsMode::StartTls))
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn plain_modes_serve_http_and_unencrypted_xmpp_only_when_asked() {
+    let sim = Sim::start(&["--plain-rest", "--plain-xmpp"]).await;
+    let rest = &sim.node("A").rest;
+    assert!(rest.starts_with("http://"), "{rest}");
+    let body = reqwest::get(format!("{rest}/finesse/api/SystemInfo"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(body.contains("<status>IN_SERVICE</status>"), "{body}");
+    let mut agent =
+        Agent::connect_as(&sim.info, "A", AGENT, support::PASSWORD, TlsMode::None).await;
+    agent.subscribe_media().await;
+    sim.sign_in("A", 2, "ACCEPT", "CLOSE").await;
+    agent.notification(&["<state>NOT_READY</state>"]).await;
+
+    let tls = Sim::start(&[]).await;
+    assert!(tls.node("A").rest.starts_with("https://"));
+    let plain = login(&login_params(&tls, support::PASSWORD, TlsMode::None)).await;
+    assert!(
+        plain.is_err(),
+        "without --plain-xmpp the server refuses an unencrypted login"
+    );
 }
