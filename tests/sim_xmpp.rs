@@ -349,3 +349,34 @@ async fn plain_modes_serve_http_and_unencrypted_xmpp_only_when_asked() {
         "without --plain-xmpp the server refuses an unencrypted login"
     );
 }
+
+#[tokio::test]
+async fn without_spawn_prosody_it_publishes_through_the_servers_named_in_its_config() {
+    // `host` owns the Prosody pair; its publisher password is `pub-<pid>`.
+    let host = Sim::start(&[]).await;
+    let pid = host.child.id().unwrap();
+    let base = std::fs::read_to_string(support::sim_config()).unwrap();
+    let nodes = "[[nodes]]\nname = \"A\"\n\n[[nodes]]\nname = \"B\"\n";
+    assert!(base.contains(nodes), "config/sim.toml changed shape");
+    let (a, b) = (host.node("A"), host.node("B"));
+    let external = format!(
+        "[[nodes]]\nname = \"A\"\nxmpp_port = {}\nxmpp_secure_port = {}\n\n\
+         [[nodes]]\nname = \"B\"\nxmpp_port = {}\nxmpp_secure_port = {}\n\n\
+         [publisher]\nuser = \"finesse\"\npassword = \"pub-{pid}\"\nca_file = {:?}\n",
+        a.xmpp_port, a.xmpp_secure_port, b.xmpp_port, b.xmpp_secure_port, host.info.ca_file,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("external.toml");
+    std::fs::write(&path, base.replace(nodes, &external)).unwrap();
+    let sim = Sim::start_with(path, &[]).await;
+    assert_eq!(sim.node("A").xmpp_port, a.xmpp_port);
+    let mut agent = Agent::connect(&host.info, "A").await;
+    agent.subscribe_media().await;
+    sim.sign_in("A", 2, "ACCEPT", "CLOSE").await;
+    let (node, _) = agent.notification(&["<state>NOT_READY</state>"]).await;
+    assert_eq!(node, MEDIA_NODE);
+    let (status, _) = sim
+        .admin_status(Method::POST, "/admin/nodes/A/prosody/kill", None)
+        .await;
+    assert_eq!(status, 409, "it does not control servers it did not spawn");
+}

@@ -56,10 +56,12 @@ pub fn sim_config() -> PathBuf {
 impl Sim {
     /// Starts the simulator with `--spawn-prosody` and `extra` arguments.
     pub async fn start(extra: &[&str]) -> Sim {
-        Self::start_with(sim_config(), extra).await
+        let mut args = vec!["--spawn-prosody"];
+        args.extend_from_slice(extra);
+        Self::start_with(sim_config(), &args).await
     }
 
-    /// Starts the simulator with a given config file.
+    /// Starts the simulator with a given config file and exactly these extra arguments.
     pub async fn start_with(config: PathBuf, extra: &[&str]) -> Sim {
         let log_dir = tempfile::Builder::new()
             .prefix("sim-log-")
@@ -71,7 +73,6 @@ impl Sim {
         let mut child = Command::new(env!("CARGO_BIN_EXE_finesse-sim"))
             .arg("--config")
             .arg(config)
-            .arg("--spawn-prosody")
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -221,7 +221,14 @@ async fn run(cli: Cli, config: SimConfig) -> anyhow::Result<()> {
             &std::fs::read(&pki.key_file)?,
         )?)
     };
-    let publisher_jid = Jid::new(&format!("{}@{}/sim", config.publisher.user, config.domain))?;
+    // One resource per simulator process, so two simulators sharing servers never kick
+    // each other's publisher session.
+    let publisher_jid = Jid::new(&format!(
+        "{}@{}/sim-{}",
+        config.publisher.user,
+        config.domain,
+        std::process::id()
+    ))?;
     let agents: Vec<String> = config.agents.iter().map(|a| a.id.clone()).collect();
     for ((node, inbox), listener) in nodes.iter().zip(inboxes).zip(listeners) {
         let host = if cli.spawn_prosody {
