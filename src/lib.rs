@@ -3,12 +3,26 @@
 //! jittered backoff and A/B failover, then Media GET, drift re-sign-in and Dialog LIST resync.
 //!
 //! # Layout
-//! - [`xmpp`]: XMPP transport pieces shared by the daemon, the simulator and the tests (a
-//!   TLS connector that trusts a custom CA, for both direct TLS and STARTTLS).
+//! - [`config`]: the per-agent TOML, validated into [`config::Config`] (errors name the key).
+//! - [`secret`]: a string that never prints itself.
+//! - [`finesse`]: the Finesse XML model and the REST client.
+//! - [`xmpp`]: the TLS connector (custom CA, direct TLS / STARTTLS), one login attempt, and
+//!   the link whose reconnects the supervisor owns.
+//! - [`backoff`]: the retry delays (first-retry window, then jittered exponential backoff).
+//! - [`model`]: the agent's local view (media, dialogs) and the pure resync decisions.
+//! - [`supervisor`]: the loop that holds, detects, recovers and resyncs.
+//! - [`api`]: the local HTTP API (health, readiness, state).
 //!
 //! The Finesse simulator lives in `src/bin/finesse-sim/` and deliberately shares no XML model
 //! with the daemon, so that one misreading of the protocol cannot pass on both sides.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod api;
+pub mod backoff;
+pub mod config;
+pub mod finesse;
+pub mod model;
+pub mod secret;
+pub mod supervisor;
 pub mod xmpp;

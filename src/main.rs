@@ -1,15 +1,150 @@
-//! The `finesse-taskd` daemon binary. The session core (REST + XMPP hold, recovery, resync)
-//! is not built yet; until it is, this binary only reports that and exits non-zero, so that
-//! nobody deploys it by mistake.
+//! The `finesse-taskd` binary: CLI, logging, signals and exit codes. Everything else is in the
+//! library. Exit codes: 0 after a clean stop, 78 (EX_CONFIG) for a configuration error, 1 for
+//! any other fatal error.
 #![forbid(unsafe_code)]
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use finesse_taskd::config::Config;
+use finesse_taskd::supervisor::Supervisor;
+use finesse_taskd::supervisor::state::Shared;
+
+const EX_CONFIG: u8 = 78;
+
+/// Keeps a Cisco Finesse agent's nonvoice (task-routing) session healthy.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// The agent's config file (for the default `run`).
+    #[arg(long, short, global = true)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon (the default).
+    Run,
+    /// Validate the config file and exit (0 valid, 78 invalid).
+    CheckConfig,
+}
 
 fn main() -> ExitCode {
-    if std::env::args().any(|a| a == "--version" || a == "-V") {
-        println!("finesse-taskd {}", env!("CARGO_PKG_VERSION"));
+    let cli = Cli::parse();
+    let Some(path) = cli.config.clone() else {
+        eprintln!("finesse-taskd: --config FILE is required");
+        return ExitCode::from(EX_CONFIG);
+    };
+    let config = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("finesse-taskd: {e}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    if matches!(cli.command, Some(Command::CheckConfig)) {
+        for w in &config.warnings {
+            eprintln!("warning: {w}");
+        }
+        println!("{}: valid", path.display());
         return ExitCode::SUCCESS;
     }
-    eprintln!("finesse-taskd: the daemon core is not implemented yet; only finesse-sim is usable");
-    ExitCode::FAILURE
+    init_logging(&config.log_format);
+    for w in &config.warnings {
+        warn!("{w}");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            error!(error = %e, "cannot start the runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(config))
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,tokio_xmpp=warn".into());
+    let json = format == "json";
+    let journald = format == "auto" && std::env::var_os("JOURNAL_STREAM").is_some();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else if journald {
+        builder.without_time().with_ansi(false).init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(config: Config) -> ExitCode {
+    let shared = Arc::new(Shared::new(&config.agent_id));
+    let shutdown = CancellationToken::new();
+    let listener = match tokio::net::TcpListener::bind(&config.api_listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            error!(listen = %config.api_listen, error = %e, "cannot bind the local API");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    match listener.local_addr() {
+        Ok(addr) => info!(%addr, agent = %config.agent_id, "local API listening"),
+        Err(e) => warn!(error = %e, "local API address unknown"),
+    }
+    let api = finesse_taskd::api::router(shared.clone());
+    let api_stop = shutdown.clone();
+    let api_task = tokio::spawn(async move {
+        let _ = axum::serve(listener, api)
+            .with_graceful_shutdown(async move { api_stop.cancelled().await })
+            .await;
+    });
+    let supervisor = match Supervisor::new(config, shared, shutdown.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            error!(error = %e, "cannot start");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    let signals = shutdown.clone();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => info!("SIGTERM: stopping"),
+            _ = int.recv() => info!("SIGINT: stopping"),
+        }
+        signals.cancel();
+    });
+    let result = supervisor.run().await;
+    shutdown.cancel();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), api_task).await;
+    match result {
+        Ok(()) => {
+            info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            error!(error = %e, "fatal");
+            ExitCode::FAILURE
+        }
+    }
 }

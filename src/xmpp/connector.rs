@@ -17,6 +17,7 @@ use tokio::io::BufStream;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tokio_xmpp::connect::{AsyncReadAndWrite, ServerConnector};
 use tokio_xmpp::jid::Jid;
 use tokio_xmpp::parsers::starttls;
@@ -43,6 +44,7 @@ pub struct Connector {
     addr: SocketAddr,
     mode: TlsMode,
     tls: Arc<rustls::ClientConfig>,
+    kill: Option<CancellationToken>,
 }
 
 impl std::fmt::Debug for Connector {
@@ -57,7 +59,33 @@ impl std::fmt::Debug for Connector {
 impl Connector {
     /// A connector for `addr`, verifying the server against `tls`.
     pub fn new(addr: SocketAddr, mode: TlsMode, tls: Arc<rustls::ClientConfig>) -> Self {
-        Self { addr, mode, tls }
+        Self {
+            addr,
+            mode,
+            tls,
+            kill: None,
+        }
+    }
+
+    /// The same connector, whose streams fail with `ConnectionAborted` once `kill` is
+    /// cancelled: the owner can end a live session (to fail over) without closing the
+    /// long-lived stanza stream around it.
+    pub fn with_kill_switch(mut self, kill: CancellationToken) -> Self {
+        self.kill = Some(kill);
+        self
+    }
+
+    fn wrap<S: AsyncReadAndWrite + 'static>(
+        &self,
+        io: S,
+    ) -> Box<dyn AsyncReadAndWrite + Send + 'static> {
+        match &self.kill {
+            Some(kill) => Box::new(Killable {
+                inner: Box::pin(io),
+                killed: Box::pin(kill.clone().cancelled_owned()),
+            }),
+            None => Box::new(io),
+        }
     }
 
     /// The rustls client configuration trusting exactly the PEM certificates in `ca_pem`.
@@ -139,13 +167,13 @@ impl ServerConnector for Connector {
         let _ = tcp.set_nodelay(true);
         match self.mode {
             TlsMode::None => {
-                let io: Self::Stream = Box::new(BufStream::new(tcp));
+                let io: Self::Stream = self.wrap(BufStream::new(tcp));
                 let pending = initiate_stream(io, ns, header(domain), timeouts).await?;
                 Ok((pending, sasl::common::ChannelBinding::None))
             }
             TlsMode::Direct => {
                 let (tls, binding) = self.tls(tcp, domain).await?;
-                let io: Self::Stream = Box::new(BufStream::new(tls));
+                let io: Self::Stream = self.wrap(BufStream::new(tls));
                 let pending = initiate_stream(io, ns, header(domain), timeouts).await?;
                 Ok((pending, binding))
             }
@@ -181,10 +209,90 @@ impl ServerConnector for Connector {
                 }
                 let tcp = stream.into_inner().into_inner();
                 let (tls, binding) = self.tls(tcp, domain).await?;
-                let io: Self::Stream = Box::new(BufStream::new(tls));
+                let io: Self::Stream = self.wrap(BufStream::new(tls));
                 let pending = initiate_stream(io, ns, header(domain), timeouts).await?;
                 Ok((pending, binding))
             }
         }
+    }
+}
+
+/// A stream that fails once its kill switch fires, waking any pending read or write.
+struct Killable {
+    inner: std::pin::Pin<Box<dyn AsyncReadAndWrite + Send>>,
+    killed: std::pin::Pin<Box<WaitForCancellationFutureOwned>>,
+}
+
+fn aborted() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "session ended by its owner",
+    )
+}
+
+impl Killable {
+    fn is_killed(&mut self, cx: &mut std::task::Context<'_>) -> bool {
+        self.killed.as_mut().poll(cx).is_ready()
+    }
+}
+
+use std::future::Future as _;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, ReadBuf};
+
+impl AsyncRead for Killable {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.is_killed(cx) {
+            return Poll::Ready(Err(aborted()));
+        }
+        this.inner.as_mut().poll_read(cx, buf)
+    }
+}
+
+impl AsyncBufRead for Killable {
+    fn poll_fill_buf(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<&[u8]>> {
+        let this = self.get_mut();
+        if this.is_killed(cx) {
+            return Poll::Ready(Err(aborted()));
+        }
+        this.inner.as_mut().poll_fill_buf(cx)
+    }
+
+    fn consume(self: std::pin::Pin<&mut Self>, amt: usize) {
+        self.get_mut().inner.as_mut().consume(amt);
+    }
+}
+
+impl AsyncWrite for Killable {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.is_killed(cx) {
+            return Poll::Ready(Err(aborted()));
+        }
+        this.inner.as_mut().poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.is_killed(cx) {
+            return Poll::Ready(Err(aborted()));
+        }
+        this.inner.as_mut().poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().inner.as_mut().poll_shutdown(cx)
     }
 }

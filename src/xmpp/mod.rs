@@ -3,6 +3,7 @@
 //! liveness and pubsub layers build on it.
 
 pub mod connector;
+pub mod link;
 pub mod session;
 
 pub use connector::{Connector, TlsMode};

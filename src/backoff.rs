@@ -1,0 +1,143 @@
+//! Retry delays, as one small value type over the `backoff` crate (used only as the delay
+//! generator, so a later swap to `backon` touches this file alone). The first retry after a
+//! healthy period waits a uniform random time in `[0, first_retry_window]`, so that a fleet of
+//! daemons that lost the same node does not come back at once; later retries grow
+//! exponentially with jitter, capped at `backoff_max`. [`Backoff::reset`] starts over.
+
+use std::time::Duration;
+
+use backoff::ExponentialBackoff;
+use backoff::backoff::Backoff as _;
+use rand::Rng;
+
+use crate::config::RecoveryConfig;
+
+/// The retry delay generator.
+#[derive(Debug)]
+pub struct Backoff {
+    window: Duration,
+    max: Duration,
+    inner: ExponentialBackoff,
+    attempt: u32,
+}
+
+impl Backoff {
+    /// A fresh generator.
+    pub fn new(cfg: &RecoveryConfig) -> Self {
+        let inner = ExponentialBackoff {
+            current_interval: cfg.backoff_initial,
+            initial_interval: cfg.backoff_initial,
+            randomization_factor: cfg.backoff_jitter,
+            multiplier: cfg.backoff_multiplier,
+            max_interval: cfg.backoff_max,
+            max_elapsed_time: None,
+            ..ExponentialBackoff::default()
+        };
+        Self {
+            window: cfg.first_retry_window,
+            max: cfg.backoff_max,
+            inner,
+            attempt: 0,
+        }
+    }
+
+    /// The delay before the next retry.
+    pub fn next_delay(&mut self) -> Duration {
+        self.attempt += 1;
+        if self.attempt == 1 {
+            let ms = self.window.as_millis() as u64;
+            return Duration::from_millis(if ms == 0 {
+                0
+            } else {
+                rand::thread_rng().gen_range(0..=ms)
+            });
+        }
+        let d = self.inner.next_backoff().unwrap_or(self.max).min(self.max);
+        // Whole milliseconds: the timer's resolution anyway.
+        Duration::from_millis(d.as_millis() as u64)
+    }
+
+    /// Retries made since the last reset.
+    pub fn attempts(&self) -> u32 {
+        self.attempt
+    }
+
+    /// Starts over (after `healthy_after` of health).
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+        self.inner.reset();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> RecoveryConfig {
+        RecoveryConfig {
+            first_retry_window: Duration::from_secs(2),
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+            backoff_multiplier: 2.0,
+            backoff_jitter: 0.5,
+            healthy_after: Duration::from_secs(30),
+            systeminfo_poll: Duration::from_secs(5),
+            auth_retry: Duration::from_secs(360),
+        }
+    }
+
+    #[test]
+    fn first_retry_is_uniform_in_the_window_and_spreads_a_fleet() {
+        let delays: Vec<Duration> = (0..200)
+            .map(|_| Backoff::new(&cfg()).next_delay())
+            .collect();
+        assert!(delays.iter().all(|d| *d <= Duration::from_secs(2)));
+        let early = delays
+            .iter()
+            .filter(|d| **d < Duration::from_secs(1))
+            .count();
+        assert!(
+            (40..=160).contains(&early),
+            "{early} of 200 in the first half"
+        );
+    }
+
+    #[test]
+    fn later_retries_grow_with_jitter_and_stay_under_the_cap() {
+        let mut b = Backoff::new(&cfg());
+        b.next_delay();
+        let second = b.next_delay();
+        assert!(
+            second >= Duration::from_millis(500) && second <= Duration::from_millis(1500),
+            "{second:?}"
+        );
+        let mut last = Duration::ZERO;
+        for _ in 0..20 {
+            last = b.next_delay();
+            assert!(last <= Duration::from_secs(60));
+        }
+        assert!(
+            last >= Duration::from_secs(30),
+            "reaches the cap region: {last:?}"
+        );
+        b.reset();
+        assert!(
+            b.next_delay() <= Duration::from_secs(2),
+            "reset goes back to the window"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_loop_under_paused_time_waits_the_sum_of_its_delays() {
+        let mut b = Backoff::new(&cfg());
+        let start = tokio::time::Instant::now();
+        let mut total = Duration::ZERO;
+        for _ in 0..5 {
+            let d = b.next_delay();
+            total += d;
+            tokio::time::sleep(d).await;
+        }
+        assert_eq!(start.elapsed(), total);
+        assert!(total <= Duration::from_secs(2 + 2 * 15));
+    }
+}

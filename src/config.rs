@@ -1,0 +1,572 @@
+//! The per-agent TOML file: [`RawConfig`] mirrors it (serde, unknown keys refused), and
+//! [`Config::load`] validates it into [`Config`], whose fields are ready to use (durations,
+//! URLs, the password read from its file or systemd credential). Every error names the file
+//! and the key; the daemon exits with 78 (EX_CONFIG) on any of them.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::secret::Secret;
+use crate::xmpp::TlsMode;
+
+/// A configuration error: `file: key: message`.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {key}: {message}")]
+pub struct ConfigError {
+    /// The config file.
+    pub file: String,
+    /// The offending key, dotted (`media[0].max_dialog_limit`).
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    agent: RawAgent,
+    finesse: RawFinesse,
+    #[serde(default)]
+    xmpp: RawXmpp,
+    media: Vec<RawMedia>,
+    #[serde(default)]
+    recovery: RawRecovery,
+    #[serde(default)]
+    api: RawApi,
+    #[serde(default)]
+    log: RawLog,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAgent {
+    id: String,
+    password_file: Option<PathBuf>,
+    password_credential: Option<String>,
+    password: Option<Secret>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFinesse {
+    nodes: Vec<String>,
+    ca_file: Option<PathBuf>,
+    #[serde(default = "d_request_timeout", with = "humantime_serde")]
+    request_timeout: Duration,
+    #[serde(default = "d_max_body")]
+    max_body: bytesize::ByteSize,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawXmpp {
+    port: Option<u16>,
+    tls: String,
+    domain: String,
+    resource: String,
+    #[serde(with = "humantime_serde")]
+    ping_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    ping_timeout: Duration,
+    insecure: bool,
+}
+
+impl Default for RawXmpp {
+    fn default() -> Self {
+        Self {
+            port: None,
+            tls: "direct".into(),
+            domain: String::new(),
+            resource: "taskd".into(),
+            ping_interval: Duration::from_secs(10),
+            ping_timeout: Duration::from_secs(5),
+            insecure: false,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMedia {
+    id: u32,
+    max_dialog_limit: i64,
+    interrupt_action: String,
+    #[serde(default = "d_logout_action")]
+    dialog_logout_action: String,
+    #[serde(default = "d_state")]
+    state: String,
+    reason_code_id: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawRecovery {
+    #[serde(with = "humantime_serde")]
+    first_retry_window: Duration,
+    #[serde(with = "humantime_serde")]
+    backoff_initial: Duration,
+    #[serde(with = "humantime_serde")]
+    backoff_max: Duration,
+    backoff_multiplier: f64,
+    backoff_jitter: f64,
+    #[serde(with = "humantime_serde")]
+    healthy_after: Duration,
+    #[serde(with = "humantime_serde")]
+    systeminfo_poll: Duration,
+    #[serde(with = "humantime_serde")]
+    auth_retry: Duration,
+}
+
+impl Default for RawRecovery {
+    fn default() -> Self {
+        Self {
+            first_retry_window: Duration::from_secs(2),
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+            backoff_multiplier: 2.0,
+            backoff_jitter: 0.5,
+            healthy_after: Duration::from_secs(30),
+            systeminfo_poll: Duration::from_secs(5),
+            auth_retry: Duration::from_secs(360),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawApi {
+    listen: String,
+}
+
+impl Default for RawApi {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9471".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLog {
+    format: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        Self {
+            format: "auto".into(),
+        }
+    }
+}
+
+fn d_request_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn d_max_body() -> bytesize::ByteSize {
+    bytesize::ByteSize::mib(1)
+}
+fn d_logout_action() -> String {
+    "CLOSE".into()
+}
+fn d_state() -> String {
+    "READY".into()
+}
+
+/// The XMPP settings, validated.
+#[derive(Debug, Clone)]
+pub struct XmppConfig {
+    /// Port override; `None` takes SystemInfo's per-node port, else 5223/5222 by `tls`.
+    pub port: Option<u16>,
+    /// Direct TLS, STARTTLS or none.
+    pub tls: TlsMode,
+    /// Domain override; `None` takes SystemInfo's xmppDomain.
+    pub domain: Option<String>,
+    /// The resource bound (never `desktop`).
+    pub resource: String,
+    /// Silence before a ping.
+    pub ping_interval: Duration,
+    /// Wait for the ping's answer.
+    pub ping_timeout: Duration,
+}
+
+/// One MRD's desired settings and state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaConfig {
+    /// MRD id.
+    pub id: u32,
+    /// 1..=10.
+    pub max_dialog_limit: u32,
+    /// ACCEPT | IGNORE.
+    pub interrupt_action: String,
+    /// CLOSE | TRANSFER.
+    pub dialog_logout_action: String,
+    /// READY | NOT_READY after (re)sign-in.
+    pub state: String,
+    /// Reason code for NOT_READY.
+    pub reason_code_id: Option<u32>,
+}
+
+/// Recovery timing.
+#[derive(Debug, Clone)]
+pub struct RecoveryConfig {
+    /// The first retry waits a uniform random time in `[0, first_retry_window]`.
+    pub first_retry_window: Duration,
+    /// Exponential backoff start.
+    pub backoff_initial: Duration,
+    /// Exponential backoff cap.
+    pub backoff_max: Duration,
+    /// Growth factor.
+    pub backoff_multiplier: f64,
+    /// Randomization factor (0..=1).
+    pub backoff_jitter: f64,
+    /// Healthy this long resets the backoff.
+    pub healthy_after: Duration,
+    /// SystemInfo poll interval while waiting for IN_SERVICE.
+    pub systeminfo_poll: Duration,
+    /// Minimum wait after an authentication failure.
+    pub auth_retry: Duration,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it was read from.
+    pub source: PathBuf,
+    /// Finesse user id.
+    pub agent_id: String,
+    /// The agent's password.
+    pub password: Secret,
+    /// Node base URLs, side A first.
+    pub nodes: Vec<reqwest::Url>,
+    /// Extra trust anchor (PEM) for REST and XMPP.
+    pub ca_pem: Option<Vec<u8>>,
+    /// Per-request timeout.
+    pub request_timeout: Duration,
+    /// Largest response body accepted.
+    pub max_body: u64,
+    /// XMPP settings.
+    pub xmpp: XmppConfig,
+    /// Desired media, one per MRD.
+    pub media: Vec<MediaConfig>,
+    /// Recovery timing.
+    pub recovery: RecoveryConfig,
+    /// Local API address.
+    pub api_listen: String,
+    /// auto | text | json.
+    pub log_format: String,
+    /// Things worth a warning once logging is up.
+    pub warnings: Vec<String>,
+}
+
+fn err(file: &Path, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        file: file.display().to_string(),
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+fn choice(file: &Path, key: &str, value: &str, allowed: &[&str]) -> Result<String, ConfigError> {
+    if allowed.contains(&value) {
+        Ok(value.to_owned())
+    } else {
+        Err(err(
+            file,
+            key,
+            format!("{value:?} is not one of {}", allowed.join(", ")),
+        ))
+    }
+}
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| err(path, "(file)", e.to_string()))?;
+        Self::parse(path, &text)
+    }
+
+    /// Validates TOML text that came from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let message = e.message().to_owned();
+            let key = e
+                .span()
+                .map(|s| {
+                    format!(
+                        "line {}",
+                        text[..s.start.min(text.len())].lines().count().max(1)
+                    )
+                })
+                .unwrap_or_else(|| "(toml)".into());
+            err(path, key, message)
+        })?;
+        let mut warnings = Vec::new();
+        let f = path;
+
+        let id = raw.agent.id.trim().to_owned();
+        if id.is_empty()
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+        {
+            return Err(err(
+                f,
+                "agent.id",
+                format!("{id:?} is not a Finesse user id"),
+            ));
+        }
+        let password = read_password(f, &raw.agent, &mut warnings)?;
+
+        if raw.finesse.nodes.is_empty() || raw.finesse.nodes.len() > 2 {
+            return Err(err(
+                f,
+                "finesse.nodes",
+                format!("expected 1 or 2 nodes, got {}", raw.finesse.nodes.len()),
+            ));
+        }
+        let mut nodes = Vec::new();
+        for (i, n) in raw.finesse.nodes.iter().enumerate() {
+            let url = reqwest::Url::parse(n)
+                .map_err(|e| err(f, format!("finesse.nodes[{i}]"), format!("{n:?}: {e}")))?;
+            match url.scheme() {
+                "https" => {}
+                "http" if raw.xmpp.insecure => {
+                    warnings.push(format!("finesse.nodes[{i}]: plain HTTP (insecure = true)"))
+                }
+                other => {
+                    return Err(err(
+                        f,
+                        format!("finesse.nodes[{i}]"),
+                        format!(
+                            "scheme {other:?}: use https (http only with xmpp.insecure = true)"
+                        ),
+                    ));
+                }
+            }
+            if url.host_str().is_none() {
+                return Err(err(
+                    f,
+                    format!("finesse.nodes[{i}]"),
+                    format!("{n:?} has no host"),
+                ));
+            }
+            nodes.push(url);
+        }
+        let ca_pem = match &raw.finesse.ca_file {
+            None => None,
+            Some(p) => {
+                let pem = std::fs::read(p)
+                    .map_err(|e| err(f, "finesse.ca_file", format!("{}: {e}", p.display())))?;
+                crate::xmpp::Connector::client_config_from_pem(&pem)
+                    .map_err(|e| err(f, "finesse.ca_file", format!("{}: {e}", p.display())))?;
+                Some(pem)
+            }
+        };
+        if raw.finesse.request_timeout.is_zero() {
+            return Err(err(f, "finesse.request_timeout", "must be above zero"));
+        }
+        let max_body = raw.finesse.max_body.as_u64();
+        if max_body < 1024 {
+            return Err(err(f, "finesse.max_body", "must be at least 1KiB"));
+        }
+
+        let x = &raw.xmpp;
+        let tls = match x.tls.as_str() {
+            "direct" => TlsMode::Direct,
+            "starttls" => TlsMode::StartTls,
+            "none" if x.insecure => TlsMode::None,
+            "none" => return Err(err(f, "xmpp.tls", "\"none\" needs xmpp.insecure = true")),
+            other => {
+                return Err(err(
+                    f,
+                    "xmpp.tls",
+                    format!("{other:?} is not one of direct, starttls, none"),
+                ));
+            }
+        };
+        if x.resource.is_empty() || x.resource.eq_ignore_ascii_case("desktop") {
+            return Err(err(
+                f,
+                "xmpp.resource",
+                format!("{:?} is refused: Finesse reserves \"desktop\"", x.resource),
+            ));
+        }
+        if x.ping_interval.is_zero() || x.ping_timeout.is_zero() {
+            return Err(err(
+                f,
+                "xmpp.ping_interval",
+                "ping_interval and ping_timeout must be above zero",
+            ));
+        }
+
+        if raw.media.is_empty() {
+            return Err(err(f, "media", "at least one [[media]] table is required"));
+        }
+        let mut media: Vec<MediaConfig> = Vec::new();
+        for (i, m) in raw.media.iter().enumerate() {
+            let key = |k: &str| format!("media[{i}].{k}");
+            if media.iter().any(|o| o.id == m.id) {
+                return Err(err(f, key("id"), format!("MRD {} appears twice", m.id)));
+            }
+            if !(1..=10).contains(&m.max_dialog_limit) {
+                return Err(err(
+                    f,
+                    key("max_dialog_limit"),
+                    format!("{} is out of range 1..=10", m.max_dialog_limit),
+                ));
+            }
+            let state = choice(f, &key("state"), &m.state, &["READY", "NOT_READY"])?;
+            if state == "READY" && m.reason_code_id.is_some() {
+                warnings.push(format!(
+                    "{}: ignored with state READY",
+                    key("reason_code_id")
+                ));
+            }
+            media.push(MediaConfig {
+                id: m.id,
+                max_dialog_limit: m.max_dialog_limit as u32,
+                interrupt_action: choice(
+                    f,
+                    &key("interrupt_action"),
+                    &m.interrupt_action,
+                    &["ACCEPT", "IGNORE"],
+                )?,
+                dialog_logout_action: choice(
+                    f,
+                    &key("dialog_logout_action"),
+                    &m.dialog_logout_action,
+                    &["CLOSE", "TRANSFER"],
+                )?,
+                reason_code_id: if state == "NOT_READY" {
+                    m.reason_code_id
+                } else {
+                    None
+                },
+                state,
+            });
+        }
+
+        let r = &raw.recovery;
+        if !(0.0..=1.0).contains(&r.backoff_jitter) {
+            return Err(err(
+                f,
+                "recovery.backoff_jitter",
+                format!("{} is out of range 0..=1", r.backoff_jitter),
+            ));
+        }
+        if r.backoff_multiplier < 1.0 {
+            return Err(err(
+                f,
+                "recovery.backoff_multiplier",
+                "must be at least 1.0",
+            ));
+        }
+        if r.backoff_initial.is_zero() || r.backoff_max < r.backoff_initial {
+            return Err(err(
+                f,
+                "recovery.backoff_max",
+                "needs 0 < backoff_initial <= backoff_max",
+            ));
+        }
+        if r.systeminfo_poll.is_zero() {
+            return Err(err(f, "recovery.systeminfo_poll", "must be above zero"));
+        }
+        choice(f, "log.format", &raw.log.format, &["auto", "text", "json"])?;
+        if raw.api.listen.is_empty() {
+            return Err(err(f, "api.listen", "must not be empty"));
+        }
+
+        Ok(Config {
+            source: path.to_path_buf(),
+            agent_id: id,
+            password,
+            nodes,
+            ca_pem,
+            request_timeout: raw.finesse.request_timeout,
+            max_body,
+            xmpp: XmppConfig {
+                port: x.port,
+                tls,
+                domain: (!x.domain.trim().is_empty()).then(|| x.domain.trim().to_owned()),
+                resource: x.resource.clone(),
+                ping_interval: x.ping_interval,
+                ping_timeout: x.ping_timeout,
+            },
+            media,
+            recovery: RecoveryConfig {
+                first_retry_window: r.first_retry_window,
+                backoff_initial: r.backoff_initial,
+                backoff_max: r.backoff_max,
+                backoff_multiplier: r.backoff_multiplier,
+                backoff_jitter: r.backoff_jitter,
+                healthy_after: r.healthy_after,
+                systeminfo_poll: r.systeminfo_poll,
+                auth_retry: r.auth_retry,
+            },
+            api_listen: raw.api.listen.clone(),
+            log_format: raw.log.format.clone(),
+            warnings,
+        })
+    }
+}
+
+fn read_password(
+    f: &Path,
+    a: &RawAgent,
+    warnings: &mut Vec<String>,
+) -> Result<Secret, ConfigError> {
+    let given = [
+        a.password_file.is_some(),
+        a.password_credential.is_some(),
+        a.password.is_some(),
+    ];
+    if given.iter().filter(|g| **g).count() != 1 {
+        return Err(err(
+            f,
+            "agent.password_file",
+            "give exactly one of password_file, password_credential, password",
+        ));
+    }
+    if let Some(p) = &a.password {
+        warnings.push("agent.password: an inline password is readable by anyone who can read the config; use password_file or password_credential".into());
+        return Ok(p.clone());
+    }
+    let (key, path) = match (&a.password_file, &a.password_credential) {
+        (Some(p), _) => ("agent.password_file", p.clone()),
+        (None, Some(name)) => {
+            let dir = std::env::var_os("CREDENTIALS_DIRECTORY").ok_or_else(|| {
+                err(
+                    f,
+                    "agent.password_credential",
+                    "CREDENTIALS_DIRECTORY is not set (use LoadCredential= in the unit)",
+                )
+            })?;
+            ("agent.password_credential", PathBuf::from(dir).join(name))
+        }
+        (None, None) => return Err(err(f, "agent.password_file", "missing")),
+    };
+    let meta =
+        std::fs::metadata(&path).map_err(|e| err(f, key, format!("{}: {e}", path.display())))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if meta.permissions().mode() & 0o004 != 0 {
+            warnings.push(format!(
+                "{key}: {} is world-readable; chmod o-r it",
+                path.display()
+            ));
+        }
+    }
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| err(f, key, format!("{}: {e}", path.display())))?;
+    let password = text.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        return Err(err(f, key, format!("{} is empty", path.display())));
+    }
+    Ok(Secret::new(password))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,124 @@
+//! Config tests: the shipped example parses, and every kind of mistake is refused with the
+//! file and the key named.
+
+use std::io::Write as _;
+use std::path::Path;
+
+use super::*;
+
+fn password_file(mode: u32) -> tempfile::NamedTempFile {
+    use std::os::unix::fs::PermissionsExt;
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    writeln!(f, "s3cret-value").unwrap();
+    std::fs::set_permissions(f.path(), std::fs::Permissions::from_mode(mode)).unwrap();
+    f
+}
+
+fn base(pw: &Path) -> String {
+    format!(
+        "[agent]\nid = \"1001001\"\npassword_file = {:?}\n[finesse]\nnodes = [\"https://a.example:8445\"]\n\
+         [[media]]\nid = 5002\nmax_dialog_limit = 3\ninterrupt_action = \"ACCEPT\"\n",
+        pw
+    )
+}
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(Path::new("agent.toml"), text)
+}
+
+#[test]
+fn the_shipped_example_parses_with_its_password_file_swapped_in() {
+    let pw = password_file(0o600);
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/example.toml"))
+            .unwrap();
+    let example = example
+        .replace(
+            "\"/etc/finesse-taskd/1001001.password\"",
+            &format!("{:?}", pw.path()),
+        )
+        .replace("ca_file = \"/etc/finesse-taskd/ca.pem\"", "");
+    let c = parse(&example).unwrap();
+    assert_eq!(c.password.expose(), "s3cret-value");
+    assert_eq!(c.nodes.len(), 2);
+    assert_eq!(c.media[0].max_dialog_limit, 3);
+    assert_eq!(c.recovery.auth_retry, Duration::from_secs(360));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}
+
+#[test]
+fn mistakes_name_the_file_and_key() {
+    let pw = password_file(0o600);
+    let ok = base(pw.path());
+    let cases = [
+        (
+            ok.replace("max_dialog_limit = 3", "max_dialog_limit = 11"),
+            "media[0].max_dialog_limit",
+            "11 is out of range 1..=10",
+        ),
+        (
+            ok.replace("\"ACCEPT\"", "\"MAYBE\""),
+            "media[0].interrupt_action",
+            "MAYBE",
+        ),
+        (
+            format!("{ok}[xmpp]\nresource = \"desktop\"\n"),
+            "xmpp.resource",
+            "desktop",
+        ),
+        (
+            format!("{ok}[xmpp]\ntls = \"none\"\n"),
+            "xmpp.tls",
+            "insecure",
+        ),
+        (
+            ok.replace("https://a.example:8445", "ftp://a"),
+            "finesse.nodes[0]",
+            "ftp",
+        ),
+        (
+            ok.replace("max_dialog_limit = 3", "max_dialog_limit = \"three\""),
+            "line",
+            "invalid type",
+        ),
+        (
+            format!("{ok}[recovery]\nbogus = 1\n"),
+            "line",
+            "unknown field",
+        ),
+        (
+            format!("{ok}[recovery]\nbackoff_jitter = 2.0\n"),
+            "recovery.backoff_jitter",
+            "0..=1",
+        ),
+    ];
+    for (text, key, msg) in cases {
+        let e = parse(&text).expect_err(key);
+        let shown = e.to_string();
+        assert!(shown.starts_with("agent.toml: "), "{shown}");
+        assert!(e.key.starts_with(key), "{key}: {shown}");
+        assert!(shown.contains(msg), "{msg}: {shown}");
+    }
+}
+
+#[test]
+fn a_missing_password_file_is_an_error_and_a_world_readable_one_a_warning() {
+    let e = parse(&base(Path::new("/nonexistent/pw"))).unwrap_err();
+    assert_eq!(e.key, "agent.password_file");
+    let pw = password_file(0o644);
+    let c = parse(&base(pw.path())).unwrap();
+    assert!(
+        c.warnings.iter().any(|w| w.contains("world-readable")),
+        "{:?}",
+        c.warnings
+    );
+}
+
+#[test]
+fn the_password_never_shows_in_debug_output() {
+    let pw = password_file(0o600);
+    let c = parse(&base(pw.path())).unwrap();
+    let debug = format!("{c:?}");
+    assert!(!debug.contains("s3cret-value"));
+    assert!(debug.contains("<redacted>"));
+}

@@ -1,0 +1,389 @@
+//! Finesse XML documents as the daemon reads them: SystemInfo, Media, Dialogs, ApiErrors and
+//! the `<Update>` a notification carries. Parsing is by element name (capitalised or
+//! lower-camel wrappers alike), unknown elements are ignored, unknown enum values are kept as
+//! text, and a DOCTYPE or an unknown entity is an error rather than an expansion.
+
+use serde::Deserialize;
+
+/// Why a document could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("malformed {what}: {message}")]
+pub struct XmlError {
+    /// The document kind.
+    pub what: &'static str,
+    /// The parser's message.
+    pub message: String,
+}
+
+fn parse<'de, T: Deserialize<'de>>(what: &'static str, xml: &'de str) -> Result<T, XmlError> {
+    if xml.contains("<!DOCTYPE") || xml.contains("<!ENTITY") {
+        return Err(XmlError {
+            what,
+            message: "DOCTYPE/ENTITY declarations are refused".into(),
+        });
+    }
+    quick_xml::de::from_str(xml).map_err(|e| XmlError {
+        what,
+        message: e.to_string(),
+    })
+}
+
+/// One node's address block in SystemInfo.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(default, rename_all = "camelCase")]
+pub struct NodeAddress {
+    /// Host name.
+    pub host: String,
+    /// REST port (12.6(2)+).
+    pub https_port: Option<String>,
+    /// XMPP STARTTLS port (12.6(2)+).
+    pub xmpp_port: Option<String>,
+    /// XMPP direct-TLS port (12.6(2)+).
+    pub xmpp_secure_port: Option<String>,
+}
+
+/// `<SystemInfo>`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(default, rename_all = "camelCase")]
+pub struct SystemInfo {
+    /// IN_SERVICE, OUT_OF_SERVICE, PARTIAL_SERVICE, or anything else (kept).
+    pub status: String,
+    /// The XMPP domain (also the TLS name).
+    pub xmpp_domain: String,
+    /// The pubsub service.
+    pub xmpp_pub_sub_domain: String,
+    /// Side A.
+    pub primary_node: Option<NodeAddress>,
+    /// Side B.
+    pub secondary_node: Option<NodeAddress>,
+}
+
+impl SystemInfo {
+    /// Parses a SystemInfo document.
+    pub fn parse(xml: &str) -> Result<Self, XmlError> {
+        parse("SystemInfo", xml)
+    }
+
+    /// True when the node serves requests.
+    pub fn in_service(&self) -> bool {
+        self.status.eq_ignore_ascii_case("IN_SERVICE")
+    }
+}
+
+/// `<Media>`: every field optional, as Finesse omits state and settings for an agent outside
+/// the MRD, and empties some while signed out.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Media {
+    /// MRD id.
+    pub id: Option<String>,
+    /// The agent's state in the MRD (unknown values kept).
+    pub state: Option<String>,
+    /// Sign-in setting.
+    pub max_dialog_limit: Option<String>,
+    /// Sign-in setting.
+    pub interrupt_action: Option<String>,
+    /// Sign-in setting.
+    pub dialog_logout_action: Option<String>,
+    /// Routable flag.
+    pub routable: Option<String>,
+    /// Reason code id (empty when none).
+    pub reason_code_id: Option<String>,
+}
+
+fn text_u32(v: &Option<String>) -> Option<u32> {
+    v.as_deref().and_then(|s| s.trim().parse().ok())
+}
+
+impl Media {
+    /// Parses a Media document.
+    pub fn parse(xml: &str) -> Result<Self, XmlError> {
+        parse("Media", xml)
+    }
+    /// The MRD id.
+    pub fn mrd(&self) -> Option<u32> {
+        text_u32(&self.id)
+    }
+    /// The state, or "" when absent.
+    pub fn state(&self) -> &str {
+        self.state.as_deref().map(str::trim).unwrap_or("")
+    }
+    /// maxDialogLimit as a number.
+    pub fn limit(&self) -> Option<u32> {
+        text_u32(&self.max_dialog_limit)
+    }
+    /// The reason code, when set.
+    pub fn reason(&self) -> Option<u32> {
+        text_u32(&self.reason_code_id)
+    }
+    /// Routable as a boolean.
+    pub fn is_routable(&self) -> Option<bool> {
+        self.routable
+            .as_deref()
+            .map(|r| r.trim().eq_ignore_ascii_case("true"))
+    }
+}
+
+/// `<actions><action>…</action></actions>`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct Actions {
+    /// Allowed actions.
+    pub action: Vec<String>,
+}
+
+/// One participant (nonvoice dialogs have exactly one, the agent).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Participant {
+    /// The agent id for nonvoice.
+    pub media_address: String,
+    /// Participant state.
+    pub state: String,
+    /// Allowed actions.
+    pub actions: Actions,
+    /// When the participant state changed.
+    pub state_change_time: String,
+}
+
+/// `<participants>`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct Participants {
+    /// The participants.
+    #[serde(rename = "Participant", alias = "participant")]
+    pub participant: Vec<Participant>,
+}
+
+/// One call variable.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct CallVariable {
+    /// Name.
+    pub name: String,
+    /// Value.
+    pub value: String,
+}
+
+/// `<callvariables>`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct CallVariables {
+    /// The variables.
+    #[serde(rename = "CallVariable", alias = "callVariable")]
+    pub variables: Vec<CallVariable>,
+}
+
+/// `<mediaProperties>`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(default, rename_all = "camelCase")]
+pub struct MediaProperties {
+    /// The MRD id.
+    pub media_id: Option<String>,
+    /// Queue name.
+    pub queue_name: String,
+    /// Call variables.
+    pub callvariables: CallVariables,
+}
+
+/// `<Dialog>` (nonvoice).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Dialog {
+    /// Dialog id (underscored for nonvoice).
+    pub id: String,
+    /// The MRD's name.
+    pub media_type: String,
+    /// Dialog state (unknown values kept).
+    pub state: String,
+    /// Media properties.
+    pub media_properties: MediaProperties,
+    /// Participants.
+    pub participants: Participants,
+}
+
+impl Dialog {
+    /// The MRD id from mediaProperties.
+    pub fn mrd(&self) -> Option<u32> {
+        text_u32(&self.media_properties.media_id)
+    }
+    /// The (first) participant's state.
+    pub fn participant_state(&self) -> &str {
+        self.participants
+            .participant
+            .first()
+            .map(|p| p.state.as_str())
+            .unwrap_or("")
+    }
+}
+
+/// `<Dialogs>` (REST LIST) or `<dialogs>` (notification wrapper).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct Dialogs {
+    /// The dialogs.
+    #[serde(rename = "Dialog", alias = "dialog")]
+    pub dialogs: Vec<Dialog>,
+}
+
+impl Dialogs {
+    /// Parses a Dialogs LIST.
+    pub fn parse(xml: &str) -> Result<Self, XmlError> {
+        parse("Dialogs", xml)
+    }
+}
+
+/// One ApiError, sync (capitalised) or async (lower-camel) names alike.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct ApiError {
+    /// The numeric code (1 = already logged in).
+    #[serde(rename = "ErrorData", alias = "errorData")]
+    pub data: String,
+    /// The MRD.
+    #[serde(rename = "ErrorMedia", alias = "errorMedia")]
+    pub media: String,
+    /// E_ARM_STAT_* or a message.
+    #[serde(rename = "ErrorMessage", alias = "errorMessage")]
+    pub message: String,
+    /// The error type text.
+    #[serde(rename = "ErrorType", alias = "errorType")]
+    pub error_type: String,
+}
+
+impl ApiError {
+    /// "Agent already logged in": code 1 or its constant.
+    pub fn is_already_logged_in(&self) -> bool {
+        self.message.trim() == "E_ARM_STAT_AGENT_ALREADY_LOGGED_IN" || self.data.trim() == "1"
+    }
+    /// The MRD id it applies to.
+    pub fn mrd(&self) -> Option<u32> {
+        self.media.trim().parse().ok()
+    }
+}
+
+/// `<ApiErrors>` / `<apiErrors>`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct ApiErrors {
+    /// The errors.
+    #[serde(rename = "ApiError", alias = "apiError")]
+    pub errors: Vec<ApiError>,
+}
+
+impl ApiErrors {
+    /// Parses a sync error body.
+    pub fn parse(xml: &str) -> Result<Self, XmlError> {
+        parse("ApiErrors", xml)
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct UpdateData {
+    #[serde(rename = "Media", alias = "media")]
+    media: Option<Media>,
+    #[serde(rename = "dialogs", alias = "Dialogs")]
+    dialogs: Option<Dialogs>,
+    #[serde(rename = "dialog", alias = "Dialog")]
+    dialog: Option<Dialog>,
+    #[serde(rename = "apiErrors", alias = "ApiErrors")]
+    api_errors: Option<ApiErrors>,
+    #[serde(rename = "SystemInfo", alias = "systemInfo")]
+    system_info: Option<SystemInfo>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct RawUpdate {
+    data: UpdateData,
+    event: String,
+    request_id: String,
+    source: String,
+}
+
+/// What an `<Update>` says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notification {
+    /// A Media object changed.
+    Media(Media),
+    /// Dialogs added to the collection (POST).
+    DialogsAdded(Vec<Dialog>),
+    /// Dialogs removed from the collection (DELETE).
+    DialogsRemoved(Vec<Dialog>),
+    /// One dialog's properties changed (PUT).
+    DialogChanged(Dialog),
+    /// Asynchronous errors of an earlier request.
+    Errors(Vec<ApiError>),
+    /// SystemInfo changed.
+    SystemInfo(SystemInfo),
+    /// Something this daemon does not use (kept for the count).
+    Other,
+}
+
+/// A decoded `<Update>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Update {
+    /// The event (compared case-insensitively).
+    pub event: String,
+    /// The echoed requestId.
+    pub request_id: String,
+    /// The resource that changed.
+    pub source: String,
+    /// The payload.
+    pub notification: Notification,
+}
+
+impl Update {
+    /// Decodes the text of a `<notification>` element: the `<Update>` document, which the
+    /// XMPP layer has already unescaped once. A doubly escaped text is unescaped again.
+    pub fn decode(text: &str) -> Result<Update, XmlError> {
+        let trimmed = text.trim();
+        let owned;
+        let xml = if trimmed.starts_with("&lt;") {
+            owned = quick_xml::escape::unescape(trimmed)
+                .map_err(|e| XmlError {
+                    what: "Update",
+                    message: e.to_string(),
+                })?
+                .into_owned();
+            owned.as_str()
+        } else {
+            trimmed
+        };
+        let raw: RawUpdate = parse("Update", xml)?;
+        let event = raw.event.trim().to_ascii_uppercase();
+        let d = raw.data;
+        let notification = if let Some(e) = d.api_errors {
+            Notification::Errors(e.errors)
+        } else if let Some(m) = d.media {
+            Notification::Media(m)
+        } else if let Some(list) = d.dialogs {
+            if event == "DELETE" {
+                Notification::DialogsRemoved(list.dialogs)
+            } else {
+                Notification::DialogsAdded(list.dialogs)
+            }
+        } else if let Some(dialog) = d.dialog {
+            if event == "DELETE" {
+                Notification::DialogsRemoved(vec![dialog])
+            } else {
+                Notification::DialogChanged(dialog)
+            }
+        } else if let Some(s) = d.system_info {
+            Notification::SystemInfo(s)
+        } else {
+            Notification::Other
+        };
+        Ok(Update {
+            event,
+            request_id: raw.request_id,
+            source: raw.source,
+            notification,
+        })
+    }
+}
+
+#[cfg(test)]
+#[path = "model_tests.rs"]
+mod tests;

@@ -1,0 +1,270 @@
+//! The Finesse REST client: Basic auth, the custom CA, per-request timeouts, response bodies
+//! capped at `max_body`, and errors classified by cause so the supervisor can decide between
+//! "retry later", "fail over" and "stop: credentials rejected".
+
+use std::time::Duration;
+
+use reqwest::{Method, Url};
+
+use super::model::{ApiError, ApiErrors, Dialog, Dialogs, Media, SystemInfo, XmlError};
+use crate::config::MediaConfig;
+use crate::secret::Secret;
+
+/// A REST failure.
+#[derive(Debug, thiserror::Error)]
+pub enum RestError {
+    /// Connect error, TLS error or timeout: the node is unreachable.
+    #[error("transport: {0}")]
+    Transport(String),
+    /// 401: credentials rejected (never retried quickly: Finesse locks accounts).
+    #[error("401 unauthorized")]
+    Unauthorized,
+    /// 5xx: the node is unwell (503 = OUT_OF_SERVICE).
+    #[error("HTTP {status}")]
+    Server {
+        /// The status.
+        status: u16,
+    },
+    /// Another 4xx, with Finesse's errors.
+    #[error("HTTP {status}: {errors:?}")]
+    Client {
+        /// The status.
+        status: u16,
+        /// The ApiErrors body.
+        errors: Vec<ApiError>,
+    },
+    /// A body over `max_body`.
+    #[error("response body over {0} bytes")]
+    TooLarge(u64),
+    /// A body that is not the expected document (e.g. a proxy's HTML page).
+    #[error(transparent)]
+    Malformed(#[from] XmlError),
+}
+
+impl RestError {
+    /// A short cause for logs, the state API and metrics.
+    pub fn cause(&self) -> &'static str {
+        match self {
+            Self::Transport(_) => "rest_unreachable",
+            Self::Unauthorized => "auth_failed",
+            Self::Server { status: 503 } => "out_of_service",
+            Self::Server { .. } => "rest_5xx",
+            Self::Client { .. } => "rest_4xx",
+            Self::TooLarge(_) => "rest_oversized",
+            Self::Malformed(_) => "rest_malformed",
+        }
+    }
+}
+
+/// Result of a Media PUT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// 202: accepted; the outcome arrives as a notification.
+    Accepted,
+    /// 400 with E_ARM_STAT_AGENT_ALREADY_LOGGED_IN: settings reset, state untouched.
+    AlreadyLoggedIn,
+}
+
+/// The REST client for one agent.
+#[derive(Clone)]
+pub struct Rest {
+    http: reqwest::Client,
+    user: String,
+    password: Secret,
+    max_body: u64,
+}
+
+impl Rest {
+    /// A client trusting the platform roots plus `ca_pem`.
+    pub fn new(
+        user: &str,
+        password: Secret,
+        ca_pem: Option<&[u8]>,
+        timeout: Duration,
+        max_body: u64,
+    ) -> Result<Self, String> {
+        let mut builder = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .redirect(reqwest::redirect::Policy::none());
+        if let Some(pem) = ca_pem {
+            for cert in
+                reqwest::Certificate::from_pem_bundle(pem).map_err(|e| format!("ca_file: {e}"))?
+            {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder.build().map_err(|e| format!("HTTP client: {e}"))?;
+        Ok(Self {
+            http,
+            user: user.to_owned(),
+            password,
+            max_body,
+        })
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<String>,
+        auth: bool,
+    ) -> Result<(u16, String), RestError> {
+        let mut req = self.http.request(method, url);
+        if auth {
+            req = req.basic_auth(&self.user, Some(self.password.expose()));
+        }
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/xml")
+                .header("requestId", format!("taskd-{}", rand::random::<u64>()))
+                .body(b);
+        }
+        let mut resp = req
+            .send()
+            .await
+            .map_err(|e| RestError::Transport(error_chain(&e)))?;
+        let status = resp.status().as_u16();
+        if resp.content_length().is_some_and(|n| n > self.max_body) {
+            return Err(RestError::TooLarge(self.max_body));
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| RestError::Transport(error_chain(&e)))?
+        {
+            if bytes.len() as u64 + chunk.len() as u64 > self.max_body {
+                return Err(RestError::TooLarge(self.max_body));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        match status {
+            401 => Err(RestError::Unauthorized),
+            500..=599 => Err(RestError::Server { status }),
+            400..=499 => Err(RestError::Client {
+                status,
+                errors: ApiErrors::parse(&text)
+                    .map(|e| e.errors)
+                    .unwrap_or_default(),
+            }),
+            _ => Ok((status, text)),
+        }
+    }
+
+    fn url(node: &Url, path: &str) -> Url {
+        let mut u = node.clone();
+        u.set_path(path);
+        u
+    }
+
+    /// `GET /finesse/api/SystemInfo` (no credentials needed).
+    pub async fn system_info(&self, node: &Url) -> Result<SystemInfo, RestError> {
+        let (_, body) = self
+            .call(
+                Method::GET,
+                Self::url(node, "/finesse/api/SystemInfo"),
+                None,
+                false,
+            )
+            .await?;
+        let info = SystemInfo::parse(&body)?;
+        if info.status.is_empty() {
+            return Err(RestError::Malformed(XmlError {
+                what: "SystemInfo",
+                message: "no <status>".into(),
+            }));
+        }
+        Ok(info)
+    }
+
+    /// `GET /finesse/api/User/{id}/Media/{mrd}`.
+    pub async fn media(&self, node: &Url, mrd: u32) -> Result<Media, RestError> {
+        let path = format!("/finesse/api/User/{}/Media/{mrd}", self.user);
+        let (_, body) = self
+            .call(Method::GET, Self::url(node, &path), None, true)
+            .await?;
+        let media = Media::parse(&body)?;
+        if media.mrd().is_none() {
+            return Err(RestError::Malformed(XmlError {
+                what: "Media",
+                message: "no <id>".into(),
+            }));
+        }
+        Ok(media)
+    }
+
+    async fn put_media(&self, node: &Url, mrd: u32, body: String) -> Result<PutOutcome, RestError> {
+        let path = format!("/finesse/api/User/{}/Media/{mrd}", self.user);
+        match self
+            .call(Method::PUT, Self::url(node, &path), Some(body), true)
+            .await
+        {
+            Ok(_) => Ok(PutOutcome::Accepted),
+            Err(RestError::Client { errors, .. })
+                if errors.iter().any(ApiError::is_already_logged_in) =>
+            {
+                Ok(PutOutcome::AlreadyLoggedIn)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sign in (state LOGIN with the three settings).
+    pub async fn sign_in(&self, node: &Url, m: &MediaConfig) -> Result<PutOutcome, RestError> {
+        let body = format!(
+            "<Media><state>LOGIN</state><maxDialogLimit>{}</maxDialogLimit><interruptAction>{}</interruptAction><dialogLogoutAction>{}</dialogLogoutAction></Media>",
+            m.max_dialog_limit, m.interrupt_action, m.dialog_logout_action
+        );
+        self.put_media(node, m.id, body).await
+    }
+
+    /// READY, or NOT_READY with a reason code.
+    pub async fn set_state(
+        &self,
+        node: &Url,
+        mrd: u32,
+        state: &str,
+        reason: Option<u32>,
+    ) -> Result<PutOutcome, RestError> {
+        let reason = reason
+            .map(|r| format!("<reasonCodeId>{r}</reasonCodeId>"))
+            .unwrap_or_default();
+        self.put_media(
+            node,
+            mrd,
+            format!("<Media><state>{state}</state>{reason}</Media>"),
+        )
+        .await
+    }
+
+    /// The nonvoice Dialog LIST of one MRD.
+    pub async fn dialogs(&self, node: &Url, mrd: u32) -> Result<Vec<Dialog>, RestError> {
+        let path = format!("/finesse/api/User/{}/Media/{mrd}/Dialogs", self.user);
+        let (_, body) = self
+            .call(Method::GET, Self::url(node, &path), None, true)
+            .await?;
+        let list = Dialogs::parse(&body)?;
+        if list.dialogs.iter().any(|d| d.id.trim().is_empty()) {
+            return Err(RestError::Malformed(XmlError {
+                what: "Dialogs",
+                message: "a dialog without <id>".into(),
+            }));
+        }
+        Ok(list.dialogs)
+    }
+}
+
+/// An error with its sources, on one line (reqwest's Display hides the cause).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

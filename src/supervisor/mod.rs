@@ -1,0 +1,625 @@
+//! The supervisor: one loop that holds the REST and XMPP sessions, notices when either dies,
+//! recovers with jittered backoff and A/B failover, and resyncs the agent's media and dialogs.
+//!
+//! 1. **Choose a node**: GET SystemInfo on the current node first, then the other; the first
+//!    IN_SERVICE one wins. A switch counts as a failover.
+//! 2. **XMPP**: log in to that node's host (port from the config or SystemInfo; the JID is
+//!    `<id>@<xmppDomain>/<resource>`), send presence, subscribe to `/Media`, `/Dialogs/Media`
+//!    and SystemInfo with the full JID. A rejected password moves to `auth_failed` and waits
+//!    `auth_retry`, so the daemon can never lock the account.
+//! 3. **Resync** ([`resync`]): Media GET, sign-in or correction or state change, Dialog LIST.
+//!    Notifications arriving meanwhile stay queued in the link and are applied afterwards, in
+//!    order, so nothing offered or closed mid-resync is lost.
+//! 4. **Steady**: apply notifications. XMPP loss → back to 1 after a backoff delay.
+//!    SystemInfo OUT_OF_SERVICE or `finesse` presence UNAVAILABLE → keep the session, wait for
+//!    the node to come back (polling SystemInfo), and resync; if the other node is in
+//!    service meanwhile, fail over.
+
+mod resync;
+pub mod state;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_xmpp::jid::Jid;
+use tokio_xmpp::xmlstream::Timeouts;
+use tracing::{info, warn};
+
+use crate::backoff::Backoff;
+use crate::config::Config;
+use crate::finesse::model::{Notification, SystemInfo};
+use crate::finesse::rest::{Rest, RestError, error_chain};
+use crate::model::{DialogView, MediaView, needs_sign_in, settings_drift};
+use crate::xmpp::link::{Link, LinkEvent};
+use crate::xmpp::session::{LoginParams, is_auth_error};
+use crate::xmpp::{Connector, TlsMode};
+use state::{Phase, Shared};
+
+/// Errors that stop the daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum Fatal {
+    /// The configuration cannot be used (e.g. a bad CA).
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// Why the steady loop ended.
+enum Exit {
+    Shutdown,
+    /// Reconnect (after a backoff delay), with this cause.
+    Lost(&'static str),
+    /// Keep the session; wait for the node and resync.
+    Wait(&'static str),
+    /// Resync now (a notification showed the media signed out or drifted).
+    Resync(&'static str),
+}
+
+/// The supervisor.
+pub struct Supervisor {
+    cfg: Config,
+    rest: Rest,
+    link: Link,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+    backoff: Backoff,
+    node: Option<usize>,
+    tls: Arc<tokio_xmpp::rustls::ClientConfig>,
+}
+
+impl Supervisor {
+    /// Builds the supervisor; nothing connects yet.
+    pub fn new(
+        cfg: Config,
+        shared: Arc<Shared>,
+        shutdown: CancellationToken,
+    ) -> Result<Self, Fatal> {
+        let rest = Rest::new(
+            &cfg.agent_id,
+            cfg.password.clone(),
+            cfg.ca_pem.as_deref(),
+            cfg.request_timeout,
+            cfg.max_body,
+        )
+        .map_err(Fatal::Setup)?;
+        let tls = tls_config(cfg.ca_pem.as_deref()).map_err(Fatal::Setup)?;
+        let backoff = Backoff::new(&cfg.recovery);
+        Ok(Self {
+            cfg,
+            rest,
+            link: Link::new(),
+            shared,
+            shutdown,
+            backoff,
+            node: None,
+            tls,
+        })
+    }
+
+    fn set_phase(&self, phase: Phase, cause: Option<&str>) {
+        let changed = self.shared.with(|v| {
+            let changed = v.phase != phase || v.cause.as_deref() != cause;
+            v.phase = phase;
+            if cause.is_some() || phase == Phase::Steady {
+                v.cause = cause.map(str::to_owned);
+            }
+            changed
+        });
+        if changed {
+            info!(phase = ?phase, cause = cause.unwrap_or(""), "phase");
+        }
+        self.shared.beat();
+    }
+
+    /// Sleeps `d` in short steps (so health keeps beating); false when shutdown came first.
+    async fn pause(&self, d: Duration) -> bool {
+        let until = Instant::now() + d;
+        loop {
+            self.shared.beat();
+            let now = Instant::now();
+            if now >= until {
+                return true;
+            }
+            let step = (until - now).min(Duration::from_secs(1));
+            tokio::select! {
+                () = self.shutdown.cancelled() => return false,
+                () = tokio::time::sleep(step) => {}
+            }
+        }
+    }
+
+    /// Runs until shutdown.
+    pub async fn run(mut self) -> Result<(), Fatal> {
+        let mut delay = false;
+        loop {
+            if delay {
+                let d = self.backoff.next_delay();
+                info!(
+                    delay_ms = d.as_millis() as u64,
+                    attempt = self.backoff.attempts(),
+                    "retrying after backoff"
+                );
+                if !self.pause(d).await {
+                    break;
+                }
+            }
+            delay = true;
+            if self.shutdown.is_cancelled() {
+                break;
+            }
+            let Some((idx, info)) = self.choose_node().await else {
+                continue;
+            };
+            if let Some(old) = self.node.filter(|old| *old != idx) {
+                info!(from = %self.cfg.nodes[old], to = %self.cfg.nodes[idx], "failing over");
+                self.shared.with(|v| v.counters.failovers += 1);
+                self.link.drop_session();
+            }
+            self.node = Some(idx);
+            self.shared.with(|v| {
+                v.node = Some(
+                    self.cfg.nodes[idx]
+                        .as_str()
+                        .trim_end_matches('/')
+                        .to_owned(),
+                );
+                v.rest_up = true;
+            });
+            if !self.link.is_up() {
+                match self.connect_xmpp(idx, &info).await {
+                    Ok(()) => {}
+                    Err(auth) if auth => {
+                        self.set_phase(Phase::AuthFailed, Some("auth_failed"));
+                        if !self.pause(self.cfg.recovery.auth_retry).await {
+                            break;
+                        }
+                        delay = false;
+                        continue;
+                    }
+                    Err(_) => continue,
+                }
+            }
+            if !self.resync_or_cause(idx).await {
+                continue;
+            }
+            match self.steady(idx).await {
+                Exit::Shutdown => break,
+                Exit::Lost(cause) => {
+                    self.shared.with(|v| v.counters.reconnects += 1);
+                    self.set_phase(Phase::Recovering, Some(cause));
+                }
+                Exit::Wait(cause) => {
+                    self.set_phase(Phase::Recovering, Some(cause));
+                    if !self.wait_in_service(idx).await {
+                        break;
+                    }
+                    delay = false;
+                }
+                Exit::Resync(cause) => {
+                    info!(cause, "resync requested by a notification");
+                    delay = false;
+                }
+            }
+        }
+        self.set_phase(Phase::Stopping, None);
+        Ok(())
+    }
+
+    /// SystemInfo on the current node first, then the others; the first in service wins.
+    async fn choose_node(&mut self) -> Option<(usize, SystemInfo)> {
+        let n = self.cfg.nodes.len();
+        let start = self.node.unwrap_or(0);
+        let mut cause = "rest_unreachable";
+        for k in 0..n {
+            let idx = (start + k) % n;
+            let url = self.cfg.nodes[idx].clone();
+            let result = tokio::select! {
+                () = self.shutdown.cancelled() => return None,
+                r = self.rest.system_info(&url) => r,
+            };
+            match result {
+                Ok(info) if info.in_service() => return Some((idx, info)),
+                Ok(info) => {
+                    cause = "out_of_service";
+                    info!(node = %url, status = %info.status, "node not in service");
+                }
+                Err(e) => {
+                    cause = e.cause();
+                    if matches!(e, RestError::Malformed(_)) {
+                        self.shared.with(|v| v.counters.malformed += 1);
+                    }
+                    warn!(node = %url, error = %e, "SystemInfo failed");
+                }
+            }
+        }
+        self.shared.with(|v| v.rest_up = false);
+        let phase = if self.shared.with(|v| v.counters.resyncs) == 0 {
+            Phase::Starting
+        } else {
+            Phase::Recovering
+        };
+        self.set_phase(phase, Some(cause));
+        None
+    }
+
+    fn login_params(&self, idx: usize, info: &SystemInfo) -> Result<LoginParams, String> {
+        let url = &self.cfg.nodes[idx];
+        let host = url.host_str().unwrap_or("localhost");
+        let domain = self
+            .cfg
+            .xmpp
+            .domain
+            .clone()
+            .unwrap_or_else(|| info.xmpp_domain.trim().to_owned());
+        if domain.is_empty() {
+            return Err("SystemInfo names no xmppDomain and the config sets none".into());
+        }
+        let node_info = if idx == 0 {
+            info.primary_node.as_ref()
+        } else {
+            info.secondary_node.as_ref()
+        };
+        let from_info = node_info.and_then(|n| {
+            let p = if self.cfg.xmpp.tls == TlsMode::Direct {
+                &n.xmpp_secure_port
+            } else {
+                &n.xmpp_port
+            };
+            p.as_deref().and_then(|p| p.trim().parse::<u16>().ok())
+        });
+        let port = self
+            .cfg
+            .xmpp
+            .port
+            .or(from_info)
+            .unwrap_or(match self.cfg.xmpp.tls {
+                TlsMode::Direct => 5223,
+                _ => 5222,
+            });
+        let addr = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+            .map_err(|e| format!("{host}:{port}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("{host}:{port}: no address"))?;
+        let jid: Jid = format!("{}@{domain}/{}", self.cfg.agent_id, self.cfg.xmpp.resource)
+            .parse()
+            .map_err(|e| format!("JID: {e}"))?;
+        Ok(LoginParams {
+            connector: Connector::new(addr, self.cfg.xmpp.tls, self.tls.clone()),
+            jid,
+            password: self.cfg.password.expose().to_owned(),
+            timeouts: Timeouts {
+                read_timeout: self.cfg.xmpp.ping_interval,
+                response_timeout: self.cfg.xmpp.ping_timeout,
+            },
+            disable_sm: true,
+        })
+    }
+
+    /// Logs in, sends presence and subscribes. `Err(true)` = credentials rejected.
+    async fn connect_xmpp(&mut self, idx: usize, info: &SystemInfo) -> Result<(), bool> {
+        let params = match self.login_params(idx, info) {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(error = %e, "cannot build the XMPP login");
+                self.set_phase(Phase::Recovering, Some("xmpp_config"));
+                return Err(false);
+            }
+        };
+        let connected = tokio::select! {
+            () = self.shutdown.cancelled() => return Err(false),
+            r = self.link.connect(&params) => r,
+        };
+        if let Err(e) = connected {
+            let auth = is_auth_error(&e);
+            warn!(error = %error_chain(&e), auth, "XMPP login failed");
+            if !auth {
+                self.set_phase(Phase::Recovering, Some("xmpp_unreachable"));
+            }
+            return Err(auth);
+        }
+        // Wait for the stream to report the new session, then set it up.
+        let deadline = Instant::now() + self.cfg.request_timeout;
+        let mut up = false;
+        let mut pending: Vec<String> = Vec::new();
+        while Instant::now() < deadline {
+            if up && pending.is_empty() {
+                break;
+            }
+            let ev = tokio::select! {
+                () = self.shutdown.cancelled() => return Err(false),
+                () = tokio::time::sleep_until(deadline) => break,
+                ev = self.link.next() => ev,
+            };
+            match ev {
+                Some(LinkEvent::Up) => {
+                    up = true;
+                    self.shared.with(|v| v.xmpp_up = true);
+                    self.link.send_presence().await;
+                    let pubsub: Jid = match format!("pubsub.{}", params.jid.domain()).parse() {
+                        Ok(j) => j,
+                        Err(_) => return Err(false),
+                    };
+                    let me = &params.jid;
+                    for node in [
+                        format!("/finesse/api/User/{}/Media", self.cfg.agent_id),
+                        format!("/finesse/api/User/{}/Dialogs/Media", self.cfg.agent_id),
+                        "/finesse/api/SystemInfo".to_owned(),
+                    ] {
+                        pending.push(self.link.subscribe(&pubsub, me, &node).await);
+                    }
+                }
+                Some(LinkEvent::IqResult { id, ok }) => {
+                    if pending.contains(&id) && !ok {
+                        warn!(%id, "a pubsub subscription was refused");
+                    }
+                    pending.retain(|p| *p != id);
+                }
+                Some(LinkEvent::Down) | None => break,
+                Some(other) => self.link_requeue(other),
+            }
+        }
+        if !(up && pending.is_empty()) {
+            warn!(
+                up,
+                pending = pending.len(),
+                "XMPP session set-up incomplete"
+            );
+            self.link.drop_session();
+            self.shared.with(|v| v.xmpp_up = false);
+            self.set_phase(Phase::Recovering, Some("xmpp_setup"));
+            return Err(false);
+        }
+        info!(jid = %params.jid, addr = %params.connector_addr(), "XMPP session up");
+        Ok(())
+    }
+
+    /// Events read while setting up are applied as in steady state.
+    fn link_requeue(&mut self, ev: LinkEvent) {
+        let _ = self.apply(ev);
+    }
+
+    async fn resync_or_cause(&mut self, idx: usize) -> bool {
+        self.set_phase(Phase::Resyncing, None);
+        let shutdown = self.shutdown.clone();
+        let result = tokio::select! {
+            () = shutdown.cancelled() => return false,
+            r = resync::run(self, idx) => r,
+        };
+        match result {
+            Ok(()) => {
+                self.set_phase(Phase::Steady, None);
+                true
+            }
+            Err(e) => {
+                warn!(error = %e, "resync failed");
+                self.shared.with(|v| {
+                    if matches!(e, RestError::Malformed(_)) {
+                        v.counters.malformed += 1;
+                    }
+                    v.rest_up = !matches!(e, RestError::Transport(_));
+                });
+                let phase = if matches!(e, RestError::Unauthorized) {
+                    Phase::AuthFailed
+                } else {
+                    Phase::Recovering
+                };
+                self.set_phase(phase, Some(e.cause()));
+                false
+            }
+        }
+    }
+
+    async fn steady(&mut self, idx: usize) -> Exit {
+        let since = Instant::now();
+        let mut reset_done = false;
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                () = self.shutdown.cancelled() => return Exit::Shutdown,
+                _ = tick.tick() => {
+                    self.shared.beat();
+                    if !reset_done && since.elapsed() >= self.cfg.recovery.healthy_after {
+                        self.backoff.reset();
+                        reset_done = true;
+                    }
+                }
+                ev = self.link.next() => {
+                    let Some(ev) = ev else { return Exit::Lost("xmpp_closed") };
+                    if let Some(exit) = self.apply(ev) {
+                        let _ = idx;
+                        return exit;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies one link event to the view; returns why steady state must end, if it must.
+    fn apply(&mut self, ev: LinkEvent) -> Option<Exit> {
+        match ev {
+            LinkEvent::Up => None,
+            LinkEvent::Down => {
+                self.shared.with(|v| v.xmpp_up = false);
+                warn!("XMPP session lost");
+                Some(Exit::Lost("xmpp_lost"))
+            }
+            LinkEvent::IqResult { .. } => None,
+            LinkEvent::FinessePresence(true) => None,
+            LinkEvent::FinessePresence(false) => {
+                warn!("finesse presence UNAVAILABLE");
+                Some(Exit::Wait("finesse_unavailable"))
+            }
+            LinkEvent::Malformed { node, error } => {
+                warn!(%node, %error, "malformed notification");
+                self.shared.with(|v| v.counters.malformed += 1);
+                None
+            }
+            LinkEvent::Update { node, update } => self.apply_update(&node, *update),
+        }
+    }
+
+    fn apply_update(&mut self, node: &str, update: crate::finesse::model::Update) -> Option<Exit> {
+        let agent = self.cfg.agent_id.clone();
+        if node.starts_with("/finesse/api/User/")
+            && !node.starts_with(&format!("/finesse/api/User/{agent}/"))
+        {
+            warn!(%node, "notification for another agent ignored");
+            return None;
+        }
+        match update.notification {
+            Notification::SystemInfo(s) if !s.in_service() => {
+                warn!(status = %s.status, "SystemInfo: node not in service");
+                Some(Exit::Wait("out_of_service"))
+            }
+            Notification::SystemInfo(_) => None,
+            Notification::Media(m) => {
+                let Some(id) = m.mrd() else {
+                    self.shared.with(|v| v.counters.malformed += 1);
+                    return None;
+                };
+                let want = self.cfg.media.iter().find(|c| c.id == id)?.clone();
+                let view = MediaView::from_media(id, &m, Some(&want));
+                self.shared.with(|v| v.media.insert(id, view));
+                if needs_sign_in(m.state()) {
+                    Some(Exit::Resync("media_signed_out"))
+                } else if settings_drift(&m, &want) {
+                    Some(Exit::Resync("settings_drift"))
+                } else {
+                    None
+                }
+            }
+            Notification::DialogsAdded(list) => {
+                for d in &list {
+                    self.upsert_dialog(d);
+                }
+                None
+            }
+            Notification::DialogsRemoved(list) => {
+                self.shared.with(|v| {
+                    for d in &list {
+                        v.dialogs.remove(d.id.trim());
+                    }
+                });
+                None
+            }
+            Notification::DialogChanged(d) => {
+                if d.state.trim().eq_ignore_ascii_case("CLOSED") {
+                    self.shared.with(|v| v.dialogs.remove(d.id.trim()));
+                } else {
+                    self.upsert_dialog(&d);
+                }
+                None
+            }
+            Notification::Errors(errors) => {
+                for e in errors {
+                    if !e.is_already_logged_in() {
+                        warn!(code = %e.data, message = %e.message, mrd = %e.media, "asynchronous Finesse error");
+                    }
+                }
+                None
+            }
+            Notification::Other => None,
+        }
+    }
+
+    fn upsert_dialog(&mut self, d: &crate::finesse::model::Dialog) {
+        let Some(mrd) = d.mrd() else {
+            self.shared.with(|v| v.counters.malformed += 1);
+            return;
+        };
+        if d.id.trim().is_empty() || !self.cfg.media.iter().any(|m| m.id == mrd) {
+            warn!(id = %d.id, mrd, "dialog for an unknown MRD or without id ignored");
+            return;
+        }
+        let view = DialogView::from_dialog(d, mrd);
+        self.shared
+            .with(|v| v.dialogs.insert(view.id.clone(), view));
+    }
+
+    /// Keeps the XMPP session and polls SystemInfo until the node is back (or the other is
+    /// in service, which the next pass picks up). False on shutdown.
+    async fn wait_in_service(&mut self, idx: usize) -> bool {
+        let url = self.cfg.nodes[idx].clone();
+        loop {
+            let poll = self.cfg.recovery.systeminfo_poll;
+            let deadline = Instant::now() + poll;
+            // Meanwhile, notifications still count (an IN_SERVICE SystemInfo ends the wait).
+            loop {
+                let ev = tokio::select! {
+                    () = self.shutdown.cancelled() => return false,
+                    () = tokio::time::sleep_until(deadline) => break,
+                    ev = self.link.next() => ev,
+                };
+                match ev {
+                    None | Some(LinkEvent::Down) => {
+                        self.shared.with(|v| v.xmpp_up = false);
+                        return true;
+                    }
+                    Some(LinkEvent::Update { update, .. }) if matches!(&update.notification, Notification::SystemInfo(s) if s.in_service()) =>
+                    {
+                        return true;
+                    }
+                    Some(other) => {
+                        let _ = self.apply(other);
+                    }
+                }
+            }
+            self.shared.beat();
+            match self.rest.system_info(&url).await {
+                Ok(info) if info.in_service() => return true,
+                _ => {
+                    // The other node may be in service: let the main loop decide.
+                    for (k, other) in self.cfg.nodes.iter().enumerate() {
+                        if k != idx
+                            && self
+                                .rest
+                                .system_info(other)
+                                .await
+                                .is_ok_and(|i| i.in_service())
+                        {
+                            return true;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl LoginParams {
+    fn connector_addr(&self) -> String {
+        format!("{:?}", self.connector)
+    }
+}
+
+fn tls_config(ca_pem: Option<&[u8]>) -> Result<Arc<tokio_xmpp::rustls::ClientConfig>, String> {
+    match ca_pem {
+        Some(pem) => Connector::client_config_from_pem(pem).map_err(|e| format!("ca_file: {e}")),
+        None => {
+            let mut roots = tokio_xmpp::rustls::RootCertStore::empty();
+            // No extra CA: trust the platform store, as tokio-xmpp itself would.
+            for cert in rustls_native_certs_fallback() {
+                let _ = roots.add(cert);
+            }
+            let provider = Arc::new(tokio_xmpp::rustls::crypto::aws_lc_rs::default_provider());
+            let cfg = tokio_xmpp::rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(|e| e.to_string())?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            Ok(Arc::new(cfg))
+        }
+    }
+}
+
+fn rustls_native_certs_fallback() -> Vec<tokio_xmpp::rustls::pki_types::CertificateDer<'static>> {
+    let path = std::path::Path::new("/etc/ssl/certs/ca-certificates.crt");
+    let Ok(pem) = std::fs::read(path) else {
+        return Vec::new();
+    };
+    use tokio_xmpp::rustls::pki_types::pem::PemObject;
+    tokio_xmpp::rustls::pki_types::CertificateDer::pem_slice_iter(&pem)
+        .filter_map(Result::ok)
+        .collect()
+}

@@ -1,0 +1,111 @@
+//! The resync after every new session, failover or return to service (Finesse's recovery
+//! contract for task routing), per configured MRD:
+//!
+//! 1. Media GET.
+//! 2. Signed out (LOGOUT, WORK, WORK_NOT_READY, absent) → sign in with the config's settings.
+//!    Signed in with drifted settings → sign in again; "agent already logged in" (code 1,
+//!    as a 400 body or as an async notification) is the expected answer. At most one
+//!    correction per resync, so a Finesse that keeps drifting cannot cause a sign-in loop.
+//! 3. GET again until the settings match (bounded), then restore the desired READY/NOT_READY
+//!    state if the agent is idle in the other one.
+//! 4. Dialog LIST, diffed against the held dialogs: added, removed, changed.
+
+use std::time::{Duration, SystemTime};
+
+use reqwest::Url;
+use tracing::{info, warn};
+
+use super::Supervisor;
+use crate::finesse::model::Media;
+use crate::finesse::rest::{PutOutcome, RestError};
+use crate::model::{self, DialogView, MediaAction, MediaView, needs_sign_in, settings_drift};
+
+/// How often, and how many times, a Media GET is repeated while waiting for an outcome.
+const CONFIRM_STEP: Duration = Duration::from_millis(100);
+const CONFIRM_TRIES: u32 = 50;
+
+pub(super) async fn run(s: &mut Supervisor, idx: usize) -> Result<(), RestError> {
+    let node = s.cfg.nodes[idx].clone();
+    let (mut added, mut removed, mut changed) = (0usize, 0usize, 0usize);
+    for want in s.cfg.media.clone() {
+        let mut media = s.rest.media(&node, want.id).await?;
+        match model::decide(&media, &want) {
+            MediaAction::SignIn => {
+                info!(mrd = want.id, state = media.state(), "signing in");
+                s.shared.with(|v| v.counters.signins += 1);
+                s.rest.sign_in(&node, &want).await?;
+                media = confirm(s, &node, want.id, |m| !needs_sign_in(m.state())).await?;
+            }
+            MediaAction::CorrectSettings => {
+                info!(mrd = want.id, limit = ?media.limit(), interrupt = ?media.interrupt_action, logout = ?media.dialog_logout_action, "settings drifted; signing in again");
+                s.shared.with(|v| {
+                    v.counters.signins += 1;
+                    v.counters.drift_corrections += 1;
+                });
+                let outcome = s.rest.sign_in(&node, &want).await?;
+                if outcome == PutOutcome::AlreadyLoggedIn {
+                    info!(
+                        mrd = want.id,
+                        "agent already logged in: the expected answer"
+                    );
+                }
+                media = confirm(s, &node, want.id, |m| !settings_drift(m, &want)).await?;
+                if settings_drift(&media, &want) {
+                    warn!(
+                        mrd = want.id,
+                        "settings still differ after the correction; not retrying in this resync"
+                    );
+                }
+            }
+            MediaAction::SetState { .. } | MediaAction::Nothing => {}
+        }
+        if let MediaAction::SetState { state, reason } =
+            model::desired_state(media.state(), media.reason(), &want)
+        {
+            info!(mrd = want.id, from = media.state(), to = %state, "restoring the desired state");
+            s.rest.set_state(&node, want.id, &state, reason).await?;
+            media = confirm(s, &node, want.id, |m| m.state() == state).await?;
+        }
+        let view = MediaView::from_media(want.id, &media, Some(&want));
+        s.shared.with(|v| v.media.insert(want.id, view));
+
+        let list = s.rest.dialogs(&node, want.id).await?;
+        let views: Vec<DialogView> = list
+            .iter()
+            .map(|d| DialogView::from_dialog(d, want.id))
+            .collect();
+        s.shared.with(|v| {
+            let d = model::diff(&v.dialogs, want.id, &views);
+            added += d.added.len();
+            removed += d.removed.len();
+            changed += d.changed.len();
+            model::apply(&mut v.dialogs, &d);
+        });
+    }
+    s.shared.with(|v| {
+        v.counters.resyncs += 1;
+        v.last_resync_at = Some(SystemTime::now());
+        v.rest_up = true;
+    });
+    info!(added, removed, changed, "resync completed");
+    Ok(())
+}
+
+/// GETs the media until `ok` holds (bounded); returns the last one read.
+async fn confirm(
+    s: &Supervisor,
+    node: &Url,
+    mrd: u32,
+    ok: impl Fn(&Media) -> bool,
+) -> Result<Media, RestError> {
+    let mut media = s.rest.media(node, mrd).await?;
+    for _ in 0..CONFIRM_TRIES {
+        if ok(&media) {
+            break;
+        }
+        s.shared.beat();
+        tokio::time::sleep(CONFIRM_STEP).await;
+        media = s.rest.media(node, mrd).await?;
+    }
+    Ok(media)
+}

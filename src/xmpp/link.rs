@@ -1,0 +1,248 @@
+//! The daemon's XMPP link to Finesse's Notification Service: one long-lived [`StanzaStream`]
+//! whose reconnector hands every "I need a connection" slot to the owner. The owner (the
+//! supervisor) decides when and to which node to log in, so backoff, jitter, failover and the
+//! stop after a rejected password all live in one place, and no reconnect task is left
+//! behind. Liveness comes from tokio-xmpp's two-stage timeouts: after `ping_interval` of
+//! silence it pings, and after `ping_timeout` without an answer the session is declared lost.
+
+use std::collections::VecDeque;
+
+use futures::StreamExt;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_xmpp::Stanza;
+use tokio_xmpp::jid::Jid;
+use tokio_xmpp::minidom::Element;
+use tokio_xmpp::parsers::iq::Iq;
+use tokio_xmpp::parsers::presence::{Presence, Type as PresenceType};
+use tokio_xmpp::parsers::pubsub::NodeName;
+use tokio_xmpp::parsers::pubsub::pubsub::{PubSub, Subscribe};
+use tokio_xmpp::stanzastream::{Connection, Event, StanzaStream, StreamEvent};
+
+use super::session::{LoginParams, login};
+use crate::finesse::model::Update;
+
+/// What the link reports.
+#[derive(Debug)]
+pub enum LinkEvent {
+    /// A new session is up (state was lost: presence, subscriptions and resync are due).
+    Up,
+    /// The session was lost (socket loss, ping timeout, stream error).
+    Down,
+    /// A Finesse notification.
+    Update {
+        /// The pubsub node it came from.
+        node: String,
+        /// The decoded update.
+        update: Box<Update>,
+    },
+    /// A notification whose payload could not be decoded.
+    Malformed {
+        /// The pubsub node.
+        node: String,
+        /// Why.
+        error: String,
+    },
+    /// The `finesse` user's presence changed.
+    FinessePresence(bool),
+    /// An IQ of ours was answered.
+    IqResult {
+        /// Its id.
+        id: String,
+        /// False for an error answer.
+        ok: bool,
+    },
+}
+
+/// The XMPP link.
+pub struct Link {
+    stream: StanzaStream,
+    slots: mpsc::UnboundedReceiver<oneshot::Sender<Connection>>,
+    pending: Option<oneshot::Sender<Connection>>,
+    kill: Option<CancellationToken>,
+    up: bool,
+    queue: VecDeque<LinkEvent>,
+    next_id: u64,
+    publisher: String,
+}
+
+impl Link {
+    /// A link with no session yet.
+    pub fn new() -> Self {
+        let (tx, slots) = mpsc::unbounded_channel();
+        let reconnector = move |_: Option<String>, slot: oneshot::Sender<Connection>| {
+            // The owner holds the slot until it has a connection; it is dropped only when the
+            // whole daemon stops.
+            let _ = tx.send(slot);
+        };
+        Self {
+            stream: StanzaStream::new(Box::new(reconnector), 64),
+            slots,
+            pending: None,
+            kill: None,
+            up: false,
+            queue: VecDeque::new(),
+            next_id: 0,
+            publisher: String::new(),
+        }
+    }
+
+    /// True while a session is up.
+    pub fn is_up(&self) -> bool {
+        self.up
+    }
+
+    /// Ends the current session, if any (its socket fails; a `Down` event follows).
+    pub fn drop_session(&mut self) {
+        if let Some(kill) = self.kill.take() {
+            kill.cancel();
+        }
+    }
+
+    /// Logs in with `params` and hands the connection to the stream. Any live session is
+    /// ended first. On success an `Up` event follows.
+    pub async fn connect(&mut self, params: &LoginParams) -> Result<(), tokio_xmpp::Error> {
+        self.drop_session();
+        self.publisher = format!("finesse@{}", params.jid.domain());
+        let kill = CancellationToken::new();
+        let mut params = params.clone();
+        params.connector = params.connector.with_kill_switch(kill.clone());
+        let connection = login(&params).await?;
+        let slot = loop {
+            if let Some(slot) = self.pending.take() {
+                break slot;
+            }
+            // The stream asks for a connection right after it loses one; drain its events
+            // meanwhile so it can report the loss.
+            tokio::select! {
+                slot = self.slots.recv() => match slot {
+                    Some(s) => self.pending = Some(s),
+                    None => return Err(tokio_xmpp::Error::Disconnected),
+                },
+                ev = self.stream.next() => match ev {
+                    Some(ev) => self.on_event(ev),
+                    None => return Err(tokio_xmpp::Error::Disconnected),
+                },
+            }
+        };
+        if slot.send(connection).is_err() {
+            return Err(tokio_xmpp::Error::Disconnected);
+        }
+        self.kill = Some(kill);
+        Ok(())
+    }
+
+    fn on_event(&mut self, ev: Event) {
+        match ev {
+            Event::Stream(StreamEvent::Reset { .. }) => {
+                self.up = true;
+                self.queue.push_back(LinkEvent::Up);
+            }
+            Event::Stream(StreamEvent::Suspended) => {
+                if self.up {
+                    self.up = false;
+                    self.queue.push_back(LinkEvent::Down);
+                }
+            }
+            Event::Stream(StreamEvent::Resumed) => {}
+            Event::Stanza(Stanza::Message(m)) => {
+                for payload in &m.payloads {
+                    self.on_payload(payload);
+                }
+            }
+            Event::Stanza(Stanza::Presence(p)) => {
+                let Some(from) = p.from.as_ref() else { return };
+                if from.to_bare().as_str() != self.publisher {
+                    return;
+                }
+                match p.type_ {
+                    PresenceType::None => self.queue.push_back(LinkEvent::FinessePresence(true)),
+                    PresenceType::Unavailable => {
+                        self.queue.push_back(LinkEvent::FinessePresence(false))
+                    }
+                    _ => {}
+                }
+            }
+            Event::Stanza(Stanza::Iq(iq)) => match iq {
+                Iq::Result { id, .. } => self.queue.push_back(LinkEvent::IqResult { id, ok: true }),
+                Iq::Error { id, .. } => self.queue.push_back(LinkEvent::IqResult { id, ok: false }),
+                Iq::Get { .. } | Iq::Set { .. } => {}
+            },
+        }
+    }
+
+    /// Reads `event/items/item/notification` by local name: some servers re-namespace the
+    /// `notification` element, and a client insisting on its namespace would lose them all.
+    fn on_payload(&mut self, payload: &Element) {
+        if payload.name() != "event" {
+            return;
+        }
+        for items in payload.children().filter(|c| c.name() == "items") {
+            let node = items.attr("node").unwrap_or_default().to_owned();
+            for item in items.children().filter(|c| c.name() == "item") {
+                for n in item.children().filter(|c| c.name() == "notification") {
+                    let event = match Update::decode(&n.text()) {
+                        Ok(update) => LinkEvent::Update {
+                            node: node.clone(),
+                            update: Box::new(update),
+                        },
+                        Err(e) => LinkEvent::Malformed {
+                            node: node.clone(),
+                            error: e.to_string(),
+                        },
+                    };
+                    self.queue.push_back(event);
+                }
+            }
+        }
+    }
+
+    /// The next event. Cancel-safe: events are queued before they are returned.
+    pub async fn next(&mut self) -> Option<LinkEvent> {
+        loop {
+            if let Some(ev) = self.queue.pop_front() {
+                return Some(ev);
+            }
+            tokio::select! {
+                slot = self.slots.recv() => match slot {
+                    Some(s) => self.pending = Some(s),
+                    None => return None,
+                },
+                ev = self.stream.next() => match ev {
+                    Some(ev) => self.on_event(ev),
+                    None => return None,
+                },
+            }
+        }
+    }
+
+    /// Sends available presence (Finesse watches it).
+    pub async fn send_presence(&mut self) {
+        let _ = self
+            .stream
+            .send(Box::new(Presence::available().into()))
+            .await;
+    }
+
+    /// Subscribes `jid` to `node` on `pubsub`; returns the IQ id to wait for.
+    pub async fn subscribe(&mut self, pubsub: &Jid, jid: &Jid, node: &str) -> String {
+        self.next_id += 1;
+        let id = format!("sub{}", self.next_id);
+        let payload = PubSub::Subscribe {
+            subscribe: Some(Subscribe {
+                jid: jid.clone(),
+                node: Some(NodeName(node.to_owned())),
+            }),
+            options: None,
+        };
+        let iq = Iq::from_set(id.clone(), payload).with_to(pubsub.clone());
+        let _ = self.stream.send(Box::new(iq.into())).await;
+        id
+    }
+}
+
+impl Default for Link {
+    fn default() -> Self {
+        Self::new()
+    }
+}
