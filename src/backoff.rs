@@ -83,6 +83,7 @@ mod tests {
             healthy_after: Duration::from_secs(30),
             systeminfo_poll: Duration::from_secs(5),
             auth_retry: Duration::from_secs(360),
+            failover_after: Duration::from_secs(10),
         }
     }
 

@@ -117,6 +117,8 @@ struct RawRecovery {
     systeminfo_poll: Duration,
     #[serde(with = "humantime_serde")]
     auth_retry: Duration,
+    #[serde(with = "humantime_serde")]
+    failover_after: Duration,
 }
 
 impl Default for RawRecovery {
@@ -130,6 +132,7 @@ impl Default for RawRecovery {
             healthy_after: Duration::from_secs(30),
             systeminfo_poll: Duration::from_secs(5),
             auth_retry: Duration::from_secs(360),
+            failover_after: Duration::from_secs(10),
         }
     }
 }
@@ -228,6 +231,9 @@ pub struct RecoveryConfig {
     pub systeminfo_poll: Duration,
     /// Minimum wait after an authentication failure.
     pub auth_retry: Duration,
+    /// The current node must be down (unreachable, out of service, or `finesse` unavailable)
+    /// this long before the daemon moves to the other node; a blip never causes a failover.
+    pub failover_after: Duration,
 }
 
 /// The validated configuration.
@@ -505,6 +511,7 @@ impl Config {
                 healthy_after: r.healthy_after,
                 systeminfo_poll: r.systeminfo_poll,
                 auth_retry: r.auth_retry,
+                failover_after: r.failover_after,
             },
             api_listen: raw.api.listen.clone(),
             log_format: raw.log.format.clone(),

@@ -65,6 +65,8 @@ pub struct Supervisor {
     shutdown: CancellationToken,
     backoff: Backoff,
     node: Option<usize>,
+    /// Since when the current node has been seen down (for `failover_after`).
+    down_since: Option<Instant>,
     tls: Arc<tokio_xmpp::rustls::ClientConfig>,
 }
 
@@ -93,6 +95,7 @@ impl Supervisor {
             shutdown,
             backoff,
             node: None,
+            down_since: None,
             tls,
         })
     }
@@ -206,20 +209,29 @@ impl Supervisor {
         Ok(())
     }
 
-    /// SystemInfo on the current node first, then the others; the first in service wins.
+    /// SystemInfo on the current node first, then the others; the first in service wins. The
+    /// others are only considered once the current node has been down for `failover_after`.
     async fn choose_node(&mut self) -> Option<(usize, SystemInfo)> {
         let n = self.cfg.nodes.len();
         let start = self.node.unwrap_or(0);
         let mut cause = "rest_unreachable";
         for k in 0..n {
             let idx = (start + k) % n;
+            if k > 0 && self.node.is_some() && !self.may_fail_over() {
+                break;
+            }
             let url = self.cfg.nodes[idx].clone();
             let result = tokio::select! {
                 () = self.shutdown.cancelled() => return None,
                 r = self.rest.system_info(&url) => r,
             };
             match result {
-                Ok(info) if info.in_service() => return Some((idx, info)),
+                Ok(info) if info.in_service() => {
+                    if k == 0 {
+                        self.down_since = None;
+                    }
+                    return Some((idx, info));
+                }
                 Ok(info) => {
                     cause = "out_of_service";
                     info!(node = %url, status = %info.status, "node not in service");
@@ -233,6 +245,9 @@ impl Supervisor {
                 }
             }
         }
+        if self.node.is_some() && self.down_since.is_none() {
+            self.down_since = Some(Instant::now());
+        }
         self.shared.with(|v| v.rest_up = false);
         let phase = if self.shared.with(|v| v.counters.resyncs) == 0 {
             Phase::Starting
@@ -241,6 +256,12 @@ impl Supervisor {
         };
         self.set_phase(phase, Some(cause));
         None
+    }
+
+    /// True once the current node has been down for `failover_after`.
+    fn may_fail_over(&mut self) -> bool {
+        let since = *self.down_since.get_or_insert_with(Instant::now);
+        since.elapsed() >= self.cfg.recovery.failover_after
     }
 
     fn login_params(&self, idx: usize, info: &SystemInfo) -> Result<LoginParams, String> {
@@ -388,6 +409,7 @@ impl Supervisor {
         };
         match result {
             Ok(()) => {
+                self.down_since = None;
                 self.set_phase(Phase::Steady, None);
                 true
             }
@@ -541,6 +563,7 @@ impl Supervisor {
     /// in service, which the next pass picks up). False on shutdown.
     async fn wait_in_service(&mut self, idx: usize) -> bool {
         let url = self.cfg.nodes[idx].clone();
+        self.down_since.get_or_insert_with(Instant::now);
         loop {
             let poll = self.cfg.recovery.systeminfo_poll;
             let deadline = Instant::now() + poll;
@@ -567,7 +590,10 @@ impl Supervisor {
             }
             self.shared.beat();
             match self.rest.system_info(&url).await {
-                Ok(info) if info.in_service() => return true,
+                Ok(info) if info.in_service() => {
+                    self.down_since = None;
+                    return true;
+                }
                 _ => {
                     // The other node may be in service: let the main loop decide.
                     for (k, other) in self.cfg.nodes.iter().enumerate() {

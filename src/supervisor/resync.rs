@@ -35,6 +35,18 @@ pub(super) async fn run(s: &mut Supervisor, idx: usize) -> Result<(), RestError>
                 s.shared.with(|v| v.counters.signins += 1);
                 s.rest.sign_in(&node, &want).await?;
                 media = confirm(s, &node, want.id, |m| !needs_sign_in(m.state())).await?;
+                // A fresh sign-in lands NOT_READY with no reason, whatever work the agent
+                // holds (the MRD may then read ACTIVE): set the desired base state now.
+                if want.state == "READY" || want.reason_code_id.is_some() {
+                    info!(mrd = want.id, to = %want.state, "setting the desired state after sign-in");
+                    s.rest
+                        .set_state(&node, want.id, &want.state, want.reason_code_id)
+                        .await?;
+                    media = confirm(s, &node, want.id, |m| {
+                        m.state() == want.state || !matches!(m.state(), "READY" | "NOT_READY")
+                    })
+                    .await?;
+                }
             }
             MediaAction::CorrectSettings => {
                 info!(mrd = want.id, limit = ?media.limit(), interrupt = ?media.interrupt_action, logout = ?media.dialog_logout_action, "settings drifted; signing in again");

@@ -3,6 +3,7 @@
 //! nodes, and connect as an agent over XMPP to read notifications.
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod xmpp;
 
 use std::path::PathBuf;

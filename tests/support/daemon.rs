@@ -1,0 +1,205 @@
+//! Test-side helpers for the daemon: write an agent config pointing at a running simulator,
+//! start `finesse-taskd` as a real process with JSON logs, find its API address from the log,
+//! and read its state.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::oneshot;
+
+use super::{PASSWORD, Sim};
+
+/// What differs between scenarios.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    /// The password written to the password file.
+    pub password: String,
+    /// `[[media]]` tables.
+    pub media: String,
+    /// XMPP ping interval and timeout.
+    pub ping: (&'static str, &'static str),
+    /// `[recovery] auth_retry`.
+    pub auth_retry: &'static str,
+    /// `[recovery] failover_after`.
+    pub failover_after: &'static str,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        Self {
+            password: PASSWORD.to_owned(),
+            media: "[[media]]\nid = 5002\nmax_dialog_limit = 3\ninterrupt_action = \"ACCEPT\"\ndialog_logout_action = \"CLOSE\"\nstate = \"READY\"\n".into(),
+            ping: ("1s", "1s"),
+            auth_retry: "2s",
+            failover_after: "1s",
+        }
+    }
+}
+
+/// A running daemon; killed when dropped.
+pub struct Daemon {
+    pub child: Child,
+    pub api: String,
+    pub log_path: PathBuf,
+    pub dir: tempfile::TempDir,
+    http: reqwest::Client,
+}
+
+impl Daemon {
+    /// Starts the daemon against `sim` and waits until its API listens.
+    pub async fn start(sim: &Sim, cfg: DaemonConfig) -> Daemon {
+        let dir = tempfile::Builder::new()
+            .prefix("taskd-")
+            .tempdir()
+            .expect("temp dir");
+        let pw = dir.path().join("password");
+        std::fs::write(&pw, format!("{}\n", cfg.password)).expect("password file");
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        }
+        let nodes: Vec<String> = sim
+            .info
+            .nodes
+            .iter()
+            .map(|n| format!("{:?}", n.rest))
+            .collect();
+        let toml = format!(
+            "[agent]\nid = \"{agent}\"\npassword_file = {pw:?}\n\n\
+             [finesse]\nnodes = [{nodes}]\nca_file = {ca:?}\nrequest_timeout = \"2s\"\n\n\
+             [xmpp]\nping_interval = \"{pi}\"\nping_timeout = \"{pt}\"\n\n{media}\n\
+             [recovery]\nfirst_retry_window = \"300ms\"\nbackoff_initial = \"200ms\"\nbackoff_max = \"1s\"\n\
+             systeminfo_poll = \"300ms\"\nhealthy_after = \"5s\"\nauth_retry = \"{ar}\"\nfailover_after = \"{fa}\"\n\n\
+             [api]\nlisten = \"127.0.0.1:0\"\n\n[log]\nformat = \"json\"\n",
+            agent = super::AGENT,
+            nodes = nodes.join(", "),
+            ca = sim.info.ca_file,
+            pi = cfg.ping.0,
+            pt = cfg.ping.1,
+            media = cfg.media,
+            ar = cfg.auth_retry,
+            fa = cfg.failover_after,
+        );
+        let config = dir.path().join("agent.toml");
+        std::fs::write(&config, toml).expect("config");
+        let log_path = dir.path().join("daemon.log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_finesse-taskd"))
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "info,finesse_taskd=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn finesse-taskd");
+        let stderr = child.stderr.take().expect("stderr");
+        let (addr_tx, addr_rx) = oneshot::channel();
+        let path = log_path.clone();
+        tokio::spawn(async move {
+            let mut file = tokio::fs::File::create(&path).await.expect("log file");
+            let mut lines = BufReader::new(stderr).lines();
+            let mut addr_tx = Some(addr_tx);
+            while let Ok(Some(line)) = lines.next_line().await {
+                let _ = file.write_all(line.as_bytes()).await;
+                let _ = file.write_all(b"\n").await;
+                let _ = file.flush().await;
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    if v["fields"]["message"] == "local API listening" {
+                        if let (Some(tx), Some(addr)) =
+                            (addr_tx.take(), v["fields"]["addr"].as_str())
+                        {
+                            let _ = tx.send(addr.to_owned());
+                        }
+                    }
+                }
+            }
+        });
+        let addr = tokio::time::timeout(Duration::from_secs(20), addr_rx)
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "daemon API did not come up; log: {}",
+                    std::fs::read_to_string(&log_path).unwrap_or_default()
+                )
+            })
+            .expect("daemon exited before its API listened");
+        Daemon {
+            child,
+            api: format!("http://{addr}"),
+            log_path,
+            dir,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .expect("client"),
+        }
+    }
+
+    /// `/v1/state`.
+    pub async fn state(&self) -> Value {
+        let r = self
+            .http
+            .get(format!("{}/v1/state", self.api))
+            .send()
+            .await
+            .expect("state");
+        r.json().await.expect("state JSON")
+    }
+
+    /// `/readyz` status.
+    pub async fn ready(&self) -> bool {
+        self.http
+            .get(format!("{}/readyz", self.api))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    }
+
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Log lines whose message is `message`.
+    pub fn log_count(&self, message: &str) -> usize {
+        self.log()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["fields"]["message"] == message)
+            .count()
+    }
+
+    /// Polls `check` on the state every 20 ms until it holds; panics with the log after `limit`.
+    pub async fn wait_state(
+        &self,
+        limit: Duration,
+        what: &str,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let s = self.state().await;
+            if check(&s) {
+                return s;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!(
+                    "timed out waiting for {what}; state {s}\nlog:\n{}",
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits for phase steady; returns the state.
+    pub async fn wait_steady(&self, limit: Duration) -> Value {
+        self.wait_state(limit, "phase steady", |s| s["phase"] == "steady")
+            .await
+    }
+}
