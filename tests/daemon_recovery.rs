@@ -432,3 +432,93 @@ async fn sigterm_exits_cleanly_within_five_seconds() {
     assert!(status.success(), "{status:?}");
     assert!(d.log().contains("SIGTERM: stopping"));
 }
+
+#[tokio::test]
+async fn a_dialog_offered_and_another_closed_in_the_middle_of_a_resync_end_equal_to_the_truth() {
+    let sim = Sim::start(&[]).await;
+    let d = steady_daemon(
+        &sim,
+        DaemonConfig {
+            failover_after: "60s",
+            ..Default::default()
+        },
+    )
+    .await;
+    let doomed = sim.offer(json!({})).await;
+    d.wait_state(LIMIT, "dialog held", |s| {
+        daemon_dialogs(s).contains(&doomed)
+    })
+    .await;
+    let resyncs = d.state().await["counters"]["resyncs"].as_u64().unwrap();
+    // Every REST answer now takes 300 ms, so the resync below takes over a second.
+    sim.faults("A", json!({ "out_of_service": true })).await;
+    d.wait_state(LIMIT, "out of service seen", |s| {
+        s["cause"] == "out_of_service"
+    })
+    .await;
+    sim.faults("A", json!({ "out_of_service": false, "delay_ms": 300 }))
+        .await;
+    d.wait_state(LIMIT, "resync running", |s| s["phase"] == "resyncing")
+        .await;
+    let fresh = sim.offer(json!({})).await;
+    sim.admin(Method::POST, &format!("/admin/dialogs/{doomed}/end"), None)
+        .await;
+    let s = d
+        .wait_state(LIMIT, "resync done", |s| {
+            s["phase"] == "steady" && s["counters"]["resyncs"].as_u64().unwrap() > resyncs
+        })
+        .await;
+    let s = if daemon_dialogs(&s) == truth_dialogs(&sim).await {
+        s
+    } else {
+        d.wait_state(LIMIT, "buffered notifications applied", |s| {
+            daemon_dialogs(s).contains(&fresh) && !daemon_dialogs(s).contains(&doomed)
+        })
+        .await
+    };
+    let held = daemon_dialogs(&s);
+    assert!(
+        held.contains(&fresh),
+        "a dialog offered mid-resync must appear: {s}"
+    );
+    assert!(
+        !held.contains(&doomed),
+        "a dialog closed mid-resync must not linger: {s}"
+    );
+    assert_eq!(held, truth_dialogs(&sim).await);
+}
+
+#[tokio::test]
+async fn a_resource_conflict_is_reported_without_a_reconnect_storm() {
+    let sim = Sim::start(&[]).await;
+    let d = steady_daemon(
+        &sim,
+        DaemonConfig {
+            auth_retry: "2s",
+            ..Default::default()
+        },
+    )
+    .await;
+    let intruder = support::xmpp::Agent::connect_full(
+        &sim.info,
+        "A",
+        AGENT,
+        support::PASSWORD,
+        finesse_taskd::xmpp::TlsMode::Direct,
+        "taskd",
+    )
+    .await;
+    d.wait_state(LIMIT, "conflict reported", |s| {
+        s["phase"] == "conflict" && s["cause"] == "conflict"
+    })
+    .await;
+    let before = d.log_count("XMPP session up");
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let sessions = d.log_count("XMPP session up") - before;
+    assert!(
+        sessions <= 4,
+        "at most one new session per auth_retry (2 s) over 6 s, got {sessions}"
+    );
+    intruder.close().await;
+    d.wait_steady(LIMIT).await;
+}

@@ -188,6 +188,17 @@ impl Supervisor {
             }
             match self.steady(idx).await {
                 Exit::Shutdown => break,
+                Exit::Lost(_) if self.link.lost_to_conflict() => {
+                    // Another session took our resource. Reconnecting at once would only
+                    // kick it in turn: report it and wait as long as after a bad password.
+                    warn!("XMPP stream error: conflict (another session uses this resource)");
+                    self.shared.with(|v| v.counters.reconnects += 1);
+                    self.set_phase(Phase::Conflict, Some("conflict"));
+                    if !self.pause(self.cfg.recovery.auth_retry).await {
+                        break;
+                    }
+                    delay = false;
+                }
                 Exit::Lost(cause) => {
                     self.shared.with(|v| v.counters.reconnects += 1);
                     self.set_phase(Phase::Recovering, Some(cause));

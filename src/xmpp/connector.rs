@@ -11,6 +11,7 @@ use std::borrow::Cow;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use futures::{SinkExt, StreamExt};
 use tokio::io::BufStream;
@@ -45,6 +46,7 @@ pub struct Connector {
     mode: TlsMode,
     tls: Arc<rustls::ClientConfig>,
     kill: Option<CancellationToken>,
+    conflict: Option<Arc<AtomicBool>>,
 }
 
 impl std::fmt::Debug for Connector {
@@ -64,6 +66,7 @@ impl Connector {
             mode,
             tls,
             kill: None,
+            conflict: None,
         }
     }
 
@@ -75,6 +78,14 @@ impl Connector {
         self
     }
 
+    /// Sets `flag` when the server ends the stream with a `conflict` stream error (another
+    /// session took our resource). tokio-xmpp reports only "disconnected", so the kill-switch
+    /// wrapper watches the incoming XML for it.
+    pub fn with_conflict_flag(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.conflict = Some(flag);
+        self
+    }
+
     fn wrap<S: AsyncReadAndWrite + 'static>(
         &self,
         io: S,
@@ -83,6 +94,7 @@ impl Connector {
             Some(kill) => Box::new(Killable {
                 inner: Box::pin(io),
                 killed: Box::pin(kill.clone().cancelled_owned()),
+                conflict: self.conflict.clone(),
             }),
             None => Box::new(io),
         }
@@ -221,6 +233,13 @@ impl ServerConnector for Connector {
 struct Killable {
     inner: std::pin::Pin<Box<dyn AsyncReadAndWrite + Send>>,
     killed: std::pin::Pin<Box<WaitForCancellationFutureOwned>>,
+    conflict: Option<Arc<AtomicBool>>,
+}
+
+/// True when `buf` holds a `conflict` stream error.
+fn is_conflict_error(buf: &[u8]) -> bool {
+    let has = |needle: &[u8]| buf.windows(needle.len()).any(|w| w == needle);
+    has(b"xmpp-streams") && has(b"<conflict")
 }
 
 fn aborted() -> io::Error {
@@ -263,7 +282,13 @@ impl AsyncBufRead for Killable {
         if this.is_killed(cx) {
             return Poll::Ready(Err(aborted()));
         }
-        this.inner.as_mut().poll_fill_buf(cx)
+        let polled = this.inner.as_mut().poll_fill_buf(cx);
+        if let (Poll::Ready(Ok(buf)), Some(flag)) = (&polled, &this.conflict) {
+            if is_conflict_error(buf) {
+                flag.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        polled
     }
 
     fn consume(self: std::pin::Pin<&mut Self>, amt: usize) {
@@ -294,5 +319,19 @@ impl AsyncWrite for Killable {
 
     fn poll_shutdown(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.get_mut().inner.as_mut().poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_conflict_error;
+
+    #[test]
+    fn spots_a_conflict_stream_error_and_nothing_else() {
+        assert!(is_conflict_error(
+            b"<stream:error><conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>"
+        ));
+        assert!(!is_conflict_error(b"<iq type='error'><error><conflict xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"));
+        assert!(!is_conflict_error(b"<stream:error><system-shutdown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>"));
     }
 }

@@ -6,6 +6,8 @@
 //! silence it pings, and after `ping_timeout` without an answer the session is declared lost.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot};
@@ -64,6 +66,7 @@ pub struct Link {
     queue: VecDeque<LinkEvent>,
     next_id: u64,
     publisher: String,
+    conflict: Arc<AtomicBool>,
 }
 
 impl Link {
@@ -84,7 +87,13 @@ impl Link {
             queue: VecDeque::new(),
             next_id: 0,
             publisher: String::new(),
+            conflict: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// True when the last session ended with a `conflict` stream error.
+    pub fn lost_to_conflict(&self) -> bool {
+        self.conflict.load(Ordering::Relaxed)
     }
 
     /// True while a session is up.
@@ -106,7 +115,11 @@ impl Link {
         self.publisher = format!("finesse@{}", params.jid.domain());
         let kill = CancellationToken::new();
         let mut params = params.clone();
-        params.connector = params.connector.with_kill_switch(kill.clone());
+        self.conflict.store(false, Ordering::Relaxed);
+        params.connector = params
+            .connector
+            .with_kill_switch(kill.clone())
+            .with_conflict_flag(self.conflict.clone());
         let connection = login(&params).await?;
         let slot = loop {
             if let Some(slot) = self.pending.take() {

@@ -57,6 +57,18 @@ impl Agent {
         password: &str,
         mode: TlsMode,
     ) -> Agent {
+        Self::connect_full(info, node, user, password, mode, "test").await
+    }
+
+    /// Connects with an explicit resource.
+    pub async fn connect_full(
+        info: &SimInfo,
+        node: &str,
+        user: &str,
+        password: &str,
+        mode: TlsMode,
+        resource: &str,
+    ) -> Agent {
         let n = info.nodes.iter().find(|n| n.name == node).expect("node");
         let port = if mode == TlsMode::Direct {
             n.xmpp_secure_port
@@ -66,7 +78,9 @@ impl Agent {
         let ca = std::fs::read(&info.ca_file).expect("CA");
         let tls = Connector::client_config_from_pem(&ca).expect("CA config");
         let addr = format!("127.0.0.1:{port}").parse().expect("addr");
-        let jid: Jid = format!("{user}@{}/test", info.domain).parse().expect("jid");
+        let jid: Jid = format!("{user}@{}/{resource}", info.domain)
+            .parse()
+            .expect("jid");
         let timeouts = Timeouts {
             read_timeout: Duration::from_secs(2),
             response_timeout: Duration::from_secs(2),

@@ -41,6 +41,8 @@ pub struct Faults {
     pub finesse_unavailable: bool,
     /// Notifications are dropped silently.
     pub drop_notifications: bool,
+    /// Every REST answer is delayed this long (a slow Finesse), in milliseconds.
+    pub delay_ms: u64,
 }
 
 /// One REST request as the node saw it.

@@ -99,6 +99,9 @@ async fn faults_and_log(State(st): State<NodeState>, req: Request, next: Next) -
     });
     let is_system_info = parts.uri.path() == "/finesse/api/SystemInfo";
     let faults = node.faults();
+    if faults.delay_ms > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(faults.delay_ms)).await;
+    }
     let response = if faults.rest == RestMode::Hang {
         // Accept and never answer while the fault lasts; then give up with a 503.
         let mut watch = node.faults.subscribe();

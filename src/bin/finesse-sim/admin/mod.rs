@@ -197,6 +197,7 @@ struct FaultsPatch {
     http_500: Option<bool>,
     finesse_unavailable: Option<bool>,
     drop_notifications: Option<bool>,
+    delay_ms: Option<u64>,
 }
 
 async fn put_faults(
@@ -214,6 +215,7 @@ async fn put_faults(
     after.http_500 = p.http_500.unwrap_or(after.http_500);
     after.finesse_unavailable = p.finesse_unavailable.unwrap_or(after.finesse_unavailable);
     after.drop_notifications = p.drop_notifications.unwrap_or(after.drop_notifications);
+    after.delay_ms = p.delay_ms.unwrap_or(after.delay_ms);
     n.faults.send_replace(after.clone());
     let ports = lock(&st.cluster.truth).behaviour.systeminfo_ports;
     if before.out_of_service != after.out_of_service {
