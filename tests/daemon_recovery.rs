@@ -123,9 +123,13 @@ async fn prosody_killed_and_restarted_is_reconnected_resubscribed_and_resynced_w
     sim.prosody("A", "kill").await;
     d.wait_state(LIMIT, "xmpp down", |s| s["links"]["xmpp"] == "down")
         .await;
+    assert!(
+        d.log().contains("\"xmpp_lost\""),
+        "the cause names the socket loss"
+    );
     let offered = sim.offer(json!({})).await;
-    sim.prosody("A", "start").await;
     let back = Instant::now();
+    sim.prosody("A", "start").await;
     let s = d
         .wait_state(LIMIT, "steady with the outage dialog", |s| {
             s["phase"] == "steady" && daemon_dialogs(s).contains(&offered)

@@ -338,9 +338,18 @@ impl Supervisor {
                 return Err(false);
             }
         };
+        // A server that accepts TCP and then says nothing must not hold us forever.
+        let limit = self.cfg.request_timeout + self.cfg.xmpp.ping_timeout;
         let connected = tokio::select! {
             () = self.shutdown.cancelled() => return Err(false),
-            r = self.link.connect(&params) => r,
+            r = tokio::time::timeout(limit, self.link.connect(&params)) => match r {
+                Ok(r) => r,
+                Err(_) => {
+                    warn!(timeout_ms = limit.as_millis() as u64, "XMPP login timed out");
+                    self.set_phase(Phase::Recovering, Some("xmpp_timeout"));
+                    return Err(false);
+                }
+            },
         };
         if let Err(e) = connected {
             let auth = is_auth_error(&e);
@@ -474,8 +483,19 @@ impl Supervisor {
             LinkEvent::Up => None,
             LinkEvent::Down => {
                 self.shared.with(|v| v.xmpp_up = false);
-                warn!("XMPP session lost");
-                Some(Exit::Lost("xmpp_lost"))
+                // Silent past the soft timeout: the ping went unanswered (a dead link), as
+                // opposed to a socket that closed or broke.
+                let cause = if self.link.silent_for() >= self.cfg.xmpp.ping_interval {
+                    "xmpp_ping_timeout"
+                } else {
+                    "xmpp_lost"
+                };
+                warn!(
+                    cause,
+                    silent_ms = self.link.silent_for().as_millis() as u64,
+                    "XMPP session lost"
+                );
+                Some(Exit::Lost(cause))
             }
             LinkEvent::IqResult { .. } => None,
             LinkEvent::FinessePresence(true) => None,

@@ -67,6 +67,7 @@ pub struct Link {
     next_id: u64,
     publisher: String,
     conflict: Arc<AtomicBool>,
+    last_rx: tokio::time::Instant,
 }
 
 impl Link {
@@ -88,6 +89,7 @@ impl Link {
             next_id: 0,
             publisher: String::new(),
             conflict: Arc::new(AtomicBool::new(false)),
+            last_rx: tokio::time::Instant::now(),
         }
     }
 
@@ -145,7 +147,15 @@ impl Link {
         Ok(())
     }
 
+    /// How long the session has been silent (nothing received, not even a ping answer).
+    pub fn silent_for(&self) -> std::time::Duration {
+        self.last_rx.elapsed()
+    }
+
     fn on_event(&mut self, ev: Event) {
+        if !matches!(ev, Event::Stream(StreamEvent::Suspended)) {
+            self.last_rx = tokio::time::Instant::now();
+        }
         match ev {
             Event::Stream(StreamEvent::Reset { .. }) => {
                 self.up = true;
