@@ -1,53 +1,335 @@
-//! The local HTTP API for the agent's task application: `/healthz` (the main loop makes
-//! progress), `/readyz` (phase is steady) and `/v1/state`. It only reads the shared state.
+//! The local HTTP API for the agent's task application, on loopback TCP or a Unix socket:
+//!
+//! - `GET /healthz` (the main loop makes progress), `GET /readyz` (phase is steady),
+//!   `GET /v1/state` (the view);
+//! - `GET /v1/events`: Server-Sent Events, one JSON object per event with a monotonic `seq`,
+//!   resumable with `Last-Event-ID` from a bounded ring (`resync.required` past it);
+//! - `POST /v1/dialogs/{id}/actions`, `PUT /v1/media/{id}/state`, `PUT /v1/media/{id}/routable`:
+//!   queued to the supervisor, which sends each to the current node exactly once, waiting up
+//!   to `action_wait` for steady, else 503 with `Retry-After`;
+//! - `GET /metrics`: Prometheus text.
+//!
+//! It never calls Finesse itself.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
+use futures::Stream;
+use serde::Deserialize;
 use serde_json::json;
+use tokio::sync::{mpsc, oneshot};
 
+use crate::events::Replay;
+use crate::model::{ACTIONS, allowed_actions};
+use crate::supervisor::command::{Command, CommandError, Request};
 use crate::supervisor::state::{Phase, Shared};
 
 /// The main loop counts as stuck after this long without progress.
 pub const STALL: Duration = Duration::from_secs(15);
 
+/// Request bodies above this are refused with 413.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The supervisor's published state.
+    pub shared: Arc<Shared>,
+    /// Where requests for Finesse go.
+    pub commands: mpsc::Sender<Request>,
+    /// How long an action may wait for steady.
+    pub action_wait: Duration,
+    /// Finesse's request timeout (added to the wait for the answer).
+    pub request_timeout: Duration,
+    /// Renders `/metrics`.
+    pub metrics: Arc<dyn Fn() -> String + Send + Sync>,
+}
+
 /// The API router.
-pub fn router(shared: Arc<Shared>) -> Router {
+pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/v1/state", get(state))
-        .with_state(shared)
+        .route("/v1/state", get(view))
+        .route("/v1/events", get(events))
+        .route("/v1/dialogs/{id}/actions", post(dialog_action))
+        .route("/v1/media/{id}/state", put(media_state))
+        .route("/v1/media/{id}/routable", put(media_routable))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
 }
 
-async fn healthz(State(s): State<Arc<Shared>>) -> Response {
-    let since = s.since_beat();
+fn error(status: StatusCode, message: impl Into<String>, field: Option<&str>) -> Response {
+    (
+        status,
+        Json(json!({ "error": message.into(), "field": field })),
+    )
+        .into_response()
+}
+
+async fn healthz(State(s): State<ApiState>) -> Response {
+    let since = s.shared.since_beat();
     if since < STALL {
-        (StatusCode::OK, Json(json!({ "ok": true }))).into_response()
+        Json(json!({ "ok": true })).into_response()
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "ok": false, "stalledMs": since.as_millis() as u64 })),
-        )
-            .into_response()
+        let body = json!({ "ok": false, "stalledMs": since.as_millis() as u64 });
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
     }
 }
 
-async fn readyz(State(s): State<Arc<Shared>>) -> Response {
-    let v = s.snapshot();
+async fn readyz(State(s): State<ApiState>) -> Response {
+    let v = s.shared.snapshot();
     if v.phase == Phase::Steady {
-        (StatusCode::OK, Json(json!({ "ready": true }))).into_response()
+        Json(json!({ "ready": true })).into_response()
     } else {
         let body = json!({ "ready": false, "phase": v.phase, "cause": v.cause });
         (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
     }
 }
 
-async fn state(State(s): State<Arc<Shared>>) -> Response {
-    Json(s.snapshot().to_json()).into_response()
+async fn view(State(s): State<ApiState>) -> Response {
+    Json(s.shared.snapshot().to_json()).into_response()
+}
+
+async fn metrics(State(s): State<ApiState>) -> Response {
+    let body = (s.metrics)();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+fn sse_event(seq: u64, json: &str) -> SseEvent {
+    SseEvent::default().id(seq.to_string()).data(json)
+}
+
+async fn events(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let last = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let (replay, mut rx) = s.shared.events.subscribe(last);
+    let head: Vec<SseEvent> = match replay {
+        Replay::Events(list) => list.iter().map(|e| sse_event(e.seq, &e.json)).collect(),
+        Replay::ResyncRequired { oldest } => {
+            let seq = s.shared.events.last_seq();
+            let body =
+                json!({ "seq": seq, "type": "resync.required", "oldest": oldest }).to_string();
+            vec![sse_event(seq, &body)]
+        }
+    };
+    // `subscribe` took the receiver under the ring's lock: it holds exactly the events after
+    // the replay, so nothing is lost or sent twice.
+    let live = async_stream(move |tx| async move {
+        for e in head {
+            if tx.send(Ok(e)).await.is_err() {
+                return;
+            }
+        }
+        loop {
+            match rx.recv().await {
+                Ok(e) => {
+                    if tx.send(Ok(sse_event(e.seq, &e.json))).await.is_err() {
+                        return;
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    // A slow client: tell it to refetch the state, then drop it.
+                    let body =
+                        json!({ "type": "resync.required", "reason": "slow client" }).to_string();
+                    let _ = tx.send(Ok(SseEvent::default().data(body))).await;
+                    return;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+    Sse::new(live).keep_alive(KeepAlive::default())
+}
+
+/// A stream fed by a task through a small bounded channel (backpressure per client).
+fn async_stream<F, Fut>(f: F) -> impl Stream<Item = Result<SseEvent, Infallible>>
+where
+    F: FnOnce(mpsc::Sender<Result<SseEvent, Infallible>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel(16);
+    tokio::spawn(f(tx));
+    tokio_stream_from(rx)
+}
+
+fn tokio_stream_from<T: Send + 'static>(mut rx: mpsc::Receiver<T>) -> impl Stream<Item = T> {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// Queues a command and waits for its answer.
+async fn submit(s: &ApiState, command: Command) -> Response {
+    let deadline = tokio::time::Instant::now() + s.action_wait;
+    let (reply, answer) = oneshot::channel();
+    if s.commands
+        .send(Request {
+            command,
+            deadline,
+            reply,
+        })
+        .await
+        .is_err()
+    {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the daemon is stopping",
+            None,
+        );
+    }
+    let limit = s.action_wait + s.request_timeout + Duration::from_secs(1);
+    let unavailable = || {
+        let mut r = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Finesse session is recovering; retry later",
+            None,
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+        r
+    };
+    match tokio::time::timeout(limit, answer).await {
+        Ok(Ok(Ok(()))) => (StatusCode::ACCEPTED, Json(json!({ "accepted": true }))).into_response(),
+        Ok(Ok(Err(CommandError::NotFound(m)))) => error(StatusCode::NOT_FOUND, m, None),
+        Ok(Ok(Err(CommandError::NotAllowed(m)))) => error(StatusCode::CONFLICT, m, Some("action")),
+        Ok(Ok(Err(CommandError::Finesse(m)))) => error(StatusCode::BAD_GATEWAY, m, None),
+        Ok(Ok(Err(CommandError::Unavailable(_)))) | Ok(Err(_)) | Err(_) => unavailable(),
+    }
+}
+
+fn parse_body<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, Response> {
+    serde_json::from_slice(body).map_err(|e| {
+        let field = e.to_string().split('`').nth(1).map(str::to_owned);
+        error(
+            StatusCode::BAD_REQUEST,
+            format!("invalid JSON body: {e}"),
+            field.as_deref(),
+        )
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActionBody {
+    action: String,
+    #[serde(default)]
+    target: Option<String>,
+}
+
+async fn dialog_action(State(s): State<ApiState>, Path(id): Path<String>, body: Bytes) -> Response {
+    let b: ActionBody = match parse_body(&body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let action = b.action.trim().to_ascii_uppercase();
+    if !ACTIONS.contains(&action.as_str()) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "unknown action {:?}; one of {}",
+                b.action,
+                ACTIONS.join(", ")
+            ),
+            Some("action"),
+        );
+    }
+    // Answer what the daemon already knows at once; the supervisor checks again before sending.
+    match s.shared.with(|v| v.dialogs.get(&id).cloned()) {
+        None => return error(StatusCode::NOT_FOUND, format!("no dialog {id}"), None),
+        Some(d) if !allowed_actions(&d.state).contains(&action.as_str()) => {
+            return error(
+                StatusCode::CONFLICT,
+                format!("{action} is not allowed in state {}", d.state),
+                Some("action"),
+            );
+        }
+        Some(_) => {}
+    }
+    submit(
+        &s,
+        Command::DialogAction {
+            id,
+            action,
+            target: b.target,
+        },
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct StateBody {
+    state: String,
+    #[serde(default)]
+    reason_code_id: Option<u32>,
+}
+
+async fn media_state(State(s): State<ApiState>, Path(id): Path<u32>, body: Bytes) -> Response {
+    let b: StateBody = match parse_body(&body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let state = b.state.trim().to_ascii_uppercase();
+    if state != "READY" && state != "NOT_READY" {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("state {:?}: use READY or NOT_READY", b.state),
+            Some("state"),
+        );
+    }
+    let reason = if state == "NOT_READY" {
+        b.reason_code_id
+    } else {
+        None
+    };
+    submit(
+        &s,
+        Command::SetState {
+            mrd: id,
+            state,
+            reason,
+        },
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoutableBody {
+    routable: bool,
+}
+
+async fn media_routable(State(s): State<ApiState>, Path(id): Path<u32>, body: Bytes) -> Response {
+    let b: RoutableBody = match parse_body(&body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    submit(
+        &s,
+        Command::SetRoutable {
+            mrd: id,
+            routable: b.routable,
+        },
+    )
+    .await
 }

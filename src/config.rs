@@ -141,12 +141,17 @@ impl Default for RawRecovery {
 #[serde(deny_unknown_fields, default)]
 struct RawApi {
     listen: String,
+    #[serde(with = "humantime_serde")]
+    action_wait: Duration,
+    event_ring: usize,
 }
 
 impl Default for RawApi {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:9471".into(),
+            action_wait: Duration::from_secs(10),
+            event_ring: crate::events::RING,
         }
     }
 }
@@ -259,8 +264,12 @@ pub struct Config {
     pub media: Vec<MediaConfig>,
     /// Recovery timing.
     pub recovery: RecoveryConfig,
-    /// Local API address.
+    /// Local API address: `host:port` or `unix:/path`.
     pub api_listen: String,
+    /// How long an action waits for `steady` before it is refused with 503.
+    pub action_wait: Duration,
+    /// How many events the resume ring keeps.
+    pub event_ring: usize,
     /// auto | text | json.
     pub log_format: String,
     /// Things worth a warning once logging is up.
@@ -481,6 +490,13 @@ impl Config {
             return Err(err(f, "recovery.systeminfo_poll", "must be above zero"));
         }
         choice(f, "log.format", &raw.log.format, &["auto", "text", "json"])?;
+        if !(16..=1_000_000).contains(&raw.api.event_ring) {
+            return Err(err(
+                f,
+                "api.event_ring",
+                format!("{} is out of range 16..=1000000", raw.api.event_ring),
+            ));
+        }
         if raw.api.listen.is_empty() {
             return Err(err(f, "api.listen", "must not be empty"));
         }
@@ -514,6 +530,8 @@ impl Config {
                 failover_after: r.failover_after,
             },
             api_listen: raw.api.listen.clone(),
+            action_wait: raw.api.action_wait,
+            event_ring: raw.api.event_ring,
             log_format: raw.log.format.clone(),
             warnings,
         })

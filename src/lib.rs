@@ -11,7 +11,9 @@
 //! - [`backoff`]: the retry delays (first-retry window, then jittered exponential backoff).
 //! - [`model`]: the agent's local view (media, dialogs) and the pure resync decisions.
 //! - [`supervisor`]: the loop that holds, detects, recovers and resyncs.
-//! - [`api`]: the local HTTP API (health, readiness, state).
+//! - [`events`]: the bounded, resumable event stream of view changes.
+//! - [`metrics`]: Prometheus metrics.
+//! - [`api`]: the local HTTP API (health, readiness, state, events).
 //!
 //! The Finesse simulator lives in `src/bin/finesse-sim/` and deliberately shares no XML model
 //! with the daemon, so that one misreading of the protocol cannot pass on both sides.
@@ -21,7 +23,9 @@
 pub mod api;
 pub mod backoff;
 pub mod config;
+pub mod events;
 pub mod finesse;
+pub mod metrics;
 pub mod model;
 pub mod secret;
 pub mod supervisor;

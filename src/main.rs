@@ -92,27 +92,59 @@ fn init_logging(format: &str) {
 }
 
 async fn run(config: Config) -> ExitCode {
-    let shared = Arc::new(Shared::new(&config.agent_id));
+    let shared = Arc::new(Shared::new(&config.agent_id, config.event_ring));
     let shutdown = CancellationToken::new();
-    let listener = match tokio::net::TcpListener::bind(&config.api_listen).await {
-        Ok(l) => l,
-        Err(e) => {
-            error!(listen = %config.api_listen, error = %e, "cannot bind the local API");
-            return ExitCode::from(EX_CONFIG);
-        }
-    };
-    match listener.local_addr() {
-        Ok(addr) => info!(%addr, agent = %config.agent_id, "local API listening"),
-        Err(e) => warn!(error = %e, "local API address unknown"),
-    }
-    let api = finesse_taskd::api::router(shared.clone());
-    let api_stop = shutdown.clone();
-    let api_task = tokio::spawn(async move {
-        let _ = axum::serve(listener, api)
-            .with_graceful_shutdown(async move { api_stop.cancelled().await })
-            .await;
+    let (commands_tx, commands_rx) = tokio::sync::mpsc::channel(64);
+    let metrics_view = shared.clone();
+    let api = finesse_taskd::api::router(finesse_taskd::api::ApiState {
+        shared: shared.clone(),
+        commands: commands_tx,
+        action_wait: config.action_wait,
+        request_timeout: config.request_timeout,
+        metrics: Arc::new(move || metrics_view.metrics.render(&metrics_view.snapshot())),
     });
-    let supervisor = match Supervisor::new(config, shared, shutdown.clone()) {
+    let api_stop = shutdown.clone();
+    let stop = async move { api_stop.cancelled().await };
+    let api_task = if let Some(path) = config.api_listen.strip_prefix("unix:") {
+        let _ = std::fs::remove_file(path);
+        let listener = match tokio::net::UnixListener::bind(path) {
+            Ok(l) => l,
+            Err(e) => {
+                error!(listen = %config.api_listen, error = %e, "cannot bind the local API");
+                return ExitCode::from(EX_CONFIG);
+            }
+        };
+        {
+            use std::os::unix::fs::PermissionsExt;
+            if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)) {
+                warn!(error = %e, "cannot set the API socket's mode to 0660");
+            }
+        }
+        info!(addr = %config.api_listen, agent = %config.agent_id, "local API listening");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, api)
+                .with_graceful_shutdown(stop)
+                .await;
+        })
+    } else {
+        let listener = match tokio::net::TcpListener::bind(&config.api_listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                error!(listen = %config.api_listen, error = %e, "cannot bind the local API");
+                return ExitCode::from(EX_CONFIG);
+            }
+        };
+        match listener.local_addr() {
+            Ok(addr) => info!(%addr, agent = %config.agent_id, "local API listening"),
+            Err(e) => warn!(error = %e, "local API address unknown"),
+        }
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, api)
+                .with_graceful_shutdown(stop)
+                .await;
+        })
+    };
+    let supervisor = match Supervisor::new(config, shared, shutdown.clone(), commands_rx) {
         Ok(s) => s,
         Err(e) => {
             error!(error = %e, "cannot start");

@@ -76,6 +76,24 @@ impl DialogView {
     }
 }
 
+/// The actions the local API accepts.
+pub const ACTIONS: [&str; 7] = [
+    "ACCEPT", "START", "PAUSE", "RESUME", "WRAP_UP", "CLOSE", "TRANSFER",
+];
+
+/// The actions allowed in a nonvoice dialog state (facts file: OFFERED→ACCEPT is Cisco's;
+/// the rest is the documented inference).
+pub fn allowed_actions(state: &str) -> &'static [&'static str] {
+    match state {
+        "OFFERED" => &["ACCEPT"],
+        "ACCEPTED" => &["START", "CLOSE", "TRANSFER"],
+        "ACTIVE" => &["PAUSE", "WRAP_UP", "CLOSE", "TRANSFER"],
+        "PAUSED" => &["RESUME", "CLOSE", "TRANSFER"],
+        "WRAPPING_UP" | "UNKNOWN" => &["CLOSE"],
+        _ => &[],
+    }
+}
+
 /// States in which the agent is not (or no longer) signed in on this node.
 pub fn needs_sign_in(state: &str) -> bool {
     matches!(state, "" | "LOGOUT" | "WORK" | "WORK_NOT_READY")

@@ -240,6 +240,41 @@ impl Rest {
         .await
     }
 
+    /// Routable or not.
+    pub async fn set_routable(
+        &self,
+        node: &Url,
+        mrd: u32,
+        routable: bool,
+    ) -> Result<PutOutcome, RestError> {
+        self.put_media(
+            node,
+            mrd,
+            format!("<Media><routable>{routable}</routable></Media>"),
+        )
+        .await
+    }
+
+    /// `PUT /finesse/api/Dialog/{id}` with a requested action. The TRANSFER target (a script
+    /// selector or number) goes in `targetMediaAddress`, as the voice form does: the nonvoice
+    /// element is not documented.
+    pub async fn dialog_action(
+        &self,
+        node: &Url,
+        id: &str,
+        action: &str,
+        target: Option<&str>,
+    ) -> Result<(), RestError> {
+        let path = format!("/finesse/api/Dialog/{id}");
+        let target = quick_xml::escape::escape(target.unwrap_or(&self.user)).into_owned();
+        let body = format!(
+            "<Dialog><requestedAction>{action}</requestedAction><targetMediaAddress>{target}</targetMediaAddress></Dialog>"
+        );
+        self.call(Method::PUT, Self::url(node, &path), Some(body), true)
+            .await
+            .map(|_| ())
+    }
+
     /// The nonvoice Dialog LIST of one MRD.
     pub async fn dialogs(&self, node: &Url, mrd: u32) -> Result<Vec<Dialog>, RestError> {
         let path = format!("/finesse/api/User/{}/Media/{mrd}/Dialogs", self.user);

@@ -15,6 +15,7 @@
 //!    the node to come back (polling SystemInfo), and resync; if the other node is in
 //!    service meanwhile, fail over.
 
+pub mod command;
 mod resync;
 pub mod state;
 
@@ -67,6 +68,9 @@ pub struct Supervisor {
     node: Option<usize>,
     /// Since when the current node has been seen down (for `failover_after`).
     down_since: Option<Instant>,
+    commands: tokio::sync::mpsc::Receiver<command::Request>,
+    /// When the current outage was detected (for time-to-ready).
+    failure_at: Option<Instant>,
     tls: Arc<tokio_xmpp::rustls::ClientConfig>,
 }
 
@@ -76,6 +80,7 @@ impl Supervisor {
         cfg: Config,
         shared: Arc<Shared>,
         shutdown: CancellationToken,
+        commands: tokio::sync::mpsc::Receiver<command::Request>,
     ) -> Result<Self, Fatal> {
         let rest = Rest::new(
             &cfg.agent_id,
@@ -96,21 +101,28 @@ impl Supervisor {
             backoff,
             node: None,
             down_since: None,
+            commands,
+            failure_at: None,
             tls,
         })
     }
 
     fn set_phase(&self, phase: Phase, cause: Option<&str>) {
-        let changed = self.shared.with(|v| {
+        let (changed, node) = self.shared.with(|v| {
             let changed = v.phase != phase || v.cause.as_deref() != cause;
             v.phase = phase;
             if cause.is_some() || phase == Phase::Steady {
                 v.cause = cause.map(str::to_owned);
             }
-            changed
+            (changed, v.node.clone())
         });
+        self.shared.phase.send_replace(phase);
         if changed {
-            info!(phase = ?phase, cause = cause.unwrap_or(""), "phase");
+            info!(phase = ?phase, cause = cause.unwrap_or(""), node = node.as_deref().unwrap_or(""), "phase");
+            self.shared.events.publish(
+                "phase",
+                serde_json::json!({ "phase": phase, "cause": cause, "node": node }),
+            );
         }
         self.shared.beat();
     }
@@ -157,6 +169,7 @@ impl Supervisor {
             if let Some(old) = self.node.filter(|old| *old != idx) {
                 info!(from = %self.cfg.nodes[old], to = %self.cfg.nodes[idx], "failing over");
                 self.shared.with(|v| v.counters.failovers += 1);
+                self.shared.metrics.failover();
                 self.link.drop_session();
             }
             self.node = Some(idx);
@@ -167,12 +180,13 @@ impl Supervisor {
                         .trim_end_matches('/')
                         .to_owned(),
                 );
-                v.rest_up = true;
             });
+            self.shared.set_link("rest", true, None);
             if !self.link.is_up() {
                 match self.connect_xmpp(idx, &info).await {
                     Ok(()) => {}
                     Err(auth) if auth => {
+                        self.shared.metrics.auth_failure();
                         self.set_phase(Phase::AuthFailed, Some("auth_failed"));
                         if !self.pause(self.cfg.recovery.auth_retry).await {
                             break;
@@ -186,13 +200,16 @@ impl Supervisor {
             if !self.resync_or_cause(idx).await {
                 continue;
             }
-            match self.steady(idx).await {
+            let outcome = self.steady(idx).await;
+            self.failure_at.get_or_insert_with(Instant::now);
+            match outcome {
                 Exit::Shutdown => break,
                 Exit::Lost(_) if self.link.lost_to_conflict() => {
                     // Another session took our resource. Reconnecting at once would only
                     // kick it in turn: report it and wait as long as after a bad password.
                     warn!("XMPP stream error: conflict (another session uses this resource)");
                     self.shared.with(|v| v.counters.reconnects += 1);
+                    self.shared.metrics.reconnect("xmpp", "conflict");
                     self.set_phase(Phase::Conflict, Some("conflict"));
                     if !self.pause(self.cfg.recovery.auth_retry).await {
                         break;
@@ -201,9 +218,11 @@ impl Supervisor {
                 }
                 Exit::Lost(cause) => {
                     self.shared.with(|v| v.counters.reconnects += 1);
+                    self.shared.metrics.reconnect("xmpp", cause);
                     self.set_phase(Phase::Recovering, Some(cause));
                 }
                 Exit::Wait(cause) => {
+                    self.shared.metrics.reconnect("node", cause);
                     self.set_phase(Phase::Recovering, Some(cause));
                     if !self.wait_in_service(idx).await {
                         break;
@@ -259,7 +278,7 @@ impl Supervisor {
         if self.node.is_some() && self.down_since.is_none() {
             self.down_since = Some(Instant::now());
         }
-        self.shared.with(|v| v.rest_up = false);
+        self.shared.set_link("rest", false, Some(cause));
         let phase = if self.shared.with(|v| v.counters.resyncs) == 0 {
             Phase::Starting
         } else {
@@ -375,7 +394,7 @@ impl Supervisor {
             match ev {
                 Some(LinkEvent::Up) => {
                     up = true;
-                    self.shared.with(|v| v.xmpp_up = true);
+                    self.shared.set_link("xmpp", true, None);
                     self.link.send_presence().await;
                     let pubsub: Jid = match format!("pubsub.{}", params.jid.domain()).parse() {
                         Ok(j) => j,
@@ -407,7 +426,7 @@ impl Supervisor {
                 "XMPP session set-up incomplete"
             );
             self.link.drop_session();
-            self.shared.with(|v| v.xmpp_up = false);
+            self.shared.set_link("xmpp", false, Some("xmpp_setup"));
             self.set_phase(Phase::Recovering, Some("xmpp_setup"));
             return Err(false);
         }
@@ -417,6 +436,9 @@ impl Supervisor {
 
     /// Events read while setting up are applied as in steady state.
     fn link_requeue(&mut self, ev: LinkEvent) {
+        if matches!(ev, LinkEvent::Update { .. }) {
+            self.shared.metrics.notification("buffered");
+        }
         let _ = self.apply(ev);
     }
 
@@ -431,16 +453,22 @@ impl Supervisor {
             Ok(()) => {
                 self.down_since = None;
                 self.set_phase(Phase::Steady, None);
+                if let Some(at) = self.failure_at.take() {
+                    self.shared.metrics.ready_after(at.elapsed().as_secs_f64());
+                }
                 true
             }
             Err(e) => {
                 warn!(error = %e, "resync failed");
-                self.shared.with(|v| {
-                    if matches!(e, RestError::Malformed(_)) {
-                        v.counters.malformed += 1;
-                    }
-                    v.rest_up = !matches!(e, RestError::Transport(_));
-                });
+                if matches!(e, RestError::Malformed(_)) {
+                    self.shared.with(|v| v.counters.malformed += 1);
+                }
+                if matches!(e, RestError::Transport(_)) {
+                    self.shared.set_link("rest", false, Some(e.cause()));
+                }
+                if matches!(e, RestError::Unauthorized) {
+                    self.shared.metrics.auth_failure();
+                }
                 let phase = if matches!(e, RestError::Unauthorized) {
                     Phase::AuthFailed
                 } else {
@@ -469,12 +497,92 @@ impl Supervisor {
                 ev = self.link.next() => {
                     let Some(ev) = ev else { return Exit::Lost("xmpp_closed") };
                     if let Some(exit) = self.apply(ev) {
-                        let _ = idx;
                         return exit;
                     }
                 }
+                Some(req) = self.commands.recv() => self.handle(idx, req).await,
             }
         }
+    }
+
+    /// Carries out one API request on node `idx`, unless its caller is gone or it expired.
+    async fn handle(&mut self, idx: usize, req: command::Request) {
+        use command::{Command, CommandError};
+        if req.reply.is_closed() || Instant::now() > req.deadline {
+            info!(command = ?req.command, "request expired while recovering; not sent");
+            return;
+        }
+        let node = self.cfg.nodes[idx].clone();
+        let rest_err = |e: RestError| match e {
+            RestError::Transport(m) => CommandError::Unavailable(m),
+            RestError::Server { status } => CommandError::Unavailable(format!("HTTP {status}")),
+            RestError::Client { status: 404, .. } => {
+                CommandError::NotFound("Finesse does not know it".into())
+            }
+            RestError::Client { status, errors } => CommandError::Finesse(format!(
+                "HTTP {status}: {}",
+                errors
+                    .iter()
+                    .map(|e| format!("{} {}", e.data, e.message))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )),
+            other => CommandError::Finesse(other.to_string()),
+        };
+        let result = match req.command {
+            Command::DialogAction { id, action, target } => {
+                let held = self.shared.with(|v| v.dialogs.get(&id).cloned());
+                match held {
+                    None => Err(CommandError::NotFound(format!("no dialog {id}"))),
+                    Some(d)
+                        if !crate::model::allowed_actions(&d.state).contains(&action.as_str()) =>
+                    {
+                        Err(CommandError::NotAllowed(format!(
+                            "{action} is not allowed in state {}",
+                            d.state
+                        )))
+                    }
+                    Some(_) => {
+                        info!(%id, %action, "dialog action");
+                        self.rest
+                            .dialog_action(&node, &id, &action, target.as_deref())
+                            .await
+                            .map_err(rest_err)
+                    }
+                }
+            }
+            Command::SetState { mrd, state, reason } => {
+                match self.cfg.media.iter_mut().find(|m| m.id == mrd) {
+                    None => Err(CommandError::NotFound(format!(
+                        "MRD {mrd} is not configured"
+                    ))),
+                    Some(m) => {
+                        m.state = state.clone();
+                        m.reason_code_id = reason;
+                        info!(mrd, %state, ?reason, "desired state changed by the API");
+                        self.rest
+                            .set_state(&node, mrd, &state, reason)
+                            .await
+                            .map(|_| ())
+                            .map_err(rest_err)
+                    }
+                }
+            }
+            Command::SetRoutable { mrd, routable } => {
+                if self.cfg.media.iter().any(|m| m.id == mrd) {
+                    self.rest
+                        .set_routable(&node, mrd, routable)
+                        .await
+                        .map(|_| ())
+                        .map_err(rest_err)
+                } else {
+                    Err(CommandError::NotFound(format!(
+                        "MRD {mrd} is not configured"
+                    )))
+                }
+            }
+        };
+        let _ = req.reply.send(result);
     }
 
     /// Applies one link event to the view; returns why steady state must end, if it must.
@@ -482,7 +590,6 @@ impl Supervisor {
         match ev {
             LinkEvent::Up => None,
             LinkEvent::Down => {
-                self.shared.with(|v| v.xmpp_up = false);
                 // Silent past the soft timeout: the ping went unanswered (a dead link), as
                 // opposed to a socket that closed or broke.
                 let cause = if self.link.silent_for() >= self.cfg.xmpp.ping_interval {
@@ -495,6 +602,7 @@ impl Supervisor {
                     silent_ms = self.link.silent_for().as_millis() as u64,
                     "XMPP session lost"
                 );
+                self.shared.set_link("xmpp", false, Some(cause));
                 Some(Exit::Lost(cause))
             }
             LinkEvent::IqResult { .. } => None,
@@ -505,10 +613,14 @@ impl Supervisor {
             }
             LinkEvent::Malformed { node, error } => {
                 warn!(%node, %error, "malformed notification");
+                self.shared.metrics.notification("malformed");
                 self.shared.with(|v| v.counters.malformed += 1);
                 None
             }
-            LinkEvent::Update { node, update } => self.apply_update(&node, *update),
+            LinkEvent::Update { node, update } => {
+                self.shared.metrics.notification("applied");
+                self.apply_update(&node, *update)
+            }
         }
     }
 
@@ -532,8 +644,8 @@ impl Supervisor {
                     return None;
                 };
                 let want = self.cfg.media.iter().find(|c| c.id == id)?.clone();
-                let view = MediaView::from_media(id, &m, Some(&want));
-                self.shared.with(|v| v.media.insert(id, view));
+                self.shared
+                    .set_media(MediaView::from_media(id, &m, Some(&want)));
                 if needs_sign_in(m.state()) {
                     Some(Exit::Resync("media_signed_out"))
                 } else if settings_drift(&m, &want) {
@@ -549,16 +661,14 @@ impl Supervisor {
                 None
             }
             Notification::DialogsRemoved(list) => {
-                self.shared.with(|v| {
-                    for d in &list {
-                        v.dialogs.remove(d.id.trim());
-                    }
-                });
+                for d in &list {
+                    self.shared.remove_dialog(d.id.trim());
+                }
                 None
             }
             Notification::DialogChanged(d) => {
                 if d.state.trim().eq_ignore_ascii_case("CLOSED") {
-                    self.shared.with(|v| v.dialogs.remove(d.id.trim()));
+                    self.shared.remove_dialog(d.id.trim());
                 } else {
                     self.upsert_dialog(&d);
                 }
@@ -607,7 +717,7 @@ impl Supervisor {
                 };
                 match ev {
                     None | Some(LinkEvent::Down) => {
-                        self.shared.with(|v| v.xmpp_up = false);
+                        self.shared.set_link("xmpp", false, Some("xmpp_lost"));
                         return true;
                     }
                     Some(LinkEvent::Update { update, .. }) if matches!(&update.notification, Notification::SystemInfo(s) if s.in_service()) =>

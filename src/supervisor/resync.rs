@@ -32,7 +32,16 @@ pub(super) async fn run(s: &mut Supervisor, idx: usize) -> Result<(), RestError>
         match model::decide(&media, &want) {
             MediaAction::SignIn => {
                 info!(mrd = want.id, state = media.state(), "signing in");
-                s.shared.with(|v| v.counters.signins += 1);
+                let first = s.shared.with(|v| {
+                    v.counters.signins += 1;
+                    v.counters.signins == 1
+                });
+                let reason = match media.state() {
+                    _ if first => "initial",
+                    "LOGOUT" => "logout",
+                    _ => "failover",
+                };
+                s.shared.metrics.signin(reason);
                 s.rest.sign_in(&node, &want).await?;
                 media = confirm(s, &node, want.id, |m| !needs_sign_in(m.state())).await?;
                 // A fresh sign-in lands NOT_READY with no reason, whatever work the agent
@@ -54,6 +63,7 @@ pub(super) async fn run(s: &mut Supervisor, idx: usize) -> Result<(), RestError>
                     v.counters.signins += 1;
                     v.counters.drift_corrections += 1;
                 });
+                s.shared.metrics.signin("drift");
                 let outcome = s.rest.sign_in(&node, &want).await?;
                 if outcome == PutOutcome::AlreadyLoggedIn {
                     info!(
@@ -78,28 +88,30 @@ pub(super) async fn run(s: &mut Supervisor, idx: usize) -> Result<(), RestError>
             s.rest.set_state(&node, want.id, &state, reason).await?;
             media = confirm(s, &node, want.id, |m| m.state() == state).await?;
         }
-        let view = MediaView::from_media(want.id, &media, Some(&want));
-        s.shared.with(|v| v.media.insert(want.id, view));
+        s.shared
+            .set_media(MediaView::from_media(want.id, &media, Some(&want)));
 
         let list = s.rest.dialogs(&node, want.id).await?;
         let views: Vec<DialogView> = list
             .iter()
             .map(|d| DialogView::from_dialog(d, want.id))
             .collect();
-        s.shared.with(|v| {
-            let d = model::diff(&v.dialogs, want.id, &views);
-            added += d.added.len();
-            removed += d.removed.len();
-            changed += d.changed.len();
-            model::apply(&mut v.dialogs, &d);
-        });
+        let d = s.shared.with(|v| model::diff(&v.dialogs, want.id, &views));
+        added += d.added.len();
+        removed += d.removed.len();
+        changed += d.changed.len();
+        s.shared.apply_diff(&d);
     }
+    s.shared.metrics.resync();
     s.shared.with(|v| {
         v.counters.resyncs += 1;
         v.last_resync_at = Some(SystemTime::now());
-        v.rest_up = true;
     });
     info!(added, removed, changed, "resync completed");
+    s.shared.events.publish(
+        "resync.completed",
+        serde_json::json!({ "added": added, "removed": removed, "changed": changed }),
+    );
     Ok(())
 }
 

@@ -11,7 +11,8 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::model::{DialogView, MediaView};
+use crate::events::EventBus;
+use crate::model::{DialogDiff, DialogView, MediaView};
 
 /// Where the supervisor is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -97,13 +98,19 @@ impl StateView {
 pub struct Shared {
     /// The view.
     pub view: Mutex<StateView>,
+    /// Every change of the view, as events.
+    pub events: EventBus,
+    /// Prometheus metrics.
+    pub metrics: crate::metrics::Metrics,
+    /// The current phase, for waiters.
+    pub phase: tokio::sync::watch::Sender<Phase>,
     started: Instant,
     beat_ms: AtomicU64,
 }
 
 impl Shared {
-    /// A fresh state for `agent`.
-    pub fn new(agent: &str) -> Self {
+    /// A fresh state for `agent`, keeping `ring` events for resumes.
+    pub fn new(agent: &str, ring: usize) -> Self {
         Self {
             view: Mutex::new(StateView {
                 agent: agent.to_owned(),
@@ -117,8 +124,79 @@ impl Shared {
                 counters: Counters::default(),
                 last_resync_at: None,
             }),
+            events: EventBus::new(ring),
+            metrics: crate::metrics::Metrics::new(),
+            phase: tokio::sync::watch::channel(Phase::Starting).0,
             started: Instant::now(),
             beat_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// Stores a media view; emits `media.changed` when it differs.
+    pub fn set_media(&self, view: MediaView) {
+        let changed = self.with(|v| v.media.insert(view.id, view.clone()).as_ref() != Some(&view));
+        if changed {
+            self.events
+                .publish("media.changed", json!({ "media": view }));
+        }
+    }
+
+    /// Adds or updates a dialog; emits `dialog.added` or `dialog.changed`.
+    pub fn upsert_dialog(&self, view: DialogView) {
+        let old = self.with(|v| v.dialogs.insert(view.id.clone(), view.clone()));
+        match old {
+            None => {
+                self.events.publish(
+                    "dialog.added",
+                    json!({ "dialog": view, "mediaId": view.media_id }),
+                );
+            }
+            Some(old) if old != view => {
+                self.events.publish(
+                    "dialog.changed",
+                    json!({ "dialog": view, "mediaId": view.media_id }),
+                );
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// Removes a dialog; emits `dialog.removed` when it was held.
+    pub fn remove_dialog(&self, id: &str) {
+        if let Some(old) = self.with(|v| v.dialogs.remove(id)) {
+            self.events.publish(
+                "dialog.removed",
+                json!({ "dialog": old, "mediaId": old.media_id }),
+            );
+        }
+    }
+
+    /// Applies a LIST diff of one MRD as the same dialog events.
+    pub fn apply_diff(&self, d: &DialogDiff) {
+        for r in &d.removed {
+            self.remove_dialog(&r.id);
+        }
+        for a in d.added.iter().chain(&d.changed) {
+            self.upsert_dialog(a.clone());
+        }
+    }
+
+    /// Records a link state; emits `link.up` / `link.down` on change.
+    pub fn set_link(&self, link: &str, up: bool, cause: Option<&str>) {
+        let (changed, node) = self.with(|v| {
+            let slot = if link == "xmpp" {
+                &mut v.xmpp_up
+            } else {
+                &mut v.rest_up
+            };
+            let changed = *slot != up;
+            *slot = up;
+            (changed, v.node.clone())
+        });
+        if changed {
+            let kind = if up { "link.up" } else { "link.down" };
+            self.events
+                .publish(kind, json!({ "link": link, "cause": cause, "node": node }));
         }
     }
 

@@ -26,6 +26,10 @@ pub struct DaemonConfig {
     pub auth_retry: &'static str,
     /// `[recovery] failover_after`.
     pub failover_after: &'static str,
+    /// `[api] listen`.
+    pub listen: String,
+    /// More `[api]` keys.
+    pub api_extra: String,
 }
 
 impl Default for DaemonConfig {
@@ -36,6 +40,8 @@ impl Default for DaemonConfig {
             ping: ("1s", "1s"),
             auth_retry: "2s",
             failover_after: "1s",
+            listen: "127.0.0.1:0".into(),
+            api_extra: String::new(),
         }
     }
 }
@@ -74,7 +80,7 @@ impl Daemon {
              [xmpp]\nping_interval = \"{pi}\"\nping_timeout = \"{pt}\"\n\n{media}\n\
              [recovery]\nfirst_retry_window = \"300ms\"\nbackoff_initial = \"200ms\"\nbackoff_max = \"1s\"\n\
              systeminfo_poll = \"300ms\"\nhealthy_after = \"5s\"\nauth_retry = \"{ar}\"\nfailover_after = \"{fa}\"\n\n\
-             [api]\nlisten = \"127.0.0.1:0\"\n\n[log]\nformat = \"json\"\n",
+             [api]\nlisten = \"{listen}\"\n{api_extra}\n[log]\nformat = \"json\"\n",
             agent = super::AGENT,
             nodes = nodes.join(", "),
             ca = sim.info.ca_file,
@@ -83,6 +89,8 @@ impl Daemon {
             media = cfg.media,
             ar = cfg.auth_retry,
             fa = cfg.failover_after,
+            listen = cfg.listen,
+            api_extra = cfg.api_extra,
         );
         let config = dir.path().join("agent.toml");
         std::fs::write(&config, toml).expect("config");
@@ -138,6 +146,55 @@ impl Daemon {
                 .build()
                 .expect("client"),
         }
+    }
+
+    /// An HTTP client for the API.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// Opens `/v1/events` (resuming after `last_id`) and returns the parsed events as they
+    /// arrive. The connection closes when the receiver is dropped.
+    pub async fn events(
+        &self,
+        last_id: Option<u64>,
+    ) -> tokio::sync::mpsc::UnboundedReceiver<Value> {
+        let client = reqwest::Client::new();
+        let mut req = client.get(format!("{}/v1/events", self.api));
+        if let Some(id) = last_id {
+            req = req.header("Last-Event-ID", id.to_string());
+        }
+        let resp = req.send().await.expect("events");
+        assert_eq!(resp.status(), 200);
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut resp = resp;
+            let mut buf = String::new();
+            while let Ok(Some(chunk)) = resp.chunk().await {
+                buf.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(end) = buf.find("\n\n") {
+                    let block: String = buf.drain(..end + 2).collect();
+                    let data: String = block
+                        .lines()
+                        .filter_map(|l| l.strip_prefix("data:"))
+                        .map(str::trim_start)
+                        .collect::<Vec<_>>()
+                        .join("\n");
+                    if data.is_empty() {
+                        continue;
+                    }
+                    match serde_json::from_str::<Value>(&data) {
+                        Ok(v) => {
+                            if tx.send(v).is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => panic!("event is not JSON: {e}: {data}"),
+                    }
+                }
+            }
+        });
+        rx
     }
 
     /// `/v1/state`.

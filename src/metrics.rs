@@ -1,0 +1,180 @@
+//! Prometheus metrics (prometheus-client), rendered as OpenMetrics text. Counters are bumped
+//! where things happen; the gauges (links, phase, dialogs) are set from the published state at
+//! scrape time, so they can never disagree with `/v1/state`.
+
+use std::sync::Mutex;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::supervisor::state::StateView;
+
+type Labels = Vec<(String, String)>;
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+/// The daemon's metrics.
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    link_up: Family<Labels, Gauge>,
+    phase: Family<Labels, Gauge>,
+    dialogs: Family<Labels, Gauge>,
+    reconnects: Family<Labels, Counter>,
+    failovers: Counter,
+    resyncs: Counter,
+    signins: Family<Labels, Counter>,
+    time_to_ready: Histogram,
+    notifications: Family<Labels, Counter>,
+    auth_failures: Counter,
+}
+
+const PHASES: [&str; 7] = [
+    "starting",
+    "recovering",
+    "resyncing",
+    "steady",
+    "auth_failed",
+    "conflict",
+    "stopping",
+];
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Self {
+        let mut r = Registry::with_prefix("finesse_taskd");
+        let m = Self {
+            registry: Mutex::new(Registry::default()),
+            link_up: Family::default(),
+            phase: Family::default(),
+            dialogs: Family::default(),
+            reconnects: Family::default(),
+            failovers: Counter::default(),
+            resyncs: Counter::default(),
+            signins: Family::default(),
+            time_to_ready: Histogram::new(exponential_buckets(0.05, 2.0, 14)),
+            notifications: Family::default(),
+            auth_failures: Counter::default(),
+        };
+        r.register("link_up", "1 while the link is up", m.link_up.clone());
+        r.register("phase", "1 for the current phase", m.phase.clone());
+        r.register(
+            "dialogs",
+            "Dialogs held, by MRD and state",
+            m.dialogs.clone(),
+        );
+        r.register(
+            "reconnects",
+            "Recoveries started after a loss",
+            m.reconnects.clone(),
+        );
+        r.register(
+            "failovers",
+            "Switches to the other node",
+            m.failovers.clone(),
+        );
+        r.register("resyncs", "Completed resyncs", m.resyncs.clone());
+        r.register(
+            "signins",
+            "Sign-in requests sent, by reason",
+            m.signins.clone(),
+        );
+        r.register(
+            "time_to_ready_seconds",
+            "From failure detected to steady",
+            m.time_to_ready.clone(),
+        );
+        r.register(
+            "notifications",
+            "Notifications, by result",
+            m.notifications.clone(),
+        );
+        r.register(
+            "auth_failures",
+            "Rejected credentials",
+            m.auth_failures.clone(),
+        );
+        if let Ok(mut slot) = m.registry.lock() {
+            *slot = r;
+        }
+        m
+    }
+
+    /// A recovery started after `cause` on `link`.
+    pub fn reconnect(&self, link: &str, cause: &str) {
+        self.reconnects
+            .get_or_create(&labels(&[("link", link), ("cause", cause)]))
+            .inc();
+    }
+    /// A failover.
+    pub fn failover(&self) {
+        self.failovers.inc();
+    }
+    /// A completed resync.
+    pub fn resync(&self) {
+        self.resyncs.inc();
+    }
+    /// A sign-in sent: initial, drift, logout or failover.
+    pub fn signin(&self, reason: &str) {
+        self.signins
+            .get_or_create(&labels(&[("reason", reason)]))
+            .inc();
+    }
+    /// Steady again, `seconds` after the failure was detected.
+    pub fn ready_after(&self, seconds: f64) {
+        self.time_to_ready.observe(seconds);
+    }
+    /// A notification applied, buffered or malformed.
+    pub fn notification(&self, result: &str) {
+        self.notifications
+            .get_or_create(&labels(&[("result", result)]))
+            .inc();
+    }
+    /// Credentials rejected.
+    pub fn auth_failure(&self) {
+        self.auth_failures.inc();
+    }
+
+    /// The text exposition, with the gauges set from `view`.
+    pub fn render(&self, view: &StateView) -> String {
+        for (link, up) in [("rest", view.rest_up), ("xmpp", view.xmpp_up)] {
+            self.link_up
+                .get_or_create(&labels(&[("link", link)]))
+                .set(i64::from(up));
+        }
+        let current = serde_json::to_value(view.phase).ok();
+        for p in PHASES {
+            let on = current.as_ref().and_then(|v| v.as_str()) == Some(p);
+            self.phase
+                .get_or_create(&labels(&[("phase", p)]))
+                .set(i64::from(on));
+        }
+        self.dialogs.clear();
+        for d in view.dialogs.values() {
+            let media = d.media_id.to_string();
+            self.dialogs
+                .get_or_create(&labels(&[("media", &media), ("state", &d.state)]))
+                .inc();
+        }
+        let mut out = String::new();
+        let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        if encode(&mut out, &registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

@@ -1,0 +1,66 @@
+//! Requests from the local API to the supervisor. The API never talks to Finesse: it queues a
+//! [`Request`] and waits for the answer. The supervisor takes requests only while steady, so
+//! one that arrives during recovery waits; if its deadline passes (or its caller gave up)
+//! before the supervisor reaches it, it is dropped unsent. Either way an action is sent to
+//! Finesse at most once.
+
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+/// What the API asks for.
+#[derive(Debug)]
+pub enum Command {
+    /// `PUT /finesse/api/Dialog/{id}` with `requestedAction`.
+    DialogAction {
+        /// Dialog id.
+        id: String,
+        /// ACCEPT, START, PAUSE, RESUME, WRAP_UP, CLOSE or TRANSFER.
+        action: String,
+        /// The TRANSFER target.
+        target: Option<String>,
+    },
+    /// Set READY or NOT_READY (with a reason); it also becomes the desired state.
+    SetState {
+        /// MRD id.
+        mrd: u32,
+        /// READY | NOT_READY.
+        state: String,
+        /// With NOT_READY.
+        reason: Option<u32>,
+    },
+    /// Routable or not.
+    SetRoutable {
+        /// MRD id.
+        mrd: u32,
+        /// The flag.
+        routable: bool,
+    },
+}
+
+/// Why a command failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// Unknown dialog or MRD.
+    #[error("{0}")]
+    NotFound(String),
+    /// Not allowed in the current state.
+    #[error("{0}")]
+    NotAllowed(String),
+    /// Finesse refused it.
+    #[error("Finesse answered: {0}")]
+    Finesse(String),
+    /// Finesse could not be reached.
+    #[error("Finesse unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A queued command.
+#[derive(Debug)]
+pub struct Request {
+    /// What to do.
+    pub command: Command,
+    /// Not sent after this.
+    pub deadline: Instant,
+    /// Where the answer goes.
+    pub reply: oneshot::Sender<Result<(), CommandError>>,
+}
