@@ -239,7 +239,7 @@ struct ActionBody {
 async fn dialog_action(State(s): State<ApiState>, Path(id): Path<String>, body: Bytes) -> Response {
     let b: ActionBody = match parse_body(&body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let action = b.action.trim().to_ascii_uppercase();
     if !ACTIONS.contains(&action.as_str()) {
@@ -287,7 +287,7 @@ struct StateBody {
 async fn media_state(State(s): State<ApiState>, Path(id): Path<u32>, body: Bytes) -> Response {
     let b: StateBody = match parse_body(&body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let state = b.state.trim().to_ascii_uppercase();
     if state != "READY" && state != "NOT_READY" {
@@ -322,7 +322,7 @@ struct RoutableBody {
 async fn media_routable(State(s): State<ApiState>, Path(id): Path<u32>, body: Bytes) -> Response {
     let b: RoutableBody = match parse_body(&body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     submit(
         &s,
