@@ -217,14 +217,14 @@ async fn submit(s: &ApiState, command: Command) -> Response {
     }
 }
 
-fn parse_body<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, Response> {
+fn parse_body<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, Box<Response>> {
     serde_json::from_slice(body).map_err(|e| {
         let field = e.to_string().split('`').nth(1).map(str::to_owned);
-        error(
+        Box::new(error(
             StatusCode::BAD_REQUEST,
             format!("invalid JSON body: {e}"),
             field.as_deref(),
-        )
+        ))
     })
 }
 
