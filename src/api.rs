@@ -97,7 +97,13 @@ async fn readyz(State(s): State<ApiState>) -> Response {
 }
 
 async fn view(State(s): State<ApiState>) -> Response {
-    Json(s.shared.snapshot().to_json()).into_response()
+    // The event id read before the view: a client that fetches the state and then resumes
+    // the event stream from `lastEventId` misses nothing (it may see a change twice, and
+    // applying an event is idempotent).
+    let last = s.shared.events.last_seq();
+    let mut v = s.shared.snapshot().to_json();
+    v["lastEventId"] = json!(last);
+    Json(v).into_response()
 }
 
 async fn metrics(State(s): State<ApiState>) -> Response {

@@ -695,9 +695,7 @@ impl Supervisor {
             warn!(id = %d.id, mrd, "dialog for an unknown MRD or without id ignored");
             return;
         }
-        let view = DialogView::from_dialog(d, mrd);
-        self.shared
-            .with(|v| v.dialogs.insert(view.id.clone(), view));
+        self.shared.upsert_dialog(DialogView::from_dialog(d, mrd));
     }
 
     /// Keeps the XMPP session and polls SystemInfo until the node is back (or the other is
