@@ -37,6 +37,27 @@ struct RawConfig {
     api: RawApi,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    shutdown: RawShutdown,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawShutdown {
+    on_stop: String,
+    reason_code_id: Option<u32>,
+    #[serde(with = "humantime_serde")]
+    timeout: Duration,
+}
+
+impl Default for RawShutdown {
+    fn default() -> Self {
+        Self {
+            on_stop: "leave".into(),
+            reason_code_id: None,
+            timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -272,8 +293,22 @@ pub struct Config {
     pub event_ring: usize,
     /// auto | text | json.
     pub log_format: String,
+    /// What to do with the agent's media when the daemon stops.
+    pub shutdown: ShutdownConfig,
     /// Things worth a warning once logging is up.
     pub warnings: Vec<String>,
+}
+
+/// The shutdown policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShutdownConfig {
+    /// `leave` (restarts, upgrades: back within Finesse's 60 s window), `logout` (sign out of
+    /// each MRD; dialogs closed or transferred per dialogLogoutAction) or `not_ready`.
+    pub on_stop: String,
+    /// Reason code sent with LOGOUT or NOT_READY.
+    pub reason_code_id: Option<u32>,
+    /// The whole stop is bounded by this.
+    pub timeout: Duration,
 }
 
 fn err(file: &Path, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
@@ -533,6 +568,16 @@ impl Config {
             action_wait: raw.api.action_wait,
             event_ring: raw.api.event_ring,
             log_format: raw.log.format.clone(),
+            shutdown: ShutdownConfig {
+                on_stop: choice(
+                    f,
+                    "shutdown.on_stop",
+                    &raw.shutdown.on_stop,
+                    &["leave", "logout", "not_ready"],
+                )?,
+                reason_code_id: raw.shutdown.reason_code_id,
+                timeout: raw.shutdown.timeout,
+            },
             warnings,
         })
     }

@@ -13,6 +13,7 @@
 //! - [`supervisor`]: the loop that holds, detects, recovers and resyncs.
 //! - [`events`]: the bounded, resumable event stream of view changes.
 //! - [`metrics`]: Prometheus metrics.
+//! - [`notify`]: sd_notify (READY, STATUS, RELOADING, STOPPING, watchdog from the main loop).
 //! - [`api`]: the local HTTP API (health, readiness, state, events).
 //!
 //! The Finesse simulator lives in `src/bin/finesse-sim/` and deliberately shares no XML model
@@ -27,6 +28,7 @@ pub mod events;
 pub mod finesse;
 pub mod metrics;
 pub mod model;
+pub mod notify;
 pub mod secret;
 pub mod supervisor;
 pub mod xmpp;

@@ -144,8 +144,9 @@ async fn run(config: Config) -> ExitCode {
                 .await;
         })
     };
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::unbounded_channel();
     let supervisor = match Supervisor::new(config, shared, shutdown.clone(), commands_rx) {
-        Ok(s) => s,
+        Ok(s) => s.with_reloads(reload_rx),
         Err(e) => {
             error!(error = %e, "cannot start");
             return ExitCode::from(EX_CONFIG);
@@ -154,15 +155,22 @@ async fn run(config: Config) -> ExitCode {
     let signals = shutdown.clone();
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int)) = (
+        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
         ) else {
             return;
         };
-        tokio::select! {
-            _ = term.recv() => info!("SIGTERM: stopping"),
-            _ = int.recv() => info!("SIGINT: stopping"),
+        loop {
+            tokio::select! {
+                _ = term.recv() => { info!("SIGTERM: stopping"); break; }
+                _ = int.recv() => { info!("SIGINT: stopping"); break; }
+                _ = hup.recv() => {
+                    info!("SIGHUP: reloading the configuration");
+                    let _ = reload_tx.send(());
+                }
+            }
         }
         signals.cancel();
     });

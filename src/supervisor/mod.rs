@@ -71,6 +71,15 @@ pub struct Supervisor {
     commands: tokio::sync::mpsc::Receiver<command::Request>,
     /// When the current outage was detected (for time-to-ready).
     failure_at: Option<Instant>,
+    /// READY=1 went out (after the first resync).
+    ready_sent: std::sync::atomic::AtomicBool,
+    /// SIGHUP arrivals.
+    reloads: tokio::sync::mpsc::UnboundedReceiver<()>,
+    /// A reload arrived while waiting; apply it at the top of the loop.
+    reload_pending: bool,
+    /// Test hook (`FINESSE_TASKD_TEST_STALL_FILE`): while this file exists, the main loop
+    /// blocks, as a hung daemon would, so a test can see the watchdog pings stop.
+    stall_file: Option<std::path::PathBuf>,
     tls: Arc<tokio_xmpp::rustls::ClientConfig>,
 }
 
@@ -103,6 +112,11 @@ impl Supervisor {
             down_since: None,
             commands,
             failure_at: None,
+            ready_sent: std::sync::atomic::AtomicBool::new(false),
+            reloads: tokio::sync::mpsc::unbounded_channel().1,
+            reload_pending: false,
+            stall_file: std::env::var_os("FINESSE_TASKD_TEST_STALL_FILE")
+                .map(std::path::PathBuf::from),
             tls,
         })
     }
@@ -118,6 +132,20 @@ impl Supervisor {
         });
         self.shared.phase.send_replace(phase);
         if changed {
+            let status = format!(
+                "{phase:?} on {}{}",
+                node.as_deref().unwrap_or("no node"),
+                cause.map(|c| format!(" ({c})")).unwrap_or_default()
+            );
+            if phase == Phase::Steady
+                && !self
+                    .ready_sent
+                    .swap(true, std::sync::atomic::Ordering::Relaxed)
+            {
+                self.shared.notifier.ready(&status);
+            } else {
+                self.shared.notifier.status(&status);
+            }
             info!(phase = ?phase, cause = cause.unwrap_or(""), node = node.as_deref().unwrap_or(""), "phase");
             self.shared.events.publish(
                 "phase",
@@ -128,7 +156,7 @@ impl Supervisor {
     }
 
     /// Sleeps `d` in short steps (so health keeps beating); false when shutdown came first.
-    async fn pause(&self, d: Duration) -> bool {
+    async fn pause(&mut self, d: Duration) -> bool {
         let until = Instant::now() + d;
         loop {
             self.shared.beat();
@@ -136,11 +164,130 @@ impl Supervisor {
             if now >= until {
                 return true;
             }
-            let step = (until - now).min(Duration::from_secs(1));
+            let step = (until - now).min(self.beat_every());
             tokio::select! {
                 () = self.shutdown.cancelled() => return false,
                 () = tokio::time::sleep(step) => {}
+                Some(()) = self.reloads.recv() => {
+                    self.reload_pending = true;
+                    return true;
+                }
             }
+        }
+    }
+
+    /// How often the loop must show progress: every second, or a quarter of the systemd
+    /// watchdog interval if that is shorter.
+    fn beat_every(&self) -> Duration {
+        let second = Duration::from_secs(1);
+        self.shared
+            .notifier
+            .watchdog()
+            .map_or(second, |w| (w / 4).clamp(Duration::from_millis(10), second))
+    }
+
+    /// Reloads are taken from `rx` (SIGHUP).
+    pub fn with_reloads(mut self, rx: tokio::sync::mpsc::UnboundedReceiver<()>) -> Self {
+        self.reloads = rx;
+        self
+    }
+
+    /// Re-reads the config file. Invalid: keep running on the old one and say why. Valid:
+    /// apply it; changed nodes, credentials, CA or XMPP settings end the session (reconnect),
+    /// changed media settings or desired states lead to a resync (one corrective sign-in at
+    /// most). `Some` when steady state must end.
+    fn reload(&mut self) -> Option<Exit> {
+        self.shared.notifier.reloading();
+        let status = |s: &Self| format!("{:?}", s.shared.snapshot().phase);
+        let new = match Config::load(&self.cfg.source) {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(error = %e, "reload refused: keeping the running configuration");
+                self.shared.notifier.ready(&status(self));
+                return None;
+            }
+        };
+        for w in &new.warnings {
+            warn!("{w}");
+        }
+        let reconnect = new.nodes != self.cfg.nodes
+            || new.agent_id != self.cfg.agent_id
+            || new.password != self.cfg.password
+            || new.ca_pem != self.cfg.ca_pem
+            || new.xmpp.port != self.cfg.xmpp.port
+            || new.xmpp.tls != self.cfg.xmpp.tls
+            || new.xmpp.domain != self.cfg.xmpp.domain
+            || new.xmpp.resource != self.cfg.xmpp.resource
+            || new.xmpp.ping_interval != self.cfg.xmpp.ping_interval
+            || new.xmpp.ping_timeout != self.cfg.xmpp.ping_timeout;
+        let resync = new.media != self.cfg.media;
+        if new.api_listen != self.cfg.api_listen {
+            warn!("api.listen changed: it takes effect at the next restart");
+        }
+        match (
+            Rest::new(
+                &new.agent_id,
+                new.password.clone(),
+                new.ca_pem.as_deref(),
+                new.request_timeout,
+                new.max_body,
+            ),
+            tls_config(new.ca_pem.as_deref()),
+        ) {
+            (Ok(rest), Ok(tls)) => {
+                self.rest = rest;
+                self.tls = tls;
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                warn!(error = %e, "reload refused: keeping the running configuration");
+                self.shared.notifier.ready(&status(self));
+                return None;
+            }
+        }
+        self.backoff = Backoff::new(&new.recovery);
+        self.cfg = new;
+        info!(reconnect, resync, "configuration reloaded");
+        self.shared.notifier.ready(&status(self));
+        if reconnect {
+            self.link.drop_session();
+            self.shared.set_link("xmpp", false, Some("reload"));
+            self.node = None;
+            self.down_since = None;
+            Some(Exit::Resync("reload"))
+        } else if resync {
+            Some(Exit::Resync("reload"))
+        } else {
+            None
+        }
+    }
+
+    /// Applies `[shutdown] on_stop` to every MRD on the current node, within its timeout.
+    async fn apply_stop_policy(&self) {
+        let policy = &self.cfg.shutdown;
+        let state = match policy.on_stop.as_str() {
+            "logout" => "LOGOUT",
+            "not_ready" => "NOT_READY",
+            _ => return,
+        };
+        let Some(idx) = self.node else { return };
+        let node = self.cfg.nodes[idx].clone();
+        let all = async {
+            for m in &self.cfg.media {
+                match self
+                    .rest
+                    .set_state(&node, m.id, state, policy.reason_code_id)
+                    .await
+                {
+                    Ok(_) => info!(mrd = m.id, state, "stop policy applied"),
+                    Err(e) => warn!(mrd = m.id, state, error = %e, "stop policy failed"),
+                }
+            }
+        };
+        if tokio::time::timeout(policy.timeout, all).await.is_err() {
+            warn!(
+                timeout_ms = policy.timeout.as_millis() as u64,
+                "stop policy timed out"
+            );
         }
     }
 
@@ -148,6 +295,10 @@ impl Supervisor {
     pub async fn run(mut self) -> Result<(), Fatal> {
         let mut delay = false;
         loop {
+            if std::mem::take(&mut self.reload_pending) {
+                let _ = self.reload();
+                delay = false;
+            }
             if delay {
                 let d = self.backoff.next_delay();
                 info!(
@@ -235,7 +386,9 @@ impl Supervisor {
                 }
             }
         }
+        self.shared.notifier.stopping();
         self.set_phase(Phase::Stopping, None);
+        self.apply_stop_policy().await;
         Ok(())
     }
 
@@ -483,11 +636,16 @@ impl Supervisor {
     async fn steady(&mut self, idx: usize) -> Exit {
         let since = Instant::now();
         let mut reset_done = false;
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut tick = tokio::time::interval(self.beat_every());
         loop {
             tokio::select! {
                 () = self.shutdown.cancelled() => return Exit::Shutdown,
                 _ = tick.tick() => {
+                    if let Some(path) = &self.stall_file {
+                        while path.exists() {
+                            std::thread::sleep(Duration::from_millis(50));
+                        }
+                    }
                     self.shared.beat();
                     if !reset_done && since.elapsed() >= self.cfg.recovery.healthy_after {
                         self.backoff.reset();
@@ -501,6 +659,11 @@ impl Supervisor {
                     }
                 }
                 Some(req) = self.commands.recv() => self.handle(idx, req).await,
+                Some(()) = self.reloads.recv() => {
+                    if let Some(exit) = self.reload() {
+                        return exit;
+                    }
+                }
             }
         }
     }

@@ -102,6 +102,8 @@ pub struct Shared {
     pub events: EventBus,
     /// Prometheus metrics.
     pub metrics: crate::metrics::Metrics,
+    /// sd_notify.
+    pub notifier: crate::notify::Notifier,
     /// The current phase, for waiters.
     pub phase: tokio::sync::watch::Sender<Phase>,
     started: Instant,
@@ -126,6 +128,7 @@ impl Shared {
             }),
             events: EventBus::new(ring),
             metrics: crate::metrics::Metrics::new(),
+            notifier: crate::notify::Notifier::from_env(),
             phase: tokio::sync::watch::channel(Phase::Starting).0,
             started: Instant::now(),
             beat_ms: AtomicU64::new(0),
@@ -211,10 +214,11 @@ impl Shared {
         self.with(|v| v.clone())
     }
 
-    /// The main loop made progress.
+    /// The main loop made progress (also pings the systemd watchdog).
     pub fn beat(&self) {
         self.beat_ms
             .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.notifier.progress();
     }
 
     /// Time since the main loop last made progress.

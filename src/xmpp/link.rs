@@ -108,6 +108,7 @@ impl Link {
         if let Some(kill) = self.kill.take() {
             kill.cancel();
         }
+        self.up = false;
     }
 
     /// Logs in with `params` and hands the connection to the stream. Any live session is

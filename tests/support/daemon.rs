@@ -30,6 +30,10 @@ pub struct DaemonConfig {
     pub listen: String,
     /// More `[api]` keys.
     pub api_extra: String,
+    /// More tables at the end of the file.
+    pub extra_toml: String,
+    /// Extra environment for the process.
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for DaemonConfig {
@@ -42,6 +46,8 @@ impl Default for DaemonConfig {
             failover_after: "1s",
             listen: "127.0.0.1:0".into(),
             api_extra: String::new(),
+            extra_toml: String::new(),
+            env: Vec::new(),
         }
     }
 }
@@ -80,7 +86,7 @@ impl Daemon {
              [xmpp]\nping_interval = \"{pi}\"\nping_timeout = \"{pt}\"\n\n{media}\n\
              [recovery]\nfirst_retry_window = \"300ms\"\nbackoff_initial = \"200ms\"\nbackoff_max = \"1s\"\n\
              systeminfo_poll = \"300ms\"\nhealthy_after = \"5s\"\nauth_retry = \"{ar}\"\nfailover_after = \"{fa}\"\n\n\
-             [api]\nlisten = \"{listen}\"\n{api_extra}\n[log]\nformat = \"json\"\n",
+             [api]\nlisten = \"{listen}\"\n{api_extra}\n[log]\nformat = \"json\"\n\n{extra}",
             agent = super::AGENT,
             nodes = nodes.join(", "),
             ca = sim.info.ca_file,
@@ -91,6 +97,7 @@ impl Daemon {
             fa = cfg.failover_after,
             listen = cfg.listen,
             api_extra = cfg.api_extra,
+            extra = cfg.extra_toml,
         );
         let config = dir.path().join("agent.toml");
         std::fs::write(&config, toml).expect("config");
@@ -99,6 +106,7 @@ impl Daemon {
             .arg("--config")
             .arg(&config)
             .env("RUST_LOG", "info,finesse_taskd=debug")
+            .envs(cfg.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -146,6 +154,17 @@ impl Daemon {
                 .build()
                 .expect("client"),
         }
+    }
+
+    /// The config file it runs with.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("agent.toml")
+    }
+
+    /// Sends a signal.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id().expect("running") as i32);
+        nix::sys::signal::kill(pid, signal).expect("signal");
     }
 
     /// An HTTP client for the API.

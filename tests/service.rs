@@ -1,0 +1,340 @@
+//! Running as a service: the systemd unit's security exposure, `check-config`, SIGHUP reload
+//! (valid and invalid), the shutdown policies (checked in the simulator's request log), and
+//! sd_notify (READY, STATUS, WATCHDOG from the main loop only, STOPPING) on a test socket.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use serde_json::{Value, json};
+use support::daemon::{Daemon, DaemonConfig};
+use support::{AGENT, Sim};
+
+const LIMIT: Duration = Duration::from_secs(30);
+const UNIT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/systemd/finesse-taskd@.service"
+);
+
+#[test]
+fn the_unit_scores_an_exposure_of_at_most_2_and_has_the_required_settings() {
+    let out = Command::new("systemd-analyze")
+        .args(["security", "--offline=true", UNIT])
+        .output()
+        .expect("systemd-analyze must be installed (scripts/install-deps.sh installs the systemd package)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.contains("Overall exposure level"))
+        .unwrap_or_else(|| panic!("no score in: {text}"));
+    let score: f64 = line
+        .split(':')
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .expect("score");
+    eprintln!("systemd-analyze security exposure: {score}");
+    assert!(score <= 2.0, "{line}");
+    let unit = std::fs::read_to_string(UNIT).unwrap();
+    for setting in [
+        "Type=notify",
+        "WatchdogSec=30s",
+        "Restart=on-failure",
+        "RestartPreventExitStatus=78",
+        "LoadCredential=password:/etc/finesse-taskd/%i.password",
+        "ExecStartPre=/usr/bin/finesse-taskd check-config --config /etc/finesse-taskd/%i.toml",
+        "ExecReload=/usr/bin/finesse-taskd check-config --config /etc/finesse-taskd/%i.toml",
+        "DynamicUser=yes",
+        "MemoryDenyWriteExecute=yes",
+        "UMask=0077",
+    ] {
+        assert!(unit.lines().any(|l| l == setting), "{setting} missing");
+    }
+}
+
+fn taskd() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_finesse-taskd"))
+}
+
+#[test]
+fn check_config_exits_0_for_a_valid_file_and_78_naming_the_key_for_a_bad_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "secret\n").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let good = format!(
+        "[agent]\nid = \"1\"\npassword_file = {pw:?}\n[finesse]\nnodes = [\"https://a.example:8445\"]\n\
+         [[media]]\nid = 5002\nmax_dialog_limit = 3\ninterrupt_action = \"ACCEPT\"\n"
+    );
+    let path = dir.path().join("a.toml");
+    std::fs::write(&path, &good).unwrap();
+    let out = taskd()
+        .args(["check-config", "--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("valid"));
+    std::fs::write(
+        &path,
+        good.replace("max_dialog_limit = 3", "max_dialog_limit = 0"),
+    )
+    .unwrap();
+    let out = taskd()
+        .args(["check-config", "--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("media[0].max_dialog_limit") && err.contains("a.toml"),
+        "{err}"
+    );
+    let out = taskd()
+        .args(["--config", "/nonexistent.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(78),
+        "run with a missing file exits 78 too"
+    );
+    let out = taskd().arg("--version").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("finesse-taskd "));
+    for sub in ["run", "check-config"] {
+        let out = taskd().args([sub, "--help"]).output().unwrap();
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("--config"),
+            "{sub} --help"
+        );
+    }
+}
+
+async fn login_puts(sim: &Sim) -> Vec<Value> {
+    sim.requests()
+        .await
+        .into_iter()
+        .filter(|r| {
+            r["method"] == "PUT"
+                && r["body"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("<state>LOGIN</state>")
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn sighup_applies_a_valid_config_with_one_sign_in_and_keeps_running_on_an_invalid_one() {
+    let sim = Sim::start(&[]).await;
+    let d = Daemon::start(&sim, DaemonConfig::default()).await;
+    d.wait_steady(LIMIT).await;
+    let path = d.config_path();
+    let original = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        original.replace("max_dialog_limit = 3", "max_dialog_limit = 11"),
+    )
+    .unwrap();
+    d.signal(Signal::SIGHUP);
+    sim.eventually(LIMIT, "reload refused logged", || async {
+        d.log().contains("reload refused")
+    })
+    .await;
+    assert!(
+        d.log().contains("media[0].max_dialog_limit"),
+        "the reason is logged"
+    );
+    let s = d.wait_steady(LIMIT).await;
+    assert_eq!(
+        s["media"][0]["maxDialogLimit"], 3,
+        "still on the old config"
+    );
+    std::fs::write(
+        &path,
+        original.replace("max_dialog_limit = 3", "max_dialog_limit = 4"),
+    )
+    .unwrap();
+    d.signal(Signal::SIGHUP);
+    sim.eventually(LIMIT, "new settings on A", || async {
+        sim.media_truth().await["settings"]["A"]["maxDialogLimit"] == 4
+    })
+    .await;
+    d.wait_state(LIMIT, "steady with the new limit", |s| {
+        s["phase"] == "steady" && s["media"][0]["maxDialogLimit"] == 4
+    })
+    .await;
+    assert_eq!(login_puts(&sim).await.len(), 2, "one corrective sign-in");
+    assert!(d.log().contains("configuration reloaded"));
+}
+
+async fn stop_with(policy: &str) -> (Sim, Vec<Value>) {
+    let sim = Sim::start(&[]).await;
+    let mut d = Daemon::start(
+        &sim,
+        DaemonConfig {
+            extra_toml: format!(
+                "[shutdown]\non_stop = \"{policy}\"\nreason_code_id = 15\ntimeout = \"3s\"\n"
+            ),
+            ..Default::default()
+        },
+    )
+    .await;
+    d.wait_steady(LIMIT).await;
+    let before = sim.requests().await.len();
+    d.signal(Signal::SIGTERM);
+    let status = tokio::time::timeout(Duration::from_secs(10), d.child.wait())
+        .await
+        .expect("stops")
+        .unwrap();
+    assert!(status.success());
+    let after: Vec<Value> = sim
+        .requests()
+        .await
+        .into_iter()
+        .skip(before)
+        .filter(|r| r["method"] == "PUT")
+        .collect();
+    (sim, after)
+}
+
+#[tokio::test]
+async fn stop_policy_logout_signs_out_of_each_mrd_with_the_reason() {
+    let (sim, puts) = stop_with("logout").await;
+    assert_eq!(puts.len(), 1, "{puts:?}");
+    assert_eq!(
+        puts[0]["body"],
+        "<Media><state>LOGOUT</state><reasonCodeId>15</reasonCodeId></Media>"
+    );
+    let m = sim.media_truth().await;
+    assert_eq!(
+        (m["state"].clone(), m["reasonCodeId"].clone()),
+        (json!("LOGOUT"), json!(15))
+    );
+}
+
+#[tokio::test]
+async fn stop_policy_not_ready_leaves_the_agent_signed_in_but_not_ready() {
+    let (sim, puts) = stop_with("not_ready").await;
+    assert_eq!(puts.len(), 1, "{puts:?}");
+    let m = sim.media_truth().await;
+    assert_eq!(
+        (
+            m["base"].clone(),
+            m["reasonCodeId"].clone(),
+            m["loginNode"].clone()
+        ),
+        (json!("NOT_READY"), json!(15), json!("A"))
+    );
+}
+
+#[tokio::test]
+async fn stop_policy_leave_sends_nothing() {
+    let (sim, puts) = stop_with("leave").await;
+    assert!(puts.is_empty(), "{puts:?}");
+    assert_eq!(sim.media_truth().await["base"], "READY");
+    let _ = AGENT;
+}
+
+#[tokio::test]
+async fn sd_notify_sends_ready_status_watchdog_and_stopping_and_the_watchdog_stops_when_the_loop_stalls()
+ {
+    let sim = Sim::start(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = tokio::net::UnixDatagram::bind(&sock_path).unwrap();
+    let stall = dir.path().join("stall");
+    let mut d = Daemon::start(
+        &sim,
+        DaemonConfig {
+            env: vec![
+                ("NOTIFY_SOCKET".into(), sock_path.display().to_string()),
+                ("WATCHDOG_USEC".into(), "400000".into()),
+                (
+                    "FINESSE_TASKD_TEST_STALL_FILE".into(),
+                    stall.display().to_string(),
+                ),
+            ],
+            ..Default::default()
+        },
+    )
+    .await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, String)>();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        while let Ok(n) = sock.recv(&mut buf).await {
+            let _ = tx.send((
+                tokio::time::Instant::now(),
+                String::from_utf8_lossy(&buf[..n]).into_owned(),
+            ));
+        }
+    });
+    let mut seen: Vec<String> = Vec::new();
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while !seen.iter().any(|m| m.contains("READY=1")) {
+        let (_, m) = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .expect("READY=1")
+            .unwrap();
+        seen.push(m);
+    }
+    assert!(
+        seen.iter()
+            .any(|m| m.contains("READY=1") && m.contains("STATUS=Steady on https://127.0.0.1")),
+        "{seen:?}"
+    );
+    // Pings keep coming while the loop runs…
+    let mut pings = 0;
+    let until = tokio::time::Instant::now() + Duration::from_millis(1200);
+    while let Ok(Some((_, m))) = tokio::time::timeout_at(until, rx.recv()).await {
+        pings += usize::from(m.contains("WATCHDOG=1"));
+    }
+    assert!(pings >= 3, "about one ping per 100 ms: {pings}");
+    // …and stop while it is stalled.
+    std::fs::write(&stall, "").unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    while rx.try_recv().is_ok() {}
+    let quiet_until = tokio::time::Instant::now() + Duration::from_millis(1500);
+    let mut stalled_pings = 0;
+    while let Ok(Some((_, m))) = tokio::time::timeout_at(quiet_until, rx.recv()).await {
+        stalled_pings += usize::from(m.contains("WATCHDOG=1"));
+    }
+    assert_eq!(
+        stalled_pings, 0,
+        "no watchdog ping from a stalled main loop"
+    );
+    std::fs::remove_file(&stall).unwrap();
+    let (_, m) = tokio::time::timeout(LIMIT, async {
+        loop {
+            let x = rx.recv().await.unwrap();
+            if x.1.contains("WATCHDOG=1") {
+                return x;
+            }
+        }
+    })
+    .await
+    .expect("pings resume");
+    assert!(m.contains("WATCHDOG=1"));
+    d.signal(Signal::SIGTERM);
+    let stopping = tokio::time::timeout(LIMIT, async {
+        loop {
+            let (_, m) = rx.recv().await.unwrap();
+            if m.contains("STOPPING=1") {
+                return m;
+            }
+        }
+    })
+    .await
+    .expect("STOPPING=1");
+    assert!(stopping.contains("STOPPING=1"));
+    let _ = tokio::time::timeout(Duration::from_secs(10), d.child.wait()).await;
+}
