@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Runs every check and test, the same way CI does: formatting, clippy, then unit and
-# integration tests against real Prosody instances and the simulator as a real process.
+# Runs every check and test, the same way CI does: formatting, clippy, unit and integration
+# tests (real Prosody instances, the simulator and the daemon as real processes), the Debian
+# package check, and the demo as a smoke test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
-# Each integration test starts its own simulator and two Prosody processes on free ports;
-# four at a time keeps a 2-core machine responsive.
+# Each integration test starts its own simulator (two Prosody processes) and often a daemon,
+# on free ports; four at a time keeps a 2-core machine responsive.
 cargo test --all-targets --locked -- --test-threads=4
+scripts/package.sh --profile dev
+echo "demo smoke test:"
+bash scripts/demo.sh

@@ -122,13 +122,17 @@ impl Supervisor {
     }
 
     fn set_phase(&self, phase: Phase, cause: Option<&str>) {
-        let (changed, node) = self.shared.with(|v| {
+        let (changed, node, took) = self.shared.with(|v| {
             let changed = v.phase != phase || v.cause.as_deref() != cause;
+            let took = v.phase_since.elapsed();
+            if v.phase != phase {
+                v.phase_since = Instant::now();
+            }
             v.phase = phase;
             if cause.is_some() || phase == Phase::Steady {
                 v.cause = cause.map(str::to_owned);
             }
-            (changed, v.node.clone())
+            (changed, v.node.clone(), took)
         });
         self.shared.phase.send_replace(phase);
         if changed {
@@ -146,7 +150,7 @@ impl Supervisor {
             } else {
                 self.shared.notifier.status(&status);
             }
-            info!(phase = ?phase, cause = cause.unwrap_or(""), node = node.as_deref().unwrap_or(""), "phase");
+            info!(phase = ?phase, cause = cause.unwrap_or(""), node = node.as_deref().unwrap_or(""), previous_ms = took.as_millis() as u64, "phase");
             self.shared.events.publish(
                 "phase",
                 serde_json::json!({ "phase": phase, "cause": cause, "node": node }),

@@ -74,6 +74,8 @@ pub struct StateView {
     pub counters: Counters,
     /// When the last resync completed.
     pub last_resync_at: Option<SystemTime>,
+    /// When the phase last changed.
+    pub phase_since: Instant,
 }
 
 impl StateView {
@@ -125,6 +127,7 @@ impl Shared {
                 dialogs: BTreeMap::new(),
                 counters: Counters::default(),
                 last_resync_at: None,
+                phase_since: Instant::now(),
             }),
             events: EventBus::new(ring),
             metrics: crate::metrics::Metrics::new(),
