@@ -583,6 +583,47 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The validated configuration as JSON, with the password replaced by `<redacted>`.
+    pub fn redacted(&self) -> serde_json::Value {
+        serde_json::json!({
+            "agent": { "id": self.agent_id, "password": "<redacted>" },
+            "finesse": {
+                "nodes": self.nodes.iter().map(|u| u.as_str()).collect::<Vec<_>>(),
+                "ca_file": self.ca_pem.is_some(),
+                "request_timeout": humantime::format_duration(self.request_timeout).to_string(),
+                "max_body": self.max_body,
+            },
+            "xmpp": {
+                "port": self.xmpp.port,
+                "tls": format!("{:?}", self.xmpp.tls),
+                "domain": self.xmpp.domain,
+                "resource": self.xmpp.resource,
+                "ping_interval": humantime::format_duration(self.xmpp.ping_interval).to_string(),
+                "ping_timeout": humantime::format_duration(self.xmpp.ping_timeout).to_string(),
+            },
+            "media": self.media.iter().map(|m| serde_json::json!({
+                "id": m.id, "max_dialog_limit": m.max_dialog_limit, "interrupt_action": m.interrupt_action,
+                "dialog_logout_action": m.dialog_logout_action, "state": m.state, "reason_code_id": m.reason_code_id,
+            })).collect::<Vec<_>>(),
+            "recovery": {
+                "first_retry_window": humantime::format_duration(self.recovery.first_retry_window).to_string(),
+                "backoff_initial": humantime::format_duration(self.recovery.backoff_initial).to_string(),
+                "backoff_max": humantime::format_duration(self.recovery.backoff_max).to_string(),
+                "backoff_multiplier": self.recovery.backoff_multiplier,
+                "backoff_jitter": self.recovery.backoff_jitter,
+                "healthy_after": humantime::format_duration(self.recovery.healthy_after).to_string(),
+                "systeminfo_poll": humantime::format_duration(self.recovery.systeminfo_poll).to_string(),
+                "auth_retry": humantime::format_duration(self.recovery.auth_retry).to_string(),
+                "failover_after": humantime::format_duration(self.recovery.failover_after).to_string(),
+            },
+            "api": { "listen": self.api_listen, "action_wait": humantime::format_duration(self.action_wait).to_string(), "event_ring": self.event_ring },
+            "log": { "format": self.log_format },
+            "shutdown": { "on_stop": self.shutdown.on_stop, "reason_code_id": self.shutdown.reason_code_id, "timeout": humantime::format_duration(self.shutdown.timeout).to_string() },
+        })
+    }
+}
+
 fn read_password(
     f: &Path,
     a: &RawAgent,

@@ -32,13 +32,21 @@ struct Cli {
 enum Command {
     /// Run the daemon (the default).
     Run,
-    /// Validate the config file and exit (0 valid, 78 invalid).
-    CheckConfig,
+    /// Validate the config file, print it with the password redacted, and exit (0 valid,
+    /// 78 invalid, with every error naming its key).
+    CheckConfig {
+        /// The config file (or use --config).
+        file: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Some(path) = cli.config.clone() else {
+    let positional = match &cli.command {
+        Some(Command::CheckConfig { file }) => file.clone(),
+        _ => None,
+    };
+    let Some(path) = positional.or_else(|| cli.config.clone()) else {
         eprintln!("finesse-taskd: --config FILE is required");
         return ExitCode::from(EX_CONFIG);
     };
@@ -49,11 +57,15 @@ fn main() -> ExitCode {
             return ExitCode::from(EX_CONFIG);
         }
     };
-    if matches!(cli.command, Some(Command::CheckConfig)) {
+    if matches!(cli.command, Some(Command::CheckConfig { .. })) {
         for w in &config.warnings {
             eprintln!("warning: {w}");
         }
         println!("{}: valid", path.display());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&config.redacted()).unwrap_or_default()
+        );
         return ExitCode::SUCCESS;
     }
     init_logging(&config.log_format);

@@ -84,6 +84,20 @@ fn check_config_exits_0_for_a_valid_file_and_78_naming_the_key_for_a_bad_one() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("valid"));
+    let out = taskd()
+        .args(["check-config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.contains("\"max_dialog_limit\": 3") && printed.contains("<redacted>"),
+        "{printed}"
+    );
+    assert!(
+        !printed.contains("secret"),
+        "the password is redacted: {printed}"
+    );
     std::fs::write(
         &path,
         good.replace("max_dialog_limit = 3", "max_dialog_limit = 0"),
@@ -324,6 +338,27 @@ async fn sd_notify_sends_ready_status_watchdog_and_stopping_and_the_watchdog_sto
     .await
     .expect("pings resume");
     assert!(m.contains("WATCHDOG=1"));
+    d.signal(Signal::SIGHUP);
+    let reload = tokio::time::timeout(LIMIT, async {
+        let mut got = Vec::new();
+        loop {
+            let (_, m) = rx.recv().await.unwrap();
+            got.push(m.clone());
+            if m.contains("READY=1") {
+                return got;
+            }
+        }
+    })
+    .await
+    .expect("RELOADING then READY");
+    let reloading = reload
+        .iter()
+        .position(|m| m.contains("RELOADING=1") && m.contains("MONOTONIC_USEC="))
+        .expect("RELOADING=1 with MONOTONIC_USEC");
+    assert!(
+        reloading < reload.len() - 1,
+        "READY=1 after RELOADING=1: {reload:?}"
+    );
     d.signal(Signal::SIGTERM);
     let stopping = tokio::time::timeout(LIMIT, async {
         loop {
@@ -337,4 +372,25 @@ async fn sd_notify_sends_ready_status_watchdog_and_stopping_and_the_watchdog_sto
     .expect("STOPPING=1");
     assert!(stopping.contains("STOPPING=1"));
     let _ = tokio::time::timeout(Duration::from_secs(10), d.child.wait()).await;
+}
+
+#[tokio::test]
+async fn the_password_can_come_from_a_systemd_credential() {
+    let sim = Sim::start(&[]).await;
+    let d = Daemon::start(
+        &sim,
+        DaemonConfig {
+            credential: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let s = d.wait_steady(LIMIT).await;
+    assert_eq!(s["counters"]["signins"], 1);
+    assert!(
+        std::fs::read_to_string(d.config_path())
+            .unwrap()
+            .contains("password_credential = \"password\"")
+    );
+    assert!(!d.log().contains(support::PASSWORD));
 }

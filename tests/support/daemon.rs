@@ -34,6 +34,8 @@ pub struct DaemonConfig {
     pub extra_toml: String,
     /// Extra environment for the process.
     pub env: Vec<(String, String)>,
+    /// Hand the password over as a systemd credential instead of a file.
+    pub credential: bool,
 }
 
 impl Default for DaemonConfig {
@@ -48,6 +50,7 @@ impl Default for DaemonConfig {
             api_extra: String::new(),
             extra_toml: String::new(),
             env: Vec::new(),
+            credential: false,
         }
     }
 }
@@ -81,13 +84,18 @@ impl Daemon {
             .map(|n| format!("{:?}", n.rest))
             .collect();
         let toml = format!(
-            "[agent]\nid = \"{agent}\"\npassword_file = {pw:?}\n\n\
+            "[agent]\nid = \"{agent}\"\n{password_line}\n\n\
              [finesse]\nnodes = [{nodes}]\nca_file = {ca:?}\nrequest_timeout = \"2s\"\n\n\
              [xmpp]\nping_interval = \"{pi}\"\nping_timeout = \"{pt}\"\n\n{media}\n\
              [recovery]\nfirst_retry_window = \"300ms\"\nbackoff_initial = \"200ms\"\nbackoff_max = \"1s\"\n\
              systeminfo_poll = \"300ms\"\nhealthy_after = \"5s\"\nauth_retry = \"{ar}\"\nfailover_after = \"{fa}\"\n\n\
              [api]\nlisten = \"{listen}\"\n{api_extra}\n[log]\nformat = \"json\"\n\n{extra}",
             agent = super::AGENT,
+            password_line = if cfg.credential {
+                "password_credential = \"password\"".to_owned()
+            } else {
+                format!("password_file = {pw:?}")
+            },
             nodes = nodes.join(", "),
             ca = sim.info.ca_file,
             pi = cfg.ping.0,
@@ -107,6 +115,7 @@ impl Daemon {
             .arg(&config)
             .env("RUST_LOG", "info,finesse_taskd=debug")
             .envs(cfg.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("CREDENTIALS_DIRECTORY", dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
