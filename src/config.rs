@@ -119,6 +119,50 @@ struct RawMedia {
     #[serde(default = "d_state")]
     state: String,
     reason_code_id: Option<u32>,
+    orphan_probe: Option<RawProbe>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProbe {
+    url: String,
+    #[serde(default = "d_method")]
+    method: String,
+    #[serde(default = "d_gone")]
+    gone_status: Vec<u16>,
+    #[serde(default = "d_attempts")]
+    attempts: u32,
+    #[serde(default = "d_interval", with = "humantime_serde")]
+    interval: Duration,
+    #[serde(default = "d_probe_timeout", with = "humantime_serde")]
+    timeout: Duration,
+    #[serde(default = "d_probe_action")]
+    action: String,
+    ca_file: Option<PathBuf>,
+    #[serde(default = "d_in_flight")]
+    max_in_flight: usize,
+}
+
+fn d_method() -> String {
+    "GET".into()
+}
+fn d_gone() -> Vec<u16> {
+    vec![404, 410]
+}
+fn d_attempts() -> u32 {
+    3
+}
+fn d_interval() -> Duration {
+    Duration::from_secs(10)
+}
+fn d_probe_timeout() -> Duration {
+    Duration::from_secs(3)
+}
+fn d_probe_action() -> String {
+    "close".into()
+}
+fn d_in_flight() -> usize {
+    4
 }
 
 #[derive(Debug, Deserialize)]
@@ -236,6 +280,8 @@ pub struct MediaConfig {
     pub state: String,
     /// Reason code for NOT_READY.
     pub reason_code_id: Option<u32>,
+    /// The orphan-dialog probe, if configured.
+    pub orphan_probe: Option<crate::orphan::ProbeConfig>,
 }
 
 /// Recovery timing.
@@ -495,6 +541,10 @@ impl Config {
                 } else {
                     None
                 },
+                orphan_probe: match &m.orphan_probe {
+                    None => None,
+                    Some(p) => Some(probe(f, i, p)?),
+                },
                 state,
             });
         }
@@ -622,6 +672,55 @@ impl Config {
             "shutdown": { "on_stop": self.shutdown.on_stop, "reason_code_id": self.shutdown.reason_code_id, "timeout": humantime::format_duration(self.shutdown.timeout).to_string() },
         })
     }
+}
+
+fn probe(f: &Path, i: usize, p: &RawProbe) -> Result<crate::orphan::ProbeConfig, ConfigError> {
+    let key = |k: &str| format!("media[{i}].orphan_probe.{k}");
+    let url = crate::orphan::Template::parse(&p.url).map_err(|e| err(f, key("url"), e))?;
+    if !(p.url.starts_with("http://") || p.url.starts_with("https://")) {
+        return Err(err(
+            f,
+            key("url"),
+            format!("{:?} must start with http:// or https://", p.url),
+        ));
+    }
+    let method = choice(f, &key("method"), &p.method, &["GET", "HEAD"])?;
+    if p.gone_status.is_empty() || p.gone_status.iter().any(|s| !(100..=599).contains(s)) {
+        return Err(err(
+            f,
+            key("gone_status"),
+            "needs HTTP statuses (100..=599)",
+        ));
+    }
+    if p.attempts == 0 {
+        return Err(err(f, key("attempts"), "must be at least 1"));
+    }
+    if p.timeout.is_zero() {
+        return Err(err(f, key("timeout"), "must be above zero"));
+    }
+    if p.max_in_flight == 0 {
+        return Err(err(f, key("max_in_flight"), "must be at least 1"));
+    }
+    let action = choice(f, &key("action"), &p.action, &["close", "report"])?;
+    let ca_pem = match &p.ca_file {
+        None => None,
+        Some(c) => Some(
+            std::fs::read(c)
+                .map_err(|e| err(f, key("ca_file"), format!("{}: {e}", c.display())))?,
+        ),
+    };
+    Ok(crate::orphan::ProbeConfig {
+        url,
+        url_text: p.url.clone(),
+        head: method == "HEAD",
+        gone_status: p.gone_status.clone(),
+        attempts: p.attempts,
+        interval: p.interval,
+        timeout: p.timeout,
+        close: action == "close",
+        ca_pem,
+        max_in_flight: p.max_in_flight,
+    })
 }
 
 fn read_password(

@@ -13,6 +13,7 @@
 //! - [`supervisor`]: the loop that holds, detects, recovers and resyncs.
 //! - [`events`]: the bounded, resumable event stream of view changes.
 //! - [`metrics`]: Prometheus metrics.
+//! - [`orphan`]: the orphan-dialog guard (probe the task's session, close zombies).
 //! - [`notify`]: sd_notify (READY, STATUS, RELOADING, STOPPING, watchdog from the main loop).
 //! - [`api`]: the local HTTP API (health, readiness, state, events).
 //!
@@ -29,6 +30,7 @@ pub mod finesse;
 pub mod metrics;
 pub mod model;
 pub mod notify;
+pub mod orphan;
 pub mod secret;
 pub mod supervisor;
 pub mod xmpp;

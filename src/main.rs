@@ -107,6 +107,27 @@ async fn run(config: Config) -> ExitCode {
     let shared = Arc::new(Shared::new(&config.agent_id, config.event_ring));
     let shutdown = CancellationToken::new();
     let (commands_tx, commands_rx) = tokio::sync::mpsc::channel(64);
+    let probes: std::collections::BTreeMap<u32, _> = config
+        .media
+        .iter()
+        .filter_map(|m| m.orphan_probe.clone().map(|p| (m.id, p)))
+        .collect();
+    let guard = if probes.is_empty() {
+        None
+    } else {
+        match finesse_taskd::orphan::Guard::new(
+            probes,
+            shared.clone(),
+            commands_tx.clone(),
+            shutdown.clone(),
+        ) {
+            Ok(g) => Some(g),
+            Err(e) => {
+                error!(error = %e, "cannot set up the orphan probe");
+                return ExitCode::from(EX_CONFIG);
+            }
+        }
+    };
     let metrics_view = shared.clone();
     let api = finesse_taskd::api::router(finesse_taskd::api::ApiState {
         shared: shared.clone(),
@@ -158,7 +179,10 @@ async fn run(config: Config) -> ExitCode {
     };
     let (reload_tx, reload_rx) = tokio::sync::mpsc::unbounded_channel();
     let supervisor = match Supervisor::new(config, shared, shutdown.clone(), commands_rx) {
-        Ok(s) => s.with_reloads(reload_rx),
+        Ok(s) => match guard {
+            Some(g) => s.with_reloads(reload_rx).with_orphans(g),
+            None => s.with_reloads(reload_rx),
+        },
         Err(e) => {
             error!(error = %e, "cannot start");
             return ExitCode::from(EX_CONFIG);

@@ -35,6 +35,7 @@ pub struct Metrics {
     time_to_ready: Histogram,
     notifications: Family<Labels, Counter>,
     auth_failures: Counter,
+    orphans: Family<Labels, Counter>,
 }
 
 const PHASES: [&str; 7] = [
@@ -69,6 +70,7 @@ impl Metrics {
             time_to_ready: Histogram::new(exponential_buckets(0.05, 2.0, 14)),
             notifications: Family::default(),
             auth_failures: Counter::default(),
+            orphans: Family::default(),
         };
         r.register("link_up", "1 while the link is up", m.link_up.clone());
         r.register("phase", "1 for the current phase", m.phase.clone());
@@ -108,6 +110,11 @@ impl Metrics {
             "Rejected credentials",
             m.auth_failures.clone(),
         );
+        r.register(
+            "orphans",
+            "Dialogs whose session was gone, by MRD and action",
+            m.orphans.clone(),
+        );
         if let Ok(mut slot) = m.registry.lock() {
             *slot = r;
         }
@@ -142,6 +149,12 @@ impl Metrics {
     pub fn notification(&self, result: &str) {
         self.notifications
             .get_or_create(&labels(&[("result", result)]))
+            .inc();
+    }
+    /// An orphan dialog found; `action` is close or report.
+    pub fn orphan(&self, media: &str, action: &str) {
+        self.orphans
+            .get_or_create(&labels(&[("media", media), ("action", action)]))
             .inc();
     }
     /// Credentials rejected.

@@ -62,6 +62,8 @@ pub struct DialogView {
     pub state: String,
     /// The agent participant's state.
     pub participant_state: String,
+    /// Call variables by name.
+    pub call_variables: BTreeMap<String, String>,
 }
 
 impl DialogView {
@@ -72,6 +74,13 @@ impl DialogView {
             media_id: d.mrd().unwrap_or(fallback_mrd),
             state: d.state.trim().to_owned(),
             participant_state: d.participant_state().trim().to_owned(),
+            call_variables: d
+                .media_properties
+                .callvariables
+                .variables
+                .iter()
+                .map(|v| (v.name.trim().to_owned(), v.value.clone()))
+                .collect(),
         }
     }
 }

@@ -10,6 +10,7 @@ fn want() -> MediaConfig {
         dialog_logout_action: "CLOSE".into(),
         state: "READY".into(),
         reason_code_id: None,
+        orphan_probe: None,
     }
 }
 
@@ -75,6 +76,7 @@ fn dv(id: &str, state: &str) -> DialogView {
         media_id: 5002,
         state: state.into(),
         participant_state: state.into(),
+        call_variables: BTreeMap::new(),
     }
 }
 

@@ -91,6 +91,16 @@ fn mistakes_name_the_file_and_key() {
             "recovery.backoff_jitter",
             "0..=1",
         ),
+        (
+            format!("{ok}[media.orphan_probe]\nurl = \"https://chat/{{user}}\"\n"),
+            "media[0].orphan_probe.url",
+            "unknown field {user}",
+        ),
+        (
+            format!("{ok}[media.orphan_probe]\nurl = \"https://chat/{{id}}\"\naction = \"nuke\"\n"),
+            "media[0].orphan_probe.action",
+            "nuke",
+        ),
     ];
     for (text, key, msg) in cases {
         let e = parse(&text).expect_err(key);

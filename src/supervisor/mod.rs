@@ -80,6 +80,8 @@ pub struct Supervisor {
     /// Test hook (`FINESSE_TASKD_TEST_STALL_FILE`): while this file exists, the main loop
     /// blocks, as a hung daemon would, so a test can see the watchdog pings stop.
     stall_file: Option<std::path::PathBuf>,
+    /// The orphan-dialog guard, when an MRD has a probe.
+    orphans: Option<crate::orphan::Guard>,
     tls: Arc<tokio_xmpp::rustls::ClientConfig>,
 }
 
@@ -115,6 +117,7 @@ impl Supervisor {
             ready_sent: std::sync::atomic::AtomicBool::new(false),
             reloads: tokio::sync::mpsc::unbounded_channel().1,
             reload_pending: false,
+            orphans: None,
             stall_file: std::env::var_os("FINESSE_TASKD_TEST_STALL_FILE")
                 .map(std::path::PathBuf::from),
             tls,
@@ -188,6 +191,12 @@ impl Supervisor {
             .notifier
             .watchdog()
             .map_or(second, |w| (w / 4).clamp(Duration::from_millis(10), second))
+    }
+
+    /// Dialogs are checked by `guard` (see [`crate::orphan`]).
+    pub fn with_orphans(mut self, guard: crate::orphan::Guard) -> Self {
+        self.orphans = Some(guard);
+        self
     }
 
     /// Reloads are taken from `rx` (SIGHUP).
@@ -823,7 +832,14 @@ impl Supervisor {
             }
             Notification::DialogsAdded(list) => {
                 for d in &list {
-                    self.upsert_dialog(d);
+                    if let Some(view) = self.upsert_dialog(d) {
+                        // A task arriving offered or accepted may point at a dead session.
+                        if matches!(view.state.as_str(), "OFFERED" | "ACCEPTED") {
+                            if let Some(g) = &self.orphans {
+                                g.watch(&view);
+                            }
+                        }
+                    }
                 }
                 None
             }
@@ -853,16 +869,18 @@ impl Supervisor {
         }
     }
 
-    fn upsert_dialog(&mut self, d: &crate::finesse::model::Dialog) {
+    fn upsert_dialog(&mut self, d: &crate::finesse::model::Dialog) -> Option<DialogView> {
         let Some(mrd) = d.mrd() else {
             self.shared.with(|v| v.counters.malformed += 1);
-            return;
+            return None;
         };
         if d.id.trim().is_empty() || !self.cfg.media.iter().any(|m| m.id == mrd) {
             warn!(id = %d.id, mrd, "dialog for an unknown MRD or without id ignored");
-            return;
+            return None;
         }
-        self.shared.upsert_dialog(DialogView::from_dialog(d, mrd));
+        let view = DialogView::from_dialog(d, mrd);
+        self.shared.upsert_dialog(view.clone());
+        Some(view)
     }
 
     /// Keeps the XMPP session and polls SystemInfo until the node is back (or the other is

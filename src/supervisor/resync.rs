@@ -101,6 +101,12 @@ pub(super) async fn run(s: &mut Supervisor, idx: usize) -> Result<(), RestError>
         removed += d.removed.len();
         changed += d.changed.len();
         s.shared.apply_diff(&d);
+        // Dialogs a resync brings back are the likeliest zombies: check their sessions.
+        if let Some(g) = &s.orphans {
+            for a in &d.added {
+                g.watch(a);
+            }
+        }
     }
     s.shared.metrics.resync();
     s.shared.with(|v| {

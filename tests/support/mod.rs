@@ -19,6 +19,8 @@ use tokio::process::{Child, Command};
 #[derive(Debug, Clone, Deserialize)]
 pub struct SimInfo {
     pub admin: String,
+    /// The chat-session service.
+    pub chat: String,
     pub domain: String,
     pub ca_file: PathBuf,
     pub state_dir: PathBuf,
@@ -257,6 +259,24 @@ impl Sim {
             )
             .await;
         v["dialogId"].as_str().expect("dialogId").to_owned()
+    }
+
+    /// Sets how a chat session answers probes: alive, gone, error or hang.
+    pub async fn chat(&self, session: &str, mode: &str) {
+        self.admin(
+            reqwest::Method::PUT,
+            &format!("/admin/chat/sessions/{session}"),
+            Some(json!({ "mode": mode })),
+        )
+        .await;
+    }
+
+    /// Probes the chat service received for a session.
+    pub async fn chat_probes(&self, session: &str) -> u64 {
+        let v = self
+            .admin(reqwest::Method::GET, "/admin/chat/probes", None)
+            .await;
+        v["probes"][session].as_u64().unwrap_or(0)
     }
 
     /// Every REST request the sim logged.

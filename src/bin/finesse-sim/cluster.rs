@@ -134,6 +134,8 @@ pub struct Cluster {
     pub started: Instant,
     /// Notification count per node (published, dropped).
     pub published: Mutex<Vec<(u64, u64)>>,
+    /// The chat-session service behind the tasks.
+    pub chat: Arc<crate::chat::Chat>,
 }
 
 /// The request log keeps at most this many entries.

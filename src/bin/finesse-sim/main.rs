@@ -8,6 +8,7 @@
 
 mod admin;
 mod certs;
+mod chat;
 mod cluster;
 mod config;
 mod listener;
@@ -211,6 +212,20 @@ async fn run(cli: Cli, config: SimConfig) -> anyhow::Result<()> {
         requests: Mutex::new(Default::default()),
         started: Instant::now(),
         published: Mutex::new(vec![(0, 0); nodes.len()]),
+        chat: Arc::new(chat::Chat::default()),
+    });
+    let chat_listener = TcpListener::bind("127.0.0.1:0").await?;
+    let chat_url = format!("http://{}", chat_listener.local_addr()?);
+    let chat_app = chat::router(cluster.chat.clone());
+    let chat_cancel = cancel.clone();
+    tokio::spawn(async move {
+        let stop = async move { chat_cancel.cancelled().await };
+        if let Err(e) = axum::serve(chat_listener, chat_app)
+            .with_graceful_shutdown(stop)
+            .await
+        {
+            error!(error = %e, "chat-session service stopped");
+        }
     });
 
     let tls = if cli.plain_rest {
@@ -289,6 +304,7 @@ async fn run(cli: Cli, config: SimConfig) -> anyhow::Result<()> {
     let admin_url = format!("http://{}", admin_listener.local_addr()?);
     let info = json!({
         "admin": admin_url,
+        "chat": chat_url,
         "domain": config.domain,
         "pubsub": format!("pubsub.{}", config.domain),
         "ca_file": pki.ca_file,

@@ -84,6 +84,9 @@ pub(super) struct PgBody {
     remove: Option<Vec<String>>,
     /// New ACTIVE dialogs to add.
     add: Option<usize>,
+    /// Call variables of the added dialogs, in order (e.g. their chat session ids).
+    #[serde(rename = "callVariables")]
+    call_variables: Vec<BTreeMap<String, String>>,
 }
 
 pub(super) async fn double_pg(
@@ -100,7 +103,13 @@ pub(super) async fn double_pg(
         SystemTime::now(),
     );
     match result {
-        Ok((removed, added)) => Json(json!({ "removed": removed, "added": added })).into_response(),
+        Ok((removed, added)) => {
+            let mut truth = lock(&st.cluster.truth);
+            for (id, vars) in added.iter().zip(b.call_variables) {
+                truth.set_call_variables(id, vars.into_iter().collect());
+            }
+            Json(json!({ "removed": removed, "added": added })).into_response()
+        }
         Err(e) => op_err(e),
     }
 }

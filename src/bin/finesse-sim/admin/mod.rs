@@ -58,6 +58,8 @@ pub fn router(cluster: Arc<Cluster>, info: Value) -> Router {
         .route("/admin/agents/{agent}/forced-logout", post(forced_logout))
         .route("/admin/agents/{agent}/password", put(password))
         .route("/admin/dialogs/{id}/end", post(end_dialog))
+        .route("/admin/chat/sessions/{id}", put(chat_session))
+        .route("/admin/chat/probes", get(chat_probes))
         .route("/admin/dialogs/{id}/action", post(dialog_action))
         .with_state(st)
 }
@@ -261,6 +263,25 @@ async fn prosody_op(State(st): State<Admin>, Path((node, op)): Path<(String, Str
         publisher_online = n.publisher.wait_online(Duration::from_secs(15)).await;
     }
     Json(json!({ "node": n.name, "op": op, "publisherOnline": publisher_online })).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChatBody {
+    mode: crate::chat::Mode,
+}
+
+async fn chat_session(
+    State(st): State<Admin>,
+    Path(id): Path<String>,
+    Json(b): Json<ChatBody>,
+) -> Response {
+    st.cluster.chat.set(&id, b.mode);
+    Json(json!({ "session": id, "mode": b.mode })).into_response()
+}
+
+async fn chat_probes(State(st): State<Admin>) -> Response {
+    Json(json!({ "probes": st.cluster.chat.probes() })).into_response()
 }
 
 async fn get_behaviour(State(st): State<Admin>) -> Response {

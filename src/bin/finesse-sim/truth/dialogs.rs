@@ -236,6 +236,23 @@ impl Truth {
         Ok(effects)
     }
 
+    /// Replaces a dialog's call variables (no notification: used to seed test data).
+    pub fn set_call_variables(&mut self, id: &str, vars: Vec<(String, String)>) -> bool {
+        let Some((agent, mrd)) = self.find_dialog(id) else {
+            return false;
+        };
+        let Ok(media) = self.media_mut(&agent, mrd) else {
+            return false;
+        };
+        match media.dialogs.get_mut(id) {
+            Some(d) => {
+                d.call_variables = vars;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// A double PG failure: dialogs vanish and others appear, and nobody is notified.
     /// `remove` = `None` removes them all. Returns (removed ids, added ids).
     pub fn double_pg_failure(

@@ -1,0 +1,70 @@
+//! A tiny chat-session service, the kind of backend a task's dialog points at: `GET` or
+//! `HEAD /sessions/{id}` answers 200 (alive), 404 (gone), 503 (error) or never (hang), as the
+//! admin API sets per session. Unknown sessions are gone. Every probe is counted, so tests can
+//! check how many a client made.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::lock;
+
+/// How a session answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// 200.
+    Alive,
+    /// 404.
+    Gone,
+    /// 503.
+    Error,
+    /// Never answers.
+    Hang,
+}
+
+/// The sessions and the probe counts.
+#[derive(Default)]
+pub struct Chat {
+    modes: Mutex<HashMap<String, Mode>>,
+    probes: Mutex<HashMap<String, u64>>,
+}
+
+impl Chat {
+    /// Sets a session's mode.
+    pub fn set(&self, id: &str, mode: Mode) {
+        lock(&self.modes).insert(id.to_owned(), mode);
+    }
+
+    /// Probes received per session.
+    pub fn probes(&self) -> HashMap<String, u64> {
+        lock(&self.probes).clone()
+    }
+}
+
+/// The service's router.
+pub fn router(chat: Arc<Chat>) -> Router {
+    Router::new()
+        .route("/sessions/{id}", get(session))
+        .with_state(chat)
+}
+
+async fn session(State(chat): State<Arc<Chat>>, Path(id): Path<String>) -> Response {
+    *lock(&chat.probes).entry(id.clone()).or_default() += 1;
+    let mode = lock(&chat.modes).get(&id).copied().unwrap_or(Mode::Gone);
+    match mode {
+        Mode::Alive => (StatusCode::OK, "alive").into_response(),
+        Mode::Gone => (StatusCode::NOT_FOUND, "gone").into_response(),
+        Mode::Error => (StatusCode::SERVICE_UNAVAILABLE, "error").into_response(),
+        Mode::Hang => {
+            std::future::pending::<()>().await;
+            StatusCode::OK.into_response()
+        }
+    }
+}

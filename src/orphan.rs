@@ -1,0 +1,415 @@
+//! The orphan-dialog guard: before a task whose chat or email session is dead stays with the
+//! agent as a zombie, probe the session and, after enough consecutive "gone" answers, close
+//! the dialog (or only report it).
+//!
+//! The pure parts are the URL [`Template`] and [`step`], which turns one probe result into
+//! the next count and verdict; [`Guard`] runs the probes (bounded concurrency per MRD) and
+//! closes through the same command queue as the local API, so the CLOSE reaches Finesse
+//! exactly once, on the current node, and only while steady.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use serde_json::json;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::model::DialogView;
+use crate::supervisor::command::{Command, Request};
+use crate::supervisor::state::Shared;
+
+/// Characters left as they are in a rendered value (RFC 3986 unreserved).
+const VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// One piece of a URL template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    /// Text as written.
+    Literal(String),
+    /// `{id}`: the dialog id.
+    Id,
+    /// `{mediaId}`: the MRD id.
+    MediaId,
+    /// `{callvariable:NAME}`.
+    CallVariable(String),
+}
+
+/// A parsed probe URL template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template(Vec<Segment>);
+
+impl Template {
+    /// Parses `text`; an unknown or unclosed field is an error naming it.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut segments = Vec::new();
+        let mut rest = text;
+        while let Some(start) = rest.find('{') {
+            if start > 0 {
+                segments.push(Segment::Literal(rest[..start].to_owned()));
+            }
+            let Some(len) = rest[start..].find('}') else {
+                return Err(format!("unclosed field in {text:?}"));
+            };
+            let field = &rest[start + 1..start + len];
+            segments.push(match field {
+                "id" => Segment::Id,
+                "mediaId" => Segment::MediaId,
+                f => match f.strip_prefix("callvariable:") {
+                    Some(name) if !name.is_empty() => Segment::CallVariable(name.to_owned()),
+                    _ => return Err(format!("unknown field {{{field}}}: use {{id}}, {{mediaId}} or {{callvariable:NAME}}")),
+                },
+            });
+            rest = &rest[start + len + 1..];
+        }
+        if !rest.is_empty() {
+            segments.push(Segment::Literal(rest.to_owned()));
+        }
+        Ok(Self(segments))
+    }
+
+    /// The URL for a dialog; `None` when it lacks a call variable the template needs.
+    pub fn render(&self, d: &DialogView) -> Option<String> {
+        let mut out = String::new();
+        for s in &self.0 {
+            match s {
+                Segment::Literal(t) => out.push_str(t),
+                Segment::Id => out.extend(utf8_percent_encode(&d.id, VALUE)),
+                Segment::MediaId => out.push_str(&d.media_id.to_string()),
+                Segment::CallVariable(name) => {
+                    out.extend(utf8_percent_encode(d.call_variables.get(name)?, VALUE))
+                }
+            }
+        }
+        Some(out)
+    }
+}
+
+/// `[media.orphan_probe]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeConfig {
+    /// The URL template.
+    pub url: Template,
+    /// The template as written (for logs).
+    pub url_text: String,
+    /// GET or HEAD.
+    pub head: bool,
+    /// Statuses that mean "gone".
+    pub gone_status: Vec<u16>,
+    /// Consecutive gone answers needed.
+    pub attempts: u32,
+    /// Between attempts.
+    pub interval: Duration,
+    /// Per probe.
+    pub timeout: Duration,
+    /// Close the dialog (else only report).
+    pub close: bool,
+    /// Extra trust anchor (PEM).
+    pub ca_pem: Option<Vec<u8>>,
+    /// Probes in flight at most.
+    pub max_in_flight: usize,
+}
+
+/// One probe's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// A status in `gone_status`.
+    Gone,
+    /// Any other 1xx-4xx answer: the session exists.
+    Alive,
+    /// Timeout, connection error or 5xx: no verdict, and never "gone".
+    Unknown,
+}
+
+/// What to do after a probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Probe again after the interval.
+    Again,
+    /// The session is alive: stop.
+    Alive,
+    /// `attempts` consecutive gone answers: an orphan.
+    Orphan,
+}
+
+/// The next consecutive-gone count and the verdict, from the current count and a probe.
+pub fn step(count: u32, probe: Probe, attempts: u32) -> (u32, Verdict) {
+    match probe {
+        Probe::Alive => (0, Verdict::Alive),
+        Probe::Unknown => (0, Verdict::Again),
+        Probe::Gone if count + 1 >= attempts => (count + 1, Verdict::Orphan),
+        Probe::Gone => (count + 1, Verdict::Again),
+    }
+}
+
+/// A URL with userinfo and query removed, for logs.
+pub fn redact(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            if u.query().is_some() {
+                u.set_query(Some("redacted"));
+            }
+            u.to_string()
+        }
+        Err(_) => "<unparsable URL>".into(),
+    }
+}
+
+struct Mrd {
+    cfg: ProbeConfig,
+    http: reqwest::Client,
+    slots: Arc<Semaphore>,
+}
+
+/// The guard; cheap to clone.
+#[derive(Clone)]
+pub struct Guard {
+    mrds: Arc<HashMap<u32, Mrd>>,
+    running: Arc<Mutex<HashSet<String>>>,
+    shared: Arc<Shared>,
+    commands: mpsc::Sender<Request>,
+    cancel: CancellationToken,
+}
+
+impl Guard {
+    /// A guard for the MRDs that have a probe configured.
+    pub fn new(
+        probes: BTreeMap<u32, ProbeConfig>,
+        shared: Arc<Shared>,
+        commands: mpsc::Sender<Request>,
+        cancel: CancellationToken,
+    ) -> Result<Self, String> {
+        let mut mrds = HashMap::new();
+        for (id, cfg) in probes {
+            let mut b = reqwest::Client::builder()
+                .timeout(cfg.timeout)
+                .redirect(reqwest::redirect::Policy::none());
+            if let Some(pem) = &cfg.ca_pem {
+                for c in reqwest::Certificate::from_pem_bundle(pem)
+                    .map_err(|e| format!("orphan_probe.ca_file: {e}"))?
+                {
+                    b = b.add_root_certificate(c);
+                }
+            }
+            let http = b.build().map_err(|e| e.to_string())?;
+            let slots = Arc::new(Semaphore::new(cfg.max_in_flight));
+            mrds.insert(id, Mrd { cfg, http, slots });
+        }
+        Ok(Self {
+            mrds: Arc::new(mrds),
+            running: Arc::default(),
+            shared,
+            commands,
+            cancel,
+        })
+    }
+
+    /// Starts probing `d` unless its MRD has no probe or it is already being probed.
+    pub fn watch(&self, d: &DialogView) {
+        let Some(mrd) = self.mrds.get(&d.media_id) else {
+            return;
+        };
+        let Some(url) = mrd.cfg.url.render(d) else {
+            warn!(id = %d.id, "orphan probe skipped: the dialog lacks a call variable the URL needs");
+            return;
+        };
+        if !self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(d.id.clone())
+        {
+            return;
+        }
+        let guard = self.clone();
+        let d = d.clone();
+        tokio::spawn(async move {
+            guard.probe_loop(&d, &url).await;
+            guard
+                .running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&d.id);
+        });
+    }
+
+    async fn probe_once(&self, mrd: &Mrd, url: &str) -> Probe {
+        let Ok(_slot) = mrd.slots.acquire().await else {
+            return Probe::Unknown;
+        };
+        let req = if mrd.cfg.head {
+            mrd.http.head(url)
+        } else {
+            mrd.http.get(url)
+        };
+        match req.send().await {
+            Ok(r) if mrd.cfg.gone_status.contains(&r.status().as_u16()) => Probe::Gone,
+            Ok(r) if r.status().is_server_error() => Probe::Unknown,
+            Ok(_) => Probe::Alive,
+            Err(_) => Probe::Unknown,
+        }
+    }
+
+    async fn probe_loop(&self, d: &DialogView, url: &str) {
+        let Some(mrd) = self.mrds.get(&d.media_id) else {
+            return;
+        };
+        let shown = redact(url);
+        let mut count = 0;
+        let mut state = d.state.clone();
+        // Bounded: a target that stays unknown is given up after a few rounds.
+        for _ in 0..(mrd.cfg.attempts * 3 + 3) {
+            let Some(held) = self.shared.with(|v| v.dialogs.get(&d.id).cloned()) else {
+                return;
+            };
+            if held.state != state {
+                state = held.state.clone();
+                count = 0;
+            }
+            let probe = tokio::select! {
+                () = self.cancel.cancelled() => return,
+                p = self.probe_once(mrd, url) => p,
+            };
+            let (next, verdict) = step(count, probe, mrd.cfg.attempts);
+            count = next;
+            match verdict {
+                Verdict::Alive => return,
+                Verdict::Orphan => {
+                    self.orphaned(mrd, &held, &shown).await;
+                    return;
+                }
+                Verdict::Again => {}
+            }
+            tokio::select! {
+                () = self.cancel.cancelled() => return,
+                () = tokio::time::sleep(mrd.cfg.interval) => {}
+            }
+        }
+    }
+
+    async fn submit(&self, id: &str, action: &str) -> bool {
+        let (reply, answer) = oneshot::channel();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let command = Command::DialogAction {
+            id: id.to_owned(),
+            action: action.to_owned(),
+            target: None,
+        };
+        if self
+            .commands
+            .send(Request {
+                command,
+                deadline,
+                reply,
+            })
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        matches!(answer.await, Ok(Ok(())))
+    }
+
+    async fn orphaned(&self, mrd: &Mrd, d: &DialogView, url: &str) {
+        let action = if mrd.cfg.close { "close" } else { "report" };
+        warn!(id = %d.id, probe = %url, action, "orphan dialog: its session is gone");
+        self.shared.metrics.orphan(&d.media_id.to_string(), action);
+        self.shared.events.publish(
+            "dialog.orphaned",
+            json!({ "dialog": d, "mediaId": d.media_id, "action": action, "probe": url }),
+        );
+        if !mrd.cfg.close {
+            return;
+        }
+        // An offered task cannot be closed directly: accept it first.
+        if d.state == "OFFERED" {
+            if !self.submit(&d.id, "ACCEPT").await {
+                warn!(id = %d.id, "orphan: ACCEPT before CLOSE failed");
+                return;
+            }
+            for _ in 0..100 {
+                let now = self
+                    .shared
+                    .with(|v| v.dialogs.get(&d.id).map(|x| x.state.clone()));
+                if now.as_deref() != Some("OFFERED") {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        if self.submit(&d.id, "CLOSE").await {
+            info!(id = %d.id, "orphan dialog closed");
+        } else {
+            warn!(id = %d.id, "orphan: CLOSE failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dialog() -> DialogView {
+        DialogView {
+            id: "150001_7_1".into(),
+            media_id: 5002,
+            state: "OFFERED".into(),
+            participant_state: "OFFERED".into(),
+            call_variables: [("callVariable1".to_owned(), "a b/c".to_owned())]
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn templates_render_fields_url_encoded_and_refuse_unknown_ones() {
+        let t = Template::parse("https://chat/api/{mediaId}/{callvariable:callVariable1}?d={id}")
+            .unwrap();
+        assert_eq!(
+            t.render(&dialog()).unwrap(),
+            "https://chat/api/5002/a%20b%2Fc?d=150001_7_1"
+        );
+        assert!(
+            Template::parse("https://x/{user}")
+                .unwrap_err()
+                .contains("{user}")
+        );
+        assert!(Template::parse("https://x/{id").is_err());
+        assert_eq!(
+            Template::parse("https://x/{callvariable:other}")
+                .unwrap()
+                .render(&dialog()),
+            None
+        );
+    }
+
+    #[test]
+    fn only_consecutive_gone_answers_make_an_orphan() {
+        assert_eq!(step(0, Probe::Gone, 3), (1, Verdict::Again));
+        assert_eq!(step(1, Probe::Gone, 3), (2, Verdict::Again));
+        assert_eq!(step(2, Probe::Gone, 3), (3, Verdict::Orphan));
+        assert_eq!(
+            step(2, Probe::Unknown, 3),
+            (0, Verdict::Again),
+            "unknown breaks the run"
+        );
+        assert_eq!(step(2, Probe::Alive, 3), (0, Verdict::Alive));
+        assert_eq!(step(0, Probe::Gone, 1), (1, Verdict::Orphan));
+    }
+
+    #[test]
+    fn logged_urls_lose_userinfo_and_query() {
+        assert_eq!(
+            redact("https://u:p@chat.example/s/1?token=x"),
+            "https://chat.example/s/1?redacted"
+        );
+    }
+}

@@ -1,0 +1,230 @@
+//! The orphan-dialog guard against finesse-sim's chat-session service, all real processes:
+//! gone sessions are closed after exactly `attempts` probes, unknown answers never close,
+//! a session that comes back is spared, only the zombies of a double PG failure are closed,
+//! and `report` only reports.
+
+mod support;
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use support::daemon::{Daemon, DaemonConfig};
+use support::{AGENT, MRD, Sim};
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+fn probe_media(sim: &Sim, action: &str, interval: &str) -> String {
+    format!(
+        "[[media]]\nid = 5002\nmax_dialog_limit = 5\ninterrupt_action = \"ACCEPT\"\nstate = \"READY\"\n\
+         [media.orphan_probe]\nurl = \"{}/sessions/{{callvariable:callVariable1}}\"\nattempts = 3\n\
+         interval = \"{interval}\"\ntimeout = \"300ms\"\naction = \"{action}\"\nmax_in_flight = 2\n",
+        sim.info.chat
+    )
+}
+
+async fn start(sim: &Sim, action: &str, interval: &str, failover_after: &'static str) -> Daemon {
+    let d = Daemon::start(
+        sim,
+        DaemonConfig {
+            media: probe_media(sim, action, interval),
+            failover_after,
+            ..Default::default()
+        },
+    )
+    .await;
+    d.wait_steady(LIMIT).await;
+    d
+}
+
+async fn offer(sim: &Sim, session: &str) -> String {
+    sim.offer(json!({ "callVariable1": session })).await
+}
+
+async fn closes(sim: &Sim, id: &str) -> usize {
+    sim.requests()
+        .await
+        .iter()
+        .filter(|r| {
+            r["path"] == format!("/finesse/api/Dialog/{id}").as_str()
+                && r["body"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("<requestedAction>CLOSE</requestedAction>")
+        })
+        .count()
+}
+
+async fn dialog_puts(sim: &Sim) -> usize {
+    sim.requests()
+        .await
+        .iter()
+        .filter(|r| {
+            r["path"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("/finesse/api/Dialog/")
+        })
+        .count()
+}
+
+fn held(s: &Value, id: &str) -> bool {
+    s["dialogs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|d| d["id"] == id)
+}
+
+#[tokio::test]
+async fn a_dialog_whose_session_is_gone_is_closed_after_exactly_the_configured_probes() {
+    let sim = Sim::start(&[]).await;
+    let d = start(&sim, "close", "200ms", "1s").await;
+    let id = offer(&sim, "gone-1").await;
+    d.wait_state(LIMIT, "dialog held", |s| held(s, &id)).await;
+    d.wait_state(LIMIT, "orphan closed", |s| {
+        !held(s, &id) && s["phase"] == "steady"
+    })
+    .await;
+    assert_eq!(
+        sim.chat_probes("gone-1").await,
+        3,
+        "exactly `attempts` probes"
+    );
+    assert_eq!(closes(&sim, &id).await, 1, "one CLOSE");
+    assert!(
+        sim.media_truth().await["dialogs"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let metrics = d
+        .http()
+        .get(format!("{}/metrics", d.api))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("finesse_taskd_orphans_total{media=\"5002\",action=\"close\"} 1"),
+        "{metrics}"
+    );
+    assert!(d.log().contains("orphan dialog"));
+}
+
+#[tokio::test]
+async fn a_probe_target_that_hangs_or_answers_5xx_never_closes_a_dialog() {
+    let sim = Sim::start(&[]).await;
+    sim.chat("hangs", "hang").await;
+    sim.chat("fails", "error").await;
+    let d = start(&sim, "close", "200ms", "1s").await;
+    let a = offer(&sim, "hangs").await;
+    let b = offer(&sim, "fails").await;
+    sim.eventually(LIMIT, "several probes each", || async {
+        sim.chat_probes("hangs").await >= 3 && sim.chat_probes("fails").await >= 4
+    })
+    .await;
+    let s = d.state().await;
+    assert!(held(&s, &a) && held(&s, &b), "{s}");
+    assert_eq!(dialog_puts(&sim).await, 0, "unknown is never gone");
+}
+
+#[tokio::test]
+async fn a_session_that_comes_back_alive_after_one_gone_answer_is_not_closed() {
+    let sim = Sim::start(&[]).await;
+    let d = start(&sim, "close", "1s", "1s").await;
+    let id = offer(&sim, "flaky").await;
+    sim.eventually(LIMIT, "first probe", || async {
+        sim.chat_probes("flaky").await >= 1
+    })
+    .await;
+    sim.chat("flaky", "alive").await;
+    sim.eventually(LIMIT, "second probe", || async {
+        sim.chat_probes("flaky").await >= 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(sim.chat_probes("flaky").await, 2, "alive ends the probing");
+    assert!(held(&d.state().await, &id));
+    assert_eq!(dialog_puts(&sim).await, 0);
+}
+
+#[tokio::test]
+async fn after_a_double_pg_failure_only_the_zombies_among_the_returned_dialogs_are_closed() {
+    let sim = Sim::start(&[]).await;
+    sim.chat("live-1", "alive").await;
+    sim.chat("live-2", "alive").await;
+    let d = start(&sim, "close", "200ms", "60s").await;
+    let sessions = ["zombie-1", "zombie-2", "zombie-3", "live-1", "live-2"];
+    let vars: Vec<Value> = sessions
+        .iter()
+        .map(|s| json!({ "callVariable1": s }))
+        .collect();
+    let v = sim
+        .admin(
+            Method::POST,
+            &format!("/admin/agents/{AGENT}/media/{MRD}/double-pg-failure"),
+            Some(json!({ "add": 5, "callVariables": vars })),
+        )
+        .await;
+    let added: Vec<String> = v["added"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap().to_owned())
+        .collect();
+    sim.faults("A", json!({ "out_of_service": true })).await;
+    d.wait_state(LIMIT, "out of service seen", |s| {
+        s["cause"] == "out_of_service"
+    })
+    .await;
+    sim.faults("A", json!({ "out_of_service": false })).await;
+    let s = d
+        .wait_state(LIMIT, "zombies closed", |s| {
+            s["phase"] == "steady" && s["dialogs"].as_array().unwrap().len() == 2
+        })
+        .await;
+    for (id, session) in added.iter().zip(sessions) {
+        let expect = usize::from(session.starts_with("zombie"));
+        assert_eq!(closes(&sim, id).await, expect, "{session}");
+        assert_eq!(held(&s, id), expect == 0, "{session}");
+    }
+}
+
+#[tokio::test]
+async fn with_report_nothing_is_closed_but_the_event_and_the_metric_appear() {
+    let sim = Sim::start(&[]).await;
+    let d = start(&sim, "report", "200ms", "1s").await;
+    let mut events = d.events(None).await;
+    let id = offer(&sim, "gone-2").await;
+    let e = tokio::time::timeout(LIMIT, async {
+        loop {
+            let e = events.recv().await.unwrap();
+            if e["type"] == "dialog.orphaned" {
+                return e;
+            }
+        }
+    })
+    .await
+    .expect("dialog.orphaned event");
+    assert_eq!(e["dialog"]["id"], id.as_str());
+    assert_eq!(e["action"], "report");
+    assert!(e["probe"].as_str().unwrap().ends_with("/sessions/gone-2"));
+    let metrics = d
+        .http()
+        .get(format!("{}/metrics", d.api))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("finesse_taskd_orphans_total{media=\"5002\",action=\"report\"} 1"),
+        "{metrics}"
+    );
+    assert_eq!(dialog_puts(&sim).await, 0);
+    assert!(held(&d.state().await, &id));
+}
