@@ -84,6 +84,7 @@ mod tests {
             systeminfo_poll: Duration::from_secs(5),
             auth_retry: Duration::from_secs(360),
             failover_after: Duration::from_secs(10),
+            resync_every: Duration::from_secs(300),
         }
     }
 

@@ -184,6 +184,8 @@ struct RawRecovery {
     auth_retry: Duration,
     #[serde(with = "humantime_serde")]
     failover_after: Duration,
+    #[serde(with = "humantime_serde")]
+    resync_every: Duration,
 }
 
 impl Default for RawRecovery {
@@ -198,6 +200,7 @@ impl Default for RawRecovery {
             systeminfo_poll: Duration::from_secs(5),
             auth_retry: Duration::from_secs(360),
             failover_after: Duration::from_secs(10),
+            resync_every: Duration::from_secs(300),
         }
     }
 }
@@ -306,6 +309,9 @@ pub struct RecoveryConfig {
     /// The current node must be down (unreachable, out of service, or `finesse` unavailable)
     /// this long before the daemon moves to the other node; a blip never causes a failover.
     pub failover_after: Duration,
+    /// A steady daemon resyncs this often anyway (0 = never): notifications can be lost
+    /// without any other sign, and only a LIST shows it.
+    pub resync_every: Duration,
 }
 
 /// The validated configuration.
@@ -613,6 +619,7 @@ impl Config {
                 systeminfo_poll: r.systeminfo_poll,
                 auth_retry: r.auth_retry,
                 failover_after: r.failover_after,
+                resync_every: r.resync_every,
             },
             api_listen: raw.api.listen.clone(),
             action_wait: raw.api.action_wait,

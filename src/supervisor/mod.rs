@@ -664,6 +664,10 @@ impl Supervisor {
                         self.backoff.reset();
                         reset_done = true;
                     }
+                    let every = self.cfg.recovery.resync_every;
+                    if !every.is_zero() && since.elapsed() >= every {
+                        return Exit::Resync("periodic");
+                    }
                 }
                 ev = self.link.next() => {
                     let Some(ev) = ev else { return Exit::Lost("xmpp_closed") };

@@ -26,6 +26,8 @@ pub struct DaemonConfig {
     pub auth_retry: &'static str,
     /// `[recovery] failover_after`.
     pub failover_after: &'static str,
+    /// `[recovery] resync_every`.
+    pub resync_every: &'static str,
     /// `[api] listen`.
     pub listen: String,
     /// More `[api]` keys.
@@ -46,6 +48,7 @@ impl Default for DaemonConfig {
             ping: ("1s", "1s"),
             auth_retry: "2s",
             failover_after: "1s",
+            resync_every: "5m",
             listen: "127.0.0.1:0".into(),
             api_extra: String::new(),
             extra_toml: String::new(),
@@ -88,7 +91,7 @@ impl Daemon {
              [finesse]\nnodes = [{nodes}]\nca_file = {ca:?}\nrequest_timeout = \"2s\"\n\n\
              [xmpp]\nping_interval = \"{pi}\"\nping_timeout = \"{pt}\"\n\n{media}\n\
              [recovery]\nfirst_retry_window = \"300ms\"\nbackoff_initial = \"200ms\"\nbackoff_max = \"1s\"\n\
-             systeminfo_poll = \"300ms\"\nhealthy_after = \"5s\"\nauth_retry = \"{ar}\"\nfailover_after = \"{fa}\"\n\n\
+             systeminfo_poll = \"300ms\"\nhealthy_after = \"5s\"\nresync_every = \"{re}\"\nauth_retry = \"{ar}\"\nfailover_after = \"{fa}\"\n\n\
              [api]\nlisten = \"{listen}\"\n{api_extra}\n[log]\nformat = \"json\"\n\n{extra}",
             agent = super::AGENT,
             password_line = if cfg.credential {
@@ -103,6 +106,7 @@ impl Daemon {
             media = cfg.media,
             ar = cfg.auth_retry,
             fa = cfg.failover_after,
+            re = cfg.resync_every,
             listen = cfg.listen,
             api_extra = cfg.api_extra,
             extra = cfg.extra_toml,
