@@ -87,8 +87,32 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "info,tokio_xmpp=warn".into());
+    let Ok(mut filter) = tracing_subscriber::EnvFilter::try_from_default_env() else {
+        return finish_logging(format, "info,tokio_xmpp=warn".into());
+    };
+    // At trace level these crates dump raw protocol bytes, including the SASL PLAIN and the
+    // Basic-auth credentials: cap them at debug whatever RUST_LOG says.
+    for target in [
+        "tokio_xmpp",
+        "xmpp_parsers",
+        "xso",
+        "minidom",
+        "rxml",
+        "sasl",
+        "hyper",
+        "hyper_util",
+        "h2",
+        "reqwest",
+        "rustls",
+    ] {
+        if let Ok(d) = format!("{target}=debug").parse() {
+            filter = filter.add_directive(d);
+        }
+    }
+    finish_logging(format, filter);
+}
+
+fn finish_logging(format: &str, filter: tracing_subscriber::EnvFilter) {
     let json = format == "json";
     let journald = format == "auto" && std::env::var_os("JOURNAL_STREAM").is_some();
     let builder = tracing_subscriber::fmt()

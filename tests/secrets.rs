@@ -1,0 +1,78 @@
+//! Secrets audit: with logging at trace, through a cold start and a failover, the agent's
+//! password appears nowhere: not in the log (neither as text nor in the base64 forms of
+//! Basic auth or SASL PLAIN), not in `/v1/state`, `/metrics` or `check-config` output.
+
+mod support;
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde_json::json;
+use support::daemon::{Daemon, DaemonConfig};
+use support::{AGENT, PASSWORD, Sim};
+
+#[tokio::test]
+async fn the_password_appears_in_no_log_state_metrics_or_check_config_output() {
+    let sim = Sim::start(&[]).await;
+    let d = Daemon::start(
+        &sim,
+        DaemonConfig {
+            env: vec![("RUST_LOG".into(), "trace".into())],
+            ..Default::default()
+        },
+    )
+    .await;
+    d.wait_steady(Duration::from_secs(30)).await;
+    sim.faults("A", json!({ "rest": "refused" })).await;
+    sim.prosody("A", "kill").await;
+    d.wait_state(Duration::from_secs(30), "steady on B", |s| {
+        s["phase"] == "steady" && s["node"] == sim.node("B").rest.as_str()
+    })
+    .await;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let forms = [
+        PASSWORD.to_owned(),
+        b64.encode(format!("{AGENT}:{PASSWORD}")),
+        b64.encode(format!("\0{AGENT}\0{PASSWORD}")),
+        b64.encode(PASSWORD),
+    ];
+    let log = d.log();
+    assert!(
+        log.lines().count() > 50 && log.contains("TRACE"),
+        "trace logging is on ({} lines)",
+        log.lines().count()
+    );
+    let state = d.state().await.to_string();
+    let metrics = d
+        .http()
+        .get(format!("{}/metrics", d.api))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let check = std::process::Command::new(env!("CARGO_BIN_EXE_finesse-taskd"))
+        .args(["check-config", d.config_path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    let check = format!(
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(check.contains("<redacted>"), "{check}");
+    for (what, text) in [
+        ("log", &log),
+        ("state", &state),
+        ("metrics", &metrics),
+        ("check-config", &check),
+    ] {
+        for form in &forms {
+            assert!(
+                !text.contains(form.as_str()),
+                "the password (as {form:?}) leaked into the {what}"
+            );
+        }
+    }
+}
