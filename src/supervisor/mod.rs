@@ -806,9 +806,9 @@ impl Supervisor {
 
     fn apply_update(&mut self, node: &str, update: crate::finesse::model::Update) -> Option<Exit> {
         let agent = self.cfg.agent_id.clone();
-        if node.starts_with("/finesse/api/User/")
-            && !node.starts_with(&format!("/finesse/api/User/{agent}/"))
-        {
+        let mine = format!("/finesse/api/User/{agent}/");
+        let foreign = |p: &str| p.starts_with("/finesse/api/User/") && !p.starts_with(&mine);
+        if foreign(node) || foreign(update.source.trim()) {
             warn!(%node, "notification for another agent ignored");
             return None;
         }
@@ -878,7 +878,12 @@ impl Supervisor {
             self.shared.with(|v| v.counters.malformed += 1);
             return None;
         };
-        if d.id.trim().is_empty() || !self.cfg.media.iter().any(|m| m.id == mrd) {
+        if d.id.trim().is_empty() {
+            warn!(mrd, "dialog without <id> ignored");
+            self.shared.with(|v| v.counters.malformed += 1);
+            return None;
+        }
+        if !self.cfg.media.iter().any(|m| m.id == mrd) {
             warn!(id = %d.id, mrd, "dialog for an unknown MRD or without id ignored");
             return None;
         }

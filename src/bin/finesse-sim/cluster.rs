@@ -136,6 +136,38 @@ pub struct Cluster {
     pub published: Mutex<Vec<(u64, u64)>>,
     /// The chat-session service behind the tasks.
     pub chat: Arc<crate::chat::Chat>,
+    /// Canned REST answers by (node, path), for bad-input tests.
+    pub overrides: Mutex<HashMap<(usize, String), Override>>,
+}
+
+/// A canned REST answer that replaces the normal one for a path.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Override {
+    /// The path (without query) it applies to.
+    pub path: String,
+    /// HTTP status.
+    #[serde(default = "ok_status")]
+    pub status: u16,
+    /// The body.
+    #[serde(default)]
+    pub body: String,
+    /// The body is repeated this many times (to build huge bodies).
+    #[serde(default = "one")]
+    pub repeat: usize,
+    /// Content-Type.
+    #[serde(default = "xml_type")]
+    pub content_type: String,
+}
+
+fn ok_status() -> u16 {
+    200
+}
+fn one() -> usize {
+    1
+}
+fn xml_type() -> String {
+    "application/xml".into()
 }
 
 /// The request log keeps at most this many entries.

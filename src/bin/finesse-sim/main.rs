@@ -213,6 +213,7 @@ async fn run(cli: Cli, config: SimConfig) -> anyhow::Result<()> {
         started: Instant::now(),
         published: Mutex::new(vec![(0, 0); nodes.len()]),
         chat: Arc::new(chat::Chat::default()),
+        overrides: Mutex::new(Default::default()),
     });
     let chat_listener = TcpListener::bind("127.0.0.1:0").await?;
     let chat_url = format!("http://{}", chat_listener.local_addr()?);

@@ -98,6 +98,16 @@ async fn faults_and_log(State(st): State<NodeState>, req: Request, next: Next) -
         user,
     });
     let is_system_info = parts.uri.path() == "/finesse/api/SystemInfo";
+    let canned = lock(&st.cluster.overrides)
+        .get(&(st.node, parts.uri.path().to_owned()))
+        .cloned();
+    if let Some(o) = canned {
+        let status = StatusCode::from_u16(o.status).unwrap_or(StatusCode::OK);
+        let body = o.body.repeat(o.repeat.max(1));
+        let response = (status, [("content-type", o.content_type.clone())], body).into_response();
+        st.cluster.log_status(seq, o.status);
+        return response;
+    }
     let faults = node.faults();
     if faults.delay_ms > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(faults.delay_ms)).await;

@@ -60,6 +60,11 @@ pub fn router(cluster: Arc<Cluster>, info: Value) -> Router {
         .route("/admin/dialogs/{id}/end", post(end_dialog))
         .route("/admin/chat/sessions/{id}", put(chat_session))
         .route("/admin/chat/probes", get(chat_probes))
+        .route("/admin/nodes/{node}/inject", post(inject))
+        .route(
+            "/admin/nodes/{node}/override",
+            put(set_override).delete(clear_overrides),
+        )
         .route("/admin/dialogs/{id}/action", post(dialog_action))
         .with_state(st)
 }
@@ -263,6 +268,48 @@ async fn prosody_op(State(st): State<Admin>, Path((node, op)): Path<(String, Str
         publisher_online = n.publisher.wait_online(Duration::from_secs(15)).await;
     }
     Json(json!({ "node": n.name, "op": op, "publisherOnline": publisher_online })).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InjectBody {
+    /// The pubsub node, e.g. /finesse/api/User/{id}/Dialogs/Media.
+    pubsub_node: String,
+    /// The notification text as published (normally an `<Update>` document).
+    payload: String,
+}
+
+/// Publishes raw text as a notification on a node (for bad-input tests).
+async fn inject(
+    State(st): State<Admin>,
+    Path(node): Path<String>,
+    Json(b): Json<InjectBody>,
+) -> Response {
+    let Some(n) = st.cluster.node(&node).cloned() else {
+        return err(StatusCode::NOT_FOUND, format!("unknown node {node}"));
+    };
+    n.publisher.publish(&b.pubsub_node, b.payload);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn set_override(
+    State(st): State<Admin>,
+    Path(node): Path<String>,
+    Json(o): Json<crate::cluster::Override>,
+) -> Response {
+    let Some(n) = st.cluster.node(&node).cloned() else {
+        return err(StatusCode::NOT_FOUND, format!("unknown node {node}"));
+    };
+    lock(&st.cluster.overrides).insert((n.index, o.path.clone()), o);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn clear_overrides(State(st): State<Admin>, Path(node): Path<String>) -> Response {
+    let Some(n) = st.cluster.node(&node).cloned() else {
+        return err(StatusCode::NOT_FOUND, format!("unknown node {node}"));
+    };
+    lock(&st.cluster.overrides).retain(|(i, _), _| *i != n.index);
+    StatusCode::NO_CONTENT.into_response()
 }
 
 #[derive(Deserialize)]
