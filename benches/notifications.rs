@@ -34,7 +34,9 @@ fn mix() -> Vec<String> {
         ));
         docs.push(format!("<Update><data><dialogs>{}</dialogs></data><event>POST</event><requestId></requestId><source>/finesse/api/User/1001001/Media/5002/Dialogs</source></Update>", dialog(i, "OFFERED")));
         let inner = dialog(i, "ACTIVE");
-        let inner = inner.trim_start_matches("<Dialog>").trim_end_matches("</Dialog>");
+        let inner = inner
+            .trim_start_matches("<Dialog>")
+            .trim_end_matches("</Dialog>");
         docs.push(format!("<Update><data><dialog>{inner}</dialog></data><event>PUT</event><requestId></requestId><source>/finesse/api/Dialog/150001_{i}_1</source></Update>"));
         docs.push(format!("<Update><data><dialogs>{}</dialogs></data><event>DELETE</event><requestId></requestId><source>/finesse/api/User/1001001/Media/5002/Dialogs</source></Update>", dialog(i, "CLOSED")));
         if i % 10 == 0 {
@@ -44,7 +46,11 @@ fn mix() -> Vec<String> {
     docs
 }
 
-fn decode_and_apply(docs: &[String], dialogs: &mut BTreeMap<String, DialogView>, media: &mut BTreeMap<u32, MediaView>) {
+fn decode_and_apply(
+    docs: &[String],
+    dialogs: &mut BTreeMap<String, DialogView>,
+    media: &mut BTreeMap<u32, MediaView>,
+) {
     for d in docs {
         let Ok(u) = Update::decode(d) else { continue };
         match u.notification {
