@@ -15,10 +15,14 @@ use support::{AGENT, MRD, Sim};
 const LIMIT: Duration = Duration::from_secs(30);
 
 fn probe_media(sim: &Sim, action: &str, interval: &str) -> String {
+    probe_media_with(sim, action, interval, "300ms")
+}
+
+fn probe_media_with(sim: &Sim, action: &str, interval: &str, timeout: &str) -> String {
     format!(
         "[[media]]\nid = 5002\nmax_dialog_limit = 5\ninterrupt_action = \"ACCEPT\"\nstate = \"READY\"\n\
          [media.orphan_probe]\nurl = \"{}/sessions/{{callvariable:callVariable1}}\"\nattempts = 3\n\
-         interval = \"{interval}\"\ntimeout = \"300ms\"\naction = \"{action}\"\nmax_in_flight = 2\n",
+         interval = \"{interval}\"\ntimeout = \"{timeout}\"\naction = \"{action}\"\nmax_in_flight = 2\n",
         sim.info.chat
     )
 }
@@ -111,7 +115,7 @@ async fn a_dialog_whose_session_is_gone_is_closed_after_exactly_the_configured_p
         metrics.contains("finesse_taskd_orphans_total{media=\"5002\",action=\"close\"} 1"),
         "{metrics}"
     );
-    assert!(d.log().contains("orphan dialog"));
+    d.wait_log("orphan dialog").await;
 }
 
 #[tokio::test]
@@ -129,6 +133,60 @@ async fn a_probe_target_that_hangs_or_answers_5xx_never_closes_a_dialog() {
     let s = d.state().await;
     assert!(held(&s, &a) && held(&s, &b), "{s}");
     assert_eq!(dialog_puts(&sim).await, 0, "unknown is never gone");
+}
+
+#[tokio::test]
+async fn probes_in_flight_never_exceed_max_in_flight_after_a_resync_of_many_dialogs() {
+    let sim = Sim::start(&[]).await;
+    let sessions: Vec<String> = (0..8).map(|i| format!("slow-{i}")).collect();
+    for s in &sessions {
+        sim.chat(s, "slow").await;
+    }
+    // The chat service answers after 400 ms (503): each probe holds its slot that long.
+    let d = Daemon::start(
+        &sim,
+        DaemonConfig {
+            media: probe_media_with(&sim, "close", "200ms", "2s"),
+            failover_after: "60s",
+            ..Default::default()
+        },
+    )
+    .await;
+    d.wait_steady(LIMIT).await;
+    let vars: Vec<Value> = sessions
+        .iter()
+        .map(|s| json!({ "callVariable1": s }))
+        .collect();
+    sim.admin(
+        Method::POST,
+        &format!("/admin/agents/{AGENT}/media/{MRD}/double-pg-failure"),
+        Some(json!({ "add": 8, "callVariables": vars })),
+    )
+    .await;
+    sim.faults("A", json!({ "out_of_service": true })).await;
+    d.wait_state(LIMIT, "out of service seen", |s| {
+        s["cause"] == "out_of_service"
+    })
+    .await;
+    sim.faults("A", json!({ "out_of_service": false })).await;
+    d.wait_state(LIMIT, "eight dialogs held", |s| {
+        s["dialogs"].as_array().unwrap().len() == 8
+    })
+    .await;
+    sim.eventually(LIMIT, "every session probed", || async {
+        let mut all = true;
+        for s in &sessions {
+            all &= sim.chat_probes(s).await >= 1;
+        }
+        all
+    })
+    .await;
+    let v = sim.admin(Method::GET, "/admin/chat/probes", None).await;
+    assert_eq!(
+        v["maxInFlight"], 2,
+        "max_in_flight = 2 bounds the probes at once"
+    );
+    assert_eq!(dialog_puts(&sim).await, 0);
 }
 
 #[tokio::test]

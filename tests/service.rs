@@ -164,10 +164,7 @@ async fn sighup_applies_a_valid_config_with_one_sign_in_and_keeps_running_on_an_
         d.log().contains("reload refused")
     })
     .await;
-    assert!(
-        d.log().contains("media[0].max_dialog_limit"),
-        "the reason is logged"
-    );
+    d.wait_log("media[0].max_dialog_limit").await; // the reason is logged
     let s = d.wait_steady(LIMIT).await;
     assert_eq!(
         s["media"][0]["maxDialogLimit"], 3,
@@ -188,7 +185,7 @@ async fn sighup_applies_a_valid_config_with_one_sign_in_and_keeps_running_on_an_
     })
     .await;
     assert_eq!(login_puts(&sim).await.len(), 2, "one corrective sign-in");
-    assert!(d.log().contains("configuration reloaded"));
+    d.wait_log("configuration reloaded").await;
 }
 
 async fn stop_with(policy: &str) -> (Sim, Vec<Value>) {

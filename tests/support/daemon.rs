@@ -58,6 +58,20 @@ impl Default for DaemonConfig {
     }
 }
 
+/// Every daemon's log is checked for the agent's password when the test is done with it, so
+/// the whole suite is a secrets audit (tests/secrets.rs adds trace level and base64 forms).
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let log = self.log();
+            assert!(
+                !log.contains(PASSWORD),
+                "the password leaked into a daemon log"
+            );
+        }
+    }
+}
+
 /// A running daemon; killed when dropped.
 pub struct Daemon {
     pub child: Child,
@@ -252,6 +266,18 @@ impl Daemon {
     /// The daemon's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Waits until the log holds `needle` (the log is copied from stderr by a task, so it
+    /// can trail the state by a moment); panics with the log after `limit`.
+    pub async fn wait_log(&self, needle: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !self.log().contains(needle) {
+            if tokio::time::Instant::now() > deadline {
+                panic!("the log never said {needle:?}; log:\n{}", self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Log lines whose message is `message`.

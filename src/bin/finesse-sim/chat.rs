@@ -27,6 +27,8 @@ pub enum Mode {
     Error,
     /// Never answers.
     Hang,
+    /// Answers 503 after 400 ms (a slow, failing backend).
+    Slow,
 }
 
 /// The sessions and the probe counts.
@@ -34,12 +36,36 @@ pub enum Mode {
 pub struct Chat {
     modes: Mutex<HashMap<String, Mode>>,
     probes: Mutex<HashMap<String, u64>>,
+    in_flight: Mutex<(u64, u64)>,
+}
+
+/// Counts a probe in flight until it is answered or its client goes away.
+struct InFlight<'a>(&'a Chat);
+
+impl<'a> InFlight<'a> {
+    fn new(chat: &'a Chat) -> Self {
+        let mut f = lock(&chat.in_flight);
+        f.0 += 1;
+        f.1 = f.1.max(f.0);
+        Self(chat)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        lock(&self.0.in_flight).0 -= 1;
+    }
 }
 
 impl Chat {
     /// Sets a session's mode.
     pub fn set(&self, id: &str, mode: Mode) {
         lock(&self.modes).insert(id.to_owned(), mode);
+    }
+
+    /// The most probes that were in flight at once.
+    pub fn max_in_flight(&self) -> u64 {
+        lock(&self.in_flight).1
     }
 
     /// Probes received per session.
@@ -57,11 +83,16 @@ pub fn router(chat: Arc<Chat>) -> Router {
 
 async fn session(State(chat): State<Arc<Chat>>, Path(id): Path<String>) -> Response {
     *lock(&chat.probes).entry(id.clone()).or_default() += 1;
+    let _in_flight = InFlight::new(&chat);
     let mode = lock(&chat.modes).get(&id).copied().unwrap_or(Mode::Gone);
     match mode {
         Mode::Alive => (StatusCode::OK, "alive").into_response(),
         Mode::Gone => (StatusCode::NOT_FOUND, "gone").into_response(),
         Mode::Error => (StatusCode::SERVICE_UNAVAILABLE, "error").into_response(),
+        Mode::Slow => {
+            tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+            (StatusCode::SERVICE_UNAVAILABLE, "slow").into_response()
+        }
         Mode::Hang => {
             std::future::pending::<()>().await;
             StatusCode::OK.into_response()

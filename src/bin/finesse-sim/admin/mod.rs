@@ -328,7 +328,7 @@ async fn chat_session(
 }
 
 async fn chat_probes(State(st): State<Admin>) -> Response {
-    Json(json!({ "probes": st.cluster.chat.probes() })).into_response()
+    Json(json!({ "probes": st.cluster.chat.probes(), "maxInFlight": st.cluster.chat.max_in_flight() })).into_response()
 }
 
 async fn get_behaviour(State(st): State<Admin>) -> Response {
