@@ -235,3 +235,25 @@ async fn a_certificate_for_the_wrong_ca_is_refused_on_rest_and_never_trusted() {
         "no credentials were sent"
     );
 }
+
+#[tokio::test]
+async fn an_xmpp_certificate_that_is_wrong_for_the_name_is_refused() {
+    let sim = Sim::start(&[]).await;
+    // The server's certificate names finesse.test; the daemon is told the domain is another.
+    let d = Daemon::start(
+        &sim,
+        DaemonConfig {
+            xmpp_extra: "domain = \"wrong.example\"\n".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let s = d
+        .wait_state(LIMIT, "XMPP refused", |s| {
+            s["cause"] == "xmpp_unreachable" || s["cause"] == "xmpp_timeout"
+        })
+        .await;
+    assert_ne!(s["phase"], "steady");
+    assert_eq!(s["links"]["xmpp"], "down");
+    d.wait_log("certificate").await;
+}

@@ -34,6 +34,8 @@ pub struct DaemonConfig {
     pub api_extra: String,
     /// More tables at the end of the file.
     pub extra_toml: String,
+    /// More `[xmpp]` keys.
+    pub xmpp_extra: String,
     /// Extra environment for the process.
     pub env: Vec<(String, String)>,
     /// Hand the password over as a systemd credential instead of a file.
@@ -52,6 +54,7 @@ impl Default for DaemonConfig {
             listen: "127.0.0.1:0".into(),
             api_extra: String::new(),
             extra_toml: String::new(),
+            xmpp_extra: String::new(),
             env: Vec::new(),
             credential: false,
         }
@@ -103,7 +106,7 @@ impl Daemon {
         let toml = format!(
             "[agent]\nid = \"{agent}\"\n{password_line}\n\n\
              [finesse]\nnodes = [{nodes}]\nca_file = {ca:?}\nrequest_timeout = \"2s\"\n\n\
-             [xmpp]\nping_interval = \"{pi}\"\nping_timeout = \"{pt}\"\n\n{media}\n\
+             [xmpp]\nping_interval = \"{pi}\"\nping_timeout = \"{pt}\"\n{xmpp_extra}\n{media}\n\
              [recovery]\nfirst_retry_window = \"300ms\"\nbackoff_initial = \"200ms\"\nbackoff_max = \"1s\"\n\
              systeminfo_poll = \"300ms\"\nhealthy_after = \"5s\"\nresync_every = \"{re}\"\nauth_retry = \"{ar}\"\nfailover_after = \"{fa}\"\n\n\
              [api]\nlisten = \"{listen}\"\n{api_extra}\n[log]\nformat = \"json\"\n\n{extra}",
@@ -124,6 +127,7 @@ impl Daemon {
             listen = cfg.listen,
             api_extra = cfg.api_extra,
             extra = cfg.extra_toml,
+            xmpp_extra = cfg.xmpp_extra,
         );
         let config = dir.path().join("agent.toml");
         std::fs::write(&config, toml).expect("config");
