@@ -11,7 +11,9 @@ cargo clippy --all-targets --locked -- -D warnings
 # on free ports; four at a time keeps a 2-core machine responsive.
 # The chaos soak (tests/soak.rs) runs 25 cycles here with a fixed seed, so CI is repeatable;
 # scripts/soak.sh runs long ones with fresh seeds.
-SOAK_SEED="${SOAK_SEED:-20261122}" cargo test --all-targets --locked -- --test-threads=4
+# (Threads through RUST_TEST_THREADS: the criterion bench, run once here as a check, takes
+# no libtest flags.)
+SOAK_SEED="${SOAK_SEED:-20261122}" RUST_TEST_THREADS=4 cargo test --all-targets --locked
 scripts/package.sh --profile dev
 echo "demo smoke test:"
 bash scripts/demo.sh
