@@ -16,6 +16,8 @@
 //!    service meanwhile, fail over.
 
 pub mod command;
+mod connect;
+mod control;
 mod resync;
 pub mod state;
 
@@ -24,18 +26,16 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tokio_xmpp::jid::Jid;
-use tokio_xmpp::xmlstream::Timeouts;
 use tracing::{info, warn};
 
 use crate::backoff::Backoff;
 use crate::config::Config;
-use crate::finesse::model::{Notification, SystemInfo};
-use crate::finesse::rest::{Rest, RestError, error_chain};
+use crate::finesse::model::Notification;
+use crate::finesse::rest::{Rest, RestError};
 use crate::model::{DialogView, MediaView, needs_sign_in, settings_drift};
+use crate::xmpp::Connector;
 use crate::xmpp::link::{Link, LinkEvent};
-use crate::xmpp::session::{LoginParams, is_auth_error};
-use crate::xmpp::{Connector, TlsMode};
+use crate::xmpp::session::LoginParams;
 use state::{Phase, Shared};
 
 /// Errors that stop the daemon.
@@ -205,105 +205,6 @@ impl Supervisor {
         self
     }
 
-    /// Re-reads the config file. Invalid: keep running on the old one and say why. Valid:
-    /// apply it; changed nodes, credentials, CA or XMPP settings end the session (reconnect),
-    /// changed media settings or desired states lead to a resync (one corrective sign-in at
-    /// most). `Some` when steady state must end.
-    fn reload(&mut self) -> Option<Exit> {
-        self.shared.notifier.reloading();
-        let status = |s: &Self| format!("{:?}", s.shared.snapshot().phase);
-        let new = match Config::load(&self.cfg.source) {
-            Ok(c) => c,
-            Err(e) => {
-                warn!(error = %e, "reload refused: keeping the running configuration");
-                self.shared.notifier.ready(&status(self));
-                return None;
-            }
-        };
-        for w in &new.warnings {
-            warn!("{w}");
-        }
-        let reconnect = new.nodes != self.cfg.nodes
-            || new.agent_id != self.cfg.agent_id
-            || new.password != self.cfg.password
-            || new.ca_pem != self.cfg.ca_pem
-            || new.xmpp.port != self.cfg.xmpp.port
-            || new.xmpp.tls != self.cfg.xmpp.tls
-            || new.xmpp.domain != self.cfg.xmpp.domain
-            || new.xmpp.resource != self.cfg.xmpp.resource
-            || new.xmpp.ping_interval != self.cfg.xmpp.ping_interval
-            || new.xmpp.ping_timeout != self.cfg.xmpp.ping_timeout;
-        let resync = new.media != self.cfg.media;
-        if new.api_listen != self.cfg.api_listen {
-            warn!("api.listen changed: it takes effect at the next restart");
-        }
-        match (
-            Rest::new(
-                &new.agent_id,
-                new.password.clone(),
-                new.ca_pem.as_deref(),
-                new.request_timeout,
-                new.max_body,
-            ),
-            tls_config(new.ca_pem.as_deref()),
-        ) {
-            (Ok(rest), Ok(tls)) => {
-                self.rest = rest;
-                self.tls = tls;
-            }
-            (Err(e), _) | (_, Err(e)) => {
-                warn!(error = %e, "reload refused: keeping the running configuration");
-                self.shared.notifier.ready(&status(self));
-                return None;
-            }
-        }
-        self.backoff = Backoff::new(&new.recovery);
-        self.cfg = new;
-        info!(reconnect, resync, "configuration reloaded");
-        self.shared.notifier.ready(&status(self));
-        if reconnect {
-            self.link.drop_session();
-            self.shared.set_link("xmpp", false, Some("reload"));
-            self.node = None;
-            self.down_since = None;
-            Some(Exit::Resync("reload"))
-        } else if resync {
-            Some(Exit::Resync("reload"))
-        } else {
-            None
-        }
-    }
-
-    /// Applies `[shutdown] on_stop` to every MRD on the current node, within its timeout.
-    async fn apply_stop_policy(&self) {
-        let policy = &self.cfg.shutdown;
-        let state = match policy.on_stop.as_str() {
-            "logout" => "LOGOUT",
-            "not_ready" => "NOT_READY",
-            _ => return,
-        };
-        let Some(idx) = self.node else { return };
-        let node = self.cfg.nodes[idx].clone();
-        let all = async {
-            for m in &self.cfg.media {
-                match self
-                    .rest
-                    .set_state(&node, m.id, state, policy.reason_code_id)
-                    .await
-                {
-                    Ok(_) => info!(mrd = m.id, state, "stop policy applied"),
-                    Err(e) => warn!(mrd = m.id, state, error = %e, "stop policy failed"),
-                }
-            }
-        };
-        if tokio::time::timeout(policy.timeout, all).await.is_err() {
-            warn!(
-                timeout_ms = policy.timeout.as_millis() as u64,
-                "stop policy timed out"
-            );
-        }
-    }
-
     /// Runs until shutdown.
     pub async fn run(mut self) -> Result<(), Fatal> {
         let mut delay = false;
@@ -405,201 +306,6 @@ impl Supervisor {
         Ok(())
     }
 
-    /// SystemInfo on the current node first, then the others; the first in service wins. The
-    /// others are only considered once the current node has been down for `failover_after`.
-    async fn choose_node(&mut self) -> Option<(usize, SystemInfo)> {
-        let n = self.cfg.nodes.len();
-        let start = self.node.unwrap_or(0);
-        let mut cause = "rest_unreachable";
-        for k in 0..n {
-            let idx = (start + k) % n;
-            if k > 0 && self.node.is_some() && !self.may_fail_over() {
-                break;
-            }
-            let url = self.cfg.nodes[idx].clone();
-            let result = tokio::select! {
-                () = self.shutdown.cancelled() => return None,
-                r = self.rest.system_info(&url) => r,
-            };
-            match result {
-                Ok(info) if info.in_service() => {
-                    if k == 0 {
-                        self.down_since = None;
-                    }
-                    return Some((idx, info));
-                }
-                Ok(info) => {
-                    cause = "out_of_service";
-                    info!(node = %url, status = %info.status, "node not in service");
-                }
-                Err(e) => {
-                    cause = e.cause();
-                    if matches!(e, RestError::Malformed(_)) {
-                        self.shared.with(|v| v.counters.malformed += 1);
-                    }
-                    warn!(node = %url, error = %e, "SystemInfo failed");
-                }
-            }
-        }
-        if self.node.is_some() && self.down_since.is_none() {
-            self.down_since = Some(Instant::now());
-        }
-        self.shared.set_link("rest", false, Some(cause));
-        let phase = if self.shared.with(|v| v.counters.resyncs) == 0 {
-            Phase::Starting
-        } else {
-            Phase::Recovering
-        };
-        self.set_phase(phase, Some(cause));
-        None
-    }
-
-    /// True once the current node has been down for `failover_after`.
-    fn may_fail_over(&mut self) -> bool {
-        let since = *self.down_since.get_or_insert_with(Instant::now);
-        since.elapsed() >= self.cfg.recovery.failover_after
-    }
-
-    fn login_params(&self, idx: usize, info: &SystemInfo) -> Result<LoginParams, String> {
-        let url = &self.cfg.nodes[idx];
-        let host = url.host_str().unwrap_or("localhost");
-        let domain = self
-            .cfg
-            .xmpp
-            .domain
-            .clone()
-            .unwrap_or_else(|| info.xmpp_domain.trim().to_owned());
-        if domain.is_empty() {
-            return Err("SystemInfo names no xmppDomain and the config sets none".into());
-        }
-        let node_info = if idx == 0 {
-            info.primary_node.as_ref()
-        } else {
-            info.secondary_node.as_ref()
-        };
-        let from_info = node_info.and_then(|n| {
-            let p = if self.cfg.xmpp.tls == TlsMode::Direct {
-                &n.xmpp_secure_port
-            } else {
-                &n.xmpp_port
-            };
-            p.as_deref().and_then(|p| p.trim().parse::<u16>().ok())
-        });
-        let port = self
-            .cfg
-            .xmpp
-            .port
-            .or(from_info)
-            .unwrap_or(match self.cfg.xmpp.tls {
-                TlsMode::Direct => 5223,
-                _ => 5222,
-            });
-        let addr = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
-            .map_err(|e| format!("{host}:{port}: {e}"))?
-            .next()
-            .ok_or_else(|| format!("{host}:{port}: no address"))?;
-        let jid: Jid = format!("{}@{domain}/{}", self.cfg.agent_id, self.cfg.xmpp.resource)
-            .parse()
-            .map_err(|e| format!("JID: {e}"))?;
-        Ok(LoginParams {
-            connector: Connector::new(addr, self.cfg.xmpp.tls, self.tls.clone()),
-            jid,
-            password: self.cfg.password.expose().to_owned(),
-            timeouts: Timeouts {
-                read_timeout: self.cfg.xmpp.ping_interval,
-                response_timeout: self.cfg.xmpp.ping_timeout,
-            },
-            disable_sm: true,
-        })
-    }
-
-    /// Logs in, sends presence and subscribes. `Err(true)` = credentials rejected.
-    async fn connect_xmpp(&mut self, idx: usize, info: &SystemInfo) -> Result<(), bool> {
-        let params = match self.login_params(idx, info) {
-            Ok(p) => p,
-            Err(e) => {
-                warn!(error = %e, "cannot build the XMPP login");
-                self.set_phase(Phase::Recovering, Some("xmpp_config"));
-                return Err(false);
-            }
-        };
-        // A server that accepts TCP and then says nothing must not hold us forever.
-        let limit = self.cfg.request_timeout + self.cfg.xmpp.ping_timeout;
-        let connected = tokio::select! {
-            () = self.shutdown.cancelled() => return Err(false),
-            r = tokio::time::timeout(limit, self.link.connect(&params)) => match r {
-                Ok(r) => r,
-                Err(_) => {
-                    warn!(timeout_ms = limit.as_millis() as u64, "XMPP login timed out");
-                    self.set_phase(Phase::Recovering, Some("xmpp_timeout"));
-                    return Err(false);
-                }
-            },
-        };
-        if let Err(e) = connected {
-            let auth = is_auth_error(&e);
-            warn!(error = %error_chain(&e), auth, "XMPP login failed");
-            if !auth {
-                self.set_phase(Phase::Recovering, Some("xmpp_unreachable"));
-            }
-            return Err(auth);
-        }
-        // Wait for the stream to report the new session, then set it up.
-        let deadline = Instant::now() + self.cfg.request_timeout;
-        let mut up = false;
-        let mut pending: Vec<String> = Vec::new();
-        while Instant::now() < deadline {
-            if up && pending.is_empty() {
-                break;
-            }
-            let ev = tokio::select! {
-                () = self.shutdown.cancelled() => return Err(false),
-                () = tokio::time::sleep_until(deadline) => break,
-                ev = self.link.next() => ev,
-            };
-            match ev {
-                Some(LinkEvent::Up) => {
-                    up = true;
-                    self.shared.set_link("xmpp", true, None);
-                    self.link.send_presence().await;
-                    let pubsub: Jid = match format!("pubsub.{}", params.jid.domain()).parse() {
-                        Ok(j) => j,
-                        Err(_) => return Err(false),
-                    };
-                    let me = &params.jid;
-                    for node in [
-                        format!("/finesse/api/User/{}/Media", self.cfg.agent_id),
-                        format!("/finesse/api/User/{}/Dialogs/Media", self.cfg.agent_id),
-                        "/finesse/api/SystemInfo".to_owned(),
-                    ] {
-                        pending.push(self.link.subscribe(&pubsub, me, &node).await);
-                    }
-                }
-                Some(LinkEvent::IqResult { id, ok }) => {
-                    if pending.contains(&id) && !ok {
-                        warn!(%id, "a pubsub subscription was refused");
-                    }
-                    pending.retain(|p| *p != id);
-                }
-                Some(LinkEvent::Down) | None => break,
-                Some(other) => self.link_requeue(other),
-            }
-        }
-        if !(up && pending.is_empty()) {
-            warn!(
-                up,
-                pending = pending.len(),
-                "XMPP session set-up incomplete"
-            );
-            self.link.drop_session();
-            self.shared.set_link("xmpp", false, Some("xmpp_setup"));
-            self.set_phase(Phase::Recovering, Some("xmpp_setup"));
-            return Err(false);
-        }
-        info!(jid = %params.jid, addr = %params.connector_addr(), "XMPP session up");
-        Ok(())
-    }
-
     /// Events read while setting up are applied as in steady state.
     fn link_requeue(&mut self, ev: LinkEvent) {
         if matches!(ev, LinkEvent::Update { .. }) {
@@ -683,86 +389,6 @@ impl Supervisor {
                 }
             }
         }
-    }
-
-    /// Carries out one API request on node `idx`, unless its caller is gone or it expired.
-    async fn handle(&mut self, idx: usize, req: command::Request) {
-        use command::{Command, CommandError};
-        if req.reply.is_closed() || Instant::now() > req.deadline {
-            info!(command = ?req.command, "request expired while recovering; not sent");
-            return;
-        }
-        let node = self.cfg.nodes[idx].clone();
-        let rest_err = |e: RestError| match e {
-            RestError::Transport(m) => CommandError::Unavailable(m),
-            RestError::Server { status } => CommandError::Unavailable(format!("HTTP {status}")),
-            RestError::Client { status: 404, .. } => {
-                CommandError::NotFound("Finesse does not know it".into())
-            }
-            RestError::Client { status, errors } => CommandError::Finesse(format!(
-                "HTTP {status}: {}",
-                errors
-                    .iter()
-                    .map(|e| format!("{} {}", e.data, e.message))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            )),
-            other => CommandError::Finesse(other.to_string()),
-        };
-        let result = match req.command {
-            Command::DialogAction { id, action, target } => {
-                let held = self.shared.with(|v| v.dialogs.get(&id).cloned());
-                match held {
-                    None => Err(CommandError::NotFound(format!("no dialog {id}"))),
-                    Some(d)
-                        if !crate::model::allowed_actions(&d.state).contains(&action.as_str()) =>
-                    {
-                        Err(CommandError::NotAllowed(format!(
-                            "{action} is not allowed in state {}",
-                            d.state
-                        )))
-                    }
-                    Some(_) => {
-                        info!(%id, %action, "dialog action");
-                        self.rest
-                            .dialog_action(&node, &id, &action, target.as_deref())
-                            .await
-                            .map_err(rest_err)
-                    }
-                }
-            }
-            Command::SetState { mrd, state, reason } => {
-                match self.cfg.media.iter_mut().find(|m| m.id == mrd) {
-                    None => Err(CommandError::NotFound(format!(
-                        "MRD {mrd} is not configured"
-                    ))),
-                    Some(m) => {
-                        m.state = state.clone();
-                        m.reason_code_id = reason;
-                        info!(mrd, %state, ?reason, "desired state changed by the API");
-                        self.rest
-                            .set_state(&node, mrd, &state, reason)
-                            .await
-                            .map(|_| ())
-                            .map_err(rest_err)
-                    }
-                }
-            }
-            Command::SetRoutable { mrd, routable } => {
-                if self.cfg.media.iter().any(|m| m.id == mrd) {
-                    self.rest
-                        .set_routable(&node, mrd, routable)
-                        .await
-                        .map(|_| ())
-                        .map_err(rest_err)
-                } else {
-                    Err(CommandError::NotFound(format!(
-                        "MRD {mrd} is not configured"
-                    )))
-                }
-            }
-        };
-        let _ = req.reply.send(result);
     }
 
     /// Applies one link event to the view; returns why steady state must end, if it must.

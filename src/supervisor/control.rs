@@ -1,0 +1,191 @@
+//! The supervisor's control paths: requests from the local API (carried out only while
+//! steady, dropped unsent once expired), SIGHUP reloads, and the stop policy.
+
+use tracing::{info, warn};
+
+use super::{Exit, Supervisor, command, tls_config};
+use crate::backoff::Backoff;
+use crate::config::Config;
+use crate::finesse::rest::{Rest, RestError};
+use tokio::time::Instant;
+
+impl Supervisor {
+    /// Re-reads the config file. Invalid: keep running on the old one and say why. Valid:
+    /// apply it; changed nodes, credentials, CA or XMPP settings end the session (reconnect),
+    /// changed media settings or desired states lead to a resync (one corrective sign-in at
+    /// most). `Some` when steady state must end.
+    pub(super) fn reload(&mut self) -> Option<Exit> {
+        self.shared.notifier.reloading();
+        let status = |s: &Self| format!("{:?}", s.shared.snapshot().phase);
+        let new = match Config::load(&self.cfg.source) {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(error = %e, "reload refused: keeping the running configuration");
+                self.shared.notifier.ready(&status(self));
+                return None;
+            }
+        };
+        for w in &new.warnings {
+            warn!("{w}");
+        }
+        let reconnect = new.nodes != self.cfg.nodes
+            || new.agent_id != self.cfg.agent_id
+            || new.password != self.cfg.password
+            || new.ca_pem != self.cfg.ca_pem
+            || new.xmpp.port != self.cfg.xmpp.port
+            || new.xmpp.tls != self.cfg.xmpp.tls
+            || new.xmpp.domain != self.cfg.xmpp.domain
+            || new.xmpp.resource != self.cfg.xmpp.resource
+            || new.xmpp.ping_interval != self.cfg.xmpp.ping_interval
+            || new.xmpp.ping_timeout != self.cfg.xmpp.ping_timeout;
+        let resync = new.media != self.cfg.media;
+        if new.api_listen != self.cfg.api_listen {
+            warn!("api.listen changed: it takes effect at the next restart");
+        }
+        match (
+            Rest::new(
+                &new.agent_id,
+                new.password.clone(),
+                new.ca_pem.as_deref(),
+                new.request_timeout,
+                new.max_body,
+            ),
+            tls_config(new.ca_pem.as_deref()),
+        ) {
+            (Ok(rest), Ok(tls)) => {
+                self.rest = rest;
+                self.tls = tls;
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                warn!(error = %e, "reload refused: keeping the running configuration");
+                self.shared.notifier.ready(&status(self));
+                return None;
+            }
+        }
+        self.backoff = Backoff::new(&new.recovery);
+        self.cfg = new;
+        info!(reconnect, resync, "configuration reloaded");
+        self.shared.notifier.ready(&status(self));
+        if reconnect {
+            self.link.drop_session();
+            self.shared.set_link("xmpp", false, Some("reload"));
+            self.node = None;
+            self.down_since = None;
+            Some(Exit::Resync("reload"))
+        } else if resync {
+            Some(Exit::Resync("reload"))
+        } else {
+            None
+        }
+    }
+
+    /// Applies `[shutdown] on_stop` to every MRD on the current node, within its timeout.
+    pub(super) async fn apply_stop_policy(&self) {
+        let policy = &self.cfg.shutdown;
+        let state = match policy.on_stop.as_str() {
+            "logout" => "LOGOUT",
+            "not_ready" => "NOT_READY",
+            _ => return,
+        };
+        let Some(idx) = self.node else { return };
+        let node = self.cfg.nodes[idx].clone();
+        let all = async {
+            for m in &self.cfg.media {
+                match self
+                    .rest
+                    .set_state(&node, m.id, state, policy.reason_code_id)
+                    .await
+                {
+                    Ok(_) => info!(mrd = m.id, state, "stop policy applied"),
+                    Err(e) => warn!(mrd = m.id, state, error = %e, "stop policy failed"),
+                }
+            }
+        };
+        if tokio::time::timeout(policy.timeout, all).await.is_err() {
+            warn!(
+                timeout_ms = policy.timeout.as_millis() as u64,
+                "stop policy timed out"
+            );
+        }
+    }
+
+    /// Carries out one API request on node `idx`, unless its caller is gone or it expired.
+    pub(super) async fn handle(&mut self, idx: usize, req: command::Request) {
+        use command::{Command, CommandError};
+        if req.reply.is_closed() || Instant::now() > req.deadline {
+            info!(command = ?req.command, "request expired while recovering; not sent");
+            return;
+        }
+        let node = self.cfg.nodes[idx].clone();
+        let rest_err = |e: RestError| match e {
+            RestError::Transport(m) => CommandError::Unavailable(m),
+            RestError::Server { status } => CommandError::Unavailable(format!("HTTP {status}")),
+            RestError::Client { status: 404, .. } => {
+                CommandError::NotFound("Finesse does not know it".into())
+            }
+            RestError::Client { status, errors } => CommandError::Finesse(format!(
+                "HTTP {status}: {}",
+                errors
+                    .iter()
+                    .map(|e| format!("{} {}", e.data, e.message))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )),
+            other => CommandError::Finesse(other.to_string()),
+        };
+        let result = match req.command {
+            Command::DialogAction { id, action, target } => {
+                let held = self.shared.with(|v| v.dialogs.get(&id).cloned());
+                match held {
+                    None => Err(CommandError::NotFound(format!("no dialog {id}"))),
+                    Some(d)
+                        if !crate::model::allowed_actions(&d.state).contains(&action.as_str()) =>
+                    {
+                        Err(CommandError::NotAllowed(format!(
+                            "{action} is not allowed in state {}",
+                            d.state
+                        )))
+                    }
+                    Some(_) => {
+                        info!(%id, %action, "dialog action");
+                        self.rest
+                            .dialog_action(&node, &id, &action, target.as_deref())
+                            .await
+                            .map_err(rest_err)
+                    }
+                }
+            }
+            Command::SetState { mrd, state, reason } => {
+                match self.cfg.media.iter_mut().find(|m| m.id == mrd) {
+                    None => Err(CommandError::NotFound(format!(
+                        "MRD {mrd} is not configured"
+                    ))),
+                    Some(m) => {
+                        m.state = state.clone();
+                        m.reason_code_id = reason;
+                        info!(mrd, %state, ?reason, "desired state changed by the API");
+                        self.rest
+                            .set_state(&node, mrd, &state, reason)
+                            .await
+                            .map(|_| ())
+                            .map_err(rest_err)
+                    }
+                }
+            }
+            Command::SetRoutable { mrd, routable } => {
+                if self.cfg.media.iter().any(|m| m.id == mrd) {
+                    self.rest
+                        .set_routable(&node, mrd, routable)
+                        .await
+                        .map(|_| ())
+                        .map_err(rest_err)
+                } else {
+                    Err(CommandError::NotFound(format!(
+                        "MRD {mrd} is not configured"
+                    )))
+                }
+            }
+        };
+        let _ = req.reply.send(result);
+    }
+}
