@@ -109,7 +109,8 @@ async fn unknown_states_are_kept_and_foreign_or_unknown_mrd_dialogs_are_ignored(
     .await;
     let s = d
         .wait_state(LIMIT, "kept dialogs", |s| {
-            held(s, "9_9_1").is_some() && held(s, "9_9_4").is_some()
+            // The two copies of 9_9_4 are applied one after the other: wait for the last.
+            held(s, "9_9_1").is_some() && held(s, "9_9_4").is_some_and(|d| d["state"] == "ACCEPTED")
         })
         .await;
     assert_eq!(
