@@ -134,12 +134,7 @@ async fn resync_with_override(sim: &Sim, d: &Daemon, path: &str, o: Value) -> Va
     o["path"] = json!(path);
     sim.admin(Method::PUT, "/admin/nodes/A/override", Some(o))
         .await;
-    sim.faults("A", json!({ "out_of_service": true })).await;
-    d.wait_state(LIMIT, "out of service seen", |s| {
-        s["cause"] == "out_of_service"
-    })
-    .await;
-    sim.faults("A", json!({ "out_of_service": false })).await;
+    d.blip_out_of_service(sim).await;
     d.wait_state(LIMIT, "resync failed", |s| {
         s["phase"] == "recovering" && s["cause"] != "out_of_service"
     })

@@ -294,15 +294,7 @@ async fn metrics_parse_as_prometheus_text_and_move_with_the_scenarios() {
     let sim = Sim::start(&[]).await;
     let d = steady(&sim, DaemonConfig::default()).await;
     let scrape = || async {
-        let text = d
-            .http()
-            .get(format!("{}/metrics", d.api))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = d.metrics().await;
         let lines = text.lines().map(|l| Ok(l.to_owned()));
         let parsed = prometheus_parse::Scrape::parse(lines).expect("Prometheus text");
         let get = |name: &str, label: Option<(&str, &str)>| -> f64 {
@@ -344,15 +336,7 @@ async fn metrics_parse_as_prometheus_text_and_move_with_the_scenarios() {
     assert_eq!(after.2, 1.0, "one failover");
     assert_eq!(after.5, 1.0, "one failover sign-in");
     assert!(after.0 >= 2.0);
-    let text = d
-        .http()
-        .get(format!("{}/metrics", d.api))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = d.metrics().await;
     assert!(
         text.contains("finesse_taskd_time_to_ready_seconds_bucket"),
         "{text}"

@@ -102,15 +102,7 @@ async fn a_dialog_whose_session_is_gone_is_closed_after_exactly_the_configured_p
             .unwrap()
             .is_empty()
     );
-    let metrics = d
-        .http()
-        .get(format!("{}/metrics", d.api))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = d.metrics().await;
     assert!(
         metrics.contains("finesse_taskd_orphans_total{media=\"5002\",action=\"close\"} 1"),
         "{metrics}"
@@ -163,12 +155,7 @@ async fn probes_in_flight_never_exceed_max_in_flight_after_a_resync_of_many_dial
         Some(json!({ "add": 8, "callVariables": vars })),
     )
     .await;
-    sim.faults("A", json!({ "out_of_service": true })).await;
-    d.wait_state(LIMIT, "out of service seen", |s| {
-        s["cause"] == "out_of_service"
-    })
-    .await;
-    sim.faults("A", json!({ "out_of_service": false })).await;
+    d.blip_out_of_service(&sim).await;
     d.wait_state(LIMIT, "eight dialogs held", |s| {
         s["dialogs"].as_array().unwrap().len() == 8
     })
@@ -233,12 +220,7 @@ async fn after_a_double_pg_failure_only_the_zombies_among_the_returned_dialogs_a
         .iter()
         .map(|x| x.as_str().unwrap().to_owned())
         .collect();
-    sim.faults("A", json!({ "out_of_service": true })).await;
-    d.wait_state(LIMIT, "out of service seen", |s| {
-        s["cause"] == "out_of_service"
-    })
-    .await;
-    sim.faults("A", json!({ "out_of_service": false })).await;
+    d.blip_out_of_service(&sim).await;
     let s = d
         .wait_state(LIMIT, "zombies closed", |s| {
             s["phase"] == "steady" && s["dialogs"].as_array().unwrap().len() == 2
@@ -270,15 +252,7 @@ async fn with_report_nothing_is_closed_but_the_event_and_the_metric_appear() {
     assert_eq!(e["dialog"]["id"], id.as_str());
     assert_eq!(e["action"], "report");
     assert!(e["probe"].as_str().unwrap().ends_with("/sessions/gone-2"));
-    let metrics = d
-        .http()
-        .get(format!("{}/metrics", d.api))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = d.metrics().await;
     assert!(
         metrics.contains("finesse_taskd_orphans_total{media=\"5002\",action=\"report\"} 1"),
         "{metrics}"

@@ -275,12 +275,7 @@ async fn drift_is_corrected_once(form: &str) {
     assert_eq!(puts.len(), 2, "the initial sign-in and one correction");
     assert_eq!(puts[1]["status"], if form == "sync" { 400 } else { 202 });
     // No loop: another resync (a short outage) finds nothing to correct.
-    sim.faults("A", json!({ "out_of_service": true })).await;
-    d.wait_state(LIMIT, "out of service seen", |s| {
-        s["cause"] == "out_of_service"
-    })
-    .await;
-    sim.faults("A", json!({ "out_of_service": false })).await;
+    d.blip_out_of_service(&sim).await;
     let resyncs = s["counters"]["resyncs"].as_u64().unwrap();
     let s = d
         .wait_state(LIMIT, "resynced", |s| {
@@ -359,12 +354,7 @@ async fn after_a_double_pg_failure_the_next_resync_makes_the_dialogs_equal_the_t
         truth,
         "no notification: the daemon cannot know yet"
     );
-    sim.faults("A", json!({ "out_of_service": true })).await;
-    d.wait_state(LIMIT, "out of service seen", |s| {
-        s["cause"] == "out_of_service"
-    })
-    .await;
-    sim.faults("A", json!({ "out_of_service": false })).await;
+    d.blip_out_of_service(&sim).await;
     let s = d
         .wait_state(LIMIT, "dialogs equal the truth", |s| {
             s["phase"] == "steady" && daemon_dialogs(s) == truth

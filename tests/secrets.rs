@@ -43,15 +43,7 @@ async fn the_password_appears_in_no_log_state_metrics_or_check_config_output() {
         log.lines().count()
     );
     let state = d.state().await.to_string();
-    let metrics = d
-        .http()
-        .get(format!("{}/metrics", d.api))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = d.metrics().await;
     let check = std::process::Command::new(env!("CARGO_BIN_EXE_finesse-taskd"))
         .args(["check-config", d.config_path().to_str().unwrap()])
         .output()

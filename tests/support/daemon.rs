@@ -267,6 +267,30 @@ impl Daemon {
             .is_ok_and(|r| r.status() == 200)
     }
 
+    /// A short OUT_OF_SERVICE on node A: on, seen by the daemon, off. The daemon keeps its
+    /// session and resyncs when the node returns, which is how tests force a resync.
+    pub async fn blip_out_of_service(&self, sim: &Sim) {
+        sim.faults("A", serde_json::json!({ "out_of_service": true }))
+            .await;
+        self.wait_state(Duration::from_secs(30), "out of service seen", |s| {
+            s["cause"] == "out_of_service"
+        })
+        .await;
+        sim.faults("A", serde_json::json!({ "out_of_service": false }))
+            .await;
+    }
+
+    /// `/metrics` as text.
+    pub async fn metrics(&self) -> String {
+        let r = self
+            .http
+            .get(format!("{}/metrics", self.api))
+            .send()
+            .await
+            .expect("metrics");
+        r.text().await.expect("metrics text")
+    }
+
     /// The daemon's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
