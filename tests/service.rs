@@ -253,7 +253,6 @@ async fn stop_policy_leave_sends_nothing() {
     let (sim, puts) = stop_with("leave").await;
     assert!(puts.is_empty(), "{puts:?}");
     assert_eq!(sim.media_truth().await["base"], "READY");
-    let _ = AGENT;
 }
 
 #[tokio::test]
