@@ -10,7 +10,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 use support::daemon::{Daemon, DaemonConfig};
-use support::{AGENT, Sim};
+use support::Sim;
 
 const LIMIT: Duration = Duration::from_secs(30);
 const UNIT: &str = concat!(
