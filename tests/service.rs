@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
-use support::daemon::{Daemon, DaemonConfig};
 use support::Sim;
+use support::daemon::{Daemon, DaemonConfig};
 
 const LIMIT: Duration = Duration::from_secs(30);
 const UNIT: &str = concat!(
