@@ -2,4 +2,6 @@
 //! REST client ([`rest`]) with capped bodies, Basic auth and errors classified by cause.
 
 pub mod model;
+mod pull;
+mod read;
 pub mod rest;

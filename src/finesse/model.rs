@@ -1,9 +1,11 @@
 //! Finesse XML documents as the daemon reads them: SystemInfo, Media, Dialogs, ApiErrors and
 //! the `<Update>` a notification carries. Parsing is by element name (capitalised or
 //! lower-camel wrappers alike), unknown elements are ignored, unknown enum values are kept as
-//! text, and a DOCTYPE or an unknown entity is an error rather than an expansion.
+//! text, and a DOCTYPE or an unknown entity is an error rather than an expansion. Reading is
+//! a single pass of [`super::pull`] per document; the root element must be the one expected
+//! (an HTML login page is an error, not an empty list).
 
-use serde::Deserialize;
+use super::pull::Pull;
 
 /// Why a document could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -15,22 +17,20 @@ pub struct XmlError {
     pub message: String,
 }
 
-fn parse<'de, T: Deserialize<'de>>(what: &'static str, xml: &'de str) -> Result<T, XmlError> {
-    if xml.contains("<!DOCTYPE") || xml.contains("<!ENTITY") {
-        return Err(XmlError {
-            what,
-            message: "DOCTYPE/ENTITY declarations are refused".into(),
-        });
-    }
-    quick_xml::de::from_str(xml).map_err(|e| XmlError {
-        what,
-        message: e.to_string(),
-    })
+/// Reads a whole document whose root is one of `roots` with `read`.
+fn parse<T>(
+    what: &'static str,
+    roots: &[&str],
+    xml: &str,
+    read: impl FnOnce(&mut Pull<'_>) -> Result<T, XmlError>,
+) -> Result<T, XmlError> {
+    let mut p = Pull::new(what, xml);
+    p.root(roots)?;
+    read(&mut p)
 }
 
 /// One node's address block in SystemInfo.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(default, rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NodeAddress {
     /// Host name.
     pub host: String,
@@ -43,8 +43,7 @@ pub struct NodeAddress {
 }
 
 /// `<SystemInfo>`.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(default, rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SystemInfo {
     /// IN_SERVICE, OUT_OF_SERVICE, PARTIAL_SERVICE, or anything else (kept).
     pub status: String,
@@ -61,7 +60,7 @@ pub struct SystemInfo {
 impl SystemInfo {
     /// Parses a SystemInfo document.
     pub fn parse(xml: &str) -> Result<Self, XmlError> {
-        parse("SystemInfo", xml)
+        parse("SystemInfo", &["SystemInfo"], xml, SystemInfo::read)
     }
 
     /// True when the node serves requests.
@@ -72,8 +71,7 @@ impl SystemInfo {
 
 /// `<Media>`: every field optional, as Finesse omits state and settings for an agent outside
 /// the MRD, and empties some while signed out.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(default, rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Media {
     /// MRD id.
     pub id: Option<String>,
@@ -98,7 +96,7 @@ fn text_u32(v: &Option<String>) -> Option<u32> {
 impl Media {
     /// Parses a Media document.
     pub fn parse(xml: &str) -> Result<Self, XmlError> {
-        parse("Media", xml)
+        parse("Media", &["Media"], xml, Media::read)
     }
     /// The MRD id.
     pub fn mrd(&self) -> Option<u32> {
@@ -125,16 +123,14 @@ impl Media {
 }
 
 /// `<actions><action>…</action></actions>`.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Actions {
     /// Allowed actions.
     pub action: Vec<String>,
 }
 
 /// One participant (nonvoice dialogs have exactly one, the agent).
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(default, rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Participant {
     /// The agent id for nonvoice.
     pub media_address: String,
@@ -147,17 +143,14 @@ pub struct Participant {
 }
 
 /// `<participants>`.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Participants {
     /// The participants.
-    #[serde(rename = "Participant", alias = "participant")]
     pub participant: Vec<Participant>,
 }
 
 /// One call variable.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CallVariable {
     /// Name.
     pub name: String,
@@ -166,17 +159,14 @@ pub struct CallVariable {
 }
 
 /// `<callvariables>`.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CallVariables {
     /// The variables.
-    #[serde(rename = "CallVariable", alias = "callVariable")]
     pub variables: Vec<CallVariable>,
 }
 
 /// `<mediaProperties>`.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(default, rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MediaProperties {
     /// The MRD id.
     pub media_id: Option<String>,
@@ -187,8 +177,7 @@ pub struct MediaProperties {
 }
 
 /// `<Dialog>` (nonvoice).
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(default, rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Dialog {
     /// Dialog id (underscored for nonvoice).
     pub id: String,
@@ -218,36 +207,29 @@ impl Dialog {
 }
 
 /// `<Dialogs>` (REST LIST) or `<dialogs>` (notification wrapper).
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Dialogs {
     /// The dialogs.
-    #[serde(rename = "Dialog", alias = "dialog")]
     pub dialogs: Vec<Dialog>,
 }
 
 impl Dialogs {
     /// Parses a Dialogs LIST.
     pub fn parse(xml: &str) -> Result<Self, XmlError> {
-        parse("Dialogs", xml)
+        parse("Dialogs", &["Dialogs"], xml, Dialogs::read)
     }
 }
 
 /// One ApiError, sync (capitalised) or async (lower-camel) names alike.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ApiError {
     /// The numeric code (1 = already logged in).
-    #[serde(rename = "ErrorData", alias = "errorData")]
     pub data: String,
     /// The MRD.
-    #[serde(rename = "ErrorMedia", alias = "errorMedia")]
     pub media: String,
     /// E_ARM_STAT_* or a message.
-    #[serde(rename = "ErrorMessage", alias = "errorMessage")]
     pub message: String,
     /// The error type text.
-    #[serde(rename = "ErrorType", alias = "errorType")]
     pub error_type: String,
 }
 
@@ -263,43 +245,17 @@ impl ApiError {
 }
 
 /// `<ApiErrors>` / `<apiErrors>`.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ApiErrors {
     /// The errors.
-    #[serde(rename = "ApiError", alias = "apiError")]
     pub errors: Vec<ApiError>,
 }
 
 impl ApiErrors {
     /// Parses a sync error body.
     pub fn parse(xml: &str) -> Result<Self, XmlError> {
-        parse("ApiErrors", xml)
+        parse("ApiErrors", &["ApiErrors"], xml, ApiErrors::read)
     }
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct UpdateData {
-    #[serde(rename = "Media", alias = "media")]
-    media: Option<Media>,
-    #[serde(rename = "dialogs", alias = "Dialogs")]
-    dialogs: Option<Dialogs>,
-    #[serde(rename = "dialog", alias = "Dialog")]
-    dialog: Option<Dialog>,
-    #[serde(rename = "apiErrors", alias = "ApiErrors")]
-    api_errors: Option<ApiErrors>,
-    #[serde(rename = "SystemInfo", alias = "systemInfo")]
-    system_info: Option<SystemInfo>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
-struct RawUpdate {
-    data: UpdateData,
-    event: String,
-    request_id: String,
-    source: String,
 }
 
 /// What an `<Update>` says.
@@ -351,36 +307,7 @@ impl Update {
         } else {
             trimmed
         };
-        let raw: RawUpdate = parse("Update", xml)?;
-        let event = raw.event.trim().to_ascii_uppercase();
-        let d = raw.data;
-        let notification = if let Some(e) = d.api_errors {
-            Notification::Errors(e.errors)
-        } else if let Some(m) = d.media {
-            Notification::Media(m)
-        } else if let Some(list) = d.dialogs {
-            if event == "DELETE" {
-                Notification::DialogsRemoved(list.dialogs)
-            } else {
-                Notification::DialogsAdded(list.dialogs)
-            }
-        } else if let Some(dialog) = d.dialog {
-            if event == "DELETE" {
-                Notification::DialogsRemoved(vec![dialog])
-            } else {
-                Notification::DialogChanged(dialog)
-            }
-        } else if let Some(s) = d.system_info {
-            Notification::SystemInfo(s)
-        } else {
-            Notification::Other
-        };
-        Ok(Update {
-            event,
-            request_id: raw.request_id,
-            source: raw.source,
-            notification,
-        })
+        parse("Update", &["Update"], xml, Update::read)
     }
 }
 

@@ -102,6 +102,62 @@ fn doubly_escaped_updates_are_unescaped_once_more() {
 fn truncated_xml_and_doctype_are_errors_not_panics() {
     assert!(Update::decode("<Update><data><Media><id>1</id>").is_err());
     assert!(Update::decode("<!DOCTYPE x [<!ENTITY a 'aaaa'>]><Update/>").is_err());
-    assert!(Media::parse("<html><body>login</body></html>").is_ok_and(|m| m.state().is_empty()));
     assert!(SystemInfo::parse("not xml at all").is_err());
+    assert!(Update::decode("<Update><event>PUT</event><!-- open").is_err());
+}
+
+#[test]
+fn a_page_that_is_not_the_expected_document_is_an_error_not_an_empty_one() {
+    // An HTML login page served with 200 must not read as "no dialogs" (which would drop
+    // every dialog the agent holds) or as a Media without state.
+    let e = Dialogs::parse("<html><body>login</body></html>").unwrap_err();
+    assert!(
+        e.to_string().contains("expected <Dialogs>, found <html>"),
+        "{e}"
+    );
+    assert!(Media::parse("<html><body>login</body></html>").is_err());
+    assert!(Update::decode("<Media><id>1</id></Media>").is_err());
+    assert!(Dialogs::parse("<?xml version='1.0'?>\n<!-- c -->\n<Dialogs/>").is_ok());
+}
+
+#[test]
+fn entities_cdata_prefixes_and_self_closing_elements_are_read_as_xml_says() {
+    let d = Dialogs::parse(
+        "<f:Dialogs xmlns:f='urn:x'><f:Dialog><id>1_2_3</id><state/>\
+         <mediaProperties><queueName>A &amp; B &#x263A;&#65;</queueName><callvariables>\
+         <CallVariable><name>v1</name><value><![CDATA[<b>x</b>]]></value></CallVariable>\
+         <other/><callVariable><name>v2</name><value>&lt;2&gt;</value></callVariable>\
+         </callvariables></mediaProperties></f:Dialog></f:Dialogs>",
+    )
+    .unwrap();
+    let x = &d.dialogs[0];
+    assert_eq!((x.id.as_str(), x.state.as_str()), ("1_2_3", ""));
+    assert_eq!(x.media_properties.queue_name, "A & B \u{263A}A");
+    let vars: Vec<_> = x
+        .media_properties
+        .callvariables
+        .variables
+        .iter()
+        .map(|v| (v.name.as_str(), v.value.as_str()))
+        .collect();
+    assert_eq!(
+        vars,
+        [("v1", "<b>x</b>"), ("v2", "<2>")],
+        "interleaved lists keep every item"
+    );
+    let e = Media::parse("<Media><id>&custom;</id></Media>").unwrap_err();
+    assert!(e.to_string().contains("unknown entity &custom;"), "{e}");
+}
+
+#[test]
+fn element_names_match_in_any_ascii_case() {
+    let sync =
+        ApiErrors::parse("<apiErrors><apiError><errorData>1</errorData></apiError></apiErrors>")
+            .unwrap();
+    assert!(sync.errors[0].is_already_logged_in());
+    let u =
+        Update::decode("<update><DATA><media><ID>7</ID></media></DATA><Event>put</Event></update>")
+            .unwrap();
+    assert!(matches!(u.notification, Notification::Media(m) if m.mrd() == Some(7)));
+    assert_eq!(u.event, "PUT");
 }

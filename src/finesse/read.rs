@@ -1,0 +1,306 @@
+//! How each Finesse document is read with [`super::pull`]: one function per element kind,
+//! each taking the fields it knows (by local name, any ASCII case, so the capitalised REST
+//! names and the lower-camel notification names are one) and leaving the rest. A repeated
+//! element appends (lists) or wins (single fields); an absent one keeps its default.
+
+use super::model::{
+    ApiError, ApiErrors, CallVariable, CallVariables, Dialog, Dialogs, Media, MediaProperties,
+    NodeAddress, Notification, Participant, SystemInfo, Update, XmlError,
+};
+use super::pull::{Pull, is};
+
+type Read<T> = Result<T, XmlError>;
+
+impl NodeAddress {
+    fn read(p: &mut Pull<'_>) -> Read<Self> {
+        let mut n = Self::default();
+        p.children(|p, name| {
+            if is(name, "host") {
+                n.host = p.text()?;
+                Ok(true)
+            } else if is(name, "httpsPort") {
+                p.text_into(&mut n.https_port)
+            } else if is(name, "xmppPort") {
+                p.text_into(&mut n.xmpp_port)
+            } else if is(name, "xmppSecurePort") {
+                p.text_into(&mut n.xmpp_secure_port)
+            } else {
+                Ok(false)
+            }
+        })?;
+        Ok(n)
+    }
+}
+
+impl SystemInfo {
+    pub(crate) fn read(p: &mut Pull<'_>) -> Read<Self> {
+        let mut s = Self::default();
+        p.children(|p, name| {
+            if is(name, "status") {
+                s.status = p.text()?;
+            } else if is(name, "xmppDomain") {
+                s.xmpp_domain = p.text()?;
+            } else if is(name, "xmppPubSubDomain") {
+                s.xmpp_pub_sub_domain = p.text()?;
+            } else if is(name, "primaryNode") {
+                s.primary_node = Some(NodeAddress::read(p)?);
+            } else if is(name, "secondaryNode") {
+                s.secondary_node = Some(NodeAddress::read(p)?);
+            } else {
+                return Ok(false);
+            }
+            Ok(true)
+        })?;
+        Ok(s)
+    }
+}
+
+impl Media {
+    pub(crate) fn read(p: &mut Pull<'_>) -> Read<Self> {
+        let mut m = Self::default();
+        p.children(|p, name| {
+            let slot = if is(name, "id") {
+                &mut m.id
+            } else if is(name, "state") {
+                &mut m.state
+            } else if is(name, "maxDialogLimit") {
+                &mut m.max_dialog_limit
+            } else if is(name, "interruptAction") {
+                &mut m.interrupt_action
+            } else if is(name, "dialogLogoutAction") {
+                &mut m.dialog_logout_action
+            } else if is(name, "routable") {
+                &mut m.routable
+            } else if is(name, "reasonCodeId") {
+                &mut m.reason_code_id
+            } else {
+                return Ok(false);
+            };
+            p.text_into(slot)
+        })?;
+        Ok(m)
+    }
+}
+
+impl Participant {
+    fn read(p: &mut Pull<'_>) -> Read<Self> {
+        let mut x = Self::default();
+        p.children(|p, name| {
+            if is(name, "mediaAddress") {
+                x.media_address = p.text()?;
+            } else if is(name, "state") {
+                x.state = p.text()?;
+            } else if is(name, "stateChangeTime") {
+                x.state_change_time = p.text()?;
+            } else if is(name, "actions") {
+                p.children(|p, name| {
+                    if !is(name, "action") {
+                        return Ok(false);
+                    }
+                    x.actions.action.push(p.text()?);
+                    Ok(true)
+                })?;
+            } else {
+                return Ok(false);
+            }
+            Ok(true)
+        })?;
+        Ok(x)
+    }
+}
+
+impl MediaProperties {
+    fn read(p: &mut Pull<'_>) -> Read<Self> {
+        let mut m = Self::default();
+        p.children(|p, name| {
+            if is(name, "mediaId") {
+                return p.text_into(&mut m.media_id);
+            } else if is(name, "queueName") {
+                m.queue_name = p.text()?;
+            } else if is(name, "callvariables") {
+                m.callvariables = CallVariables::read(p)?;
+            } else {
+                return Ok(false);
+            }
+            Ok(true)
+        })?;
+        Ok(m)
+    }
+}
+
+impl CallVariables {
+    fn read(p: &mut Pull<'_>) -> Read<Self> {
+        let mut list = Self::default();
+        p.children(|p, name| {
+            if !is(name, "CallVariable") {
+                return Ok(false);
+            }
+            let mut v = CallVariable::default();
+            p.children(|p, name| {
+                if is(name, "name") {
+                    v.name = p.text()?;
+                } else if is(name, "value") {
+                    v.value = p.text()?;
+                } else {
+                    return Ok(false);
+                }
+                Ok(true)
+            })?;
+            list.variables.push(v);
+            Ok(true)
+        })?;
+        Ok(list)
+    }
+}
+
+impl Dialog {
+    fn read(p: &mut Pull<'_>) -> Read<Self> {
+        let mut d = Self::default();
+        p.children(|p, name| {
+            if is(name, "id") {
+                d.id = p.text()?;
+            } else if is(name, "state") {
+                d.state = p.text()?;
+            } else if is(name, "mediaType") {
+                d.media_type = p.text()?;
+            } else if is(name, "mediaProperties") {
+                d.media_properties = MediaProperties::read(p)?;
+            } else if is(name, "participants") {
+                p.children(|p, name| {
+                    if !is(name, "Participant") {
+                        return Ok(false);
+                    }
+                    d.participants.participant.push(Participant::read(p)?);
+                    Ok(true)
+                })?;
+            } else {
+                return Ok(false);
+            }
+            Ok(true)
+        })?;
+        Ok(d)
+    }
+}
+
+impl Dialogs {
+    pub(crate) fn read(p: &mut Pull<'_>) -> Read<Self> {
+        let mut list = Self::default();
+        p.children(|p, name| {
+            if !is(name, "Dialog") {
+                return Ok(false);
+            }
+            list.dialogs.push(Dialog::read(p)?);
+            Ok(true)
+        })?;
+        Ok(list)
+    }
+}
+
+impl ApiErrors {
+    pub(crate) fn read(p: &mut Pull<'_>) -> Read<Self> {
+        let mut list = Self::default();
+        p.children(|p, name| {
+            if !is(name, "ApiError") {
+                return Ok(false);
+            }
+            let mut e = ApiError::default();
+            p.children(|p, name| {
+                let slot = if is(name, "ErrorData") {
+                    &mut e.data
+                } else if is(name, "ErrorMedia") {
+                    &mut e.media
+                } else if is(name, "ErrorMessage") {
+                    &mut e.message
+                } else if is(name, "ErrorType") {
+                    &mut e.error_type
+                } else {
+                    return Ok(false);
+                };
+                *slot = p.text()?;
+                Ok(true)
+            })?;
+            list.errors.push(e);
+            Ok(true)
+        })?;
+        Ok(list)
+    }
+}
+
+/// What `<data>` held, before it is classified by the event.
+#[derive(Default)]
+struct Data {
+    media: Option<Media>,
+    dialogs: Option<Dialogs>,
+    dialog: Option<Dialog>,
+    api_errors: Option<ApiErrors>,
+    system_info: Option<SystemInfo>,
+}
+
+impl Update {
+    pub(crate) fn read(p: &mut Pull<'_>) -> Read<Self> {
+        let (mut data, mut event, mut request_id, mut source) =
+            (Data::default(), String::new(), String::new(), String::new());
+        p.children(|p, name| {
+            if is(name, "data") {
+                p.children(|p, name| {
+                    if is(name, "Media") {
+                        data.media = Some(Media::read(p)?);
+                    } else if is(name, "dialogs") {
+                        data.dialogs = Some(Dialogs::read(p)?);
+                    } else if is(name, "dialog") {
+                        data.dialog = Some(Dialog::read(p)?);
+                    } else if is(name, "apiErrors") {
+                        data.api_errors = Some(ApiErrors::read(p)?);
+                    } else if is(name, "SystemInfo") {
+                        data.system_info = Some(SystemInfo::read(p)?);
+                    } else {
+                        return Ok(false);
+                    }
+                    Ok(true)
+                })?;
+            } else if is(name, "event") {
+                event = p.text()?;
+            } else if is(name, "requestId") {
+                request_id = p.text()?;
+            } else if is(name, "source") {
+                source = p.text()?;
+            } else {
+                return Ok(false);
+            }
+            Ok(true)
+        })?;
+        let event = event.trim().to_ascii_uppercase();
+        let notification = classify(data, &event);
+        Ok(Update {
+            event,
+            request_id,
+            source,
+            notification,
+        })
+    }
+}
+
+fn classify(d: Data, event: &str) -> Notification {
+    let delete = event == "DELETE";
+    if let Some(e) = d.api_errors {
+        Notification::Errors(e.errors)
+    } else if let Some(m) = d.media {
+        Notification::Media(m)
+    } else if let Some(list) = d.dialogs {
+        if delete {
+            Notification::DialogsRemoved(list.dialogs)
+        } else {
+            Notification::DialogsAdded(list.dialogs)
+        }
+    } else if let Some(dialog) = d.dialog {
+        if delete {
+            Notification::DialogsRemoved(vec![dialog])
+        } else {
+            Notification::DialogChanged(dialog)
+        }
+    } else if let Some(s) = d.system_info {
+        Notification::SystemInfo(s)
+    } else {
+        Notification::Other
+    }
+}
