@@ -72,8 +72,8 @@ fn main() -> ExitCode {
     for w in &config.warnings {
         warn!("{w}");
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One agent's sessions are I/O-bound: one thread keeps the footprint and the wakeups low.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

@@ -78,7 +78,7 @@ pub struct Supervisor {
     /// A reload arrived while waiting; apply it at the top of the loop.
     reload_pending: bool,
     /// Test hook (`FINESSE_TASKD_TEST_STALL_FILE`): while this file exists, the main loop
-    /// blocks, as a hung daemon would, so a test can see the watchdog pings stop.
+    /// stops, as a hung daemon would, so a test can see the watchdog pings stop.
     stall_file: Option<std::path::PathBuf>,
     /// The orphan-dialog guard, when an MRD has a probe.
     orphans: Option<crate::orphan::Guard>,
@@ -183,14 +183,24 @@ impl Supervisor {
         }
     }
 
-    /// How often the loop must show progress: every second, or a quarter of the systemd
-    /// watchdog interval if that is shorter.
+    /// How often the loop must show progress: a quarter of the systemd watchdog interval, and
+    /// at least four times within /healthz's stall limit.
     fn beat_every(&self) -> Duration {
-        let second = Duration::from_secs(1);
+        let most = crate::api::STALL / 4;
         self.shared
             .notifier
             .watchdog()
-            .map_or(second, |w| (w / 4).clamp(Duration::from_millis(10), second))
+            .map_or(most, |w| (w / 4).clamp(Duration::from_millis(10), most))
+    }
+
+    /// Test hook: while the stall file exists the main loop makes no progress (the thread
+    /// stays free, as with an await that never completes).
+    async fn stall_hook(&self) {
+        if let Some(path) = &self.stall_file {
+            while path.exists() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
     }
 
     /// Dialogs are checked by `guard` (see [`crate::orphan`]).
@@ -223,6 +233,7 @@ impl Supervisor {
                 if !self.pause(d).await {
                     break;
                 }
+                info!(attempt = self.backoff.attempts(), "attempt started");
             }
             delay = true;
             if self.shutdown.is_cancelled() {
@@ -354,24 +365,32 @@ impl Supervisor {
 
     async fn steady(&mut self, idx: usize) -> Exit {
         let since = Instant::now();
-        let mut reset_done = false;
-        let mut tick = tokio::time::interval(self.beat_every());
+        // Timers only where something is due (an idle daemon wakes for little else than
+        // the XMPP ping): the next beat, the backoff reset, the periodic resync.
+        let mut reset_at = Some(since + self.cfg.recovery.healthy_after);
+        let every = self.cfg.recovery.resync_every;
+        let resync_at = (!every.is_zero()).then(|| since + every);
+        let mut beat_at = since;
         loop {
+            let next = [Some(beat_at), reset_at, resync_at]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(beat_at);
             tokio::select! {
                 () = self.shutdown.cancelled() => return Exit::Shutdown,
-                _ = tick.tick() => {
-                    if let Some(path) = &self.stall_file {
-                        while path.exists() {
-                            std::thread::sleep(Duration::from_millis(50));
-                        }
+                () = tokio::time::sleep_until(next) => {
+                    let now = Instant::now();
+                    if now >= beat_at {
+                        self.stall_hook().await;
+                        self.shared.beat();
+                        beat_at = Instant::now() + self.beat_every();
                     }
-                    self.shared.beat();
-                    if !reset_done && since.elapsed() >= self.cfg.recovery.healthy_after {
+                    if reset_at.is_some_and(|t| now >= t) {
                         self.backoff.reset();
-                        reset_done = true;
+                        reset_at = None;
                     }
-                    let every = self.cfg.recovery.resync_every;
-                    if !every.is_zero() && since.elapsed() >= every {
+                    if resync_at.is_some_and(|t| now >= t) {
                         return Exit::Resync("periodic");
                     }
                 }
