@@ -36,6 +36,7 @@ pub struct Metrics {
     notifications: Family<Labels, Counter>,
     auth_failures: Counter,
     orphans: Family<Labels, Counter>,
+    xmpp_round_trips: Counter,
 }
 
 const PHASES: [&str; 7] = [
@@ -71,6 +72,7 @@ impl Metrics {
             notifications: Family::default(),
             auth_failures: Counter::default(),
             orphans: Family::default(),
+            xmpp_round_trips: Counter::default(),
         };
         r.register("link_up", "1 while the link is up", m.link_up.clone());
         r.register("phase", "1 for the current phase", m.phase.clone());
@@ -115,10 +117,20 @@ impl Metrics {
             "Dialogs whose session was gone, by MRD and action",
             m.orphans.clone(),
         );
+        r.register(
+            "xmpp_round_trips",
+            "XMPP round trips waited for (TCP, TLS, stream set-up, IQs)",
+            m.xmpp_round_trips.clone(),
+        );
         if let Ok(mut slot) = m.registry.lock() {
             *slot = r;
         }
         m
+    }
+
+    /// The XMPP round-trip counter, for the connector to bump.
+    pub fn xmpp_round_trips(&self) -> Counter {
+        self.xmpp_round_trips.clone()
     }
 
     /// A recovery started after `cause` on `link`.

@@ -319,6 +319,7 @@ async fn metrics_parse_as_prometheus_text_and_move_with_the_scenarios() {
             get("finesse_taskd_phase", Some(("phase", "steady"))),
             get("finesse_taskd_link_up", Some(("link", "xmpp"))),
             get("finesse_taskd_signins_total", Some(("reason", "failover"))),
+            get("finesse_taskd_xmpp_round_trips_total", None),
         )
     };
     let before = scrape().await;
@@ -336,6 +337,10 @@ async fn metrics_parse_as_prometheus_text_and_move_with_the_scenarios() {
     assert_eq!(after.2, 1.0, "one failover");
     assert_eq!(after.5, 1.0, "one failover sign-in");
     assert!(after.0 >= 2.0);
+    // A login waits at least for TCP, TLS, the stream features, SASL and the bind.
+    eprintln!("XMPP round trips: first login {}, failover {}", before.6, after.6 - before.6);
+    assert!(before.6 >= 5.0, "{before:?}");
+    assert!(after.6 - before.6 >= 5.0, "{after:?}");
     let text = d.metrics().await;
     assert!(
         text.contains("finesse_taskd_time_to_ready_seconds_bucket"),

@@ -116,7 +116,8 @@ impl Supervisor {
             .parse()
             .map_err(|e| format!("JID: {e}"))?;
         Ok(LoginParams {
-            connector: Connector::new(addr, self.cfg.xmpp.tls, self.tls.clone()),
+            connector: Connector::new(addr, self.cfg.xmpp.tls, self.tls.clone())
+                .with_round_trips(self.shared.metrics.xmpp_round_trips()),
             jid,
             password: self.cfg.password.expose().to_owned(),
             timeouts: Timeouts {

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use futures::{SinkExt, StreamExt};
+use prometheus_client::metrics::counter::Counter;
 use tokio::io::BufStream;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -27,6 +28,8 @@ use tokio_xmpp::xmlstream::{
     initiate_stream,
 };
 use tokio_xmpp::{Error, rustls};
+
+use super::turns::Turns;
 
 /// How the XMPP stream is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +50,11 @@ pub struct Connector {
     tls: Arc<rustls::ClientConfig>,
     kill: Option<CancellationToken>,
     conflict: Option<Arc<AtomicBool>>,
+    round_trips: Option<Counter>,
 }
+
+/// The TCP stream under TLS, with its round trips counted.
+type Tcp = Turns<TcpStream>;
 
 impl std::fmt::Debug for Connector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -67,7 +74,14 @@ impl Connector {
             tls,
             kill: None,
             conflict: None,
+            round_trips: None,
         }
+    }
+
+    /// The same connector, counting its streams' round trips into `count`.
+    pub fn with_round_trips(mut self, count: Counter) -> Self {
+        self.round_trips = Some(count);
+        self
     }
 
     /// The same connector, whose streams fail with `ConnectionAborted` once `kill` is
@@ -129,9 +143,9 @@ impl Connector {
 
     async fn tls(
         &self,
-        tcp: TcpStream,
+        tcp: Tcp,
         domain: &str,
-    ) -> Result<(TlsStream<TcpStream>, sasl::common::ChannelBinding), Error> {
+    ) -> Result<(TlsStream<Tcp>, sasl::common::ChannelBinding), Error> {
         let name = rustls::pki_types::ServerName::try_from(domain.to_owned())
             .map_err(|e| Error::Io(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
         let stream = TlsConnector::from(self.tls.clone())
@@ -177,6 +191,7 @@ impl ServerConnector for Connector {
         let domain = jid.domain().as_str();
         let tcp = TcpStream::connect(self.addr).await?;
         let _ = tcp.set_nodelay(true);
+        let tcp = Turns::connected(tcp, self.round_trips.clone());
         match self.mode {
             TlsMode::None => {
                 let io: Self::Stream = self.wrap(BufStream::new(tcp));
@@ -192,7 +207,7 @@ impl ServerConnector for Connector {
             TlsMode::StartTls => {
                 let plain =
                     initiate_stream(BufStream::new(tcp), ns, header(domain), timeouts).await?;
-                let (features, mut stream): (_, XmppStream<BufStream<TcpStream>>) =
+                let (features, mut stream): (_, XmppStream<BufStream<Tcp>>) =
                     plain.recv_features().await?;
                 if !features.can_starttls() {
                     return Err(Error::Protocol(tokio_xmpp::error::ProtocolError::NoTls));

@@ -5,5 +5,6 @@
 pub mod connector;
 pub mod link;
 pub mod session;
+pub mod turns;
 
 pub use connector::{Connector, TlsMode};

@@ -92,6 +92,8 @@ pub struct Node {
     pub prosody: tokio::sync::Mutex<Option<Prosody>>,
     /// Agents whose presence this node's publisher sees: id -> (available, since).
     pub presence: Mutex<HashMap<String, (bool, Instant)>>,
+    /// REST connections accepted (each one cost its client a TCP and a TLS handshake).
+    pub connections: std::sync::atomic::AtomicU64,
 }
 
 impl Node {

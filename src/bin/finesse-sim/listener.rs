@@ -68,6 +68,7 @@ pub async fn serve(
             accepted = current.accept() => {
                 listener = Some(current);
                 let Ok((stream, _)) = accepted else { continue };
+                node.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let _ = stream.set_nodelay(true);
                 let service = TowerToHyperService::new(router.clone());
                 let tls = tls.clone();

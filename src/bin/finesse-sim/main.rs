@@ -200,6 +200,7 @@ async fn run(cli: Cli, config: SimConfig) -> anyhow::Result<()> {
             publisher: handle,
             prosody: tokio::sync::Mutex::new(prosody),
             presence: Mutex::new(Default::default()),
+            connections: Default::default(),
         }));
         inboxes.push(inbox);
         listeners.push(listener);

@@ -181,7 +181,17 @@ async fn requests(State(st): State<Admin>, Query(q): Query<RequestQuery>) -> Res
         })
         .cloned()
         .collect();
-    Json(json!({ "requests": records })).into_response()
+    drop(log);
+    let connections: serde_json::Map<_, _> = st
+        .cluster
+        .nodes
+        .iter()
+        .map(|n| {
+            let accepted = n.connections.load(std::sync::atomic::Ordering::Relaxed);
+            (n.name.clone(), accepted.into())
+        })
+        .collect();
+    Json(json!({ "requests": records, "connections": connections })).into_response()
 }
 
 async fn clear_requests(State(st): State<Admin>) -> Response {

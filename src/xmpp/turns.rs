@@ -1,0 +1,106 @@
+//! A transparent stream wrapper that counts round trips: each time data arrives after the
+//! client has written since the last arrival, the client waited for the server once. The TCP
+//! handshake counts as one more. The count covers TLS, stream negotiation, SASL, bind and
+//! every IQ, pipelined exchanges once, and feeds `finesse_taskd_xmpp_round_trips_total`, which
+//! the benchmarks set against the loopback round-trip time.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use prometheus_client::metrics::counter::Counter;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// `S` with its round trips counted.
+pub struct Turns<S> {
+    inner: S,
+    wrote: bool,
+    count: Option<Counter>,
+}
+
+impl<S> Turns<S> {
+    /// Wraps a freshly connected `inner`, counting its handshake.
+    pub fn connected(inner: S, count: Option<Counter>) -> Self {
+        if let Some(c) = &count {
+            c.inc();
+        }
+        Self {
+            inner,
+            wrote: false,
+            count,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Turns<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before && this.wrote {
+            this.wrote = false;
+            if let Some(c) = &this.count {
+                c.inc();
+            }
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Turns<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            this.wrote = true;
+        }
+        polled
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn counts_one_per_answer_waited_for_and_none_for_unsolicited_data() {
+        let count = Counter::default();
+        let (client, mut server) = tokio::io::duplex(64);
+        let mut t = Turns::connected(client, Some(count.clone()));
+        assert_eq!(count.get(), 1, "the handshake");
+        let mut buf = [0u8; 8];
+        // Two pipelined writes, one answer: one round trip.
+        t.write_all(b"a").await.unwrap();
+        t.write_all(b"b").await.unwrap();
+        server.read_exact(&mut buf[..2]).await.unwrap();
+        server.write_all(b"AB").await.unwrap();
+        t.read_exact(&mut buf[..2]).await.unwrap();
+        assert_eq!(count.get(), 2);
+        // Data the client did not ask for: no round trip.
+        server.write_all(b"push").await.unwrap();
+        t.read_exact(&mut buf[..4]).await.unwrap();
+        assert_eq!(count.get(), 2);
+        t.write_all(b"c").await.unwrap();
+        server.read_exact(&mut buf[..1]).await.unwrap();
+        server.write_all(b"C").await.unwrap();
+        t.read_exact(&mut buf[..1]).await.unwrap();
+        assert_eq!(count.get(), 3);
+    }
+}
