@@ -1,197 +1,233 @@
-"""System benchmarks against finesse-sim + real Prosody, printing one Markdown table:
-detection of a silent dead link (ratio to ping_interval + ping_timeout), recovery after an
-XMPP restart and after OUT_OF_SERVICE (time and REST/XMPP round trips counted from the sim's
-log against the loopback RTT), short blips, and the idle footprint (RSS, CPU, wakeups).
-Usage: python3 scripts/bench.py [--trials N] [--idle SECONDS] (after cargo build --release)."""
+"""System benchmarks against finesse-sim + real Prosody (release build), printing one Markdown
+table: notification throughput (criterion bench), detection of a silent dead link, recovery
+latency against its round-trip floor (XMPP restart, OUT_OF_SERVICE return, drift, failover to
+B), short blips, the idle footprint, the binary size and the fleet herd (scripts/herd.py).
+Usage: python3 scripts/bench.py [--trials N] [--blips N] [--idle S] [--herd N] [--skip-throughput]"""
 import argparse
-import json
 import os
 import random
-import socket
+import re
 import statistics
 import subprocess
-import tempfile
+import sys
 import time
-import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import ROOT, Daemon, Sim, machine, proc_stats, table, ts, wait, workdir  # noqa: E402
+import herd  # noqa: E402
+
+RECOVERY_NORMAL = """first_retry_window = "0s"
+backoff_initial = "50ms"
+backoff_max = "1s"
+systeminfo_poll = "100ms"
+failover_after = "60s"
+"""
 
 
-def call(method, url, body=None):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={"content-type": "application/json"})
+def verdict(ok):
+    return "pass" if ok else "short"
+
+
+def throughput():
+    out = subprocess.run(["cargo", "bench", "--locked", "--bench", "notifications", "--", "--noplot"],
+                         cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    m = re.search(r"notification throughput: (\d+) updates/s decode\+apply, (\d+) docs/s bare tokenize, ratio ([\d.]+)", out)
+    if not m:
+        raise SystemExit(f"bench: no throughput line in:\n{out}")
+    ups, floor, ratio = int(m[1]), int(m[2]), float(m[3])
+    return ("notification throughput: decode + apply escaped `<Update>`s (Media, dialog POST/PUT/DELETE, errors)",
+            f"{ups:,} updates/s", f"bare quick-xml tokenize {floor:,} docs/s", f"{ratio:.2f}",
+            ">= 200k/s, ratio >= 0.3", verdict(ups >= 200_000 and ratio >= 0.3))
+
+
+def detection(sim, d, trials, ping, timeout):
+    ratios = []
+    for _ in range(trials):
+        wait(d.steady_and_up, what="steady")
+        time.sleep(random.uniform(0, 0.5))
+        sim.call("POST", "/admin/nodes/A/prosody/freeze")
+        t = time.monotonic()
+        wait(lambda: d.state()["links"]["xmpp"] == "down", step=0.002, what="link.down")
+        ratios.append((time.monotonic() - t) / (ping + timeout))
+        sim.call("POST", "/admin/nodes/A/prosody/thaw")
+    med, mx = statistics.median(ratios), max(ratios)
+    return ("detection of a frozen XMPP server (SIGSTOP) until link.down",
+            f"median {med:.2f}, max {mx:.2f} of ping_interval + ping_timeout ({trials} trials)",
+            f"ping_interval + ping_timeout = {ping + timeout:.0f} s", f"{med:.2f}", "<= 1.1", verdict(mx <= 1.1))
+
+
+def recover_once(sim, d, fault, clear, inject=False):
+    """One recovery: (seconds from 'reachable again' or the attempt start to steady, round trips)."""
+    wait(d.steady_and_up, what="steady")
+    time.sleep(0.3)
+    if fault:
+        fault()
+        wait(lambda: not d.ready(), step=0.002, what="not ready")
+    reqs, conns = sim.requests()
+    seq0, conns0 = (reqs[-1]["seq"] if reqs else 0), sum(conns.values())
+    rt0 = d.metric("finesse_taskd_xmpp_round_trips_total")
+    t0 = time.time()
+    clear()
+    t_clear = t0 if inject else time.time()
+    wait(lambda: d.steady_after(t0) is not None, step=0.002, what="steady line")
+    wait(d.ready, step=0.002, what="readyz 200")
+    t_steady = d.steady_after(t0)
+    rts = d.metric("finesse_taskd_xmpp_round_trips_total") - rt0
+    reqs, conns = sim.requests()
+    new = [r for r in reqs if r["seq"] > seq0 and ts(r["time"]) <= t_steady]
+    start = t_clear
+    if not inject:
+        # The attempt that succeeded began with SystemInfo: any earlier wait was backoff/polling.
+        infos = [ts(r["time"]) for r in new if r["path"].endswith("/SystemInfo")]
+        if infos:
+            start = max(t_clear, max(infos))
+    rest = [r for r in new if ts(r["time"]) >= start]
+    new_conns = sum(conns.values()) - conns0
+    return t_steady - start, len(rest) + 2 * new_conns + int(rts), (len(rest), new_conns, int(rts))
+
+
+def recovery(name, rtt, results):
+    took = statistics.median(r[0] for r in results)
+    trips = statistics.median(r[1] for r in results)
+    rest, conns, xmpp = results[len(results) // 2][2]
+    floor = trips * rtt
+    ratio = took / floor
+    return (f"recovery: {name}", f"median {took * 1000:.1f} ms, max {max(r[0] for r in results) * 1000:.1f} ms ({len(results)} trials)",
+            f"{trips:.0f} round trips (e.g. {rest} REST, {conns} new TLS connections x 2, {xmpp} XMPP) x RTT {rtt * 1000:.2f} ms = {floor * 1000:.1f} ms",
+            f"{ratio:.1f}", "<= 1.5 x floor, <= 50 ms", verdict(ratio <= 1.5 and took <= 0.05))
+
+
+def blips(sim, d, n):
+    total, after = [], []
+    for _ in range(n):
+        wait(d.steady_and_up, what="steady")
+        kind = random.choice(["rest", "xmpp", "both"])
+        hold = random.uniform(0.5, 5.0)
+        t0 = time.monotonic()
+        if kind in ("rest", "both"):
+            sim.call("PUT", "/admin/nodes/A/faults", {"rest": "refused"})
+        if kind in ("xmpp", "both"):
+            sim.call("POST", "/admin/nodes/A/prosody/kill")
+        time.sleep(hold)
+        sim.call("PUT", "/admin/nodes/A/faults", {"rest": "up"})
+        if kind in ("xmpp", "both"):
+            sim.call("POST", "/admin/nodes/A/prosody/start")
+        t1 = time.monotonic()
+        wait(d.ready, step=0.002, what="ready after a blip")
+        total.append(time.monotonic() - t0)
+        after.append(time.monotonic() - t1)
+    p95 = sorted(total)[round(0.95 * (len(total) - 1))]
+    return ("short blips 0.5-5 s of REST, XMPP or both: fault start to steady",
+            f"median {statistics.median(total):.1f} s, p95 {p95:.1f} s, max {max(total):.1f} s ({n} blips); "
+            f"after the fault cleared: median {statistics.median(after):.2f} s, max {max(after):.2f} s",
+            "Finesse's forced logout at 60 s", f"{max(total) / 60:.2f}", "all < 20 s", verdict(max(total) < 20))
+
+
+def idle(sim, bins, work, seconds):
+    d = Daemon(bins, work, sim, "idle", ping="10s", timeout="5s", recovery=RECOVERY_NORMAL)
     try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            t = r.read().decode()
-            return r.status, (json.loads(t) if t else None)
-    except urllib.error.HTTPError as e:
-        return e.code, None
+        wait(d.steady_and_up, what="steady")
+        time.sleep(5)
+        perf = subprocess.Popen(["perf", "stat", "-x", ",", "-e", "context-switches,task-clock", "-p", str(d.proc.pid),
+                                 "--", "sleep", str(seconds)], stderr=subprocess.PIPE, text=True) if has_perf() else None
+        c0, _, _, s0, _ = proc_stats(d.proc.pid)
+        time.sleep(seconds)
+        c1, rss, hwm, s1, threads = proc_stats(d.proc.pid)
+        perf_note = ""
+        if perf:
+            err = perf.communicate()[1]
+            cs = [l.split(",")[0] for l in err.splitlines() if "context-switches" in l]
+            if cs and cs[0].isdigit():
+                perf_note = f"; perf stat: {int(cs[0]) / seconds:.2f} context switches/s"
+    finally:
+        d.stop()
+    hz = os.sysconf("SC_CLK_TCK")
+    cpu = (c1 - c0) / hz / seconds * 100
+    wake = (s1 - s0) / seconds
+    pings = 2 * (1 / 10)  # a ping every 10 s of silence: the timer and the answer
+    beyond = max(wake - pings, 0)
+    ok = rss / 1024 <= 12 and cpu <= 0.1 and beyond <= 1
+    return (f"idle footprint, steady for {seconds} s (ping_interval 10 s)",
+            f"RSS {rss / 1024:.1f} MiB (peak {hwm / 1024:.1f}), CPU {cpu:.3f} %, {wake:.2f} wakeups/s "
+            f"(/proc context switches, {threads} threads){perf_note}",
+            f"pings: {pings:.1f} wakeups/s", f"{beyond:.2f} wakeups/s beyond pings",
+            "RSS <= 12 MiB, CPU <= 0.1 %, <= 1 wakeup/s beyond pings", verdict(ok))
 
 
-def wait(cond, limit=60.0, step=0.005):
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < limit:
-        try:
-            if cond():
-                return time.monotonic() - t0
-        except OSError:
-            pass
-        time.sleep(step)
-    raise SystemExit("bench: timeout")
-
-
-def proc(pid):
-    st = open(f"/proc/{pid}/stat").read().split(")")[-1].split()
-    utime, stime = int(st[11]), int(st[12])
-    status = open(f"/proc/{pid}/status").read()
-    rss = int([l for l in status.splitlines() if l.startswith("VmRSS")][0].split()[1])
-    hwm = int([l for l in status.splitlines() if l.startswith("VmHWM")][0].split()[1])
-    switches = 0
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        s = open(f"/proc/{pid}/task/{tid}/status").read()
-        for l in s.splitlines():
-            if "ctxt_switches" in l:
-                switches += int(l.split()[1])
-    return utime + stime, rss, hwm, switches
+def has_perf():
+    try:
+        return subprocess.run(["perf", "stat", "-e", "task-clock", "true"], capture_output=True).returncode == 0
+    except OSError:
+        return False
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--trials", type=int, default=20)
+    ap.add_argument("--recoveries", type=int, default=7)
+    ap.add_argument("--blips", type=int, default=50)
     ap.add_argument("--idle", type=int, default=60)
-    ap.add_argument("--profile", default="release")
+    ap.add_argument("--herd", type=int, default=200)
+    ap.add_argument("--skip-throughput", action="store_true")
     a = ap.parse_args()
-    bins = f"{ROOT}/target/{a.profile}"
-    work = tempfile.mkdtemp(prefix="taskd-bench-")
-    sim = subprocess.Popen([f"{bins}/finesse-sim", "--config", f"{ROOT}/config/sim.toml", "--spawn-prosody"],
-                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    info = json.loads(sim.stdout.readline())
-    admin = info["admin"]
-    nodes = [n["rest"] for n in info["nodes"]]
-    call("PUT", f"{admin}/admin/behaviour", {"forced_logout_after_ms": 0})
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        api_addr = f"127.0.0.1:{s.getsockname()[1]}"
-    pw = f"{work}/pw"
-    with open(pw, "w", opener=lambda p, f: os.open(p, f, 0o600)) as f:
-        f.write("agent-1001001-secret\n")
-    ping, timeout = 1.0, 1.0
-    open(f"{work}/agent.toml", "w").write(f"""[agent]
-id = "1001001"
-password_file = "{pw}"
-[finesse]
-nodes = {json.dumps(nodes)}
-ca_file = "{info['ca_file']}"
-request_timeout = "2s"
-[xmpp]
-ping_interval = "{ping}s"
-ping_timeout = "{timeout}s"
-[[media]]
-id = 5002
-max_dialog_limit = 3
-interrupt_action = "ACCEPT"
-[recovery]
-first_retry_window = "0s"
-backoff_initial = "50ms"
-backoff_max = "1s"
-systeminfo_poll = "100ms"
-failover_after = "60s"
-[api]
-listen = "{api_addr}"
-[log]
-format = "json"
-""")
-    daemon = subprocess.Popen([f"{bins}/finesse-taskd", "--config", f"{work}/agent.toml"], stderr=subprocess.DEVNULL)
-    api = f"http://{api_addr}"
-    state = lambda: call("GET", f"{api}/v1/state")[1]
-    ready = lambda: call("GET", f"{api}/readyz")[0] == 200
-    rows = []
+    bins = f"{ROOT}/target/release"
+    work = workdir()
+    rows = [] if a.skip_throughput else [throughput()]
+    sim = Sim(bins, work)
     try:
-        wait(ready)
-        # Loopback RTT of one simple request (SystemInfo over HTTPS is not simpler than this).
-        rtts = []
-        for _ in range(50):
-            t = time.monotonic()
-            call("GET", f"{admin}/admin/info")
-            rtts.append(time.monotonic() - t)
-        rtt = statistics.median(rtts)
-
-        # 1. Detection of a silent dead link.
-        ratios = []
-        for _ in range(a.trials):
-            wait(lambda: ready() and state()["links"]["xmpp"] == "up")
-            time.sleep(random.uniform(0, 0.5))
-            call("POST", f"{admin}/admin/nodes/A/prosody/freeze")
-            t = time.monotonic()
-            wait(lambda: state()["links"]["xmpp"] == "down", step=0.002)
-            ratios.append((time.monotonic() - t) / (ping + timeout))
-            call("POST", f"{admin}/admin/nodes/A/prosody/thaw")
-        rows.append(("detection of a frozen XMPP server (ratio to ping_interval + ping_timeout)",
-                     f"median {statistics.median(ratios):.2f}, max {max(ratios):.2f} ({a.trials} trials)", "1.0", "<= 1.1",
-                     "pass" if statistics.median(ratios) <= 1.1 else "short"))
-
-        # 2. Recovery after an XMPP restart and after OUT_OF_SERVICE.
-        def recovery(name, fault, clear):
-            wait(ready)
-            seq = len(call("GET", f"{admin}/admin/requests")[1]["requests"])
-            fault()
-            wait(lambda: not ready())
-            t = time.monotonic()
-            clear()
-            took = wait(ready, step=0.001) + (time.monotonic() - t - 0)  # includes the clear call
-            reqs = [r for r in call("GET", f"{admin}/admin/requests")[1]["requests"][seq:]]
-            floor = max(len(reqs), 1) * rtt
-            rows.append((f"recovery: {name}", f"{took * 1000:.0f} ms, {len(reqs)} REST calls", f"{floor * 1000:.1f} ms ({len(reqs)} x RTT {rtt * 1000:.2f} ms)",
-                         "<= 1.5x floor, <= 50 ms", f"ratio {took / floor:.1f}"))
-        recovery("XMPP server restart (time from start returning)",
-                 lambda: call("POST", f"{admin}/admin/nodes/A/prosody/kill"),
-                 lambda: call("POST", f"{admin}/admin/nodes/A/prosody/start"))
-        recovery("OUT_OF_SERVICE return",
-                 lambda: call("PUT", f"{admin}/admin/nodes/A/faults", {"out_of_service": True}),
-                 lambda: call("PUT", f"{admin}/admin/nodes/A/faults", {"out_of_service": False}))
-
-        # 3. Short blips.
-        blips = []
-        for _ in range(a.trials):
-            wait(ready)
-            kind = random.choice(["rest", "xmpp", "both"])
-            hold = random.uniform(0.5, 5.0)
-            if kind in ("rest", "both"):
-                call("PUT", f"{admin}/admin/nodes/A/faults", {"rest": "refused"})
-            if kind in ("xmpp", "both"):
-                call("POST", f"{admin}/admin/nodes/A/prosody/kill")
-            t0 = time.monotonic()
-            time.sleep(hold)
-            call("PUT", f"{admin}/admin/nodes/A/faults", {"rest": "up"})
-            call("POST", f"{admin}/admin/nodes/A/prosody/start")
-            wait(ready)
-            blips.append(time.monotonic() - t0)
-        rows.append((f"short blips 0.5-5 s ({a.trials}, REST/XMPP/both): fault start to steady",
-                     f"median {statistics.median(blips):.1f} s, max {max(blips):.1f} s", "blip length", "all < 20 s",
-                     "pass" if max(blips) < 20 else "short"))
-
-        # 4. Idle footprint.
-        wait(ready)
-        time.sleep(2)
-        c0, _, _, s0 = proc(daemon.pid)
-        time.sleep(a.idle)
-        c1, rss, hwm, s1 = proc(daemon.pid)
-        hz = os.sysconf("SC_CLK_TCK")
-        cpu = (c1 - c0) / hz / a.idle * 100
-        wakeups = (s1 - s0) / a.idle
-        rows.append((f"idle footprint over {a.idle} s", f"RSS {rss / 1024:.1f} MiB (peak {hwm / 1024:.1f}), CPU {cpu:.3f} %, {wakeups:.1f} context switches/s",
-                     "pings every 1 s", "RSS <= 12 MiB, CPU <= 0.1 %, <= 1 wakeup/s beyond pings", "see figures"))
-        size = os.path.getsize(f"{bins}/finesse-taskd")
-        rows.append(("binary size", f"{size / 1048576:.1f} MiB ({a.profile}, as built)", "-", "-", "-"))
+        rtt = sim.rtt()
+        d = Daemon(bins, work, sim, "main", recovery=RECOVERY_NORMAL)
+        try:
+            wait(d.steady_and_up, what="first steady")
+            rows.append(detection(sim, d, a.trials, 1.0, 1.0))
+            call = sim.call
+            runs = [recover_once(sim, d, lambda: call("POST", "/admin/nodes/A/prosody/kill"),
+                                 lambda: call("POST", "/admin/nodes/A/prosody/start")) for _ in range(a.recoveries)]
+            rows.append(recovery("XMPP server restart", rtt, runs))
+            runs = [recover_once(sim, d, lambda: call("PUT", "/admin/nodes/A/faults", {"out_of_service": True}),
+                                 lambda: call("PUT", "/admin/nodes/A/faults", {"out_of_service": False})) for _ in range(a.recoveries)]
+            rows.append(recovery("OUT_OF_SERVICE return", rtt, runs))
+            runs = [recover_once(sim, d, None, lambda: call("POST", "/admin/agents/1001001/media/5002/drift", {"node": "A", "notify": True}),
+                                 inject=True) for _ in range(a.recoveries)]
+            rows.append(recovery("settings drift corrected (notification to steady)", rtt, runs))
+            rows.append(blips(sim, d, a.blips))
+        finally:
+            d.stop()
+        d = Daemon(bins, work, sim, "failover", recovery=RECOVERY_NORMAL.replace('"60s"', '"1s"'))
+        try:
+            runs = []
+            for i in range(a.recoveries):
+                dead, other = ("A", "B") if i % 2 == 0 else ("B", "A")
+                wait(lambda: d.steady_and_up() and d.state()["node"] == sim.nodes["AB".index(dead)].rstrip("/"), what=f"steady on {dead}")
+                runs.append(recover_once(sim, d, None, lambda: (call("PUT", f"/admin/nodes/{dead}/faults", {"rest": "refused"}),
+                                                                call("POST", f"/admin/nodes/{dead}/prosody/kill"))))
+                call("PUT", f"/admin/nodes/{dead}/faults", {"rest": "up"})
+                call("POST", f"/admin/nodes/{dead}/prosody/start")
+            rows.append(recovery("failover to the other side (after failover_after = 1 s)", rtt, runs))
+        finally:
+            d.stop()
+        rows.append(idle(sim, bins, work, a.idle))
     finally:
-        daemon.terminate()
-        sim.terminate()
-        daemon.wait()
-        sim.wait()
-    print("| measure | figure | floor or reference | goal | result |")
-    print("|---|---|---|---|---|")
-    for r in rows:
-        print("| " + " | ".join(r) + " |")
+        sim.stop()
+    # The same XMPP restart against a Prosody that keeps Nagle's algorithm on (its default).
+    sim = Sim(bins, work, args=["--xmpp-nagle"])
+    try:
+        d = Daemon(bins, work, sim, "nagle", recovery=RECOVERY_NORMAL)
+        try:
+            call = sim.call
+            runs = [recover_once(sim, d, lambda: call("POST", "/admin/nodes/A/prosody/kill"),
+                                 lambda: call("POST", "/admin/nodes/A/prosody/start")) for _ in range(a.recoveries)]
+            rows.append(recovery("XMPP server restart, server with Nagle on (sim --xmpp-nagle)", sim.rtt(), runs))
+        finally:
+            d.stop()
+    finally:
+        sim.stop()
+    size = os.path.getsize(f"{bins}/finesse-taskd")
+    rows.append(("binary size", f"{size / 1048576:.1f} MiB (release: LTO, one codegen unit, stripped)", "-", "-", "-", "-"))
+    if a.herd:
+        rows += herd.run(bins, workdir(), a.herd)
+    print(f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {machine()}, release build, loopback.\n")
+    print(table(rows))
 
 
 if __name__ == "__main__":

@@ -193,7 +193,7 @@ impl Cluster {
         let mut log = lock(&self.requests);
         record.seq = log.back().map_or(1, |r| r.seq + 1);
         record.at_ms = self.started.elapsed().as_millis() as u64;
-        record.time = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+        record.time = humantime::format_rfc3339_micros(SystemTime::now()).to_string();
         let seq = record.seq;
         if log.len() >= REQUEST_LOG_CAP {
             log.pop_front();

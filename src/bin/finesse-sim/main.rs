@@ -58,6 +58,11 @@ struct Cli {
     /// Let the spawned Prosody offer XEP-0198 stream management (off by default, as Finesse).
     #[arg(long)]
     smacks: bool,
+    /// Leave Nagle's algorithm on in the spawned Prosody (its own default). Whether Finesse's
+    /// Openfire sets TCP_NODELAY is unknown; with Nagle on, a reply written in two segments
+    /// waits for the client's delayed ACK (about 40 ms on Linux).
+    #[arg(long)]
+    xmpp_nagle: bool,
     /// Allow unencrypted XMPP on the c2s port (loopback tests only).
     #[arg(long)]
     plain_xmpp: bool,
@@ -168,6 +173,7 @@ async fn run(cli: Cli, config: SimConfig) -> anyhow::Result<()> {
                 c2s_port: c2s,
                 direct_tls_port: dtls,
                 smacks: cli.smacks,
+                nagle: cli.xmpp_nagle,
                 plain: cli.plain_xmpp,
                 pki: pki.clone(),
                 publisher: config.publisher.user.clone(),

@@ -32,6 +32,8 @@ pub struct ProsodySpec {
     pub direct_tls_port: u16,
     /// Offer XEP-0198 stream management.
     pub smacks: bool,
+    /// Keep Nagle's algorithm on (Prosody's default); off unless asked for.
+    pub nagle: bool,
     /// Allow unencrypted c2s (only when asked for).
     pub plain: bool,
     /// The certificate and key to serve.
@@ -307,6 +309,7 @@ storage = "internal"
 c2s_require_encryption = {require}
 allow_unencrypted_plain_auth = {plain}
 limits = {{ }}
+network_settings = {{ nagle = {nagle} }}
 VirtualHost {domain}
   ssl = {{ certificate = {cert}; key = {key}; }}
 Component {pubsub} "pubsub"
@@ -324,6 +327,7 @@ Component {pubsub} "pubsub"
         c2s = spec.c2s_port,
         dtls = spec.direct_tls_port,
         admin = lua(&format!("{}@{}", spec.publisher, spec.domain)),
+        nagle = spec.nagle,
         require = !spec.plain,
         plain = spec.plain,
         domain = lua(&spec.domain),

@@ -1,0 +1,201 @@
+"""Shared parts of the system benchmarks: the simulator and daemon processes, their logs and
+metrics, /proc readings, and the result table. Used by scripts/bench.py and scripts/herd.py."""
+import datetime
+import http.client
+import json
+import os
+import socket
+import ssl
+import statistics
+import subprocess
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def call(method, url, body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            t = r.read().decode()
+            return r.status, (json.loads(t) if t else None)
+    except urllib.error.HTTPError as e:
+        return e.code, None
+
+
+def wait(cond, limit=60.0, step=0.005, what="condition"):
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < limit:
+        try:
+            if cond():
+                return time.monotonic() - t0
+        except OSError:
+            pass
+        time.sleep(step)
+    raise SystemExit(f"bench: timeout waiting for {what}")
+
+
+def ts(text):
+    """A log or sim timestamp (RFC 3339, UTC) as seconds since the epoch."""
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Sim:
+    """finesse-sim with its two Prosody servers; `agents` extra agents for the herd."""
+
+    def __init__(self, bins, work, agents=0, args=()):
+        config = f"{ROOT}/config/sim.toml"
+        if agents:
+            config = f"{work}/sim.toml"
+            text = open(f"{ROOT}/config/sim.toml").read()
+            for i in range(agents):
+                text += f'\n[[agents]]\nid = "{2000000 + i}"\npassword = "herd-{i}-secret"\nmrds = [5002]\n'
+            open(config, "w").write(text)
+        self.proc = subprocess.Popen([f"{bins}/finesse-sim", "--config", config, "--spawn-prosody", *args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.info = json.loads(self.proc.stdout.readline())
+        self.admin = self.info["admin"]
+        self.nodes = [n["rest"] for n in self.info["nodes"]]
+        call("PUT", f"{self.admin}/admin/behaviour", {"forced_logout_after_ms": 0})
+
+    def call(self, method, path, body=None):
+        return call(method, f"{self.admin}{path}", body)
+
+    def requests(self):
+        """(requests, connections accepted per node)."""
+        body = self.call("GET", "/admin/requests")[1]
+        return body["requests"], body["connections"]
+
+    def rtt(self, n=50):
+        """Median time of one simple HTTPS request (GET SystemInfo) on a warm connection."""
+        ctx = ssl.create_default_context(cafile=self.info["ca_file"])
+        host, port = self.nodes[0].split("//")[1].rstrip("/").split(":")
+        conn = http.client.HTTPSConnection(host, int(port), context=ctx)
+        times = []
+        for i in range(n + 5):
+            t = time.perf_counter()
+            conn.request("GET", "/finesse/api/SystemInfo")
+            conn.getresponse().read()
+            if i >= 5:
+                times.append(time.perf_counter() - t)
+        conn.close()
+        return statistics.median(times)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait()
+
+
+class Daemon:
+    """One finesse-taskd with JSON logs in a file; `listen` = host:port or unix:/path."""
+
+    def __init__(self, bins, work, sim, name, agent="1001001", password="agent-1001001-secret",
+                 ping="1s", timeout="1s", recovery="", listen=None):
+        self.dir = f"{work}/{name}"
+        os.makedirs(self.dir, exist_ok=True)
+        pw = f"{self.dir}/pw"
+        with open(pw, "w", opener=lambda p, f: os.open(p, f, 0o600)) as f:
+            f.write(password + "\n")
+        self.listen = listen or f"127.0.0.1:{free_port()}"
+        open(f"{self.dir}/agent.toml", "w").write(f"""[agent]
+id = "{agent}"
+password_file = "{pw}"
+[finesse]
+nodes = {json.dumps(sim.nodes)}
+ca_file = "{sim.info['ca_file']}"
+request_timeout = "2s"
+[xmpp]
+ping_interval = "{ping}"
+ping_timeout = "{timeout}"
+[[media]]
+id = 5002
+max_dialog_limit = 3
+interrupt_action = "ACCEPT"
+[recovery]
+{recovery}
+[api]
+listen = "{self.listen}"
+[log]
+format = "json"
+""")
+        self.log_path = f"{self.dir}/log.jsonl"
+        self.proc = subprocess.Popen([f"{bins}/finesse-taskd", "--config", f"{self.dir}/agent.toml"],
+                                     stdout=subprocess.DEVNULL, stderr=open(self.log_path, "w"))
+        self.api = f"http://{self.listen}"
+
+    def state(self):
+        return call("GET", f"{self.api}/v1/state")[1]
+
+    def ready(self):
+        return call("GET", f"{self.api}/readyz")[0] == 200
+
+    def steady_and_up(self):
+        return self.ready() and self.state()["links"]["xmpp"] == "up"
+
+    def log(self):
+        out = []
+        for line in open(self.log_path):
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass
+        return out
+
+    def steady_after(self, t):
+        """Time of the first 'phase Steady' line at or after t, or None."""
+        for e in self.log():
+            f = e.get("fields", {})
+            if f.get("message") == "phase" and f.get("phase") == "Steady" and ts(e["timestamp"]) >= t:
+                return ts(e["timestamp"])
+        return None
+
+    def metric(self, name):
+        with urllib.request.urlopen(f"{self.api}/metrics", timeout=10) as r:
+            text = r.read().decode()
+        return sum(float(l.split()[-1]) for l in text.splitlines() if l.startswith(name + " ") or l.startswith(name + "{"))
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def proc_stats(pid):
+    """(cpu ticks, RSS KiB, peak RSS KiB, voluntary+involuntary context switches, threads)."""
+    st = open(f"/proc/{pid}/stat").read().split(")")[-1].split()
+    status = open(f"/proc/{pid}/status").read().splitlines()
+    field = lambda k: int([l for l in status if l.startswith(k)][0].split()[1])
+    switches = 0
+    tasks = os.listdir(f"/proc/{pid}/task")
+    for tid in tasks:
+        for l in open(f"/proc/{pid}/task/{tid}/status").read().splitlines():
+            if "ctxt_switches" in l:
+                switches += int(l.split()[1])
+    return int(st[11]) + int(st[12]), field("VmRSS"), field("VmHWM"), switches, len(tasks)
+
+
+def machine():
+    model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "unknown CPU")
+    return f"{os.cpu_count()} cores, {model}"
+
+
+def table(rows):
+    out = ["| measure | figure | floor or reference | ratio | goal | result |", "|---|---|---|---|---|---|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def workdir():
+    return tempfile.mkdtemp(prefix="taskd-bench-")
