@@ -338,7 +338,11 @@ async fn metrics_parse_as_prometheus_text_and_move_with_the_scenarios() {
     assert_eq!(after.5, 1.0, "one failover sign-in");
     assert!(after.0 >= 2.0);
     // A login waits at least for TCP, TLS, the stream features, SASL and the bind.
-    eprintln!("XMPP round trips: first login {}, failover {}", before.6, after.6 - before.6);
+    eprintln!(
+        "XMPP round trips: first login {}, failover {}",
+        before.6,
+        after.6 - before.6
+    );
     assert!(before.6 >= 5.0, "{before:?}");
     assert!(after.6 - before.6 >= 5.0, "{after:?}");
     let text = d.metrics().await;
