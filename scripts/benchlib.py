@@ -1,5 +1,6 @@
 """Shared parts of the system benchmarks: the simulator and daemon processes, their logs and
 metrics, /proc readings, and the result table. Used by scripts/bench.py and scripts/herd.py."""
+import base64
 import datetime
 import http.client
 import json
@@ -88,6 +89,27 @@ class Sim:
             if i >= 5:
                 times.append(time.perf_counter() - t)
         conn.close()
+        return statistics.median(times)
+
+    def replay(self, records, user="1001001", password="agent-1001001-secret", rounds=5):
+        """Median time a bare HTTPS client (warm connection) takes for the same REST calls."""
+        ctx = ssl.create_default_context(cafile=self.info["ca_file"])
+        auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        conns = {}
+        for n in self.info["nodes"]:
+            host, port = n["rest"].split("//")[1].rstrip("/").split(":")
+            conns[n["name"]] = http.client.HTTPSConnection(host, int(port), context=ctx)
+        times = []
+        for i in range(rounds + 1):
+            t = time.perf_counter()
+            for r in records:
+                headers = {"Authorization": auth, "Content-Type": "application/xml"}
+                conns[r["node"]].request(r["method"], r["path"], body=r.get("body") or None, headers=headers)
+                conns[r["node"]].getresponse().read()
+            if i:
+                times.append(time.perf_counter() - t)
+        for c in conns.values():
+            c.close()
         return statistics.median(times)
 
     def stop(self):

@@ -36,6 +36,7 @@ impl Supervisor {
                     if k == 0 {
                         self.down_since = None;
                     }
+                    self.last_info = Some(info.clone());
                     return Some((idx, info));
                 }
                 Ok(info) => {

@@ -82,6 +82,11 @@ pub struct Supervisor {
     stall_file: Option<std::path::PathBuf>,
     /// The orphan-dialog guard, when an MRD has a probe.
     orphans: Option<crate::orphan::Guard>,
+    /// A node just seen in service (an IN_SERVICE SystemInfo, or steady with a notification
+    /// asking for a resync): the next attempt skips asking SystemInfo again.
+    confirmed: Option<usize>,
+    /// The last SystemInfo that chose a node.
+    last_info: Option<crate::finesse::model::SystemInfo>,
     tls: Arc<tokio_xmpp::rustls::ClientConfig>,
 }
 
@@ -118,6 +123,8 @@ impl Supervisor {
             reloads: tokio::sync::mpsc::unbounded_channel().1,
             reload_pending: false,
             orphans: None,
+            confirmed: None,
+            last_info: None,
             stall_file: std::env::var_os("FINESSE_TASKD_TEST_STALL_FILE")
                 .map(std::path::PathBuf::from),
             tls,
@@ -239,7 +246,12 @@ impl Supervisor {
             if self.shutdown.is_cancelled() {
                 break;
             }
-            let Some((idx, info)) = self.choose_node().await else {
+            let known = self.confirmed.take().zip(self.last_info.clone());
+            let chosen = match known {
+                Some(k) => Some(k),
+                None => self.choose_node().await,
+            };
+            let Some((idx, info)) = chosen else {
                 continue;
             };
             if let Some(old) = self.node.filter(|old| *old != idx) {
@@ -307,6 +319,7 @@ impl Supervisor {
                 }
                 Exit::Resync(cause) => {
                     info!(cause, "resync requested by a notification");
+                    self.confirmed = self.link.is_up().then_some(idx);
                     delay = false;
                 }
             }
@@ -559,6 +572,7 @@ impl Supervisor {
                     }
                     Some(LinkEvent::Update { update, .. }) if matches!(&update.notification, Notification::SystemInfo(s) if s.in_service()) =>
                     {
+                        self.confirmed = Some(idx);
                         return true;
                     }
                     Some(other) => {
@@ -570,6 +584,7 @@ impl Supervisor {
             match self.rest.system_info(&url).await {
                 Ok(info) if info.in_service() => {
                     self.down_since = None;
+                    self.confirmed = Some(idx);
                     return true;
                 }
                 _ => {
