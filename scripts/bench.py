@@ -24,6 +24,9 @@ failover_after = "60s"
 """
 
 
+MARKS = ("attempt started", "node back in service", "resync requested by a notification")
+
+
 def verdict(ok):
     return "pass" if ok else "short"
 
@@ -77,10 +80,12 @@ def recover_once(sim, d, fault, clear, inject=False):
     rts = int(d.metric("finesse_taskd_xmpp_round_trips_total") - rt0)
     reqs, conns = sim.requests()
     new = [r for r in reqs if r["seq"] > seq0 and ts(r["time"]) <= t_steady]
-    start = t_clear
-    infos = [ts(r["time"]) for r in new if r["path"].endswith("/SystemInfo")]
-    if infos and not inject:
-        start = max(t_clear, max(infos))
+    # Where the work that succeeded began: its SystemInfo request, or the daemon's line for the
+    # end of a backoff wait, an IN_SERVICE SystemInfo, or a notification asking for a resync.
+    marks = [ts(r["time"]) for r in new if r["path"].endswith("/SystemInfo")]
+    marks += [ts(e["timestamp"]) for e in d.log() if e.get("fields", {}).get("message") in MARKS
+              and t0 <= ts(e["timestamp"]) <= t_steady]
+    start = max([t_clear] + marks)
     rest = [r for r in new if ts(r["time"]) >= start]
     new_conns = sum(conns.values()) - conns0
     return {"took": t_steady - start, "from_clear": t_steady - t_clear, "trips": len(rest) + 2 * new_conns + rts,

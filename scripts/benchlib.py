@@ -121,7 +121,7 @@ class Daemon:
     """One finesse-taskd with JSON logs in a file; `listen` = host:port or unix:/path."""
 
     def __init__(self, bins, work, sim, name, agent="1001001", password="agent-1001001-secret",
-                 ping="1s", timeout="1s", recovery="", listen=None):
+                 ping="1s", timeout="1s", recovery="", listen=None, env=None):
         self.dir = f"{work}/{name}"
         os.makedirs(self.dir, exist_ok=True)
         pw = f"{self.dir}/pw"
@@ -150,7 +150,7 @@ listen = "{self.listen}"
 format = "json"
 """)
         self.log_path = f"{self.dir}/log.jsonl"
-        self.proc = subprocess.Popen([f"{bins}/finesse-taskd", "--config", f"{self.dir}/agent.toml"],
+        self.proc = subprocess.Popen([f"{bins}/finesse-taskd", "--config", f"{self.dir}/agent.toml"], env={**os.environ, **(env or {})},
                                      stdout=subprocess.DEVNULL, stderr=open(self.log_path, "w"))
         self.api = f"http://{self.listen}"
 

@@ -572,6 +572,7 @@ impl Supervisor {
                     }
                     Some(LinkEvent::Update { update, .. }) if matches!(&update.notification, Notification::SystemInfo(s) if s.in_service()) =>
                     {
+                        info!(node = %url, via = "notification", "node back in service");
                         self.confirmed = Some(idx);
                         return true;
                     }
@@ -584,6 +585,7 @@ impl Supervisor {
             match self.rest.system_info(&url).await {
                 Ok(info) if info.in_service() => {
                     self.down_since = None;
+                    info!(node = %url, via = "poll", "node back in service");
                     self.confirmed = Some(idx);
                     return true;
                 }
