@@ -13,7 +13,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import ROOT, Daemon, Sim, machine, proc_stats, table, ts, wait, workdir  # noqa: E402
+from simlib import ROOT, Daemon, Sim, machine, proc_stats, table, ts, wait, workdir  # noqa: E402
 import herd  # noqa: E402
 
 RECOVERY_NORMAL = """first_retry_window = "0s"

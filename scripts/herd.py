@@ -9,7 +9,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import ROOT, Daemon, Sim, table, ts, wait, workdir  # noqa: E402
+from simlib import ROOT, Daemon, Sim, table, ts, wait, workdir  # noqa: E402
 
 WINDOW = 5.0
 DOWN = 8.0

@@ -108,10 +108,16 @@ impl<'a> Pull<'a> {
         }
     }
 
-    /// Reads the current element's text into `slot`.
-    pub(crate) fn text_into(&mut self, slot: &mut Option<String>) -> Result<bool, XmlError> {
-        *slot = Some(self.text()?);
-        Ok(true)
+    /// Reads an element whose children are all text fields: each child named in `slots`
+    /// fills its slot, the others are skipped.
+    pub(crate) fn fields(&mut self, slots: &mut [(&str, &mut dyn Slot)]) -> Result<(), XmlError> {
+        self.children(|p, name| {
+            let Some((_, slot)) = slots.iter_mut().find(|(n, _)| is(name, n)) else {
+                return Ok(false);
+            };
+            slot.fill(p.text()?);
+            Ok(true)
+        })
     }
 
     /// Skips the rest of the current element.
@@ -142,6 +148,24 @@ impl<'a> Pull<'a> {
         quick_xml::escape::resolve_predefined_entity(name)
             .map(str::to_owned)
             .ok_or_else(|| self.error(format_args!("unknown entity &{name};")))
+    }
+}
+
+/// A text field: a `String`, or an `Option<String>` that records presence.
+pub(crate) trait Slot {
+    /// Stores the element's text.
+    fn fill(&mut self, text: String);
+}
+
+impl Slot for String {
+    fn fill(&mut self, text: String) {
+        *self = text;
+    }
+}
+
+impl Slot for Option<String> {
+    fn fill(&mut self, text: String) {
+        *self = Some(text);
     }
 }
 

@@ -14,20 +14,12 @@ type Read<T> = Result<T, XmlError>;
 impl NodeAddress {
     fn read(p: &mut Pull<'_>) -> Read<Self> {
         let mut n = Self::default();
-        p.children(|p, name| {
-            if is(name, "host") {
-                n.host = p.text()?;
-                Ok(true)
-            } else if is(name, "httpsPort") {
-                p.text_into(&mut n.https_port)
-            } else if is(name, "xmppPort") {
-                p.text_into(&mut n.xmpp_port)
-            } else if is(name, "xmppSecurePort") {
-                p.text_into(&mut n.xmpp_secure_port)
-            } else {
-                Ok(false)
-            }
-        })?;
+        p.fields(&mut [
+            ("host", &mut n.host),
+            ("httpsPort", &mut n.https_port),
+            ("xmppPort", &mut n.xmpp_port),
+            ("xmppSecurePort", &mut n.xmpp_secure_port),
+        ])?;
         Ok(n)
     }
 }
@@ -58,26 +50,15 @@ impl SystemInfo {
 impl Media {
     pub(crate) fn read(p: &mut Pull<'_>) -> Read<Self> {
         let mut m = Self::default();
-        p.children(|p, name| {
-            let slot = if is(name, "id") {
-                &mut m.id
-            } else if is(name, "state") {
-                &mut m.state
-            } else if is(name, "maxDialogLimit") {
-                &mut m.max_dialog_limit
-            } else if is(name, "interruptAction") {
-                &mut m.interrupt_action
-            } else if is(name, "dialogLogoutAction") {
-                &mut m.dialog_logout_action
-            } else if is(name, "routable") {
-                &mut m.routable
-            } else if is(name, "reasonCodeId") {
-                &mut m.reason_code_id
-            } else {
-                return Ok(false);
-            };
-            p.text_into(slot)
-        })?;
+        p.fields(&mut [
+            ("id", &mut m.id),
+            ("state", &mut m.state),
+            ("maxDialogLimit", &mut m.max_dialog_limit),
+            ("interruptAction", &mut m.interrupt_action),
+            ("dialogLogoutAction", &mut m.dialog_logout_action),
+            ("routable", &mut m.routable),
+            ("reasonCodeId", &mut m.reason_code_id),
+        ])?;
         Ok(m)
     }
 }
@@ -114,7 +95,7 @@ impl MediaProperties {
         let mut m = Self::default();
         p.children(|p, name| {
             if is(name, "mediaId") {
-                return p.text_into(&mut m.media_id);
+                m.media_id = Some(p.text()?);
             } else if is(name, "queueName") {
                 m.queue_name = p.text()?;
             } else if is(name, "callvariables") {
@@ -136,16 +117,7 @@ impl CallVariables {
                 return Ok(false);
             }
             let mut v = CallVariable::default();
-            p.children(|p, name| {
-                if is(name, "name") {
-                    v.name = p.text()?;
-                } else if is(name, "value") {
-                    v.value = p.text()?;
-                } else {
-                    return Ok(false);
-                }
-                Ok(true)
-            })?;
+            p.fields(&mut [("name", &mut v.name), ("value", &mut v.value)])?;
             list.variables.push(v);
             Ok(true)
         })?;
@@ -204,21 +176,12 @@ impl ApiErrors {
                 return Ok(false);
             }
             let mut e = ApiError::default();
-            p.children(|p, name| {
-                let slot = if is(name, "ErrorData") {
-                    &mut e.data
-                } else if is(name, "ErrorMedia") {
-                    &mut e.media
-                } else if is(name, "ErrorMessage") {
-                    &mut e.message
-                } else if is(name, "ErrorType") {
-                    &mut e.error_type
-                } else {
-                    return Ok(false);
-                };
-                *slot = p.text()?;
-                Ok(true)
-            })?;
+            p.fields(&mut [
+                ("ErrorData", &mut e.data),
+                ("ErrorMedia", &mut e.media),
+                ("ErrorMessage", &mut e.message),
+                ("ErrorType", &mut e.error_type),
+            ])?;
             list.errors.push(e);
             Ok(true)
         })?;

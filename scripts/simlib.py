@@ -1,5 +1,6 @@
-"""Shared parts of the system benchmarks: the simulator and daemon processes, their logs and
-metrics, /proc readings, and the result table. Used by scripts/bench.py and scripts/herd.py."""
+"""Shared parts of the scripts that drive finesse-sim and finesse-taskd (bench.py, herd.py,
+demo.py): JSON calls, polling, the simulator and daemon processes with their logs and metrics,
+/proc readings, and the benchmark table."""
 import base64
 import datetime
 import http.client
@@ -24,7 +25,8 @@ def call(method, url, body=None):
             t = r.read().decode()
             return r.status, (json.loads(t) if t else None)
     except urllib.error.HTTPError as e:
-        return e.code, None
+        t = e.read().decode()
+        return e.code, (json.loads(t) if t.startswith("{") else t)
 
 
 def wait(cond, limit=60.0, step=0.005, what="condition"):
@@ -164,21 +166,32 @@ format = "json"
         return self.ready() and self.state()["links"]["xmpp"] == "up"
 
     def log(self):
-        out = []
-        for line in open(self.log_path):
+        """Every JSON log line so far (read incrementally: polling it costs the daemon nothing)."""
+        if not hasattr(self, "_lines"):
+            self._lines, self._pos, self._rest = [], 0, b""
+        with open(self.log_path, "rb") as f:
+            f.seek(self._pos)
+            chunk = f.read()
+        self._pos += len(chunk)
+        *complete, self._rest = (self._rest + chunk).split(b"\n")
+        for line in complete:
             try:
-                out.append(json.loads(line))
+                self._lines.append(json.loads(line))
             except json.JSONDecodeError:
                 pass
-        return out
+        return self._lines
 
     def steady_after(self, t):
-        """Time of the first 'phase Steady' line at or after t, or None."""
-        for e in self.log():
+        """Time of the first 'phase Steady' line at or after t, or None (read from the end)."""
+        found = None
+        for e in reversed(self.log()):
+            stamp = ts(e["timestamp"])
+            if stamp < t:
+                break
             f = e.get("fields", {})
-            if f.get("message") == "phase" and f.get("phase") == "Steady" and ts(e["timestamp"]) >= t:
-                return ts(e["timestamp"])
-        return None
+            if f.get("message") == "phase" and f.get("phase") == "Steady":
+                found = stamp
+        return found
 
     def metric(self, name):
         with urllib.request.urlopen(f"{self.api}/metrics", timeout=10) as r:
