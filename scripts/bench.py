@@ -34,12 +34,13 @@ def verdict(ok):
 def throughput():
     out = subprocess.run(["cargo", "bench", "--locked", "--bench", "notifications", "--", "--noplot"],
                          cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    m = re.search(r"notification throughput: (\d+) updates/s decode\+apply, (\d+) docs/s bare tokenize, ratio ([\d.]+)", out)
+    m = re.search(r"notification throughput: (\d+) updates/s decode\+apply, (\d+) docs/s bare tokenize, ratio ([\d.]+), escaped form (\d+)", out)
     if not m:
         raise SystemExit(f"bench: no throughput line in:\n{out}")
-    ups, floor, ratio = int(m[1]), int(m[2]), float(m[3])
-    return ("notification throughput: decode + apply escaped `<Update>`s (Media, dialog POST/PUT/DELETE, errors)",
-            f"{ups:,} updates/s", f"bare quick-xml tokenize {floor:,} docs/s", f"{ratio:.2f}",
+    ups, floor, ratio, escaped = int(m[1]), int(m[2]), float(m[3]), int(m[4])
+    return ("notification throughput: decode + apply `<Update>`s (Media, dialog POST/PUT/DELETE, errors)",
+            f"{ups:,} updates/s as the XMPP layer hands them over; {escaped:,} updates/s from the escaped form",
+            f"bare quick-xml tokenize {floor:,} docs/s", f"{ratio:.2f}",
             ">= 200k/s, ratio >= 0.3", verdict(ups >= 200_000 and ratio >= 0.3))
 
 

@@ -68,20 +68,37 @@ pub struct DialogView {
 
 impl DialogView {
     /// The view of a Dialog document (`fallback_mrd` when it names none).
-    pub fn from_dialog(d: &Dialog, fallback_mrd: u32) -> Self {
+    /// The document's text moves into the view (no copies: this is the notification path).
+    pub fn from_dialog(d: Dialog, fallback_mrd: u32) -> Self {
+        let media_id = d.mrd().unwrap_or(fallback_mrd);
         Self {
-            id: d.id.trim().to_owned(),
-            media_id: d.mrd().unwrap_or(fallback_mrd),
-            state: d.state.trim().to_owned(),
-            participant_state: d.participant_state().trim().to_owned(),
+            id: trimmed(d.id),
+            media_id,
+            state: trimmed(d.state),
+            participant_state: d
+                .participants
+                .participant
+                .into_iter()
+                .next()
+                .map(|p| trimmed(p.state))
+                .unwrap_or_default(),
             call_variables: d
                 .media_properties
                 .callvariables
                 .variables
-                .iter()
-                .map(|v| (v.name.trim().to_owned(), v.value.clone()))
+                .into_iter()
+                .map(|v| (trimmed(v.name), v.value))
                 .collect(),
         }
+    }
+}
+
+/// `s` without surrounding whitespace, reusing its buffer when there is none.
+fn trimmed(s: String) -> String {
+    if s.trim().len() == s.len() {
+        s
+    } else {
+        s.trim().to_owned()
     }
 }
 

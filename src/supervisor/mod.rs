@@ -493,7 +493,7 @@ impl Supervisor {
                 }
             }
             Notification::DialogsAdded(list) => {
-                for d in &list {
+                for d in list {
                     if let Some(view) = self.upsert_dialog(d) {
                         // A task arriving offered or accepted may point at a dead session.
                         if matches!(view.state.as_str(), "OFFERED" | "ACCEPTED") {
@@ -515,7 +515,7 @@ impl Supervisor {
                 if d.state.trim().eq_ignore_ascii_case("CLOSED") {
                     self.shared.remove_dialog(d.id.trim());
                 } else {
-                    self.upsert_dialog(&d);
+                    self.upsert_dialog(d);
                 }
                 None
             }
@@ -531,7 +531,7 @@ impl Supervisor {
         }
     }
 
-    fn upsert_dialog(&mut self, d: &crate::finesse::model::Dialog) -> Option<DialogView> {
+    fn upsert_dialog(&mut self, d: crate::finesse::model::Dialog) -> Option<DialogView> {
         let Some(mrd) = d.mrd() else {
             self.shared.with(|v| v.counters.malformed += 1);
             return None;

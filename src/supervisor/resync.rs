@@ -93,7 +93,7 @@ pub(super) async fn run(s: &mut Supervisor, idx: usize) -> Result<(), RestError>
 
         let list = s.rest.dialogs(&node, want.id).await?;
         let views: Vec<DialogView> = list
-            .iter()
+            .into_iter()
             .map(|d| DialogView::from_dialog(d, want.id))
             .collect();
         let d = s.shared.with(|v| model::diff(&v.dialogs, want.id, &views));
