@@ -161,3 +161,9 @@ fn element_names_match_in_any_ascii_case() {
     assert!(matches!(u.notification, Notification::Media(m) if m.mrd() == Some(7)));
     assert_eq!(u.event, "PUT");
 }
+
+#[test]
+fn a_byte_order_mark_or_leading_whitespace_before_the_root_is_accepted() {
+    assert!(Dialogs::parse("\u{feff}<Dialogs/>").is_ok());
+    assert!(Media::parse("\n  <Media><id>1</id></Media>\n").is_ok_and(|m| m.mrd() == Some(1)));
+}

@@ -228,6 +228,8 @@ impl Supervisor {
         loop {
             if std::mem::take(&mut self.reload_pending) {
                 let _ = self.reload();
+                // The nodes may have changed: ask SystemInfo again.
+                self.confirmed = None;
                 delay = false;
             }
             if delay {
@@ -246,7 +248,11 @@ impl Supervisor {
             if self.shutdown.is_cancelled() {
                 break;
             }
-            let known = self.confirmed.take().zip(self.last_info.clone());
+            let known = self
+                .confirmed
+                .take()
+                .filter(|&i| i < self.cfg.nodes.len())
+                .zip(self.last_info.clone());
             let chosen = match known {
                 Some(k) => Some(k),
                 None => self.choose_node().await,
