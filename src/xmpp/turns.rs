@@ -1,8 +1,13 @@
-//! A transparent stream wrapper that counts round trips: each time data arrives after the
-//! client has written since the last arrival, the client waited for the server once. The TCP
-//! handshake counts as one more. The count covers TLS, stream negotiation, SASL, bind and
+//! A transparent stream wrapper under TLS that counts round trips: each time data arrives after
+//! the client has written since the last arrival, the client waited for the server once. The
+//! TCP handshake counts as one more. The count covers TLS, stream negotiation, SASL, bind and
 //! every IQ, pipelined exchanges once, and feeds `finesse_taskd_xmpp_round_trips_total`, which
 //! the benchmarks set against the loopback round-trip time.
+//!
+//! After each arrival it also asks the kernel to acknowledge the next segment at once
+//! (TCP_QUICKACK): a server that leaves Nagle's algorithm on holds the second segment of a
+//! reply until the first is acknowledged, and a delayed ACK would cost about 40 ms per such
+//! reply (measured against Prosody's default settings: see benches/RESULTS.md).
 
 use std::io;
 use std::pin::Pin;
@@ -10,6 +15,20 @@ use std::task::{Context, Poll};
 
 use prometheus_client::metrics::counter::Counter;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+/// A socket that can be told to acknowledge the next segment at once.
+pub trait QuickAck {
+    /// Best effort: an error only means the ACK may be delayed as usual.
+    fn ack_next_now(&self) {}
+}
+
+impl QuickAck for TcpStream {
+    fn ack_next_now(&self) {
+        #[cfg(target_os = "linux")]
+        let _ = socket2::SockRef::from(self).set_tcp_quickack(true);
+    }
+}
 
 /// `S` with its round trips counted.
 pub struct Turns<S> {
@@ -32,7 +51,7 @@ impl<S> Turns<S> {
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Turns<S> {
+impl<S: AsyncRead + QuickAck + Unpin> AsyncRead for Turns<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -41,10 +60,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for Turns<S> {
         let this = self.get_mut();
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before && this.wrote {
-            this.wrote = false;
-            if let Some(c) = &this.count {
-                c.inc();
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            this.inner.ack_next_now();
+            if std::mem::take(&mut this.wrote) {
+                if let Some(c) = &this.count {
+                    c.inc();
+                }
             }
         }
         polled
@@ -78,6 +99,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Turns<S> {
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    impl QuickAck for tokio::io::DuplexStream {}
 
     #[tokio::test]
     async fn counts_one_per_answer_waited_for_and_none_for_unsolicited_data() {
