@@ -108,6 +108,23 @@ impl<'a> Pull<'a> {
         }
     }
 
+    /// Reads a list element: each child named `item` is read by `read`, the others skipped.
+    pub(crate) fn list<T>(
+        &mut self,
+        item: &str,
+        mut read: impl FnMut(&mut Self) -> Result<T, XmlError>,
+    ) -> Result<Vec<T>, XmlError> {
+        let mut out = Vec::new();
+        self.children(|p, name| {
+            if !is(name, item) {
+                return Ok(false);
+            }
+            out.push(read(p)?);
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
     /// Reads an element whose children are all text fields: each child named in `slots`
     /// fills its slot, the others are skipped.
     pub(crate) fn fields(&mut self, slots: &mut [(&str, &mut dyn Slot)]) -> Result<(), XmlError> {

@@ -74,13 +74,7 @@ impl Participant {
             } else if is(name, "stateChangeTime") {
                 x.state_change_time = p.text()?;
             } else if is(name, "actions") {
-                p.children(|p, name| {
-                    if !is(name, "action") {
-                        return Ok(false);
-                    }
-                    x.actions.action.push(p.text()?);
-                    Ok(true)
-                })?;
+                x.actions.action = p.list("action", Pull::text)?;
             } else {
                 return Ok(false);
             }
@@ -111,17 +105,12 @@ impl MediaProperties {
 
 impl CallVariables {
     fn read(p: &mut Pull<'_>) -> Read<Self> {
-        let mut list = Self::default();
-        p.children(|p, name| {
-            if !is(name, "CallVariable") {
-                return Ok(false);
-            }
+        let variables = p.list("CallVariable", |p| {
             let mut v = CallVariable::default();
             p.fields(&mut [("name", &mut v.name), ("value", &mut v.value)])?;
-            list.variables.push(v);
-            Ok(true)
+            Ok(v)
         })?;
-        Ok(list)
+        Ok(Self { variables })
     }
 }
 
@@ -138,13 +127,7 @@ impl Dialog {
             } else if is(name, "mediaProperties") {
                 d.media_properties = MediaProperties::read(p)?;
             } else if is(name, "participants") {
-                p.children(|p, name| {
-                    if !is(name, "Participant") {
-                        return Ok(false);
-                    }
-                    d.participants.participant.push(Participant::read(p)?);
-                    Ok(true)
-                })?;
+                d.participants.participant = p.list("Participant", Participant::read)?;
             } else {
                 return Ok(false);
             }
@@ -156,25 +139,15 @@ impl Dialog {
 
 impl Dialogs {
     pub(crate) fn read(p: &mut Pull<'_>) -> Read<Self> {
-        let mut list = Self::default();
-        p.children(|p, name| {
-            if !is(name, "Dialog") {
-                return Ok(false);
-            }
-            list.dialogs.push(Dialog::read(p)?);
-            Ok(true)
-        })?;
-        Ok(list)
+        Ok(Self {
+            dialogs: p.list("Dialog", Dialog::read)?,
+        })
     }
 }
 
 impl ApiErrors {
     pub(crate) fn read(p: &mut Pull<'_>) -> Read<Self> {
-        let mut list = Self::default();
-        p.children(|p, name| {
-            if !is(name, "ApiError") {
-                return Ok(false);
-            }
+        let errors = p.list("ApiError", |p| {
             let mut e = ApiError::default();
             p.fields(&mut [
                 ("ErrorData", &mut e.data),
@@ -182,10 +155,9 @@ impl ApiErrors {
                 ("ErrorMessage", &mut e.message),
                 ("ErrorType", &mut e.error_type),
             ])?;
-            list.errors.push(e);
-            Ok(true)
+            Ok(e)
         })?;
-        Ok(list)
+        Ok(Self { errors })
     }
 }
 
