@@ -1,6 +1,7 @@
-//! XMPP transport for Finesse's Notification Service. Today this holds the connector that opens
-//! a TCP, direct-TLS or STARTTLS stream with a caller-chosen trust store; the session,
-//! liveness and pubsub layers build on it.
+//! XMPP transport for Finesse's Notification Service: the connector that opens a TCP,
+//! direct-TLS or STARTTLS stream with a caller-chosen trust store, the socket wrapper that
+//! counts round trips and acknowledges at once (`turns`), the login (`session`) and the
+//! long-lived stanza stream with liveness and pubsub (`link`).
 
 pub mod connector;
 pub mod link;
