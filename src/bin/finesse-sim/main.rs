@@ -12,6 +12,7 @@ mod chat;
 mod cluster;
 mod config;
 mod listener;
+mod ports;
 mod prosody;
 mod publisher;
 mod rest;
@@ -114,11 +115,6 @@ fn main() -> ExitCode {
     }
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(l.local_addr()?.port())
-}
-
 async fn run(cli: Cli, config: SimConfig) -> anyhow::Result<()> {
     let _temp;
     let dir = match &cli.state_dir {
@@ -155,12 +151,14 @@ async fn run(cli: Cli, config: SimConfig) -> anyhow::Result<()> {
             .rest_listen
             .parse()
             .with_context(|| format!("nodes[{index}].rest_listen: {:?}", nc.rest_listen))?;
-        let listener = TcpListener::bind(rest)
-            .await
+        let listener = ports::listen(rest)
+            .and_then(|l| {
+                l.set_nonblocking(true)?;
+                Ok(TcpListener::from_std(l)?)
+            })
             .with_context(|| format!("binding REST listener {rest}"))?;
         let rest_port = listener.local_addr()?.port();
         let prosody = if cli.spawn_prosody {
-            let (c2s, dtls) = (free_port()?, free_port()?);
             let mut accounts: Vec<(String, String)> = config
                 .agents
                 .iter()
@@ -170,8 +168,8 @@ async fn run(cli: Cli, config: SimConfig) -> anyhow::Result<()> {
             let spec = ProsodySpec {
                 dir: dir.join(format!("prosody-{}", nc.name)),
                 domain: config.domain.clone(),
-                c2s_port: c2s,
-                direct_tls_port: dtls,
+                c2s_port: 0,
+                direct_tls_port: 0,
                 smacks: cli.smacks,
                 nagle: cli.xmpp_nagle,
                 plain: cli.plain_xmpp,

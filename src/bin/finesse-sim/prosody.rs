@@ -5,7 +5,9 @@
 //! roster holds the `finesse` publisher (and the publisher's roster holds every agent), so the
 //! agent sees the publisher's presence exactly as a Finesse client sees the `finesse` user.
 //! Each Prosody is started under `setpriv --pdeathsig KILL`, so it dies with the simulator even
-//! when the simulator is killed outright.
+//! when the simulator is killed outright. Its ports are drawn by [`crate::ports`], and a start
+//! counts only when Prosody's own process listens on both: Prosody does not exit when a port is
+//! taken, and a client would then talk to whoever holds it.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -18,6 +20,15 @@ use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
 use crate::certs::Pki;
+use crate::ports::{self, Listener};
+
+/// Launch attempts with freshly drawn ports when another process took one.
+const LAUNCHES: usize = 5;
+
+/// Another process listens on a port this Prosody was given.
+#[derive(Debug, thiserror::Error)]
+#[error("port {0} is taken by another process, so prosody cannot listen on it")]
+pub struct PortTaken(pub u16);
 
 /// What one Prosody instance serves.
 #[derive(Debug, Clone)]
@@ -26,9 +37,9 @@ pub struct ProsodySpec {
     pub dir: PathBuf,
     /// The XMPP domain.
     pub domain: String,
-    /// The STARTTLS (or plain) c2s port.
+    /// The STARTTLS (or plain) c2s port (drawn by [`Prosody::launch`]).
     pub c2s_port: u16,
-    /// The direct-TLS port (like Finesse's 5223).
+    /// The direct-TLS port, like Finesse's 5223 (drawn by [`Prosody::launch`]).
     pub direct_tls_port: u16,
     /// Offer XEP-0198 stream management.
     pub smacks: bool,
@@ -86,12 +97,12 @@ fn lua(s: &str) -> String {
 }
 
 impl Prosody {
-    /// Writes the config, accounts and rosters, then starts the server.
+    /// Writes the accounts and rosters, draws the ports, writes the config and starts the
+    /// server; draws again (up to [`LAUNCHES`] times) when another process holds a port.
     pub async fn launch(spec: ProsodySpec) -> anyhow::Result<Self> {
         let host_dir = spec.dir.join("data").join(encode(&spec.domain));
         std::fs::create_dir_all(host_dir.join("accounts"))?;
         std::fs::create_dir_all(host_dir.join("roster"))?;
-        std::fs::write(spec.dir.join("prosody.cfg.lua"), config_text(&spec))?;
         for (user, password) in &spec.accounts {
             write_account(&spec, user, password)?;
         }
@@ -119,8 +130,22 @@ impl Prosody {
             child: None,
             frozen: false,
         };
-        prosody.start().await?;
-        Ok(prosody)
+        let mut attempt = 1;
+        loop {
+            let held = ports::reserve(2)?;
+            prosody.spec.c2s_port = ports::port(&held[0])?;
+            prosody.spec.direct_tls_port = ports::port(&held[1])?;
+            let config = prosody.spec.dir.join("prosody.cfg.lua");
+            std::fs::write(config, config_text(&prosody.spec))?;
+            drop(held);
+            match prosody.start().await {
+                Err(e) if attempt < LAUNCHES && e.downcast_ref::<PortTaken>().is_some() => {
+                    tracing::warn!(error = %e, attempt, "prosody lost a port; drawing new ones");
+                    attempt += 1;
+                }
+                result => return result.map(|()| prosody),
+            }
+        }
     }
 
     /// The spec it runs with.
@@ -135,7 +160,8 @@ impl Prosody {
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
-    /// Starts the process if it is not running, and waits until its c2s port accepts.
+    /// Starts the process if it is not running, and waits until it listens on both ports;
+    /// kills it again when it cannot (a port taken, a start-up failure, 20 s without both).
     pub async fn start(&mut self) -> anyhow::Result<()> {
         if self.is_running() {
             return Ok(());
@@ -163,30 +189,34 @@ impl Prosody {
         let child = cmd.spawn().context("spawning prosody")?;
         self.child = Some(child);
         self.frozen = false;
-        self.wait_listening().await
+        let listening = self.wait_listening().await;
+        if listening.is_err() {
+            self.kill().await?;
+        }
+        listening
     }
 
     async fn wait_listening(&mut self) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         let addrs = [self.spec.c2s_port, self.spec.direct_tls_port];
         loop {
-            let mut up = 0;
-            for port in addrs {
-                if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                    .await
-                    .is_ok()
-                {
-                    up += 1;
-                }
-            }
-            if up == addrs.len() {
-                return Ok(());
-            }
             if !self.is_running() {
                 bail!(
                     "prosody exited during start-up; see {}",
                     self.spec.dir.join("prosody.log").display()
                 );
+            }
+            let pid = self.pid().context("prosody is not running")?.as_raw();
+            let mut ours = 0;
+            for port in addrs {
+                match ports::listener(pid, port)? {
+                    Listener::Ours => ours += 1,
+                    Listener::Other => return Err(PortTaken(port).into()),
+                    Listener::Nobody => {}
+                }
+            }
+            if ours == addrs.len() {
+                return Ok(());
             }
             if tokio::time::Instant::now() > deadline {
                 bail!("prosody did not open ports {addrs:?} within 20 s");
@@ -339,7 +369,47 @@ Component {pubsub} "pubsub"
 
 #[cfg(test)]
 mod tests {
-    use super::encode;
+    use super::*;
+
+    #[tokio::test]
+    async fn a_port_taken_by_another_process_fails_the_start_and_leaves_nothing_running() {
+        check_installed().expect("prosody must be installed: scripts/install-deps.sh");
+        let dir = tempfile::tempdir().unwrap();
+        let domain = "finesse.test".to_string();
+        let spec = ProsodySpec {
+            dir: dir.path().join("prosody"),
+            pki: crate::certs::generate(&dir.path().join("certs"), &domain).unwrap(),
+            domain,
+            c2s_port: 0,
+            direct_tls_port: 0,
+            smacks: false,
+            nagle: false,
+            plain: false,
+            publisher: "finesse".into(),
+            accounts: vec![("finesse".into(), "pw".into())],
+        };
+        let mut prosody = Prosody::launch(spec).await.unwrap();
+        let pid = prosody.pid().unwrap().as_raw();
+        let (c2s, dtls) = (prosody.spec().c2s_port, prosody.spec().direct_tls_port);
+        assert_ne!(c2s, dtls);
+        assert_eq!(ports::listener(pid, c2s).unwrap(), Listener::Ours);
+        assert_eq!(ports::listener(pid, dtls).unwrap(), Listener::Ours);
+
+        prosody.stop().await.unwrap();
+        let thief = std::net::TcpListener::bind(("127.0.0.1", dtls)).unwrap();
+        let err = prosody.start().await.unwrap_err();
+        assert_eq!(err.downcast_ref::<PortTaken>().map(|t| t.0), Some(dtls));
+        assert!(
+            !prosody.is_running(),
+            "a Prosody without its ports was left running"
+        );
+
+        drop(thief);
+        prosody.start().await.unwrap();
+        let pid = prosody.pid().unwrap().as_raw();
+        assert_eq!(ports::listener(pid, dtls).unwrap(), Listener::Ours);
+        prosody.stop().await.unwrap();
+    }
 
     #[test]
     fn encodes_names_like_prosody_datamanager() {
