@@ -1,5 +1,8 @@
 //! Choosing a node (SystemInfo, with failover only after `failover_after`) and bringing the
-//! XMPP session up on it: login, presence, and the full-JID subscriptions.
+//! XMPP session up on it: login, presence, and the full-JID subscriptions; and the TLS client
+//! configuration the XMPP connector uses (the configured CA, else the platform store).
+
+use std::sync::Arc;
 
 use tokio::time::Instant;
 use tokio_xmpp::jid::Jid;
@@ -215,4 +218,44 @@ impl Supervisor {
         info!(jid = %params.jid, addr = %params.connector_addr(), "XMPP session up");
         Ok(())
     }
+}
+
+impl LoginParams {
+    fn connector_addr(&self) -> String {
+        format!("{:?}", self.connector)
+    }
+}
+
+/// The XMPP TLS client configuration: the configured CA, else the platform store.
+pub(super) fn tls_config(
+    ca_pem: Option<&[u8]>,
+) -> Result<Arc<tokio_xmpp::rustls::ClientConfig>, String> {
+    match ca_pem {
+        Some(pem) => Connector::client_config_from_pem(pem).map_err(|e| format!("ca_file: {e}")),
+        None => {
+            let mut roots = tokio_xmpp::rustls::RootCertStore::empty();
+            // No extra CA: trust the platform store, as tokio-xmpp itself would.
+            for cert in rustls_native_certs_fallback() {
+                let _ = roots.add(cert);
+            }
+            let provider = Arc::new(tokio_xmpp::rustls::crypto::aws_lc_rs::default_provider());
+            let cfg = tokio_xmpp::rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(|e| e.to_string())?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            Ok(Arc::new(cfg))
+        }
+    }
+}
+
+fn rustls_native_certs_fallback() -> Vec<tokio_xmpp::rustls::pki_types::CertificateDer<'static>> {
+    let path = std::path::Path::new("/etc/ssl/certs/ca-certificates.crt");
+    let Ok(pem) = std::fs::read(path) else {
+        return Vec::new();
+    };
+    use tokio_xmpp::rustls::pki_types::pem::PemObject;
+    tokio_xmpp::rustls::pki_types::CertificateDer::pem_slice_iter(&pem)
+        .filter_map(Result::ok)
+        .collect()
 }

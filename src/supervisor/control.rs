@@ -3,7 +3,8 @@
 
 use tracing::{info, warn};
 
-use super::{Exit, Supervisor, command, tls_config};
+use super::connect::tls_config;
+use super::{Exit, Supervisor, command};
 use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::finesse::rest::{Rest, RestError};

@@ -15,11 +15,13 @@
 //!    the node to come back (polling SystemInfo), and resync; if the other node is in
 //!    service meanwhile, fail over.
 
+mod apply;
 pub mod command;
 mod connect;
 mod control;
 mod resync;
 pub mod state;
+mod steady;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,12 +32,8 @@ use tracing::{info, warn};
 
 use crate::backoff::Backoff;
 use crate::config::Config;
-use crate::finesse::model::Notification;
-use crate::finesse::rest::{Rest, RestError};
-use crate::model::{DialogView, MediaView, needs_sign_in, settings_drift};
-use crate::xmpp::Connector;
-use crate::xmpp::link::{Link, LinkEvent};
-use crate::xmpp::session::LoginParams;
+use crate::finesse::rest::Rest;
+use crate::xmpp::link::Link;
 use state::{Phase, Shared};
 
 /// Errors that stop the daemon.
@@ -106,7 +104,7 @@ impl Supervisor {
             cfg.max_body,
         )
         .map_err(Fatal::Setup)?;
-        let tls = tls_config(cfg.ca_pem.as_deref()).map_err(Fatal::Setup)?;
+        let tls = connect::tls_config(cfg.ca_pem.as_deref()).map_err(Fatal::Setup)?;
         let backoff = Backoff::new(&cfg.recovery);
         Ok(Self {
             cfg,
@@ -335,318 +333,4 @@ impl Supervisor {
         self.apply_stop_policy().await;
         Ok(())
     }
-
-    /// Events read while setting up are applied as in steady state.
-    fn link_requeue(&mut self, ev: LinkEvent) {
-        if matches!(ev, LinkEvent::Update { .. }) {
-            self.shared.metrics.notification("buffered");
-        }
-        let _ = self.apply(ev);
-    }
-
-    async fn resync_or_cause(&mut self, idx: usize) -> bool {
-        self.set_phase(Phase::Resyncing, None);
-        let shutdown = self.shutdown.clone();
-        let result = tokio::select! {
-            () = shutdown.cancelled() => return false,
-            r = resync::run(self, idx) => r,
-        };
-        match result {
-            Ok(()) => {
-                self.down_since = None;
-                self.set_phase(Phase::Steady, None);
-                if let Some(at) = self.failure_at.take() {
-                    self.shared.metrics.ready_after(at.elapsed().as_secs_f64());
-                }
-                true
-            }
-            Err(e) => {
-                warn!(error = %e, "resync failed");
-                if matches!(e, RestError::Malformed(_)) {
-                    self.shared.with(|v| v.counters.malformed += 1);
-                }
-                if matches!(e, RestError::Transport(_)) {
-                    self.shared.set_link("rest", false, Some(e.cause()));
-                }
-                if matches!(e, RestError::Unauthorized) {
-                    self.shared.metrics.auth_failure();
-                }
-                let phase = if matches!(e, RestError::Unauthorized) {
-                    Phase::AuthFailed
-                } else {
-                    Phase::Recovering
-                };
-                self.set_phase(phase, Some(e.cause()));
-                false
-            }
-        }
-    }
-
-    async fn steady(&mut self, idx: usize) -> Exit {
-        let since = Instant::now();
-        // Timers only where something is due (an idle daemon wakes for little else than
-        // the XMPP ping): the next beat, the backoff reset, the periodic resync.
-        let mut reset_at = Some(since + self.cfg.recovery.healthy_after);
-        let every = self.cfg.recovery.resync_every;
-        let resync_at = (!every.is_zero()).then(|| since + every);
-        let mut beat_at = since;
-        loop {
-            let next = [Some(beat_at), reset_at, resync_at]
-                .into_iter()
-                .flatten()
-                .min()
-                .unwrap_or(beat_at);
-            tokio::select! {
-                () = self.shutdown.cancelled() => return Exit::Shutdown,
-                () = tokio::time::sleep_until(next) => {
-                    let now = Instant::now();
-                    if now >= beat_at {
-                        self.stall_hook().await;
-                        self.shared.beat();
-                        beat_at = Instant::now() + self.beat_every();
-                    }
-                    if reset_at.is_some_and(|t| now >= t) {
-                        self.backoff.reset();
-                        reset_at = None;
-                    }
-                    if resync_at.is_some_and(|t| now >= t) {
-                        return Exit::Resync("periodic");
-                    }
-                }
-                ev = self.link.next() => {
-                    let Some(ev) = ev else { return Exit::Lost("xmpp_closed") };
-                    if let Some(exit) = self.apply(ev) {
-                        return exit;
-                    }
-                }
-                Some(req) = self.commands.recv() => self.handle(idx, req).await,
-                Some(()) = self.reloads.recv() => {
-                    if let Some(exit) = self.reload() {
-                        return exit;
-                    }
-                }
-            }
-        }
-    }
-
-    /// Applies one link event to the view; returns why steady state must end, if it must.
-    fn apply(&mut self, ev: LinkEvent) -> Option<Exit> {
-        match ev {
-            LinkEvent::Up => None,
-            LinkEvent::Down => {
-                // Silent past the soft timeout: the ping went unanswered (a dead link), as
-                // opposed to a socket that closed or broke.
-                let cause = if self.link.silent_for() >= self.cfg.xmpp.ping_interval {
-                    "xmpp_ping_timeout"
-                } else {
-                    "xmpp_lost"
-                };
-                warn!(
-                    cause,
-                    silent_ms = self.link.silent_for().as_millis() as u64,
-                    "XMPP session lost"
-                );
-                self.shared.set_link("xmpp", false, Some(cause));
-                Some(Exit::Lost(cause))
-            }
-            LinkEvent::IqResult { .. } => None,
-            LinkEvent::FinessePresence(true) => None,
-            LinkEvent::FinessePresence(false) => {
-                warn!("finesse presence UNAVAILABLE");
-                Some(Exit::Wait("finesse_unavailable"))
-            }
-            LinkEvent::Malformed { node, error } => {
-                warn!(%node, %error, "malformed notification");
-                self.shared.metrics.notification("malformed");
-                self.shared.with(|v| v.counters.malformed += 1);
-                None
-            }
-            LinkEvent::Update { node, update } => {
-                self.shared.metrics.notification("applied");
-                self.apply_update(&node, *update)
-            }
-        }
-    }
-
-    fn apply_update(&mut self, node: &str, update: crate::finesse::model::Update) -> Option<Exit> {
-        let agent = self.cfg.agent_id.clone();
-        let mine = format!("/finesse/api/User/{agent}/");
-        let foreign = |p: &str| p.starts_with("/finesse/api/User/") && !p.starts_with(&mine);
-        if foreign(node) || foreign(update.source.trim()) {
-            warn!(%node, "notification for another agent ignored");
-            return None;
-        }
-        match update.notification {
-            Notification::SystemInfo(s) if !s.in_service() => {
-                warn!(status = %s.status, "SystemInfo: node not in service");
-                Some(Exit::Wait("out_of_service"))
-            }
-            Notification::SystemInfo(_) => None,
-            Notification::Media(m) => {
-                let Some(id) = m.mrd() else {
-                    self.shared.with(|v| v.counters.malformed += 1);
-                    return None;
-                };
-                let want = self.cfg.media.iter().find(|c| c.id == id)?.clone();
-                self.shared
-                    .set_media(MediaView::from_media(id, &m, Some(&want)));
-                if needs_sign_in(m.state()) {
-                    Some(Exit::Resync("media_signed_out"))
-                } else if settings_drift(&m, &want) {
-                    Some(Exit::Resync("settings_drift"))
-                } else {
-                    None
-                }
-            }
-            Notification::DialogsAdded(list) => {
-                for d in list {
-                    if let Some(view) = self.upsert_dialog(d) {
-                        // A task arriving offered or accepted may point at a dead session.
-                        if matches!(view.state.as_str(), "OFFERED" | "ACCEPTED") {
-                            if let Some(g) = &self.orphans {
-                                g.watch(&view);
-                            }
-                        }
-                    }
-                }
-                None
-            }
-            Notification::DialogsRemoved(list) => {
-                for d in &list {
-                    self.shared.remove_dialog(d.id.trim());
-                }
-                None
-            }
-            Notification::DialogChanged(d) => {
-                if d.state.trim().eq_ignore_ascii_case("CLOSED") {
-                    self.shared.remove_dialog(d.id.trim());
-                } else {
-                    self.upsert_dialog(d);
-                }
-                None
-            }
-            Notification::Errors(errors) => {
-                for e in errors {
-                    if !e.is_already_logged_in() {
-                        warn!(code = %e.data, message = %e.message, mrd = %e.media, "asynchronous Finesse error");
-                    }
-                }
-                None
-            }
-            Notification::Other => None,
-        }
-    }
-
-    fn upsert_dialog(&mut self, d: crate::finesse::model::Dialog) -> Option<DialogView> {
-        let Some(mrd) = d.mrd() else {
-            self.shared.with(|v| v.counters.malformed += 1);
-            return None;
-        };
-        if d.id.trim().is_empty() {
-            warn!(mrd, "dialog without <id> ignored");
-            self.shared.with(|v| v.counters.malformed += 1);
-            return None;
-        }
-        if !self.cfg.media.iter().any(|m| m.id == mrd) {
-            warn!(id = %d.id, mrd, "dialog for an unknown MRD or without id ignored");
-            return None;
-        }
-        let view = DialogView::from_dialog(d, mrd);
-        self.shared.upsert_dialog(view.clone());
-        Some(view)
-    }
-
-    /// Keeps the XMPP session and polls SystemInfo until the node is back (or the other is
-    /// in service, which the next pass picks up). False on shutdown.
-    async fn wait_in_service(&mut self, idx: usize) -> bool {
-        let url = self.cfg.nodes[idx].clone();
-        self.down_since.get_or_insert_with(Instant::now);
-        loop {
-            let poll = self.cfg.recovery.systeminfo_poll;
-            let deadline = Instant::now() + poll;
-            // Meanwhile, notifications still count (an IN_SERVICE SystemInfo ends the wait).
-            loop {
-                let ev = tokio::select! {
-                    () = self.shutdown.cancelled() => return false,
-                    () = tokio::time::sleep_until(deadline) => break,
-                    ev = self.link.next() => ev,
-                };
-                match ev {
-                    None | Some(LinkEvent::Down) => {
-                        self.shared.set_link("xmpp", false, Some("xmpp_lost"));
-                        return true;
-                    }
-                    Some(LinkEvent::Update { update, .. }) if matches!(&update.notification, Notification::SystemInfo(s) if s.in_service()) =>
-                    {
-                        info!(node = %url, via = "notification", "node back in service");
-                        self.confirmed = Some(idx);
-                        return true;
-                    }
-                    Some(other) => {
-                        let _ = self.apply(other);
-                    }
-                }
-            }
-            self.shared.beat();
-            match self.rest.system_info(&url).await {
-                Ok(info) if info.in_service() => {
-                    self.down_since = None;
-                    info!(node = %url, via = "poll", "node back in service");
-                    self.confirmed = Some(idx);
-                    return true;
-                }
-                _ => {
-                    // The other node may be in service: let the main loop decide.
-                    for (k, other) in self.cfg.nodes.iter().enumerate() {
-                        if k != idx
-                            && self
-                                .rest
-                                .system_info(other)
-                                .await
-                                .is_ok_and(|i| i.in_service())
-                        {
-                            return true;
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-impl LoginParams {
-    fn connector_addr(&self) -> String {
-        format!("{:?}", self.connector)
-    }
-}
-
-fn tls_config(ca_pem: Option<&[u8]>) -> Result<Arc<tokio_xmpp::rustls::ClientConfig>, String> {
-    match ca_pem {
-        Some(pem) => Connector::client_config_from_pem(pem).map_err(|e| format!("ca_file: {e}")),
-        None => {
-            let mut roots = tokio_xmpp::rustls::RootCertStore::empty();
-            // No extra CA: trust the platform store, as tokio-xmpp itself would.
-            for cert in rustls_native_certs_fallback() {
-                let _ = roots.add(cert);
-            }
-            let provider = Arc::new(tokio_xmpp::rustls::crypto::aws_lc_rs::default_provider());
-            let cfg = tokio_xmpp::rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .map_err(|e| e.to_string())?
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-            Ok(Arc::new(cfg))
-        }
-    }
-}
-
-fn rustls_native_certs_fallback() -> Vec<tokio_xmpp::rustls::pki_types::CertificateDer<'static>> {
-    let path = std::path::Path::new("/etc/ssl/certs/ca-certificates.crt");
-    let Ok(pem) = std::fs::read(path) else {
-        return Vec::new();
-    };
-    use tokio_xmpp::rustls::pki_types::pem::PemObject;
-    tokio_xmpp::rustls::pki_types::CertificateDer::pem_slice_iter(&pem)
-        .filter_map(Result::ok)
-        .collect()
 }

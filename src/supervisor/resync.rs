@@ -16,6 +16,7 @@ use reqwest::Url;
 use tracing::{info, warn};
 
 use super::Supervisor;
+use super::state::Phase;
 use crate::finesse::model::Media;
 use crate::finesse::rest::{PutOutcome, RestError};
 use crate::model::{self, DialogView, MediaAction, MediaView, needs_sign_in, settings_drift};
@@ -138,4 +139,46 @@ async fn confirm(
         media = s.rest.media(node, mrd).await?;
     }
     Ok(media)
+}
+
+impl Supervisor {
+    /// Runs the resync on node `idx`: steady when it succeeds, else the phase and cause of
+    /// the failure (false).
+    pub(super) async fn resync_or_cause(&mut self, idx: usize) -> bool {
+        self.set_phase(Phase::Resyncing, None);
+        let shutdown = self.shutdown.clone();
+        let result = tokio::select! {
+            () = shutdown.cancelled() => return false,
+            r = run(self, idx) => r,
+        };
+        match result {
+            Ok(()) => {
+                self.down_since = None;
+                self.set_phase(Phase::Steady, None);
+                if let Some(at) = self.failure_at.take() {
+                    self.shared.metrics.ready_after(at.elapsed().as_secs_f64());
+                }
+                true
+            }
+            Err(e) => {
+                warn!(error = %e, "resync failed");
+                if matches!(e, RestError::Malformed(_)) {
+                    self.shared.with(|v| v.counters.malformed += 1);
+                }
+                if matches!(e, RestError::Transport(_)) {
+                    self.shared.set_link("rest", false, Some(e.cause()));
+                }
+                if matches!(e, RestError::Unauthorized) {
+                    self.shared.metrics.auth_failure();
+                }
+                let phase = if matches!(e, RestError::Unauthorized) {
+                    Phase::AuthFailed
+                } else {
+                    Phase::Recovering
+                };
+                self.set_phase(phase, Some(e.cause()));
+                false
+            }
+        }
+    }
 }
