@@ -132,3 +132,15 @@ fn the_password_never_shows_in_debug_output() {
     assert!(!debug.contains("s3cret-value"));
     assert!(debug.contains("<redacted>"));
 }
+
+#[test]
+fn the_printed_config_shows_every_recovery_key_and_never_the_password() {
+    let pw = password_file(0o600);
+    let text = format!("{}[recovery]\nresync_every = \"7m\"\n", base(pw.path()));
+    let shown = parse(&text).unwrap().redacted();
+    assert_eq!(shown["recovery"]["resync_every"], "7m");
+    let keys: Vec<&String> = shown["recovery"].as_object().unwrap().keys().collect();
+    assert_eq!(keys.len(), 10, "{keys:?}");
+    assert_eq!(shown["agent"]["password"], "<redacted>");
+    assert!(!shown.to_string().contains("s3cret-value"));
+}

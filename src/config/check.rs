@@ -1,0 +1,318 @@
+//! Validation of each table of the TOML file into its ready-to-use form. Every check returns a
+//! [`ConfigError`] that names the file and the dotted key; things that are allowed but unwise
+//! (an inline password, plain HTTP with `insecure`) are pushed to the warnings instead.
+
+use std::path::{Path, PathBuf};
+
+use super::raw::{RawAgent, RawFinesse, RawMedia, RawProbe, RawRecovery, RawXmpp};
+use super::{ConfigError, MediaConfig, RecoveryConfig, XmppConfig, choice, err};
+use crate::secret::Secret;
+use crate::xmpp::TlsMode;
+
+/// `agent.id`: a Finesse user id.
+pub(super) fn agent_id(f: &Path, a: &RawAgent) -> Result<String, ConfigError> {
+    let id = a.id.trim().to_owned();
+    if id.is_empty()
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+    {
+        return Err(err(
+            f,
+            "agent.id",
+            format!("{id:?} is not a Finesse user id"),
+        ));
+    }
+    Ok(id)
+}
+
+/// `finesse.nodes`: one or two https URLs (http only with `xmpp.insecure`).
+pub(super) fn nodes(
+    f: &Path,
+    fin: &RawFinesse,
+    insecure: bool,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<reqwest::Url>, ConfigError> {
+    if fin.nodes.is_empty() || fin.nodes.len() > 2 {
+        return Err(err(
+            f,
+            "finesse.nodes",
+            format!("expected 1 or 2 nodes, got {}", fin.nodes.len()),
+        ));
+    }
+    let mut nodes = Vec::new();
+    for (i, n) in fin.nodes.iter().enumerate() {
+        let key = format!("finesse.nodes[{i}]");
+        let url = reqwest::Url::parse(n).map_err(|e| err(f, &key, format!("{n:?}: {e}")))?;
+        match url.scheme() {
+            "https" => {}
+            "http" if insecure => warnings.push(format!("{key}: plain HTTP (insecure = true)")),
+            other => {
+                return Err(err(
+                    f,
+                    key,
+                    format!("scheme {other:?}: use https (http only with xmpp.insecure = true)"),
+                ));
+            }
+        }
+        if url.host_str().is_none() {
+            return Err(err(f, key, format!("{n:?} has no host")));
+        }
+        nodes.push(url);
+    }
+    Ok(nodes)
+}
+
+/// `finesse.ca_file`: a PEM file the TLS client accepts.
+pub(super) fn ca(f: &Path, file: Option<&Path>) -> Result<Option<Vec<u8>>, ConfigError> {
+    let Some(p) = file else { return Ok(None) };
+    let bad = |e: String| err(f, "finesse.ca_file", format!("{}: {e}", p.display()));
+    let pem = std::fs::read(p).map_err(|e| bad(e.to_string()))?;
+    crate::xmpp::Connector::client_config_from_pem(&pem).map_err(|e| bad(e.to_string()))?;
+    Ok(Some(pem))
+}
+
+/// `[xmpp]`.
+pub(super) fn xmpp(f: &Path, x: &RawXmpp) -> Result<XmppConfig, ConfigError> {
+    let tls = match x.tls.as_str() {
+        "direct" => TlsMode::Direct,
+        "starttls" => TlsMode::StartTls,
+        "none" if x.insecure => TlsMode::None,
+        "none" => return Err(err(f, "xmpp.tls", "\"none\" needs xmpp.insecure = true")),
+        other => {
+            return Err(err(
+                f,
+                "xmpp.tls",
+                format!("{other:?} is not one of direct, starttls, none"),
+            ));
+        }
+    };
+    if x.resource.is_empty() || x.resource.eq_ignore_ascii_case("desktop") {
+        return Err(err(
+            f,
+            "xmpp.resource",
+            format!("{:?} is refused: Finesse reserves \"desktop\"", x.resource),
+        ));
+    }
+    if x.ping_interval.is_zero() || x.ping_timeout.is_zero() {
+        return Err(err(
+            f,
+            "xmpp.ping_interval",
+            "ping_interval and ping_timeout must be above zero",
+        ));
+    }
+    Ok(XmppConfig {
+        port: x.port,
+        tls,
+        domain: (!x.domain.trim().is_empty()).then(|| x.domain.trim().to_owned()),
+        resource: x.resource.clone(),
+        ping_interval: x.ping_interval,
+        ping_timeout: x.ping_timeout,
+    })
+}
+
+/// `[[media]]`: at least one, each MRD once.
+pub(super) fn media(
+    f: &Path,
+    raw: &[RawMedia],
+    warnings: &mut Vec<String>,
+) -> Result<Vec<MediaConfig>, ConfigError> {
+    if raw.is_empty() {
+        return Err(err(f, "media", "at least one [[media]] table is required"));
+    }
+    let mut media: Vec<MediaConfig> = Vec::new();
+    for (i, m) in raw.iter().enumerate() {
+        let key = |k: &str| format!("media[{i}].{k}");
+        if media.iter().any(|o| o.id == m.id) {
+            return Err(err(f, key("id"), format!("MRD {} appears twice", m.id)));
+        }
+        if !(1..=10).contains(&m.max_dialog_limit) {
+            return Err(err(
+                f,
+                key("max_dialog_limit"),
+                format!("{} is out of range 1..=10", m.max_dialog_limit),
+            ));
+        }
+        let state = choice(f, &key("state"), &m.state, &["READY", "NOT_READY"])?;
+        if state == "READY" && m.reason_code_id.is_some() {
+            warnings.push(format!(
+                "{}: ignored with state READY",
+                key("reason_code_id")
+            ));
+        }
+        media.push(MediaConfig {
+            id: m.id,
+            max_dialog_limit: m.max_dialog_limit as u32,
+            interrupt_action: choice(
+                f,
+                &key("interrupt_action"),
+                &m.interrupt_action,
+                &["ACCEPT", "IGNORE"],
+            )?,
+            dialog_logout_action: choice(
+                f,
+                &key("dialog_logout_action"),
+                &m.dialog_logout_action,
+                &["CLOSE", "TRANSFER"],
+            )?,
+            reason_code_id: if state == "NOT_READY" {
+                m.reason_code_id
+            } else {
+                None
+            },
+            orphan_probe: match &m.orphan_probe {
+                None => None,
+                Some(p) => Some(probe(f, i, p)?),
+            },
+            state,
+        });
+    }
+    Ok(media)
+}
+
+/// `[recovery]`.
+pub(super) fn recovery(f: &Path, r: &RawRecovery) -> Result<RecoveryConfig, ConfigError> {
+    if !(0.0..=1.0).contains(&r.backoff_jitter) {
+        return Err(err(
+            f,
+            "recovery.backoff_jitter",
+            format!("{} is out of range 0..=1", r.backoff_jitter),
+        ));
+    }
+    if r.backoff_multiplier < 1.0 {
+        return Err(err(
+            f,
+            "recovery.backoff_multiplier",
+            "must be at least 1.0",
+        ));
+    }
+    if r.backoff_initial.is_zero() || r.backoff_max < r.backoff_initial {
+        return Err(err(
+            f,
+            "recovery.backoff_max",
+            "needs 0 < backoff_initial <= backoff_max",
+        ));
+    }
+    if r.systeminfo_poll.is_zero() {
+        return Err(err(f, "recovery.systeminfo_poll", "must be above zero"));
+    }
+    Ok(RecoveryConfig {
+        first_retry_window: r.first_retry_window,
+        backoff_initial: r.backoff_initial,
+        backoff_max: r.backoff_max,
+        backoff_multiplier: r.backoff_multiplier,
+        backoff_jitter: r.backoff_jitter,
+        healthy_after: r.healthy_after,
+        systeminfo_poll: r.systeminfo_poll,
+        auth_retry: r.auth_retry,
+        failover_after: r.failover_after,
+        resync_every: r.resync_every,
+    })
+}
+
+/// `media[i].orphan_probe`.
+fn probe(f: &Path, i: usize, p: &RawProbe) -> Result<crate::orphan::ProbeConfig, ConfigError> {
+    let key = |k: &str| format!("media[{i}].orphan_probe.{k}");
+    let url = crate::orphan::Template::parse(&p.url).map_err(|e| err(f, key("url"), e))?;
+    if !(p.url.starts_with("http://") || p.url.starts_with("https://")) {
+        return Err(err(
+            f,
+            key("url"),
+            format!("{:?} must start with http:// or https://", p.url),
+        ));
+    }
+    let method = choice(f, &key("method"), &p.method, &["GET", "HEAD"])?;
+    if p.gone_status.is_empty() || p.gone_status.iter().any(|s| !(100..=599).contains(s)) {
+        return Err(err(
+            f,
+            key("gone_status"),
+            "needs HTTP statuses (100..=599)",
+        ));
+    }
+    if p.attempts == 0 {
+        return Err(err(f, key("attempts"), "must be at least 1"));
+    }
+    if p.timeout.is_zero() {
+        return Err(err(f, key("timeout"), "must be above zero"));
+    }
+    if p.max_in_flight == 0 {
+        return Err(err(f, key("max_in_flight"), "must be at least 1"));
+    }
+    let action = choice(f, &key("action"), &p.action, &["close", "report"])?;
+    let ca_pem = match &p.ca_file {
+        None => None,
+        Some(c) => Some(
+            std::fs::read(c)
+                .map_err(|e| err(f, key("ca_file"), format!("{}: {e}", c.display())))?,
+        ),
+    };
+    Ok(crate::orphan::ProbeConfig {
+        url,
+        url_text: p.url.clone(),
+        head: method == "HEAD",
+        gone_status: p.gone_status.clone(),
+        attempts: p.attempts,
+        interval: p.interval,
+        timeout: p.timeout,
+        close: action == "close",
+        ca_pem,
+        max_in_flight: p.max_in_flight,
+    })
+}
+
+/// The password from exactly one of `password_file`, `password_credential` (systemd) or
+/// `password` (inline, warned about).
+pub(super) fn read_password(
+    f: &Path,
+    a: &RawAgent,
+    warnings: &mut Vec<String>,
+) -> Result<Secret, ConfigError> {
+    let given = [
+        a.password_file.is_some(),
+        a.password_credential.is_some(),
+        a.password.is_some(),
+    ];
+    if given.iter().filter(|g| **g).count() != 1 {
+        return Err(err(
+            f,
+            "agent.password_file",
+            "give exactly one of password_file, password_credential, password",
+        ));
+    }
+    if let Some(p) = &a.password {
+        warnings.push("agent.password: an inline password is readable by anyone who can read the config; use password_file or password_credential".into());
+        return Ok(p.clone());
+    }
+    let (key, path) = match (&a.password_file, &a.password_credential) {
+        (Some(p), _) => ("agent.password_file", p.clone()),
+        (None, Some(name)) => {
+            let dir = std::env::var_os("CREDENTIALS_DIRECTORY").ok_or_else(|| {
+                err(
+                    f,
+                    "agent.password_credential",
+                    "CREDENTIALS_DIRECTORY is not set (use LoadCredential= in the unit)",
+                )
+            })?;
+            ("agent.password_credential", PathBuf::from(dir).join(name))
+        }
+        (None, None) => return Err(err(f, "agent.password_file", "missing")),
+    };
+    let meta =
+        std::fs::metadata(&path).map_err(|e| err(f, key, format!("{}: {e}", path.display())))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if meta.permissions().mode() & 0o004 != 0 {
+            warnings.push(format!(
+                "{key}: {} is world-readable; chmod o-r it",
+                path.display()
+            ));
+        }
+    }
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| err(f, key, format!("{}: {e}", path.display())))?;
+    let password = text.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        return Err(err(f, key, format!("{} is empty", path.display())));
+    }
+    Ok(Secret::new(password))
+}

@@ -1,0 +1,284 @@
+//! The per-agent TOML file: [`RawConfig`] mirrors it (serde, unknown keys refused), and
+//! [`Config::load`] validates it table by table (`check`) into [`Config`], whose fields are
+//! ready to use (durations, URLs, the password read from its file or systemd credential).
+//! Every error names the file and the key; the daemon exits with 78 (EX_CONFIG) on any of
+//! them.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::secret::Secret;
+use crate::xmpp::TlsMode;
+use raw::RawConfig;
+
+mod check;
+mod raw;
+
+/// A configuration error: `file: key: message`.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {key}: {message}")]
+pub struct ConfigError {
+    /// The config file.
+    pub file: String,
+    /// The offending key, dotted (`media[0].max_dialog_limit`).
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// The XMPP settings, validated.
+#[derive(Debug, Clone)]
+pub struct XmppConfig {
+    /// Port override; `None` takes SystemInfo's per-node port, else 5223/5222 by `tls`.
+    pub port: Option<u16>,
+    /// Direct TLS, STARTTLS or none.
+    pub tls: TlsMode,
+    /// Domain override; `None` takes SystemInfo's xmppDomain.
+    pub domain: Option<String>,
+    /// The resource bound (never `desktop`).
+    pub resource: String,
+    /// Silence before a ping.
+    pub ping_interval: Duration,
+    /// Wait for the ping's answer.
+    pub ping_timeout: Duration,
+}
+
+/// One MRD's desired settings and state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaConfig {
+    /// MRD id.
+    pub id: u32,
+    /// 1..=10.
+    pub max_dialog_limit: u32,
+    /// ACCEPT | IGNORE.
+    pub interrupt_action: String,
+    /// CLOSE | TRANSFER.
+    pub dialog_logout_action: String,
+    /// READY | NOT_READY after (re)sign-in.
+    pub state: String,
+    /// Reason code for NOT_READY.
+    pub reason_code_id: Option<u32>,
+    /// The orphan-dialog probe, if configured.
+    pub orphan_probe: Option<crate::orphan::ProbeConfig>,
+}
+
+/// Recovery timing.
+#[derive(Debug, Clone)]
+pub struct RecoveryConfig {
+    /// The first retry waits a uniform random time in `[0, first_retry_window]`.
+    pub first_retry_window: Duration,
+    /// Exponential backoff start.
+    pub backoff_initial: Duration,
+    /// Exponential backoff cap.
+    pub backoff_max: Duration,
+    /// Growth factor.
+    pub backoff_multiplier: f64,
+    /// Randomization factor (0..=1).
+    pub backoff_jitter: f64,
+    /// Healthy this long resets the backoff.
+    pub healthy_after: Duration,
+    /// SystemInfo poll interval while waiting for IN_SERVICE.
+    pub systeminfo_poll: Duration,
+    /// Minimum wait after an authentication failure.
+    pub auth_retry: Duration,
+    /// The current node must be down (unreachable, out of service, or `finesse` unavailable)
+    /// this long before the daemon moves to the other node; a blip never causes a failover.
+    pub failover_after: Duration,
+    /// A steady daemon resyncs this often anyway (0 = never): notifications can be lost
+    /// without any other sign, and only a LIST shows it.
+    pub resync_every: Duration,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it was read from.
+    pub source: PathBuf,
+    /// Finesse user id.
+    pub agent_id: String,
+    /// The agent's password.
+    pub password: Secret,
+    /// Node base URLs, side A first.
+    pub nodes: Vec<reqwest::Url>,
+    /// Extra trust anchor (PEM) for REST and XMPP.
+    pub ca_pem: Option<Vec<u8>>,
+    /// Per-request timeout.
+    pub request_timeout: Duration,
+    /// Largest response body accepted.
+    pub max_body: u64,
+    /// XMPP settings.
+    pub xmpp: XmppConfig,
+    /// Desired media, one per MRD.
+    pub media: Vec<MediaConfig>,
+    /// Recovery timing.
+    pub recovery: RecoveryConfig,
+    /// Local API address: `host:port` or `unix:/path`.
+    pub api_listen: String,
+    /// How long an action waits for `steady` before it is refused with 503.
+    pub action_wait: Duration,
+    /// How many events the resume ring keeps.
+    pub event_ring: usize,
+    /// auto | text | json.
+    pub log_format: String,
+    /// What to do with the agent's media when the daemon stops.
+    pub shutdown: ShutdownConfig,
+    /// Things worth a warning once logging is up.
+    pub warnings: Vec<String>,
+}
+
+/// The shutdown policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShutdownConfig {
+    /// `leave` (restarts, upgrades: back within Finesse's 60 s window), `logout` (sign out of
+    /// each MRD; dialogs closed or transferred per dialogLogoutAction) or `not_ready`.
+    pub on_stop: String,
+    /// Reason code sent with LOGOUT or NOT_READY.
+    pub reason_code_id: Option<u32>,
+    /// The whole stop is bounded by this.
+    pub timeout: Duration,
+}
+
+fn err(file: &Path, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        file: file.display().to_string(),
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+fn choice(file: &Path, key: &str, value: &str, allowed: &[&str]) -> Result<String, ConfigError> {
+    if allowed.contains(&value) {
+        Ok(value.to_owned())
+    } else {
+        Err(err(
+            file,
+            key,
+            format!("{value:?} is not one of {}", allowed.join(", ")),
+        ))
+    }
+}
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| err(path, "(file)", e.to_string()))?;
+        Self::parse(path, &text)
+    }
+
+    /// Validates TOML text that came from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let message = e.message().to_owned();
+            let key = e
+                .span()
+                .map(|s| {
+                    format!(
+                        "line {}",
+                        text[..s.start.min(text.len())].lines().count().max(1)
+                    )
+                })
+                .unwrap_or_else(|| "(toml)".into());
+            err(path, key, message)
+        })?;
+        let mut warnings = Vec::new();
+        let f = path;
+        let agent_id = check::agent_id(f, &raw.agent)?;
+        let password = check::read_password(f, &raw.agent, &mut warnings)?;
+        let nodes = check::nodes(f, &raw.finesse, raw.xmpp.insecure, &mut warnings)?;
+        let ca_pem = check::ca(f, raw.finesse.ca_file.as_deref())?;
+        if raw.finesse.request_timeout.is_zero() {
+            return Err(err(f, "finesse.request_timeout", "must be above zero"));
+        }
+        let max_body = raw.finesse.max_body.as_u64();
+        if max_body < 1024 {
+            return Err(err(f, "finesse.max_body", "must be at least 1KiB"));
+        }
+        let xmpp = check::xmpp(f, &raw.xmpp)?;
+        let media = check::media(f, &raw.media, &mut warnings)?;
+        let recovery = check::recovery(f, &raw.recovery)?;
+        choice(f, "log.format", &raw.log.format, &["auto", "text", "json"])?;
+        if !(16..=1_000_000).contains(&raw.api.event_ring) {
+            return Err(err(
+                f,
+                "api.event_ring",
+                format!("{} is out of range 16..=1000000", raw.api.event_ring),
+            ));
+        }
+        if raw.api.listen.is_empty() {
+            return Err(err(f, "api.listen", "must not be empty"));
+        }
+
+        Ok(Config {
+            source: path.to_path_buf(),
+            agent_id,
+            password,
+            nodes,
+            ca_pem,
+            request_timeout: raw.finesse.request_timeout,
+            max_body,
+            xmpp,
+            media,
+            recovery,
+            api_listen: raw.api.listen.clone(),
+            action_wait: raw.api.action_wait,
+            event_ring: raw.api.event_ring,
+            log_format: raw.log.format.clone(),
+            shutdown: ShutdownConfig {
+                on_stop: choice(
+                    f,
+                    "shutdown.on_stop",
+                    &raw.shutdown.on_stop,
+                    &["leave", "logout", "not_ready"],
+                )?,
+                reason_code_id: raw.shutdown.reason_code_id,
+                timeout: raw.shutdown.timeout,
+            },
+            warnings,
+        })
+    }
+}
+
+impl Config {
+    /// The validated configuration as JSON, with the password replaced by `<redacted>`.
+    pub fn redacted(&self) -> serde_json::Value {
+        serde_json::json!({
+            "agent": { "id": self.agent_id, "password": "<redacted>" },
+            "finesse": {
+                "nodes": self.nodes.iter().map(|u| u.as_str()).collect::<Vec<_>>(),
+                "ca_file": self.ca_pem.is_some(),
+                "request_timeout": humantime::format_duration(self.request_timeout).to_string(),
+                "max_body": self.max_body,
+            },
+            "xmpp": {
+                "port": self.xmpp.port,
+                "tls": format!("{:?}", self.xmpp.tls),
+                "domain": self.xmpp.domain,
+                "resource": self.xmpp.resource,
+                "ping_interval": humantime::format_duration(self.xmpp.ping_interval).to_string(),
+                "ping_timeout": humantime::format_duration(self.xmpp.ping_timeout).to_string(),
+            },
+            "media": self.media.iter().map(|m| serde_json::json!({
+                "id": m.id, "max_dialog_limit": m.max_dialog_limit, "interrupt_action": m.interrupt_action,
+                "dialog_logout_action": m.dialog_logout_action, "state": m.state, "reason_code_id": m.reason_code_id,
+            })).collect::<Vec<_>>(),
+            "recovery": {
+                "first_retry_window": humantime::format_duration(self.recovery.first_retry_window).to_string(),
+                "backoff_initial": humantime::format_duration(self.recovery.backoff_initial).to_string(),
+                "backoff_max": humantime::format_duration(self.recovery.backoff_max).to_string(),
+                "backoff_multiplier": self.recovery.backoff_multiplier,
+                "backoff_jitter": self.recovery.backoff_jitter,
+                "healthy_after": humantime::format_duration(self.recovery.healthy_after).to_string(),
+                "systeminfo_poll": humantime::format_duration(self.recovery.systeminfo_poll).to_string(),
+                "auth_retry": humantime::format_duration(self.recovery.auth_retry).to_string(),
+                "failover_after": humantime::format_duration(self.recovery.failover_after).to_string(),
+                "resync_every": humantime::format_duration(self.recovery.resync_every).to_string(),
+            },
+            "api": { "listen": self.api_listen, "action_wait": humantime::format_duration(self.action_wait).to_string(), "event_ring": self.event_ring },
+            "log": { "format": self.log_format },
+            "shutdown": { "on_stop": self.shutdown.on_stop, "reason_code_id": self.shutdown.reason_code_id, "timeout": humantime::format_duration(self.shutdown.timeout).to_string() },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,238 @@
+//! The TOML file as written: one struct per table, with serde's defaults, and unknown keys
+//! refused so that a typo is an error and not a silently ignored setting. Nothing here is
+//! validated; [`super::check`] does that.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::secret::Secret;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    pub(super) agent: RawAgent,
+    pub(super) finesse: RawFinesse,
+    #[serde(default)]
+    pub(super) xmpp: RawXmpp,
+    pub(super) media: Vec<RawMedia>,
+    #[serde(default)]
+    pub(super) recovery: RawRecovery,
+    #[serde(default)]
+    pub(super) api: RawApi,
+    #[serde(default)]
+    pub(super) log: RawLog,
+    #[serde(default)]
+    pub(super) shutdown: RawShutdown,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawShutdown {
+    pub(super) on_stop: String,
+    pub(super) reason_code_id: Option<u32>,
+    #[serde(with = "humantime_serde")]
+    pub(super) timeout: Duration,
+}
+
+impl Default for RawShutdown {
+    fn default() -> Self {
+        Self {
+            on_stop: "leave".into(),
+            reason_code_id: None,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAgent {
+    pub(super) id: String,
+    pub(super) password_file: Option<PathBuf>,
+    pub(super) password_credential: Option<String>,
+    pub(super) password: Option<Secret>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFinesse {
+    pub(super) nodes: Vec<String>,
+    pub(super) ca_file: Option<PathBuf>,
+    #[serde(default = "d_request_timeout", with = "humantime_serde")]
+    pub(super) request_timeout: Duration,
+    #[serde(default = "d_max_body")]
+    pub(super) max_body: bytesize::ByteSize,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawXmpp {
+    pub(super) port: Option<u16>,
+    pub(super) tls: String,
+    pub(super) domain: String,
+    pub(super) resource: String,
+    #[serde(with = "humantime_serde")]
+    pub(super) ping_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub(super) ping_timeout: Duration,
+    pub(super) insecure: bool,
+}
+
+impl Default for RawXmpp {
+    fn default() -> Self {
+        Self {
+            port: None,
+            tls: "direct".into(),
+            domain: String::new(),
+            resource: "taskd".into(),
+            ping_interval: Duration::from_secs(10),
+            ping_timeout: Duration::from_secs(5),
+            insecure: false,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMedia {
+    pub(super) id: u32,
+    pub(super) max_dialog_limit: i64,
+    pub(super) interrupt_action: String,
+    #[serde(default = "d_logout_action")]
+    pub(super) dialog_logout_action: String,
+    #[serde(default = "d_state")]
+    pub(super) state: String,
+    pub(super) reason_code_id: Option<u32>,
+    pub(super) orphan_probe: Option<RawProbe>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawProbe {
+    pub(super) url: String,
+    #[serde(default = "d_method")]
+    pub(super) method: String,
+    #[serde(default = "d_gone")]
+    pub(super) gone_status: Vec<u16>,
+    #[serde(default = "d_attempts")]
+    pub(super) attempts: u32,
+    #[serde(default = "d_interval", with = "humantime_serde")]
+    pub(super) interval: Duration,
+    #[serde(default = "d_probe_timeout", with = "humantime_serde")]
+    pub(super) timeout: Duration,
+    #[serde(default = "d_probe_action")]
+    pub(super) action: String,
+    pub(super) ca_file: Option<PathBuf>,
+    #[serde(default = "d_in_flight")]
+    pub(super) max_in_flight: usize,
+}
+
+fn d_method() -> String {
+    "GET".into()
+}
+fn d_gone() -> Vec<u16> {
+    vec![404, 410]
+}
+fn d_attempts() -> u32 {
+    3
+}
+fn d_interval() -> Duration {
+    Duration::from_secs(10)
+}
+fn d_probe_timeout() -> Duration {
+    Duration::from_secs(3)
+}
+fn d_probe_action() -> String {
+    "close".into()
+}
+fn d_in_flight() -> usize {
+    4
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawRecovery {
+    #[serde(with = "humantime_serde")]
+    pub(super) first_retry_window: Duration,
+    #[serde(with = "humantime_serde")]
+    pub(super) backoff_initial: Duration,
+    #[serde(with = "humantime_serde")]
+    pub(super) backoff_max: Duration,
+    pub(super) backoff_multiplier: f64,
+    pub(super) backoff_jitter: f64,
+    #[serde(with = "humantime_serde")]
+    pub(super) healthy_after: Duration,
+    #[serde(with = "humantime_serde")]
+    pub(super) systeminfo_poll: Duration,
+    #[serde(with = "humantime_serde")]
+    pub(super) auth_retry: Duration,
+    #[serde(with = "humantime_serde")]
+    pub(super) failover_after: Duration,
+    #[serde(with = "humantime_serde")]
+    pub(super) resync_every: Duration,
+}
+
+impl Default for RawRecovery {
+    fn default() -> Self {
+        Self {
+            first_retry_window: Duration::from_secs(2),
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+            backoff_multiplier: 2.0,
+            backoff_jitter: 0.5,
+            healthy_after: Duration::from_secs(30),
+            systeminfo_poll: Duration::from_secs(5),
+            auth_retry: Duration::from_secs(360),
+            failover_after: Duration::from_secs(10),
+            resync_every: Duration::from_secs(300),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawApi {
+    pub(super) listen: String,
+    #[serde(with = "humantime_serde")]
+    pub(super) action_wait: Duration,
+    pub(super) event_ring: usize,
+}
+
+impl Default for RawApi {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9471".into(),
+            action_wait: Duration::from_secs(10),
+            event_ring: crate::events::RING,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawLog {
+    pub(super) format: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        Self {
+            format: "auto".into(),
+        }
+    }
+}
+
+fn d_request_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn d_max_body() -> bytesize::ByteSize {
+    bytesize::ByteSize::mib(1)
+}
+fn d_logout_action() -> String {
+    "CLOSE".into()
+}
+fn d_state() -> String {
+    "READY".into()
+}
