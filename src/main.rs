@@ -128,6 +128,21 @@ fn finish_logging(format: &str, filter: tracing_subscriber::EnvFilter) {
 }
 
 async fn run(config: Config) -> ExitCode {
+    // Installed before anything announces that the daemon is up: a SIGTERM or SIGHUP sent
+    // right after "local API listening" must reach these handlers, not the default action
+    // (which would kill the daemon without its stop policy).
+    use tokio::signal::unix::{SignalKind, signal};
+    let (mut term, mut int, mut hup) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) {
+        (Ok(t), Ok(i), Ok(h)) => (t, i, h),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            error!(error = %e, "cannot install the signal handlers");
+            return ExitCode::FAILURE;
+        }
+    };
     let shared = Arc::new(Shared::new(&config.agent_id, config.event_ring));
     let shutdown = CancellationToken::new();
     let (commands_tx, commands_rx) = tokio::sync::mpsc::channel(64);
@@ -214,14 +229,6 @@ async fn run(config: Config) -> ExitCode {
     };
     let signals = shutdown.clone();
     tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::hangup()),
-        ) else {
-            return;
-        };
         loop {
             tokio::select! {
                 _ = term.recv() => { info!("SIGTERM: stopping"); break; }

@@ -430,6 +430,25 @@ async fn sigterm_exits_cleanly_within_five_seconds() {
 }
 
 #[tokio::test]
+async fn a_sighup_and_a_sigterm_sent_as_soon_as_the_api_listens_are_handled_not_fatal() {
+    let sim = Sim::start(&[]).await;
+    // `start` returns on the "local API listening" line, before the first connection.
+    let mut d = Daemon::start(&sim, DaemonConfig::default()).await;
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = tokio::time::timeout(Duration::from_secs(5), d.child.wait())
+        .await
+        .expect("exit within 5 s")
+        .unwrap();
+    // Killed by the default action, the status would carry the signal instead of exit 0.
+    assert!(status.success(), "{status:?}");
+    sim.eventually(Duration::from_secs(5), "the stop logged", || async {
+        d.log().contains("SIGTERM: stopping")
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_dialog_offered_and_another_closed_in_the_middle_of_a_resync_end_equal_to_the_truth() {
     let sim = Sim::start(&[]).await;
     let d = steady_daemon(

@@ -116,6 +116,9 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli, config: SimConfig) -> anyhow::Result<()> {
+    // Before anything can announce readiness: a SIGTERM sent right after the JSON line must
+    // reach the handler, not the default action.
+    let stop = stop_signal()?;
     let _temp;
     let dir = match &cli.state_dir {
         Some(d) => d.clone(),
@@ -342,7 +345,7 @@ async fn run(cli: Cli, config: SimConfig) -> anyhow::Result<()> {
     }
     info!(%admin_url, "finesse-sim ready");
 
-    wait_for_signal().await?;
+    stop.await;
     info!("shutting down");
     cancel.cancel();
     for node in &nodes {
@@ -353,13 +356,15 @@ async fn run(cli: Cli, config: SimConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
+/// Installs the SIGTERM and SIGINT handlers now; the future completes on either.
+fn stop_signal() -> anyhow::Result<impl Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    Ok(())
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
 }
