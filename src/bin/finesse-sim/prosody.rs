@@ -133,8 +133,11 @@ impl Prosody {
         let mut attempt = 1;
         loop {
             let held = ports::reserve(2)?;
-            prosody.spec.c2s_port = ports::port(&held[0])?;
-            prosody.spec.direct_tls_port = ports::port(&held[1])?;
+            let [c2s, dtls] = held.as_slice() else {
+                bail!("asked for 2 ports, got {}", held.len());
+            };
+            prosody.spec.c2s_port = ports::port(c2s)?;
+            prosody.spec.direct_tls_port = ports::port(dtls)?;
             let config = prosody.spec.dir.join("prosody.cfg.lua");
             std::fs::write(config, config_text(&prosody.spec))?;
             drop(held);
