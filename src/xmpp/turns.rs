@@ -126,4 +126,27 @@ mod tests {
         t.read_exact(&mut buf[..1]).await.unwrap();
         assert_eq!(count.get(), 3);
     }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn every_arrival_on_a_tcp_socket_turns_quick_acks_back_on() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        let quick = |s: &TcpStream| socket2::SockRef::from(s).tcp_quickack().unwrap();
+        let mut t = Turns::connected(client, None);
+        let mut buf = [0u8; 4];
+        for round in 0..3 {
+            // Delayed-ACK ("pingpong") mode, as Linux enters it on an interactive exchange.
+            socket2::SockRef::from(&t.inner)
+                .set_tcp_quickack(false)
+                .unwrap();
+            assert!(!quick(&t.inner), "round {round}: quick ACKs still on");
+            server.write_all(b"ping").await.unwrap();
+            t.read_exact(&mut buf).await.unwrap();
+            assert!(quick(&t.inner), "round {round}: the read left ACKs delayed");
+        }
+    }
 }
