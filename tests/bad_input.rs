@@ -253,3 +253,21 @@ async fn an_xmpp_certificate_that_is_wrong_for_the_name_is_refused() {
     assert_eq!(s["links"]["xmpp"], "down");
     d.wait_log("certificate").await;
 }
+
+#[tokio::test]
+async fn direct_tls_pointed_at_a_starttls_port_says_so_in_the_log() {
+    let sim = Sim::start(&[]).await;
+    let d = Daemon::start(
+        &sim,
+        DaemonConfig {
+            xmpp_extra: format!("tls = \"direct\"\nport = {}\n", sim.info.nodes[0].xmpp_port),
+            ..Default::default()
+        },
+    )
+    .await;
+    let s = d
+        .wait_state(LIMIT, "XMPP refused", |s| s["cause"] == "xmpp_unreachable")
+        .await;
+    assert_eq!(s["links"]["xmpp"], "down");
+    d.wait_log("this looks like a STARTTLS port").await;
+}

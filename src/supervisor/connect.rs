@@ -157,7 +157,13 @@ impl Supervisor {
         };
         if let Err(e) = connected {
             let auth = is_auth_error(&e);
-            warn!(error = %error_chain(&e), auth, "XMPP login failed");
+            let error = error_chain(&e);
+            match login_hint(&error, self.cfg.xmpp.tls) {
+                Some(hint) => {
+                    warn!(%error, auth, addr = %params.connector_addr(), hint, "XMPP login failed")
+                }
+                None => warn!(%error, auth, "XMPP login failed"),
+            }
             if !auth {
                 self.set_phase(Phase::Recovering, Some("xmpp_unreachable"));
             }
@@ -226,6 +232,16 @@ impl LoginParams {
     }
 }
 
+/// What a failed XMPP login most likely means when the error itself does not say it: a
+/// plaintext answer to a TLS handshake is a STARTTLS port configured as direct TLS.
+fn login_hint(error: &str, tls: TlsMode) -> Option<&'static str> {
+    let not_tls = error.contains("InvalidContentType") || error.contains("corrupt message");
+    (tls == TlsMode::Direct && not_tls).then_some(
+        "the server did not answer with TLS: this looks like a STARTTLS port (Finesse: 5222); \
+         set [xmpp] tls = \"starttls\", or use the direct-TLS port (Finesse: 5223)",
+    )
+}
+
 /// The XMPP TLS client configuration: the configured CA, else the platform store.
 pub(super) fn tls_config(
     ca_pem: Option<&[u8]>,
@@ -258,4 +274,18 @@ fn rustls_native_certs_fallback() -> Vec<tokio_xmpp::rustls::pki_types::Certific
     tokio_xmpp::rustls::pki_types::CertificateDer::pem_slice_iter(&pem)
         .filter_map(Result::ok)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plaintext_answer_to_direct_tls_is_explained_and_nothing_else_is() {
+        let seen = "I/O error: received corrupt message of type InvalidContentType";
+        let hint = login_hint(seen, TlsMode::Direct).unwrap();
+        assert!(hint.contains("tls = \"starttls\""), "{hint}");
+        assert_eq!(login_hint(seen, TlsMode::StartTls), None);
+        assert_eq!(login_hint("Connection refused", TlsMode::Direct), None);
+    }
 }
