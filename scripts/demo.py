@@ -4,6 +4,7 @@ recovery took, and ends by checking that the daemon's state equals the simulator
 Run through scripts/demo.sh, which installs and builds what is needed."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -34,6 +35,20 @@ def wait(what, cond, limit=30.0):
         time.sleep(0.05)
 
 
+def listening(proc, log_path, limit=30.0):
+    """The daemon's API address, from its 'local API listening' log line (text format)."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < limit:
+        text = re.sub(r"\x1b\[[0-9;]*m", "", open(log_path).read())
+        m = re.search(r"local API listening addr=(\S+)", text)
+        if m:
+            return m[1]
+        if proc.poll() is not None:
+            raise SystemExit(f"demo: the daemon exited during start-up; see {log_path}")
+        time.sleep(0.01)
+    raise SystemExit(f"demo: the daemon's API did not come up; see {log_path}")
+
+
 def main():
     work = tempfile.mkdtemp(prefix="taskd-demo-")
     sim = subprocess.Popen(
@@ -46,16 +61,12 @@ def main():
         with open(f"{work}/password", "w", opener=lambda p, f: os.open(p, f, 0o600)) as f:
             f.write("agent-1001001-secret\n")
         cfg = open(f"{ROOT}/config/demo.toml").read()
-        import socket
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            api_addr = f"127.0.0.1:{s.getsockname()[1]}"
-        for k, v in {"@API_LISTEN@": api_addr, "@NODE_A@": a, "@NODE_B@": b, "@CA@": info["ca_file"], "@PASSWORD_FILE@": f"{work}/password"}.items():
+        for k, v in {"@API_LISTEN@": "127.0.0.1:0", "@NODE_A@": a, "@NODE_B@": b, "@CA@": info["ca_file"], "@PASSWORD_FILE@": f"{work}/password"}.items():
             cfg = cfg.replace(k, v)
         open(f"{work}/agent.toml", "w").write(cfg)
         daemon = subprocess.Popen([f"{ROOT}/target/debug/finesse-taskd", "--config", f"{work}/agent.toml"],
                                   stderr=open(f"{work}/daemon.log", "w"))
-        api = f"http://{api_addr}"
+        api = f"http://{listening(daemon, f'{work}/daemon.log')}"
         state = lambda: call("GET", f"{api}/v1/state")[1]
         truth = lambda: call("GET", f"{admin}/admin/truth/1001001")[1]["media"][0]
         steady = lambda: state()["phase"] == "steady"

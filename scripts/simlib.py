@@ -6,7 +6,6 @@ import datetime
 import http.client
 import json
 import os
-import socket
 import ssl
 import statistics
 import subprocess
@@ -44,12 +43,6 @@ def wait(cond, limit=60.0, step=0.005, what="condition"):
 def ts(text):
     """A log or sim timestamp (RFC 3339, UTC) as seconds since the epoch."""
     return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Sim:
@@ -129,7 +122,8 @@ class Daemon:
         pw = f"{self.dir}/pw"
         with open(pw, "w", opener=lambda p, f: os.open(p, f, 0o600)) as f:
             f.write(password + "\n")
-        self.listen = listen or f"127.0.0.1:{free_port()}"
+        # Port 0: the daemon binds and keeps its own port, and logs it (no bind-and-release race).
+        self.listen = listen or "127.0.0.1:0"
         open(f"{self.dir}/agent.toml", "w").write(f"""[agent]
 id = "{agent}"
 password_file = "{pw}"
@@ -154,7 +148,20 @@ format = "json"
         self.log_path = f"{self.dir}/log.jsonl"
         self.proc = subprocess.Popen([f"{bins}/finesse-taskd", "--config", f"{self.dir}/agent.toml"], env={**os.environ, **(env or {})},
                                      stdout=subprocess.DEVNULL, stderr=open(self.log_path, "w"))
-        self.api = f"http://{self.listen}"
+        self.api = f"http://{self.listen}" if self.listen.startswith("unix:") else f"http://{self._listening()}"
+
+    def _listening(self, limit=30.0):
+        """The address from the daemon's 'local API listening' line."""
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            for e in self.log():
+                f = e.get("fields", {})
+                if f.get("message") == "local API listening":
+                    return f["addr"]
+            if self.proc.poll() is not None:
+                raise SystemExit(f"bench: the daemon exited during start-up; see {self.log_path}")
+            time.sleep(0.01)
+        raise SystemExit(f"bench: the daemon's API did not come up; see {self.log_path}")
 
     def state(self):
         return call("GET", f"{self.api}/v1/state")[1]
