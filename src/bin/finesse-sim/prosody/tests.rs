@@ -1,0 +1,50 @@
+//! Prosody process tests: a port taken by another process (against the real server) and the file-name encoding of its storage.
+
+use super::*;
+
+#[tokio::test]
+async fn a_port_taken_by_another_process_fails_the_start_and_leaves_nothing_running() {
+    check_installed().expect("prosody must be installed: scripts/install-deps.sh");
+    let dir = tempfile::tempdir().unwrap();
+    let domain = "finesse.test".to_string();
+    let spec = ProsodySpec {
+        dir: dir.path().join("prosody"),
+        pki: crate::certs::generate(&dir.path().join("certs"), &domain).unwrap(),
+        domain,
+        c2s_port: 0,
+        direct_tls_port: 0,
+        smacks: false,
+        nagle: false,
+        plain: false,
+        publisher: "finesse".into(),
+        accounts: vec![("finesse".into(), "pw".into())],
+    };
+    let mut prosody = Prosody::launch(spec).await.unwrap();
+    let pid = prosody.pid().unwrap().as_raw();
+    let (c2s, dtls) = (prosody.spec().c2s_port, prosody.spec().direct_tls_port);
+    assert_ne!(c2s, dtls);
+    assert_eq!(ports::listener(pid, c2s).unwrap(), Listener::Ours);
+    assert_eq!(ports::listener(pid, dtls).unwrap(), Listener::Ours);
+
+    prosody.stop().await.unwrap();
+    let thief = std::net::TcpListener::bind(("127.0.0.1", dtls)).unwrap();
+    let err = prosody.start().await.unwrap_err();
+    assert_eq!(err.downcast_ref::<PortTaken>().map(|t| t.0), Some(dtls));
+    assert!(
+        !prosody.is_running(),
+        "a Prosody without its ports was left running"
+    );
+
+    drop(thief);
+    prosody.start().await.unwrap();
+    let pid = prosody.pid().unwrap().as_raw();
+    assert_eq!(ports::listener(pid, dtls).unwrap(), Listener::Ours);
+    prosody.stop().await.unwrap();
+}
+
+#[test]
+fn encodes_names_like_prosody_datamanager() {
+    assert_eq!(encode("finesse.test"), "finesse%2etest");
+    assert_eq!(encode("1001001"), "1001001");
+    assert_eq!(encode("a-b_c"), "a%2db%5fc");
+}

@@ -1,0 +1,59 @@
+//! Orphan-guard unit tests: probe URL templates, the consecutive-"gone" rule, and URLs made safe to log.
+
+use super::*;
+
+fn dialog() -> DialogView {
+    DialogView {
+        id: "150001_7_1".into(),
+        media_id: 5002,
+        state: "OFFERED".into(),
+        participant_state: "OFFERED".into(),
+        call_variables: [("callVariable1".to_owned(), "a b/c".to_owned())]
+            .into_iter()
+            .collect(),
+    }
+}
+
+#[test]
+fn templates_render_fields_url_encoded_and_refuse_unknown_ones() {
+    let t =
+        Template::parse("https://chat/api/{mediaId}/{callvariable:callVariable1}?d={id}").unwrap();
+    assert_eq!(
+        t.render(&dialog()).unwrap(),
+        "https://chat/api/5002/a%20b%2Fc?d=150001_7_1"
+    );
+    assert!(
+        Template::parse("https://x/{user}")
+            .unwrap_err()
+            .contains("{user}")
+    );
+    assert!(Template::parse("https://x/{id").is_err());
+    assert_eq!(
+        Template::parse("https://x/{callvariable:other}")
+            .unwrap()
+            .render(&dialog()),
+        None
+    );
+}
+
+#[test]
+fn only_consecutive_gone_answers_make_an_orphan() {
+    assert_eq!(step(0, Probe::Gone, 3), (1, Verdict::Again));
+    assert_eq!(step(1, Probe::Gone, 3), (2, Verdict::Again));
+    assert_eq!(step(2, Probe::Gone, 3), (3, Verdict::Orphan));
+    assert_eq!(
+        step(2, Probe::Unknown, 3),
+        (0, Verdict::Again),
+        "unknown breaks the run"
+    );
+    assert_eq!(step(2, Probe::Alive, 3), (0, Verdict::Alive));
+    assert_eq!(step(0, Probe::Gone, 1), (1, Verdict::Orphan));
+}
+
+#[test]
+fn logged_urls_lose_userinfo_and_query() {
+    assert_eq!(
+        redact("https://u:p@chat.example/s/1?token=x"),
+        "https://chat.example/s/1?redacted"
+    );
+}
