@@ -1,4 +1,5 @@
-//! Orphan-guard unit tests: probe URL templates, the consecutive-"gone" rule, and URLs made safe to log.
+//! Orphan-guard unit tests: probe URL templates, the consecutive-"gone" rule, and URLs made
+//! safe to log.
 
 use super::*;
 

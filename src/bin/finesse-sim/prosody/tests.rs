@@ -1,4 +1,5 @@
-//! Prosody process tests: a port taken by another process (against the real server) and the file-name encoding of its storage.
+//! Prosody process tests: a port taken by another process (against the real server) and the
+//! file-name encoding of its storage.
 
 use super::*;
 
