@@ -25,7 +25,7 @@ use axum::{Json, Router};
 use futures::Stream;
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::events::Replay;
 use crate::model::{ACTIONS, allowed_actions};
@@ -187,22 +187,13 @@ fn tokio_stream_from<T: Send + 'static>(mut rx: mpsc::Receiver<T>) -> impl Strea
 /// Queues a command and waits for its answer.
 async fn submit(s: &ApiState, command: Command) -> Response {
     let deadline = tokio::time::Instant::now() + s.action_wait;
-    let (reply, answer) = oneshot::channel();
-    if s.commands
-        .send(Request {
-            command,
-            deadline,
-            reply,
-        })
-        .await
-        .is_err()
-    {
+    let Some(answer) = Request::queue(&s.commands, command, deadline).await else {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             "the daemon is stopping",
             None,
         );
-    }
+    };
     let limit = s.action_wait + s.request_timeout + Duration::from_secs(1);
     let unavailable = || {
         let mut r = error(

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::json;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -296,25 +296,15 @@ impl Guard {
     }
 
     async fn submit(&self, id: &str, action: &str) -> bool {
-        let (reply, answer) = oneshot::channel();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         let command = Command::DialogAction {
             id: id.to_owned(),
             action: action.to_owned(),
             target: None,
         };
-        if self
-            .commands
-            .send(Request {
-                command,
-                deadline,
-                reply,
-            })
-            .await
-            .is_err()
-        {
+        let Some(answer) = Request::queue(&self.commands, command, deadline).await else {
             return false;
-        }
+        };
         matches!(answer.await, Ok(Ok(())))
     }
 

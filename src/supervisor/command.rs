@@ -64,3 +64,24 @@ pub struct Request {
     /// Where the answer goes.
     pub reply: oneshot::Sender<Result<(), CommandError>>,
 }
+
+/// The supervisor's answer to a queued [`Request`].
+pub type Answer = oneshot::Receiver<Result<(), CommandError>>;
+
+impl Request {
+    /// Queues `command` (not sent after `deadline`) and returns where its answer will come;
+    /// `None` when the supervisor is gone (the daemon is stopping).
+    pub async fn queue(
+        to: &tokio::sync::mpsc::Sender<Request>,
+        command: Command,
+        deadline: Instant,
+    ) -> Option<Answer> {
+        let (reply, answer) = oneshot::channel();
+        let request = Request {
+            command,
+            deadline,
+            reply,
+        };
+        to.send(request).await.ok().map(|()| answer)
+    }
+}
