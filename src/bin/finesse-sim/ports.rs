@@ -8,7 +8,7 @@
 //! logs and serves nothing there, and a client then talks to whoever does hold the port. So
 //! ports are drawn at random *below* the ephemeral range, checked free by binding them (all of
 //! a batch held at once, so they differ), and a Prosody's listeners are checked by socket inode
-//! to belong to its own process ([`listener`]). Parallel simulators can still draw the same
+//! to belong to its own process ([`listeners`]). Parallel simulators can still draw the same
 //! port; that check catches it and the launch draws again.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
@@ -80,31 +80,44 @@ pub enum Listener {
     Other,
 }
 
-/// Who listens on `port`, as seen from process `pid`.
-pub fn listener(pid: i32, port: u16) -> anyhow::Result<Listener> {
+/// Who listens on each of `ports`, as seen from process `pid` (one read of the socket table
+/// and of the process's descriptors for all of them).
+pub fn listeners(pid: i32, ports: &[u16]) -> anyhow::Result<Vec<Listener>> {
     let mut table = procfs::net::tcp().context("reading /proc/net/tcp")?;
     if let Ok(v6) = procfs::net::tcp6() {
         table.extend(v6);
     }
-    let inodes: Vec<u64> = table
+    let inodes: Vec<Vec<u64>> = ports
         .iter()
-        .filter(|e| e.state == TcpState::Listen && e.local_address.port() == port)
-        .map(|e| e.inode)
+        .map(|&port| {
+            table
+                .iter()
+                .filter(|e| e.state == TcpState::Listen && e.local_address.port() == port)
+                .map(|e| e.inode)
+                .collect()
+        })
         .collect();
-    if inodes.is_empty() {
-        return Ok(Listener::Nobody);
+    if inodes.iter().all(Vec::is_empty) {
+        return Ok(vec![Listener::Nobody; ports.len()]);
     }
     let process = Process::new(pid).with_context(|| format!("reading /proc/{pid}"))?;
-    let ours = process
+    let held: Vec<u64> = process
         .fd()
         .with_context(|| format!("reading /proc/{pid}/fd"))?
         .filter_map(Result::ok)
-        .any(|fd| matches!(fd.target, FDTarget::Socket(inode) if inodes.contains(&inode)));
-    Ok(if ours {
-        Listener::Ours
-    } else {
-        Listener::Other
-    })
+        .filter_map(|fd| match fd.target {
+            FDTarget::Socket(inode) => Some(inode),
+            _ => None,
+        })
+        .collect();
+    Ok(inodes
+        .iter()
+        .map(|of_port| match of_port {
+            v if v.is_empty() => Listener::Nobody,
+            v if v.iter().any(|i| held.contains(i)) => Listener::Ours,
+            _ => Listener::Other,
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -131,10 +144,10 @@ mod tests {
             .spawn()
             .unwrap();
         let other = i32::try_from(child.id()).unwrap();
-        assert_eq!(listener(me, p).unwrap(), Listener::Ours);
-        assert_eq!(listener(other, p).unwrap(), Listener::Other);
+        assert_eq!(listeners(me, &[p]).unwrap(), [Listener::Ours]);
+        assert_eq!(listeners(other, &[p]).unwrap(), [Listener::Other]);
         drop(held);
-        assert_eq!(listener(me, p).unwrap(), Listener::Nobody);
+        assert_eq!(listeners(me, &[p]).unwrap(), [Listener::Nobody]);
         child.kill().unwrap();
         child.wait().unwrap();
     }

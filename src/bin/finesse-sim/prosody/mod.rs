@@ -210,15 +210,15 @@ impl Prosody {
                 );
             }
             let pid = self.pid().context("prosody is not running")?.as_raw();
-            let mut ours = 0;
-            for port in addrs {
-                match ports::listener(pid, port)? {
-                    Listener::Ours => ours += 1,
-                    Listener::Other => return Err(PortTaken(port).into()),
-                    Listener::Nobody => {}
-                }
+            let found = ports::listeners(pid, &addrs)?;
+            if let Some((port, _)) = addrs
+                .iter()
+                .zip(&found)
+                .find(|(_, l)| **l == Listener::Other)
+            {
+                return Err(PortTaken(*port).into());
             }
-            if ours == addrs.len() {
+            if found.iter().all(|l| *l == Listener::Ours) {
                 return Ok(());
             }
             if tokio::time::Instant::now() > deadline {

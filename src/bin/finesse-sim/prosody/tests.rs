@@ -24,8 +24,10 @@ async fn a_port_taken_by_another_process_fails_the_start_and_leaves_nothing_runn
     let pid = prosody.pid().unwrap().as_raw();
     let (c2s, dtls) = (prosody.spec().c2s_port, prosody.spec().direct_tls_port);
     assert_ne!(c2s, dtls);
-    assert_eq!(ports::listener(pid, c2s).unwrap(), Listener::Ours);
-    assert_eq!(ports::listener(pid, dtls).unwrap(), Listener::Ours);
+    assert_eq!(
+        ports::listeners(pid, &[c2s, dtls]).unwrap(),
+        [Listener::Ours, Listener::Ours]
+    );
 
     prosody.stop().await.unwrap();
     let thief = std::net::TcpListener::bind(("127.0.0.1", dtls)).unwrap();
@@ -39,7 +41,7 @@ async fn a_port_taken_by_another_process_fails_the_start_and_leaves_nothing_runn
     drop(thief);
     prosody.start().await.unwrap();
     let pid = prosody.pid().unwrap().as_raw();
-    assert_eq!(ports::listener(pid, dtls).unwrap(), Listener::Ours);
+    assert_eq!(ports::listeners(pid, &[dtls]).unwrap(), [Listener::Ours]);
     prosody.stop().await.unwrap();
 }
 
