@@ -2,7 +2,7 @@
 //! log, and the fan-out that turns truth [`Effect`]s into per-node notifications.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -175,9 +175,20 @@ fn xml_type() -> String {
 /// The request log keeps at most this many entries.
 pub const REQUEST_LOG_CAP: usize = 100_000;
 
-/// Locks a std mutex, recovering from poisoning: the data are plain values.
-pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
+pub use crate::locks::lock;
+
+impl crate::publisher::NodeState for Node {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn presence(&self) -> &Mutex<HashMap<String, (bool, Instant)>> {
+        &self.presence
+    }
+
+    fn finesse_unavailable(&self) -> bool {
+        self.faults().finesse_unavailable
+    }
 }
 
 impl Cluster {

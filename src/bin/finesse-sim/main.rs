@@ -12,6 +12,7 @@ mod chat;
 mod cluster;
 mod config;
 mod listener;
+mod locks;
 mod ports;
 mod prosody;
 mod publisher;
@@ -19,6 +20,7 @@ mod rest;
 mod truth;
 mod watchers;
 mod xml;
+mod xmpp_client;
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -34,11 +36,7 @@ use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_xmpp::jid::Jid;
-use tokio_xmpp::xmlstream::Timeouts;
 use tracing::{error, info};
-
-use finesse_taskd::xmpp::session::LoginParams;
-use finesse_taskd::xmpp::{Connector, TlsMode};
 
 use crate::cluster::{Cluster, Faults, Node};
 use crate::config::SimConfig;
@@ -140,7 +138,7 @@ async fn run(cli: Cli, config: SimConfig) -> anyhow::Result<()> {
         (Some(f), false) => std::fs::read(f).with_context(|| format!("reading {f}"))?,
         _ => std::fs::read(&pki.ca_file)?,
     };
-    let client_tls = Connector::client_config_from_pem(&ca_pem)?;
+    let client_tls = xmpp_client::trusting(&ca_pem)?;
     if cli.spawn_prosody {
         prosody::check_installed()?;
     }
@@ -260,36 +258,27 @@ async fn run(cli: Cli, config: SimConfig) -> anyhow::Result<()> {
         } else {
             node.host.as_str()
         };
-        let addr = tokio::net::lookup_host((host, node.xmpp_port))
+        // Plain on the c2s port with --plain-xmpp, else direct TLS on the secure port.
+        let (port, publisher_tls) = if cli.plain_xmpp {
+            (node.xmpp_port, None)
+        } else {
+            (node.xmpp_secure_port, Some(client_tls.clone()))
+        };
+        let addr = tokio::net::lookup_host((host, port))
             .await?
             .next()
             .context("XMPP host has no address")?;
-        let mode = if cli.plain_xmpp {
-            TlsMode::None
-        } else {
-            TlsMode::StartTls
-        };
         let spec = publisher::PublisherSpec {
-            login: LoginParams {
-                connector: Connector::new(addr, mode, client_tls.clone()),
+            login: xmpp_client::Login {
+                addr,
+                tls: publisher_tls,
                 jid: publisher_jid.clone(),
                 password: publisher_password.clone(),
-                timeouts: Timeouts {
-                    read_timeout: Duration::from_secs(10),
-                    response_timeout: Duration::from_secs(5),
-                },
-                disable_sm: true,
             },
             agents: agents.clone(),
             auto_subscribe_media: config.behaviour.auto_subscribe_media,
         };
-        tokio::spawn(publisher::run(
-            spec,
-            inbox,
-            cluster.clone(),
-            node.index,
-            cancel.clone(),
-        ));
+        tokio::spawn(publisher::run(spec, inbox, node.clone(), cancel.clone()));
         tokio::spawn(listener::serve(
             node.clone(),
             rest::router(cluster.clone(), node.index),

@@ -24,9 +24,8 @@ use tokio_xmpp::parsers::pubsub::{ItemId, NodeName};
 use tokio_xmpp::stanzastream::{Event, StanzaStream, StreamEvent};
 use tracing::{debug, info, warn};
 
-use finesse_taskd::xmpp::session::{LoginParams, reconnecting_stream};
-
-use crate::cluster::{Cluster, lock};
+use crate::locks::lock;
+use crate::xmpp_client::{self, Login};
 
 const PUBSUB_NS: &str = "http://jabber.org/protocol/pubsub";
 const RETRY: Duration = Duration::from_millis(200);
@@ -93,10 +92,21 @@ impl PublisherHandle {
     }
 }
 
+/// What the publisher needs of its node (the cluster's node implements it, so the publisher
+/// does not depend on the cluster).
+pub trait NodeState: Send + Sync {
+    /// The node's name, for logs.
+    fn name(&self) -> &str;
+    /// Agents whose presence the publisher sees: id -> (available, since).
+    fn presence(&self) -> &std::sync::Mutex<std::collections::HashMap<String, (bool, Instant)>>;
+    /// The `finesse_unavailable` fault is on.
+    fn finesse_unavailable(&self) -> bool;
+}
+
 /// What the publisher logs in as and sets up.
 pub struct PublisherSpec {
     /// Login parameters for the `finesse` account.
-    pub login: LoginParams,
+    pub login: Login,
     /// Agent ids served by the cluster.
     pub agents: Vec<String>,
     /// Subscribe agents to their Media and Dialogs/Media nodes.
@@ -127,12 +137,10 @@ impl Session {
 pub async fn run(
     spec: PublisherSpec,
     mut inbox: PublisherInbox,
-    cluster: Arc<Cluster>,
-    index: usize,
+    node: Arc<dyn NodeState>,
     cancel: CancellationToken,
 ) {
-    let (events_tx, mut events_rx) = mpsc::unbounded_channel();
-    let domain = spec.login.jid.domain().as_str().to_owned();
+    let domain = spec.login.domain().to_owned();
     let pubsub = match Jid::new(&format!("pubsub.{domain}")) {
         Ok(j) => j,
         Err(e) => {
@@ -140,12 +148,7 @@ pub async fn run(
             return;
         }
     };
-    let stream = reconnecting_stream(
-        spec.login.clone(),
-        |_, _| Some(RETRY),
-        events_tx,
-        cancel.clone(),
-    );
+    let stream = xmpp_client::stream(spec.login.clone(), RETRY, cancel.clone());
     let mut s = Session {
         stream,
         pubsub,
@@ -153,36 +156,32 @@ pub async fn run(
         ready_id: None,
         next_id: 0,
     };
-    let Some(node) = cluster.nodes.get(index).cloned() else {
-        return;
-    };
     loop {
         tokio::select! {
             () = cancel.cancelled() => break,
-            Some(ev) = events_rx.recv() => debug!(node = %node.name, ?ev, "publisher login"),
             ev = s.stream.next() => match ev {
                 None => break,
                 Some(Event::Stream(StreamEvent::Reset { .. })) => {
-                    info!(node = %node.name, "publisher online; setting up nodes");
+                    info!(node = %node.name(), "publisher online; setting up nodes");
                     {
                         let now = Instant::now();
-                        let mut presence = lock(&node.presence);
+                        let mut presence = lock(node.presence());
                         for agent in &spec.agents {
                             presence.insert(agent.clone(), (false, now));
                         }
                     }
-                    set_up(&mut s, &spec, !node.faults().finesse_unavailable).await;
+                    set_up(&mut s, &spec, !node.finesse_unavailable()).await;
                 }
                 Some(Event::Stream(StreamEvent::Suspended)) => {
-                    info!(node = %node.name, "publisher lost its session");
+                    info!(node = %node.name(), "publisher lost its session");
                     inbox.online.send_replace(false);
                 }
                 Some(Event::Stream(StreamEvent::Resumed)) => {}
-                Some(Event::Stanza(Stanza::Presence(p))) => on_presence(&node.presence, &s.domain, &p),
+                Some(Event::Stanza(Stanza::Presence(p))) => on_presence(node.presence(), &s.domain, &p),
                 Some(Event::Stanza(Stanza::Iq(iq))) => {
                     let id = iq.id().to_owned();
                     if let Iq::Error { error, .. } = &iq {
-                        debug!(node = %node.name, %id, ?error, "pubsub request failed");
+                        debug!(node = %node.name(), %id, ?error, "pubsub request failed");
                     }
                     if s.ready_id.as_deref() == Some(id.as_str()) {
                         s.ready_id = None;
@@ -194,7 +193,7 @@ pub async fn run(
             Some(cmd) = inbox.rx.recv() => match cmd {
                 Command::Publish { path, update } => {
                     if !*inbox.online.borrow() {
-                        debug!(node = %node.name, %path, "publisher offline; notification lost");
+                        debug!(node = %node.name(), %path, "publisher offline; notification lost");
                         continue;
                     }
                     s.next_id += 1;

@@ -8,17 +8,18 @@ use std::time::SystemTime;
 use axum::Router;
 use axum::body::{Body, to_bytes};
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
-use base64::Engine as _;
-use tokio::time::Instant;
 
 use crate::cluster::{Cluster, RequestRecord, RestMode, lock};
 use crate::config::ErrorForm;
-use crate::truth::{AuthFailure, MediaRequest, OpError};
+use crate::truth::{MediaRequest, OpError};
 use crate::xml::{self, ApiError};
+
+mod auth;
+use auth::{authenticate, basic_credentials, request_id, with_request_id};
 
 /// Request bodies above this size are refused.
 const MAX_BODY: usize = 1 << 20;
@@ -131,81 +132,6 @@ async fn faults_and_log(State(st): State<NodeState>, req: Request, next: Next) -
             .await
     };
     st.cluster.log_status(seq, response.status().as_u16());
-    response
-}
-
-fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
-    let value = headers.get("authorization")?.to_str().ok()?;
-    let encoded = value
-        .strip_prefix("Basic ")
-        .or_else(|| value.strip_prefix("basic "))?;
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()?;
-    let text = String::from_utf8(decoded).ok()?;
-    let (user, password) = text.split_once(':')?;
-    Some((user.to_owned(), password.to_owned()))
-}
-
-/// Checks Basic auth; `owner` is the user id in the URI, which must match.
-fn authenticate(
-    st: &NodeState,
-    headers: &HeaderMap,
-    owner: Option<&str>,
-) -> Result<String, Box<Response>> {
-    let Some((user, password)) = basic_credentials(headers) else {
-        return Err(Box::new(error_response(
-            401,
-            "Authorization Failure",
-            "credentials required",
-            "",
-        )));
-    };
-    let result = lock(&st.cluster.truth).authenticate(&user, &password, Instant::now());
-    match result {
-        Ok(()) => {}
-        Err(AuthFailure::Locked) => {
-            return Err(Box::new(error_response(
-                401,
-                "Authorization Failure",
-                "account locked",
-                "",
-            )));
-        }
-        Err(AuthFailure::UnknownUser | AuthFailure::BadPassword) => {
-            return Err(Box::new(error_response(
-                401,
-                "Authorization Failure",
-                "invalid credentials",
-                "",
-            )));
-        }
-    }
-    if owner.is_some_and(|o| o != user) {
-        return Err(Box::new(error_response(
-            401,
-            "Invalid Authorization User Specified",
-            &format!("the authenticated user {user} does not match the user in the URI"),
-            "1002001",
-        )));
-    }
-    Ok(user)
-}
-
-fn request_id(headers: &HeaderMap) -> String {
-    headers
-        .get("requestId")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned()
-}
-
-fn with_request_id(mut response: Response, request_id: &str) -> Response {
-    if let Ok(v) = HeaderValue::from_str(request_id) {
-        if !request_id.is_empty() {
-            response.headers_mut().insert("requestId", v);
-        }
-    }
     response
 }
 
