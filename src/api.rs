@@ -5,7 +5,7 @@
 //! - `GET /v1/events`: Server-Sent Events, one JSON object per event with a monotonic `seq`,
 //!   resumable with `Last-Event-ID` from a bounded ring (`resync.required` past it);
 //! - `POST /v1/dialogs/{id}/actions`, `PUT /v1/media/{id}/state`, `PUT /v1/media/{id}/routable`:
-//!   queued to the supervisor, which sends each to the current node exactly once, waiting up
+//!   queued to the driver, which sends each to the current node exactly once, waiting up
 //!   to `action_wait` for steady, else 503 with `Retry-After`;
 //! - `GET /metrics`: Prometheus text.
 //!
@@ -27,13 +27,12 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::mpsc;
 
+use crate::command::{Command, CommandError, Request};
+use crate::config::DesiredState;
 use crate::events::Replay;
-use crate::model::{ACTIONS, allowed_actions};
-use crate::supervisor::command::{Command, CommandError, Request};
-use crate::supervisor::state::{Phase, Shared};
-
-/// The main loop counts as stuck after this long without progress.
-pub const STALL: Duration = Duration::from_secs(15);
+use crate::hub::{STALL, Shared};
+use crate::model::allowed_actions;
+use crate::vocab::{DialogAction, EventKind, Phase};
 
 /// Request bodies above this are refused with 413.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -41,7 +40,7 @@ pub const MAX_BODY: usize = 64 * 1024;
 /// What the handlers share.
 #[derive(Clone)]
 pub struct ApiState {
-    /// The supervisor's published state.
+    /// The published state.
     pub shared: Arc<Shared>,
     /// Where requests for Finesse go.
     pub commands: mpsc::Sender<Request>,
@@ -135,8 +134,8 @@ async fn events(
         Replay::Events(list) => list.iter().map(|e| sse_event(e.seq, &e.json)).collect(),
         Replay::ResyncRequired { oldest } => {
             let seq = s.shared.events.last_seq();
-            let body =
-                json!({ "seq": seq, "type": "resync.required", "oldest": oldest }).to_string();
+            let body = json!({ "seq": seq, "type": EventKind::ResyncRequired, "oldest": oldest })
+                .to_string();
             vec![sse_event(seq, &body)]
         }
     };
@@ -158,7 +157,8 @@ async fn events(
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                     // A slow client: tell it to refetch the state, then drop it.
                     let body =
-                        json!({ "type": "resync.required", "reason": "slow client" }).to_string();
+                        json!({ "type": EventKind::ResyncRequired, "reason": "slow client" })
+                            .to_string();
                     let _ = tx.send(Ok(SseEvent::default().data(body))).await;
                     return;
                 }
@@ -238,22 +238,18 @@ async fn dialog_action(State(s): State<ApiState>, Path(id): Path<String>, body: 
         Ok(b) => b,
         Err(r) => return *r,
     };
-    let action = b.action.trim().to_ascii_uppercase();
-    if !ACTIONS.contains(&action.as_str()) {
+    let Some(action) = DialogAction::parse(&b.action.trim().to_ascii_uppercase()) else {
+        let all: Vec<&str> = DialogAction::ALL.iter().map(|a| a.as_str()).collect();
         return error(
             StatusCode::BAD_REQUEST,
-            format!(
-                "unknown action {:?}; one of {}",
-                b.action,
-                ACTIONS.join(", ")
-            ),
+            format!("unknown action {:?}; one of {}", b.action, all.join(", ")),
             Some("action"),
         );
-    }
-    // Answer what the daemon already knows at once; the supervisor checks again before sending.
+    };
+    // Answer what the daemon already knows at once; the driver checks again before sending.
     match s.shared.with(|v| v.dialogs.get(&id).cloned()) {
         None => return error(StatusCode::NOT_FOUND, format!("no dialog {id}"), None),
-        Some(d) if !allowed_actions(&d.state).contains(&action.as_str()) => {
+        Some(d) if !allowed_actions(&d.state).contains(&action) => {
             return error(
                 StatusCode::CONFLICT,
                 format!("{action} is not allowed in state {}", d.state),
@@ -286,15 +282,15 @@ async fn media_state(State(s): State<ApiState>, Path(id): Path<u32>, body: Bytes
         Ok(b) => b,
         Err(r) => return *r,
     };
-    let state = b.state.trim().to_ascii_uppercase();
-    if state != "READY" && state != "NOT_READY" {
+    let upper = b.state.trim().to_ascii_uppercase();
+    let Some(&(_, state)) = DesiredState::CHOICES.iter().find(|(t, _)| *t == upper) else {
         return error(
             StatusCode::BAD_REQUEST,
             format!("state {:?}: use READY or NOT_READY", b.state),
             Some("state"),
         );
-    }
-    let reason = if state == "NOT_READY" {
+    };
+    let reason = if state == DesiredState::NotReady {
         b.reason_code_id
     } else {
         None
@@ -361,7 +357,9 @@ mod tests {
         // The client reads nothing while 200 events go by: far more than its queue (16)
         // and the bus (16) hold.
         for i in 0..200 {
-            shared.events.publish("phase", json!({ "i": i }));
+            shared
+                .events
+                .publish(crate::vocab::EventKind::Phase, json!({ "i": i }));
             tokio::task::yield_now().await;
         }
         let mut text = String::new();

@@ -1,11 +1,14 @@
-//! Requests from the local API to the supervisor. The API never talks to Finesse: it queues a
-//! [`Request`] and waits for the answer. The supervisor takes requests only while steady, so
+//! Requests from the local API (and the orphan guard) to the driver. The API never talks to Finesse: it queues a
+//! [`Request`] and waits for the answer. The driver takes requests only while steady, so
 //! one that arrives during recovery waits; if its deadline passes (or its caller gave up)
-//! before the supervisor reaches it, it is dropped unsent. Either way an action is sent to
+//! before the driver reaches it, it is dropped unsent. Either way an action is sent to
 //! Finesse at most once.
 
 use tokio::sync::oneshot;
 use tokio::time::Instant;
+
+use crate::config::DesiredState;
+use crate::vocab::DialogAction;
 
 /// What the API asks for.
 #[derive(Debug)]
@@ -14,8 +17,8 @@ pub enum Command {
     DialogAction {
         /// Dialog id.
         id: String,
-        /// ACCEPT, START, PAUSE, RESUME, WRAP_UP, CLOSE or TRANSFER.
-        action: String,
+        /// What to do.
+        action: DialogAction,
         /// The TRANSFER target.
         target: Option<String>,
     },
@@ -24,7 +27,7 @@ pub enum Command {
         /// MRD id.
         mrd: u32,
         /// READY | NOT_READY.
-        state: String,
+        state: DesiredState,
         /// With NOT_READY.
         reason: Option<u32>,
     },
@@ -65,12 +68,12 @@ pub struct Request {
     pub reply: oneshot::Sender<Result<(), CommandError>>,
 }
 
-/// The supervisor's answer to a queued [`Request`].
+/// The driver's answer to a queued [`Request`].
 pub type Answer = oneshot::Receiver<Result<(), CommandError>>;
 
 impl Request {
     /// Queues `command` (not sent after `deadline`) and returns where its answer will come;
-    /// `None` when the supervisor is gone (the daemon is stopping).
+    /// `None` when the driver is gone (the daemon is stopping).
     pub async fn queue(
         to: &tokio::sync::mpsc::Sender<Request>,
         command: Command,

@@ -9,16 +9,13 @@ use std::sync::{Arc, Mutex};
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
-/// How many events the ring keeps.
-pub const RING: usize = 1024;
+use crate::vocab::EventKind;
 
 /// One event: its sequence number and its JSON text (with `seq` and `type` inside).
 #[derive(Debug, Clone)]
 pub struct Event {
     /// Monotonic, from 1.
     pub seq: u64,
-    /// The `type` field.
-    pub kind: String,
     /// The serialized object.
     pub json: Arc<str>,
 }
@@ -57,7 +54,7 @@ impl EventBus {
     }
 
     /// Publishes an event of `kind` with `data`'s fields.
-    pub fn publish(&self, kind: &str, data: Value) -> u64 {
+    pub fn publish(&self, kind: EventKind, data: Value) -> u64 {
         let mut ring = self.ring();
         let seq = ring.back().map_or(1, |e| e.seq + 1);
         let mut obj = json!({ "seq": seq, "type": kind });
@@ -66,7 +63,6 @@ impl EventBus {
         }
         let event = Event {
             seq,
-            kind: kind.to_owned(),
             json: Arc::from(obj.to_string()),
         };
         if ring.len() >= self.capacity {
@@ -110,8 +106,11 @@ mod tests {
     #[test]
     fn seqs_are_monotonic_and_carry_type_and_fields() {
         let bus = EventBus::new(4);
-        assert_eq!(bus.publish("phase", json!({ "phase": "steady" })), 1);
-        assert_eq!(bus.publish("link.up", json!({ "link": "xmpp" })), 2);
+        assert_eq!(
+            bus.publish(EventKind::Phase, json!({ "phase": "steady" })),
+            1
+        );
+        assert_eq!(bus.publish(EventKind::LinkUp, json!({ "link": "xmpp" })), 2);
         let (Replay::Events(ev), _) = bus.subscribe(Some(0)) else {
             panic!("events")
         };
@@ -123,7 +122,7 @@ mod tests {
     fn a_resume_inside_the_ring_replays_and_one_before_it_requires_a_resync() {
         let bus = EventBus::new(4);
         for i in 0..10 {
-            bus.publish("x", json!({ "i": i }));
+            bus.publish(EventKind::Phase, json!({ "i": i }));
         }
         let (Replay::Events(ev), _) = bus.subscribe(Some(7)) else {
             panic!("replay")
@@ -140,9 +139,10 @@ mod tests {
     async fn live_subscribers_get_new_events_in_order() {
         let bus = EventBus::new(8);
         let (_, mut rx) = bus.subscribe(None);
-        bus.publish("a", json!({}));
-        bus.publish("b", json!({}));
-        assert_eq!(rx.recv().await.unwrap().kind, "a");
-        assert_eq!(rx.recv().await.unwrap().kind, "b");
+        bus.publish(EventKind::Phase, json!({}));
+        bus.publish(EventKind::LinkUp, json!({}));
+        let kind = |e: Event| serde_json::from_str::<Value>(&e.json).unwrap()["type"].clone();
+        assert_eq!(kind(rx.recv().await.unwrap()), "phase");
+        assert_eq!(kind(rx.recv().await.unwrap()), "link.up");
     }
 }

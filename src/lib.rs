@@ -2,35 +2,60 @@
 //! Finesse healthy: a REST session and an XMPP pubsub session, failure detection, recovery with
 //! jittered backoff and A/B failover, then Media GET, drift re-sign-in and Dialog LIST resync.
 //!
-//! # Layout
-//! - [`config`]: the per-agent TOML, validated into [`config::Config`] (errors name the key).
-//! - [`secret`]: a string that never prints itself.
-//! - [`finesse`]: the Finesse XML model and the REST client.
-//! - [`xmpp`]: the TLS connector (custom CA, direct TLS / STARTTLS), one login attempt, and
-//!   the link whose reconnects the supervisor owns.
-//! - [`backoff`]: the retry delays (first-retry window, then jittered exponential backoff).
-//! - [`model`]: the agent's local view (media, dialogs) and the pure resync decisions.
-//! - [`supervisor`]: the loop that holds, detects, recovers and resyncs.
-//! - [`events`]: the bounded, resumable event stream of view changes.
-//! - [`metrics`]: Prometheus metrics.
-//! - [`orphan`]: the orphan-dialog guard (probe the task's session, close zombies).
-//! - [`notify`]: sd_notify (READY, STATUS, RELOADING, STOPPING, watchdog from the main loop).
-//! - [`api`]: the local HTTP API (health, readiness, state, events).
+//! # Layers
+//! Each module imports only from the layers below it (`tests/layering.rs` checks it):
 //!
-//! The Finesse simulator lives in `src/bin/finesse-sim/` and deliberately shares no XML model
-//! with the daemon, so that one misreading of the protocol cannot pass on both sides.
+//! 0. Shared vocabulary:
+//!    - [`secret`]: a string that never prints itself.
+//!    - [`vocab`]: phases, causes, link and event kinds, dialog actions, as types.
+//!    - [`view`]: the published state as plain data (media, dialogs, counters).
+//!    - [`tls`]: the one TLS configuration and HTTP client builder for every connection.
+//!    - [`config`]: the per-agent TOML, validated into [`config::Config`] (errors name the key).
+//!    - [`command`]: the requests the API and the orphan guard queue for the driver.
+//! 1. Protocols and outputs:
+//!    - [`finesse`]: the Finesse XML model and the REST client.
+//!    - [`xmpp`]: the TLS connector, one login attempt, and the link the driver reconnects.
+//!    - [`events`]: the bounded, resumable event stream of view changes.
+//!    - [`metrics`]: Prometheus metrics, rendered from plain values.
+//!    - [`notify`]: sd_notify (READY, STATUS, RELOADING, STOPPING, watchdog).
+//!    - [`backoff`]: the retry delays (first-retry window, then jittered exponential backoff).
+//! 2. The agent's view:
+//!    - [`model`]: builds the view from Finesse documents and makes the pure resync decisions.
+//!    - [`hub`]: the shared, published state (view, events, metrics, notifier, heartbeat).
+//! 3. Recovery:
+//!    - [`machine`]: the pure recovery state machine (`step(input, now) -> actions`).
+//!    - [`driver`]: performs the machine's actions (REST, XMPP, resync, steady state).
+//! 4. Around the driver:
+//!    - [`orphan`]: the orphan-dialog guard (probe the task's session, close zombies).
+//!    - [`api`]: the local HTTP API (health, readiness, state, events, actions, metrics).
+//! 5. [`app`]: wires one agent's daemon together; `main` adds the CLI, logging and signals.
+//!
+//! The Finesse simulator lives in `src/bin/finesse-sim/` and shares no module with the
+//! daemon, so that one misreading of the protocol cannot pass on both sides.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod api;
-pub mod backoff;
+pub(crate) mod command;
 pub mod config;
-pub mod events;
+pub(crate) mod secret;
+pub(crate) mod tls;
+pub(crate) mod view;
+pub mod vocab;
+
+pub(crate) mod backoff;
+pub(crate) mod events;
 pub mod finesse;
-pub mod metrics;
-pub mod model;
-pub mod notify;
-pub mod orphan;
-pub mod secret;
-pub mod supervisor;
+pub(crate) mod metrics;
+pub(crate) mod notify;
 pub mod xmpp;
+
+pub(crate) mod hub;
+pub mod model;
+
+pub(crate) mod driver;
+pub(crate) mod machine;
+
+pub(crate) mod api;
+pub(crate) mod orphan;
+
+pub mod app;

@@ -1,19 +1,18 @@
 //! The `finesse-taskd` binary: CLI, logging, signals and exit codes. Everything else is in the
-//! library. Exit codes: 0 after a clean stop, 78 (EX_CONFIG) for a configuration error, 1 for
-//! any other fatal error.
+//! library ([`finesse_taskd::app`] wires it). Exit codes: 0 after a clean stop, 78 (EX_CONFIG)
+//! for a configuration error (including an API address that cannot be bound and a CA that
+//! cannot be used), 1 for any other fatal error.
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use finesse_taskd::config::Config;
-use finesse_taskd::supervisor::Supervisor;
-use finesse_taskd::supervisor::state::Shared;
+use finesse_taskd::app;
+use finesse_taskd::config::{Config, LogFormat};
 
 const EX_CONFIG: u8 = 78;
 
@@ -68,7 +67,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    init_logging(&config.log_format);
+    init_logging(config.log_format);
     for w in &config.warnings {
         warn!("{w}");
     }
@@ -86,7 +85,7 @@ fn main() -> ExitCode {
     runtime.block_on(run(config))
 }
 
-fn init_logging(format: &str) {
+fn init_logging(format: LogFormat) {
     let Ok(mut filter) = tracing_subscriber::EnvFilter::try_from_default_env() else {
         return finish_logging(format, "info,tokio_xmpp=warn".into());
     };
@@ -112,9 +111,9 @@ fn init_logging(format: &str) {
     finish_logging(format, filter);
 }
 
-fn finish_logging(format: &str, filter: tracing_subscriber::EnvFilter) {
-    let json = format == "json";
-    let journald = format == "auto" && std::env::var_os("JOURNAL_STREAM").is_some();
+fn finish_logging(format: LogFormat, filter: tracing_subscriber::EnvFilter) {
+    let json = format == LogFormat::Json;
+    let journald = format == LogFormat::Auto && std::env::var_os("JOURNAL_STREAM").is_some();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -143,90 +142,8 @@ async fn run(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let shared = Arc::new(Shared::new(&config.agent_id, config.event_ring));
     let shutdown = CancellationToken::new();
-    let (commands_tx, commands_rx) = tokio::sync::mpsc::channel(64);
-    let probes: std::collections::BTreeMap<u32, _> = config
-        .media
-        .iter()
-        .filter_map(|m| m.orphan_probe.clone().map(|p| (m.id, p)))
-        .collect();
-    let guard = if probes.is_empty() {
-        None
-    } else {
-        match finesse_taskd::orphan::Guard::new(
-            probes,
-            shared.clone(),
-            commands_tx.clone(),
-            shutdown.clone(),
-        ) {
-            Ok(g) => Some(g),
-            Err(e) => {
-                error!(error = %e, "cannot set up the orphan probe");
-                return ExitCode::from(EX_CONFIG);
-            }
-        }
-    };
-    let metrics_view = shared.clone();
-    let api = finesse_taskd::api::router(finesse_taskd::api::ApiState {
-        shared: shared.clone(),
-        commands: commands_tx,
-        action_wait: config.action_wait,
-        request_timeout: config.request_timeout,
-        metrics: Arc::new(move || metrics_view.metrics.render(&metrics_view.snapshot())),
-    });
-    let api_stop = shutdown.clone();
-    let stop = async move { api_stop.cancelled().await };
-    let api_task = if let Some(path) = config.api_listen.strip_prefix("unix:") {
-        let _ = std::fs::remove_file(path);
-        let listener = match tokio::net::UnixListener::bind(path) {
-            Ok(l) => l,
-            Err(e) => {
-                error!(listen = %config.api_listen, error = %e, "cannot bind the local API");
-                return ExitCode::from(EX_CONFIG);
-            }
-        };
-        {
-            use std::os::unix::fs::PermissionsExt;
-            if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)) {
-                warn!(error = %e, "cannot set the API socket's mode to 0660");
-            }
-        }
-        info!(addr = %config.api_listen, agent = %config.agent_id, "local API listening");
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, api)
-                .with_graceful_shutdown(stop)
-                .await;
-        })
-    } else {
-        let listener = match tokio::net::TcpListener::bind(&config.api_listen).await {
-            Ok(l) => l,
-            Err(e) => {
-                error!(listen = %config.api_listen, error = %e, "cannot bind the local API");
-                return ExitCode::from(EX_CONFIG);
-            }
-        };
-        match listener.local_addr() {
-            Ok(addr) => info!(%addr, agent = %config.agent_id, "local API listening"),
-            Err(e) => warn!(error = %e, "local API address unknown"),
-        }
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, api)
-                .with_graceful_shutdown(stop)
-                .await;
-        })
-    };
-    let (reload_tx, reload_rx) = tokio::sync::mpsc::unbounded_channel();
-    let supervisor = match Supervisor::new(config, shared, shutdown.clone(), commands_rx) {
-        Ok(s) => match guard {
-            Some(g) => s.with_reloads(reload_rx).with_orphans(g),
-            None => s.with_reloads(reload_rx),
-        },
-        Err(e) => {
-            error!(error = %e, "cannot start");
-            return ExitCode::from(EX_CONFIG);
-        }
-    };
+    let (reload_tx, reloads) = tokio::sync::mpsc::unbounded_channel();
     let signals = shutdown.clone();
     tokio::spawn(async move {
         loop {
@@ -241,17 +158,24 @@ async fn run(config: Config) -> ExitCode {
         }
         signals.cancel();
     });
-    let result = supervisor.run().await;
-    shutdown.cancel();
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), api_task).await;
-    match result {
+    match app::run(config, app::Control { shutdown, reloads }).await {
         Ok(()) => {
             info!("stopped");
             ExitCode::SUCCESS
         }
         Err(e) => {
             error!(error = %e, "fatal");
-            ExitCode::FAILURE
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+/// 78 (EX_CONFIG) when the configuration cannot be used as written (a bind address, a CA,
+/// a probe's CA), 1 otherwise.
+fn exit_code(e: &app::AppError) -> u8 {
+    match e {
+        app::AppError::Bind { .. } | app::AppError::Orphan(_) | app::AppError::Setup(_) => {
+            EX_CONFIG
         }
     }
 }

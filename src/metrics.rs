@@ -1,6 +1,7 @@
 //! Prometheus metrics (prometheus-client), rendered as OpenMetrics text. Counters are bumped
-//! where things happen; the gauges (links, phase, dialogs) are set from the published state at
-//! scrape time, so they can never disagree with `/v1/state`.
+//! where things happen; the gauges (links, phase, dialogs) are set at scrape time from the
+//! plain values the caller takes from the published state ([`Gauges`]), so they can never
+//! disagree with `/v1/state`.
 
 use std::sync::Mutex;
 
@@ -11,7 +12,41 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::supervisor::state::StateView;
+use crate::vocab::{Cause, Phase, ReconnectScope, SigninReason};
+
+/// The values the gauges show, read from the published state at scrape time.
+#[derive(Debug, Clone)]
+pub struct Gauges<'a> {
+    /// The REST link is up.
+    pub rest_up: bool,
+    /// The XMPP link is up.
+    pub xmpp_up: bool,
+    /// The current phase.
+    pub phase: Phase,
+    /// Each held dialog's MRD and state.
+    pub dialogs: Vec<(u32, &'a str)>,
+}
+
+/// What became of a notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotificationResult {
+    /// Applied to the view.
+    Applied,
+    /// Read while setting up a session, applied after.
+    Buffered,
+    /// Could not be decoded.
+    Malformed,
+}
+
+impl NotificationResult {
+    const fn as_str(self) -> &'static str {
+        match self {
+            Self::Applied => "applied",
+            Self::Buffered => "buffered",
+            Self::Malformed => "malformed",
+        }
+    }
+}
 
 type Labels = Vec<(String, String)>;
 
@@ -38,16 +73,6 @@ pub struct Metrics {
     orphans: Family<Labels, Counter>,
     xmpp_round_trips: Counter,
 }
-
-const PHASES: [&str; 7] = [
-    "starting",
-    "recovering",
-    "resyncing",
-    "steady",
-    "auth_failed",
-    "conflict",
-    "stopping",
-];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -133,10 +158,13 @@ impl Metrics {
         self.xmpp_round_trips.clone()
     }
 
-    /// A recovery started after `cause` on `link`.
-    pub fn reconnect(&self, link: &str, cause: &str) {
+    /// A recovery started after `cause` on `scope`.
+    pub fn reconnect(&self, scope: ReconnectScope, cause: Cause) {
         self.reconnects
-            .get_or_create(&labels(&[("link", link), ("cause", cause)]))
+            .get_or_create(&labels(&[
+                ("link", scope.as_str()),
+                ("cause", cause.as_str()),
+            ]))
             .inc();
     }
     /// A failover.
@@ -148,9 +176,9 @@ impl Metrics {
         self.resyncs.inc();
     }
     /// A sign-in sent: initial, drift, logout or failover.
-    pub fn signin(&self, reason: &str) {
+    pub fn signin(&self, reason: SigninReason) {
         self.signins
-            .get_or_create(&labels(&[("reason", reason)]))
+            .get_or_create(&labels(&[("reason", reason.as_str())]))
             .inc();
     }
     /// Steady again, `seconds` after the failure was detected.
@@ -158,9 +186,9 @@ impl Metrics {
         self.time_to_ready.observe(seconds);
     }
     /// A notification applied, buffered or malformed.
-    pub fn notification(&self, result: &str) {
+    pub fn notification(&self, result: NotificationResult) {
         self.notifications
-            .get_or_create(&labels(&[("result", result)]))
+            .get_or_create(&labels(&[("result", result.as_str())]))
             .inc();
     }
     /// An orphan dialog found; `action` is close or report.
@@ -174,25 +202,23 @@ impl Metrics {
         self.auth_failures.inc();
     }
 
-    /// The text exposition, with the gauges set from `view`.
-    pub fn render(&self, view: &StateView) -> String {
-        for (link, up) in [("rest", view.rest_up), ("xmpp", view.xmpp_up)] {
+    /// The text exposition, with the gauges set from `gauges`.
+    pub fn render(&self, gauges: &Gauges<'_>) -> String {
+        for (link, up) in [("rest", gauges.rest_up), ("xmpp", gauges.xmpp_up)] {
             self.link_up
                 .get_or_create(&labels(&[("link", link)]))
                 .set(i64::from(up));
         }
-        let current = serde_json::to_value(view.phase).ok();
-        for p in PHASES {
-            let on = current.as_ref().and_then(|v| v.as_str()) == Some(p);
+        for p in Phase::ALL {
             self.phase
-                .get_or_create(&labels(&[("phase", p)]))
-                .set(i64::from(on));
+                .get_or_create(&labels(&[("phase", p.as_str())]))
+                .set(i64::from(*p == gauges.phase));
         }
         self.dialogs.clear();
-        for d in view.dialogs.values() {
-            let media = d.media_id.to_string();
+        for (mrd, state) in &gauges.dialogs {
+            let media = mrd.to_string();
             self.dialogs
-                .get_or_create(&labels(&[("media", &media), ("state", &d.state)]))
+                .get_or_create(&labels(&[("media", &media), ("state", state)]))
                 .inc();
         }
         let mut out = String::new();

@@ -2,7 +2,7 @@
 //! phase and node, RELOADING=1 (with MONOTONIC_USEC) around a reload, STOPPING=1, and
 //! WATCHDOG=1. Every call is a no-op without `NOTIFY_SOCKET`.
 //!
-//! The watchdog ping is sent from [`Notifier::progress`], which the supervisor calls as its
+//! The watchdog ping is sent from [`Notifier::progress`], which the driver calls as its
 //! main loop makes progress; there is no detached timer, so a stalled loop stops the pings
 //! and systemd restarts the service.
 

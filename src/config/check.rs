@@ -5,9 +5,11 @@
 use std::path::{Path, PathBuf};
 
 use super::raw::{RawAgent, RawFinesse, RawMedia, RawProbe, RawRecovery, RawXmpp};
-use super::{ConfigError, MediaConfig, RecoveryConfig, XmppConfig, choice, err};
+use super::{
+    ConfigError, DesiredState, InterruptAction, LogoutAction, MediaConfig, ProbeAction,
+    ProbeConfig, ProbeMethod, RecoveryConfig, Template, TlsMode, XmppConfig, choice, err,
+};
 use crate::secret::Secret;
-use crate::xmpp::TlsMode;
 
 /// `agent.id`: a Finesse user id.
 pub(super) fn agent_id(f: &Path, a: &RawAgent) -> Result<String, ConfigError> {
@@ -68,7 +70,7 @@ pub(super) fn ca(f: &Path, file: Option<&Path>) -> Result<Option<Vec<u8>>, Confi
     let Some(p) = file else { return Ok(None) };
     let bad = |e: String| err(f, "finesse.ca_file", format!("{}: {e}", p.display()));
     let pem = std::fs::read(p).map_err(|e| bad(e.to_string()))?;
-    crate::xmpp::Connector::client_config_from_pem(&pem).map_err(|e| bad(e.to_string()))?;
+    crate::tls::roots_from_pem(&pem).map_err(|e| bad(e.to_string()))?;
     Ok(Some(pem))
 }
 
@@ -133,8 +135,8 @@ pub(super) fn media(
                 format!("{} is out of range 1..=10", m.max_dialog_limit),
             ));
         }
-        let state = choice(f, &key("state"), &m.state, &["READY", "NOT_READY"])?;
-        if state == "READY" && m.reason_code_id.is_some() {
+        let state = choice(f, &key("state"), &m.state, DesiredState::CHOICES)?;
+        if state == DesiredState::Ready && m.reason_code_id.is_some() {
             warnings.push(format!(
                 "{}: ignored with state READY",
                 key("reason_code_id")
@@ -147,15 +149,15 @@ pub(super) fn media(
                 f,
                 &key("interrupt_action"),
                 &m.interrupt_action,
-                &["ACCEPT", "IGNORE"],
+                InterruptAction::CHOICES,
             )?,
             dialog_logout_action: choice(
                 f,
                 &key("dialog_logout_action"),
                 &m.dialog_logout_action,
-                &["CLOSE", "TRANSFER"],
+                LogoutAction::CHOICES,
             )?,
-            reason_code_id: if state == "NOT_READY" {
+            reason_code_id: if state == DesiredState::NotReady {
                 m.reason_code_id
             } else {
                 None
@@ -211,9 +213,9 @@ pub(super) fn recovery(f: &Path, r: &RawRecovery) -> Result<RecoveryConfig, Conf
 }
 
 /// `media[i].orphan_probe`.
-fn probe(f: &Path, i: usize, p: &RawProbe) -> Result<crate::orphan::ProbeConfig, ConfigError> {
+fn probe(f: &Path, i: usize, p: &RawProbe) -> Result<ProbeConfig, ConfigError> {
     let key = |k: &str| format!("media[{i}].orphan_probe.{k}");
-    let url = crate::orphan::Template::parse(&p.url).map_err(|e| err(f, key("url"), e))?;
+    let url = Template::parse(&p.url).map_err(|e| err(f, key("url"), e))?;
     if !(p.url.starts_with("http://") || p.url.starts_with("https://")) {
         return Err(err(
             f,
@@ -221,7 +223,12 @@ fn probe(f: &Path, i: usize, p: &RawProbe) -> Result<crate::orphan::ProbeConfig,
             format!("{:?} must start with http:// or https://", p.url),
         ));
     }
-    let method = choice(f, &key("method"), &p.method, &["GET", "HEAD"])?;
+    let method = choice(
+        f,
+        &key("method"),
+        &p.method,
+        &[("GET", ProbeMethod::Get), ("HEAD", ProbeMethod::Head)],
+    )?;
     if p.gone_status.is_empty() || p.gone_status.iter().any(|s| !(100..=599).contains(s)) {
         return Err(err(
             f,
@@ -238,7 +245,15 @@ fn probe(f: &Path, i: usize, p: &RawProbe) -> Result<crate::orphan::ProbeConfig,
     if p.max_in_flight == 0 {
         return Err(err(f, key("max_in_flight"), "must be at least 1"));
     }
-    let action = choice(f, &key("action"), &p.action, &["close", "report"])?;
+    let action = choice(
+        f,
+        &key("action"),
+        &p.action,
+        &[
+            ("close", ProbeAction::Close),
+            ("report", ProbeAction::Report),
+        ],
+    )?;
     let ca_pem = match &p.ca_file {
         None => None,
         Some(c) => Some(
@@ -246,15 +261,15 @@ fn probe(f: &Path, i: usize, p: &RawProbe) -> Result<crate::orphan::ProbeConfig,
                 .map_err(|e| err(f, key("ca_file"), format!("{}: {e}", c.display())))?,
         ),
     };
-    Ok(crate::orphan::ProbeConfig {
+    Ok(ProbeConfig {
         url,
         url_text: p.url.clone(),
-        head: method == "HEAD",
+        method,
         gone_status: p.gone_status.clone(),
         attempts: p.attempts,
         interval: p.interval,
         timeout: p.timeout,
-        close: action == "close",
+        action,
         ca_pem,
         max_in_flight: p.max_in_flight,
     })

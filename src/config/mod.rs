@@ -8,11 +8,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::secret::Secret;
-use crate::xmpp::TlsMode;
 use raw::RawConfig;
 
 mod check;
+mod probe;
 mod raw;
+mod types;
+
+pub use probe::{ProbeAction, ProbeConfig, ProbeMethod, Segment, Template};
+pub use types::{DesiredState, InterruptAction, Listen, LogFormat, LogoutAction, OnStop, TlsMode};
 
 /// A configuration error: `file: key: message`.
 #[derive(Debug, thiserror::Error)]
@@ -51,15 +55,15 @@ pub struct MediaConfig {
     /// 1..=10.
     pub max_dialog_limit: u32,
     /// ACCEPT | IGNORE.
-    pub interrupt_action: String,
+    pub interrupt_action: InterruptAction,
     /// CLOSE | TRANSFER.
-    pub dialog_logout_action: String,
+    pub dialog_logout_action: LogoutAction,
     /// READY | NOT_READY after (re)sign-in.
-    pub state: String,
+    pub state: DesiredState,
     /// Reason code for NOT_READY.
     pub reason_code_id: Option<u32>,
     /// The orphan-dialog probe, if configured.
-    pub orphan_probe: Option<crate::orphan::ProbeConfig>,
+    pub orphan_probe: Option<ProbeConfig>,
 }
 
 /// Recovery timing.
@@ -113,13 +117,13 @@ pub struct Config {
     /// Recovery timing.
     pub recovery: RecoveryConfig,
     /// Local API address: `host:port` or `unix:/path`.
-    pub api_listen: String,
+    pub api_listen: Listen,
     /// How long an action waits for `steady` before it is refused with 503.
     pub action_wait: Duration,
     /// How many events the resume ring keeps.
     pub event_ring: usize,
     /// auto | text | json.
-    pub log_format: String,
+    pub log_format: LogFormat,
     /// What to do with the agent's media when the daemon stops.
     pub shutdown: ShutdownConfig,
     /// Things worth a warning once logging is up.
@@ -131,7 +135,7 @@ pub struct Config {
 pub struct ShutdownConfig {
     /// `leave` (restarts, upgrades: back within Finesse's 60 s window), `logout` (sign out of
     /// each MRD; dialogs closed or transferred per dialogLogoutAction) or `not_ready`.
-    pub on_stop: String,
+    pub on_stop: OnStop,
     /// Reason code sent with LOGOUT or NOT_READY.
     pub reason_code_id: Option<u32>,
     /// The whole stop is bounded by this.
@@ -146,15 +150,23 @@ fn err(file: &Path, key: impl Into<String>, message: impl Into<String>) -> Confi
     }
 }
 
-fn choice(file: &Path, key: &str, value: &str, allowed: &[&str]) -> Result<String, ConfigError> {
-    if allowed.contains(&value) {
-        Ok(value.to_owned())
-    } else {
-        Err(err(
-            file,
-            key,
-            format!("{value:?} is not one of {}", allowed.join(", ")),
-        ))
+/// The value spelled `value` among `choices`, or an error that lists them.
+fn choice<T: Copy>(
+    file: &Path,
+    key: &str,
+    value: &str,
+    choices: &[(&str, T)],
+) -> Result<T, ConfigError> {
+    match choices.iter().find(|(text, _)| *text == value) {
+        Some((_, v)) => Ok(*v),
+        None => {
+            let names: Vec<&str> = choices.iter().map(|(t, _)| *t).collect();
+            Err(err(
+                file,
+                key,
+                format!("{value:?} is not one of {}", names.join(", ")),
+            ))
+        }
     }
 }
 
@@ -196,7 +208,7 @@ impl Config {
         let xmpp = check::xmpp(f, &raw.xmpp)?;
         let media = check::media(f, &raw.media, &mut warnings)?;
         let recovery = check::recovery(f, &raw.recovery)?;
-        choice(f, "log.format", &raw.log.format, &["auto", "text", "json"])?;
+        let log_format = choice(f, "log.format", &raw.log.format, LogFormat::CHOICES)?;
         if !(16..=1_000_000).contains(&raw.api.event_ring) {
             return Err(err(
                 f,
@@ -219,16 +231,16 @@ impl Config {
             xmpp,
             media,
             recovery,
-            api_listen: raw.api.listen.clone(),
+            api_listen: Listen::parse(&raw.api.listen),
             action_wait: raw.api.action_wait,
             event_ring: raw.api.event_ring,
-            log_format: raw.log.format.clone(),
+            log_format,
             shutdown: ShutdownConfig {
                 on_stop: choice(
                     f,
                     "shutdown.on_stop",
                     &raw.shutdown.on_stop,
-                    &["leave", "logout", "not_ready"],
+                    OnStop::CHOICES,
                 )?,
                 reason_code_id: raw.shutdown.reason_code_id,
                 timeout: raw.shutdown.timeout,
@@ -258,8 +270,8 @@ impl Config {
                 "ping_timeout": humantime::format_duration(self.xmpp.ping_timeout).to_string(),
             },
             "media": self.media.iter().map(|m| serde_json::json!({
-                "id": m.id, "max_dialog_limit": m.max_dialog_limit, "interrupt_action": m.interrupt_action,
-                "dialog_logout_action": m.dialog_logout_action, "state": m.state, "reason_code_id": m.reason_code_id,
+                "id": m.id, "max_dialog_limit": m.max_dialog_limit, "interrupt_action": m.interrupt_action.as_str(),
+                "dialog_logout_action": m.dialog_logout_action.as_str(), "state": m.state.as_str(), "reason_code_id": m.reason_code_id,
             })).collect::<Vec<_>>(),
             "recovery": {
                 "first_retry_window": humantime::format_duration(self.recovery.first_retry_window).to_string(),
@@ -273,9 +285,9 @@ impl Config {
                 "failover_after": humantime::format_duration(self.recovery.failover_after).to_string(),
                 "resync_every": humantime::format_duration(self.recovery.resync_every).to_string(),
             },
-            "api": { "listen": self.api_listen, "action_wait": humantime::format_duration(self.action_wait).to_string(), "event_ring": self.event_ring },
-            "log": { "format": self.log_format },
-            "shutdown": { "on_stop": self.shutdown.on_stop, "reason_code_id": self.shutdown.reason_code_id, "timeout": humantime::format_duration(self.shutdown.timeout).to_string() },
+            "api": { "listen": self.api_listen.to_string(), "action_wait": humantime::format_duration(self.action_wait).to_string(), "event_ring": self.event_ring },
+            "log": { "format": self.log_format.as_str() },
+            "shutdown": { "on_stop": self.shutdown.on_stop.as_str(), "reason_code_id": self.shutdown.reason_code_id, "timeout": humantime::format_duration(self.shutdown.timeout).to_string() },
         })
     }
 }

@@ -205,7 +205,7 @@ impl Default for RawApi {
         Self {
             listen: "127.0.0.1:9471".into(),
             action_wait: Duration::from_secs(10),
-            event_ring: crate::events::RING,
+            event_ring: 1024,
         }
     }
 }

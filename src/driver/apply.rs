@@ -1,57 +1,60 @@
 //! How one event from the XMPP link changes the agent's view: Media, dialog and SystemInfo
-//! notifications, asynchronous errors, presence and link loss. Each returns why steady state
-//! must end, if it must (a resync, a wait for the node, a reconnect); the loop acts on it.
+//! notifications, asynchronous errors, presence and link loss. Each returns the input the
+//! machine must see, if any (the link lost, the node out of service, a resync wanted).
 
 use tracing::warn;
 
-use super::{Exit, Supervisor};
+use super::Driver;
 use crate::finesse::model::Notification;
+use crate::machine::Input;
+use crate::metrics::NotificationResult;
 use crate::model::{DialogView, MediaView, needs_sign_in, settings_drift};
+use crate::vocab::{Cause, LinkKind, ResyncReason};
 use crate::xmpp::link::LinkEvent;
 
-impl Supervisor {
-    /// Events read while setting up are applied as in steady state.
-    pub(super) fn link_requeue(&mut self, ev: LinkEvent) {
+impl Driver {
+    /// An event read while setting up a session, applied as in steady state; returns the
+    /// wait it asks for (a node out of service, `finesse` unavailable), if any.
+    pub(super) fn apply_during_setup(&mut self, ev: LinkEvent) -> Option<Cause> {
         if matches!(ev, LinkEvent::Update { .. }) {
-            self.shared.metrics.notification("buffered");
+            self.shared
+                .metrics
+                .notification(NotificationResult::Buffered);
         }
-        let _ = self.apply(ev);
+        match self.apply(ev) {
+            Some(Input::NodeDown { cause }) => Some(cause),
+            _ => None,
+        }
     }
 
-    /// Applies one link event to the view; returns why steady state must end, if it must.
-    pub(super) fn apply(&mut self, ev: LinkEvent) -> Option<Exit> {
+    /// Applies one link event to the view; returns the input for the machine, if any.
+    pub(super) fn apply(&mut self, ev: LinkEvent) -> Option<Input> {
         match ev {
             LinkEvent::Up => None,
-            LinkEvent::Down => {
-                // Silent past the soft timeout: the ping went unanswered (a dead link), as
-                // opposed to a socket that closed or broke.
-                let cause = if self.link.silent_for() >= self.cfg.xmpp.ping_interval {
-                    "xmpp_ping_timeout"
-                } else {
-                    "xmpp_lost"
-                };
-                warn!(
-                    cause,
-                    silent_ms = self.link.silent_for().as_millis() as u64,
-                    "XMPP session lost"
-                );
-                self.shared.set_link("xmpp", false, Some(cause));
-                Some(Exit::Lost(cause))
+            LinkEvent::Down { cause } => {
+                self.shared.set_link(LinkKind::Xmpp, false, Some(cause));
+                Some(Input::LinkDown { cause })
             }
             LinkEvent::IqResult { .. } => None,
             LinkEvent::FinessePresence(true) => None,
             LinkEvent::FinessePresence(false) => {
                 warn!("finesse presence UNAVAILABLE");
-                Some(Exit::Wait("finesse_unavailable"))
+                Some(Input::NodeDown {
+                    cause: Cause::FinesseUnavailable,
+                })
             }
             LinkEvent::Malformed { node, error } => {
                 warn!(%node, %error, "malformed notification");
-                self.shared.metrics.notification("malformed");
-                self.shared.with(|v| v.counters.malformed += 1);
+                self.shared
+                    .metrics
+                    .notification(NotificationResult::Malformed);
+                self.feed(Input::Malformed);
                 None
             }
             LinkEvent::Update { node, update } => {
-                self.shared.metrics.notification("applied");
+                self.shared
+                    .metrics
+                    .notification(NotificationResult::Applied);
                 self.apply_update(&node, *update)
             }
         }
@@ -61,7 +64,7 @@ impl Supervisor {
         &mut self,
         node: &str,
         update: crate::finesse::model::Update,
-    ) -> Option<Exit> {
+    ) -> Option<Input> {
         let agent = self.cfg.agent_id.clone();
         let mine = format!("/finesse/api/User/{agent}/");
         let foreign = |p: &str| p.starts_with("/finesse/api/User/") && !p.starts_with(&mine);
@@ -72,32 +75,35 @@ impl Supervisor {
         match update.notification {
             Notification::SystemInfo(s) if !s.in_service() => {
                 warn!(status = %s.status, "SystemInfo: node not in service");
-                Some(Exit::Wait("out_of_service"))
+                Some(Input::NodeDown {
+                    cause: Cause::OutOfService,
+                })
             }
             Notification::SystemInfo(_) => None,
             Notification::Media(m) => {
                 let Some(id) = m.mrd() else {
-                    self.shared.with(|v| v.counters.malformed += 1);
+                    self.feed(Input::Malformed);
                     return None;
                 };
                 let want = self.cfg.media.iter().find(|c| c.id == id)?.clone();
                 self.shared
                     .set_media(MediaView::from_media(id, &m, Some(&want)));
-                if needs_sign_in(m.state()) {
-                    Some(Exit::Resync("media_signed_out"))
+                let reason = if needs_sign_in(m.state()) {
+                    ResyncReason::MediaSignedOut
                 } else if settings_drift(&m, &want) {
-                    Some(Exit::Resync("settings_drift"))
+                    ResyncReason::SettingsDrift
                 } else {
-                    None
-                }
+                    return None;
+                };
+                Some(Input::ResyncWanted { reason })
             }
             Notification::DialogsAdded(list) => {
                 for d in list {
                     if let Some(view) = self.upsert_dialog(d) {
                         // A task arriving offered or accepted may point at a dead session.
                         if matches!(view.state.as_str(), "OFFERED" | "ACCEPTED") {
-                            if let Some(g) = &self.orphans {
-                                g.watch(&view);
+                            if let Some(watch) = &self.watcher {
+                                watch(&view);
                             }
                         }
                     }
@@ -132,12 +138,12 @@ impl Supervisor {
 
     pub(super) fn upsert_dialog(&mut self, d: crate::finesse::model::Dialog) -> Option<DialogView> {
         let Some(mrd) = d.mrd() else {
-            self.shared.with(|v| v.counters.malformed += 1);
+            self.feed(Input::Malformed);
             return None;
         };
         if d.id.trim().is_empty() {
             warn!(mrd, "dialog without <id> ignored");
-            self.shared.with(|v| v.counters.malformed += 1);
+            self.feed(Input::Malformed);
             return None;
         }
         if !self.cfg.media.iter().any(|m| m.id == mrd) {

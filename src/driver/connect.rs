@@ -1,86 +1,60 @@
-//! Choosing a node (SystemInfo, with failover only after `failover_after`) and bringing the
-//! XMPP session up on it: login, presence, and the full-JID subscriptions; and the TLS client
-//! configuration the XMPP connector uses (the configured CA, else the platform store).
-
-use std::sync::Arc;
+//! Asking one node's SystemInfo (the machine decides which node and when to fail over), and
+//! bringing the XMPP session up on the chosen node: login, presence, and the full-JID
+//! subscriptions.
 
 use tokio::time::Instant;
 use tokio_xmpp::jid::Jid;
 use tokio_xmpp::xmlstream::Timeouts;
 use tracing::{info, warn};
 
-use super::Supervisor;
-use super::state::Phase;
+use super::Driver;
 use crate::finesse::model::SystemInfo;
 use crate::finesse::rest::{RestError, error_chain};
+use crate::machine::{Input, NodeAnswer};
+use crate::vocab::{Cause, LinkKind};
 use crate::xmpp::link::LinkEvent;
 use crate::xmpp::session::{LoginParams, is_auth_error};
-use crate::xmpp::{Connector, TlsMode};
+use crate::xmpp::{Connector, Error as XmppError, TlsMode};
 
-impl Supervisor {
-    /// SystemInfo on the current node first, then the others; the first in service wins. The
-    /// others are only considered once the current node has been down for `failover_after`.
-    pub(super) async fn choose_node(&mut self) -> Option<(usize, SystemInfo)> {
-        let n = self.cfg.nodes.len();
-        let start = self.node.unwrap_or(0);
-        let mut cause = "rest_unreachable";
-        for k in 0..n {
-            let idx = (start + k) % n;
-            if k > 0 && self.node.is_some() && !self.may_fail_over() {
-                break;
-            }
-            let url = self.cfg.nodes[idx].clone();
-            let result = tokio::select! {
-                () = self.shutdown.cancelled() => return None,
-                r = self.rest.system_info(&url) => r,
-            };
-            match result {
-                Ok(info) if info.in_service() => {
-                    if k == 0 {
-                        self.down_since = None;
-                    }
-                    self.last_info = Some(info.clone());
-                    return Some((idx, info));
-                }
-                Ok(info) => {
-                    cause = "out_of_service";
-                    info!(node = %url, status = %info.status, "node not in service");
-                }
-                Err(e) => {
-                    cause = e.cause();
-                    if matches!(e, RestError::Malformed(_)) {
-                        self.shared.with(|v| v.counters.malformed += 1);
-                    }
-                    warn!(node = %url, error = %e, "SystemInfo failed");
-                }
-            }
-        }
-        if self.node.is_some() && self.down_since.is_none() {
-            self.down_since = Some(Instant::now());
-        }
-        self.shared.set_link("rest", false, Some(cause));
-        let phase = if self.shared.with(|v| v.counters.resyncs) == 0 {
-            Phase::Starting
-        } else {
-            Phase::Recovering
+impl Driver {
+    /// GET SystemInfo on node `idx`, as the machine's answer. An IN_SERVICE one is kept for
+    /// the XMPP login.
+    pub(super) async fn ask_system_info(&mut self, idx: usize) -> Input {
+        let url = self.cfg.nodes[idx].clone();
+        let result = tokio::select! {
+            () = self.shutdown.cancelled() => return Input::Stop,
+            r = self.rest.system_info(&url) => r,
         };
-        self.set_phase(phase, Some(cause));
-        None
+        let answer = match result {
+            Ok(info) if info.in_service() => {
+                self.last_info = Some(info);
+                NodeAnswer::InService
+            }
+            Ok(info) => {
+                info!(node = %url, status = %info.status, "node not in service");
+                NodeAnswer::NotInService
+            }
+            Err(e) => {
+                warn!(node = %url, error = %e, "SystemInfo failed");
+                NodeAnswer::Failed {
+                    cause: e.cause(),
+                    malformed: matches!(e, RestError::Malformed(_)),
+                }
+            }
+        };
+        Input::SystemInfo { node: idx, answer }
     }
 
-    /// True once the current node has been down for `failover_after`.
-    pub(super) fn may_fail_over(&mut self) -> bool {
-        let since = *self.down_since.get_or_insert_with(Instant::now);
-        since.elapsed() >= self.cfg.recovery.failover_after
-    }
-
-    pub(super) fn login_params(
+    /// The login for node `idx`: its host from the config, the port from the config, else
+    /// SystemInfo's entry for this node, else 5223/5222 by TLS mode. The host is resolved
+    /// asynchronously, so a slow resolver does not stall the API or the watchdog.
+    pub(super) async fn login_params(
         &self,
         idx: usize,
         info: &SystemInfo,
-    ) -> Result<LoginParams, String> {
+    ) -> Result<LoginParams, XmppError> {
         let url = &self.cfg.nodes[idx];
-        let host = url.host_str().unwrap_or("localhost");
+        let host = url.host_str().unwrap_or("localhost").to_owned();
         let domain = self
             .cfg
             .xmpp
@@ -88,7 +62,7 @@ impl Supervisor {
             .clone()
             .unwrap_or_else(|| info.xmpp_domain.trim().to_owned());
         if domain.is_empty() {
-            return Err("SystemInfo names no xmppDomain and the config sets none".into());
+            return Err(XmppError::NoDomain);
         }
         let node_info = if idx == 0 {
             info.primary_node.as_ref()
@@ -112,13 +86,23 @@ impl Supervisor {
                 TlsMode::Direct => 5223,
                 _ => 5222,
             });
-        let addr = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
-            .map_err(|e| format!("{host}:{port}: {e}"))?
+        // A bracketed IPv6 literal resolves without them.
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let addr = tokio::net::lookup_host((bare, port))
+            .await
+            .map_err(|source| XmppError::Resolve {
+                host: host.clone(),
+                port,
+                source,
+            })?
             .next()
-            .ok_or_else(|| format!("{host}:{port}: no address"))?;
+            .ok_or_else(|| XmppError::NoAddress {
+                host: host.clone(),
+                port,
+            })?;
         let jid: Jid = format!("{}@{domain}/{}", self.cfg.agent_id, self.cfg.xmpp.resource)
             .parse()
-            .map_err(|e| format!("JID: {e}"))?;
+            .map_err(|e: tokio_xmpp::jid::Error| XmppError::Jid(e.to_string()))?;
         Ok(LoginParams {
             connector: Connector::new(addr, self.cfg.xmpp.tls, self.tls.clone())
                 .with_round_trips(self.shared.metrics.xmpp_round_trips()),
@@ -132,29 +116,34 @@ impl Supervisor {
         })
     }
 
-    /// Logs in, sends presence and subscribes. `Err(true)` = credentials rejected.
-    pub(super) async fn connect_xmpp(&mut self, idx: usize, info: &SystemInfo) -> Result<(), bool> {
-        let params = match self.login_params(idx, info) {
+    /// Logs in to node `idx`, sends presence and subscribes, as the machine's answer.
+    pub(super) async fn connect_xmpp(&mut self, idx: usize) -> Input {
+        let failed = |cause: Cause| Input::ConnectFailed { cause, auth: false };
+        let Some(info) = self.last_info.clone() else {
+            warn!("no SystemInfo for the XMPP login");
+            return failed(Cause::XmppConfig);
+        };
+        let params = match self.login_params(idx, &info).await {
             Ok(p) => p,
             Err(e) => {
                 warn!(error = %e, "cannot build the XMPP login");
-                self.set_phase(Phase::Recovering, Some("xmpp_config"));
-                return Err(false);
+                return failed(Cause::XmppConfig);
             }
         };
+        self.shared.beat();
         // A server that accepts TCP and then says nothing must not hold us forever.
         let limit = self.cfg.request_timeout + self.cfg.xmpp.ping_timeout;
         let connected = tokio::select! {
-            () = self.shutdown.cancelled() => return Err(false),
+            () = self.shutdown.cancelled() => return Input::Stop,
             r = tokio::time::timeout(limit, self.link.connect(&params)) => match r {
                 Ok(r) => r,
                 Err(_) => {
                     warn!(timeout_ms = limit.as_millis() as u64, "XMPP login timed out");
-                    self.set_phase(Phase::Recovering, Some("xmpp_timeout"));
-                    return Err(false);
+                    return failed(Cause::XmppTimeout);
                 }
             },
         };
+        self.shared.beat();
         if let Err(e) = connected {
             let auth = is_auth_error(&e);
             let error = error_chain(&e);
@@ -164,32 +153,39 @@ impl Supervisor {
                 }
                 None => warn!(%error, auth, "XMPP login failed"),
             }
-            if !auth {
-                self.set_phase(Phase::Recovering, Some("xmpp_unreachable"));
-            }
-            return Err(auth);
+            return Input::ConnectFailed {
+                cause: if auth {
+                    Cause::AuthFailed
+                } else {
+                    Cause::XmppUnreachable
+                },
+                auth,
+            };
         }
-        // Wait for the stream to report the new session, then set it up.
+        // Wait for the stream to report the new session, then set it up. Events read
+        // meanwhile are applied; a wait they ask for is handed to the machine.
         let deadline = Instant::now() + self.cfg.request_timeout;
         let mut up = false;
         let mut pending: Vec<String> = Vec::new();
+        let mut wait = None;
         while Instant::now() < deadline {
             if up && pending.is_empty() {
                 break;
             }
             let ev = tokio::select! {
-                () = self.shutdown.cancelled() => return Err(false),
+                () = self.shutdown.cancelled() => return Input::Stop,
                 () = tokio::time::sleep_until(deadline) => break,
                 ev = self.link.next() => ev,
             };
+            self.shared.beat();
             match ev {
                 Some(LinkEvent::Up) => {
                     up = true;
-                    self.shared.set_link("xmpp", true, None);
+                    self.shared.set_link(LinkKind::Xmpp, true, None);
                     self.link.send_presence().await;
-                    let pubsub: Jid = match format!("pubsub.{}", params.jid.domain()).parse() {
-                        Ok(j) => j,
-                        Err(_) => return Err(false),
+                    let Ok(pubsub) = format!("pubsub.{}", params.jid.domain()).parse::<Jid>()
+                    else {
+                        break;
                     };
                     let me = &params.jid;
                     for node in [
@@ -206,8 +202,12 @@ impl Supervisor {
                     }
                     pending.retain(|p| *p != id);
                 }
-                Some(LinkEvent::Down) | None => break,
-                Some(other) => self.link_requeue(other),
+                Some(LinkEvent::Down { .. }) | None => break,
+                Some(other) => {
+                    if let Some(cause) = self.apply_during_setup(other) {
+                        wait = Some(cause);
+                    }
+                }
             }
         }
         if !(up && pending.is_empty()) {
@@ -217,12 +217,12 @@ impl Supervisor {
                 "XMPP session set-up incomplete"
             );
             self.link.drop_session();
-            self.shared.set_link("xmpp", false, Some("xmpp_setup"));
-            self.set_phase(Phase::Recovering, Some("xmpp_setup"));
-            return Err(false);
+            self.shared
+                .set_link(LinkKind::Xmpp, false, Some(Cause::XmppSetup));
+            return failed(Cause::XmppSetup);
         }
         info!(jid = %params.jid, addr = %params.connector_addr(), "XMPP session up");
-        Ok(())
+        Input::Connected { pending: wait }
     }
 }
 
@@ -233,47 +233,20 @@ impl LoginParams {
 }
 
 /// What a failed XMPP login most likely means when the error itself does not say it: a
-/// plaintext answer to a TLS handshake is a STARTTLS port configured as direct TLS.
+/// plaintext answer to a TLS handshake is a STARTTLS port configured as direct TLS, and a TLS
+/// `unrecognized_name` alert is a server with no certificate for the domain asked for.
 fn login_hint(error: &str, tls: TlsMode) -> Option<&'static str> {
     let not_tls = error.contains("InvalidContentType") || error.contains("corrupt message");
-    (tls == TlsMode::Direct && not_tls).then_some(
-        "the server did not answer with TLS: this looks like a STARTTLS port (Finesse: 5222); \
-         set [xmpp] tls = \"starttls\", or use the direct-TLS port (Finesse: 5223)",
-    )
-}
-
-/// The XMPP TLS client configuration: the configured CA, else the platform store.
-pub(super) fn tls_config(
-    ca_pem: Option<&[u8]>,
-) -> Result<Arc<tokio_xmpp::rustls::ClientConfig>, String> {
-    match ca_pem {
-        Some(pem) => Connector::client_config_from_pem(pem).map_err(|e| format!("ca_file: {e}")),
-        None => {
-            let mut roots = tokio_xmpp::rustls::RootCertStore::empty();
-            // No extra CA: trust the platform store, as tokio-xmpp itself would.
-            for cert in rustls_native_certs_fallback() {
-                let _ = roots.add(cert);
-            }
-            let provider = Arc::new(tokio_xmpp::rustls::crypto::aws_lc_rs::default_provider());
-            let cfg = tokio_xmpp::rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .map_err(|e| e.to_string())?
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-            Ok(Arc::new(cfg))
-        }
+    if tls == TlsMode::Direct && not_tls {
+        return Some(
+            "the server did not answer with TLS: this looks like a STARTTLS port (Finesse: 5222); \
+             set [xmpp] tls = \"starttls\", or use the direct-TLS port (Finesse: 5223)",
+        );
     }
-}
-
-fn rustls_native_certs_fallback() -> Vec<tokio_xmpp::rustls::pki_types::CertificateDer<'static>> {
-    let path = std::path::Path::new("/etc/ssl/certs/ca-certificates.crt");
-    let Ok(pem) = std::fs::read(path) else {
-        return Vec::new();
-    };
-    use tokio_xmpp::rustls::pki_types::pem::PemObject;
-    tokio_xmpp::rustls::pki_types::CertificateDer::pem_slice_iter(&pem)
-        .filter_map(Result::ok)
-        .collect()
+    error.contains("UnrecognisedName").then_some(
+        "the server has no certificate for the XMPP domain asked for (TLS unrecognized_name): \
+         check [xmpp] domain, or SystemInfo's xmppDomain",
+    )
 }
 
 #[cfg(test)]
@@ -287,5 +260,11 @@ mod tests {
         assert!(hint.contains("tls = \"starttls\""), "{hint}");
         assert_eq!(login_hint(seen, TlsMode::StartTls), None);
         assert_eq!(login_hint("Connection refused", TlsMode::Direct), None);
+        let unknown = "I/O error: received fatal alert: UnrecognisedName";
+        let hint = login_hint(unknown, TlsMode::StartTls).unwrap();
+        assert!(
+            hint.contains("no certificate for the XMPP domain"),
+            "{hint}"
+        );
     }
 }

@@ -1,21 +1,22 @@
-//! The supervisor's control paths: requests from the local API (carried out only while
+//! The driver's control paths: requests from the local API (carried out only while
 //! steady, dropped unsent once expired), SIGHUP reloads, and the stop policy.
 
+use tokio::time::Instant;
 use tracing::{info, warn};
 
-use super::connect::tls_config;
-use super::{Exit, Supervisor, command};
-use crate::backoff::Backoff;
-use crate::config::Config;
+use super::Driver;
+use crate::command::{self, Command, CommandError};
+use crate::config::{Config, OnStop};
 use crate::finesse::rest::{Rest, RestError};
-use tokio::time::Instant;
+use crate::machine::Reload;
+use crate::vocab::{Cause, LinkKind};
 
-impl Supervisor {
+impl Driver {
     /// Re-reads the config file. Invalid: keep running on the old one and say why. Valid:
     /// apply it; changed nodes, credentials, CA or XMPP settings end the session (reconnect),
     /// changed media settings or desired states lead to a resync (one corrective sign-in at
-    /// most). `Some` when steady state must end.
-    pub(super) fn reload(&mut self) -> Option<Exit> {
+    /// most).
+    pub(super) fn reload(&mut self) -> Reload {
         self.shared.notifier.reloading();
         let status = |s: &Self| format!("{:?}", s.shared.snapshot().phase);
         let new = match Config::load(&self.cfg.source) {
@@ -23,7 +24,7 @@ impl Supervisor {
             Err(e) => {
                 warn!(error = %e, "reload refused: keeping the running configuration");
                 self.shared.notifier.ready(&status(self));
-                return None;
+                return Reload::Refused;
             }
         };
         for w in &new.warnings {
@@ -43,50 +44,51 @@ impl Supervisor {
         if new.api_listen != self.cfg.api_listen {
             warn!("api.listen changed: it takes effect at the next restart");
         }
-        match (
-            Rest::new(
+        let built = crate::tls::client_config(new.ca_pem.as_deref()).and_then(|tls| {
+            let rest = Rest::new(
                 &new.agent_id,
                 new.password.clone(),
-                new.ca_pem.as_deref(),
+                &tls,
                 new.request_timeout,
                 new.max_body,
-            ),
-            tls_config(new.ca_pem.as_deref()),
-        ) {
-            (Ok(rest), Ok(tls)) => {
+            )?;
+            Ok((tls, rest))
+        });
+        match built {
+            Ok((tls, rest)) => {
                 self.rest = rest;
                 self.tls = tls;
             }
-            (Err(e), _) | (_, Err(e)) => {
+            Err(e) => {
                 warn!(error = %e, "reload refused: keeping the running configuration");
                 self.shared.notifier.ready(&status(self));
-                return None;
+                return Reload::Refused;
             }
         }
-        self.backoff = Backoff::new(&new.recovery);
+        self.machine.reconfigure(&new.recovery, new.nodes.len());
         self.cfg = new;
         info!(reconnect, resync, "configuration reloaded");
         self.shared.notifier.ready(&status(self));
         if reconnect {
             self.link.drop_session();
-            self.shared.set_link("xmpp", false, Some("reload"));
+            self.shared
+                .set_link(LinkKind::Xmpp, false, Some(Cause::Reload));
             self.node = None;
-            self.down_since = None;
-            Some(Exit::Resync("reload"))
+            Reload::Reconnect
         } else if resync {
-            Some(Exit::Resync("reload"))
+            Reload::Resync
         } else {
-            None
+            Reload::Unchanged
         }
     }
 
     /// Applies `[shutdown] on_stop` to every MRD on the current node, within its timeout.
     pub(super) async fn apply_stop_policy(&self) {
         let policy = &self.cfg.shutdown;
-        let state = match policy.on_stop.as_str() {
-            "logout" => "LOGOUT",
-            "not_ready" => "NOT_READY",
-            _ => return,
+        let state = match policy.on_stop {
+            OnStop::Logout => "LOGOUT",
+            OnStop::NotReady => "NOT_READY",
+            OnStop::Leave => return,
         };
         let Some(idx) = self.node else { return };
         let node = self.cfg.nodes[idx].clone();
@@ -112,7 +114,6 @@ impl Supervisor {
 
     /// Carries out one API request on node `idx`, unless its caller is gone or it expired.
     pub(super) async fn handle(&mut self, idx: usize, req: command::Request) {
-        use command::{Command, CommandError};
         if req.reply.is_closed() || Instant::now() > req.deadline {
             info!(command = ?req.command, "request expired while recovering; not sent");
             return;
@@ -139,9 +140,7 @@ impl Supervisor {
                 let held = self.shared.with(|v| v.dialogs.get(&id).cloned());
                 match held {
                     None => Err(CommandError::NotFound(format!("no dialog {id}"))),
-                    Some(d)
-                        if !crate::model::allowed_actions(&d.state).contains(&action.as_str()) =>
-                    {
+                    Some(d) if !crate::model::allowed_actions(&d.state).contains(&action) => {
                         Err(CommandError::NotAllowed(format!(
                             "{action} is not allowed in state {}",
                             d.state
@@ -150,7 +149,7 @@ impl Supervisor {
                     Some(_) => {
                         info!(%id, %action, "dialog action");
                         self.rest
-                            .dialog_action(&node, &id, &action, target.as_deref())
+                            .dialog_action(&node, &id, action, target.as_deref())
                             .await
                             .map_err(rest_err)
                     }
@@ -162,11 +161,11 @@ impl Supervisor {
                         "MRD {mrd} is not configured"
                     ))),
                     Some(m) => {
-                        m.state = state.clone();
+                        m.state = state;
                         m.reason_code_id = reason;
                         info!(mrd, %state, ?reason, "desired state changed by the API");
                         self.rest
-                            .set_state(&node, mrd, &state, reason)
+                            .set_state(&node, mrd, state.as_str(), reason)
                             .await
                             .map(|_| ())
                             .map_err(rest_err)

@@ -1,189 +1,272 @@
-//! The supervisor: one loop that holds the REST and XMPP sessions, notices when either dies,
-//! recovers with jittered backoff and A/B failover, and resyncs the agent's media and dialogs.
+//! The driver: the I/O half of recovery. It owns the REST client, the XMPP link, the command
+//! queue and the reloads, performs what the [`Machine`] asks for (ask SystemInfo, log in,
+//! resync, hold steady state, wait for a node, sleep) and feeds each outcome back as an
+//! [`Input`]. It decides nothing about recovery itself: phase, cause, counters and readiness
+//! come from the machine's actions, which it writes into the hub.
 //!
-//! 1. **Choose a node**: GET SystemInfo on the current node first, then the other; the first
-//!    IN_SERVICE one wins. A switch counts as a failover.
-//! 2. **XMPP**: log in to that node's host (port from the config or SystemInfo; the JID is
-//!    `<id>@<xmppDomain>/<resource>`), send presence, subscribe to `/Media`, `/Dialogs/Media`
-//!    and SystemInfo with the full JID. A rejected password moves to `auth_failed` and waits
-//!    `auth_retry`, so the daemon can never lock the account.
-//! 3. **Resync** ([`resync`]): Media GET, sign-in or correction or state change, Dialog LIST.
-//!    Notifications arriving meanwhile stay queued in the link and are applied afterwards, in
-//!    order, so nothing offered or closed mid-resync is lost.
-//! 4. **Steady**: apply notifications. XMPP loss → back to 1 after a backoff delay.
-//!    SystemInfo OUT_OF_SERVICE or `finesse` presence UNAVAILABLE → keep the session, wait for
-//!    the node to come back (polling SystemInfo), and resync; if the other node is in
-//!    service meanwhile, fail over.
+//! - [`connect`]: one SystemInfo request, and the XMPP login with presence and subscriptions.
+//! - [`resync`]: Media GET, sign-in or correction or state change, Dialog LIST.
+//! - [`steady`]: steady state (notifications, commands, reloads, the machine's timers) and
+//!   the wait for a node to come back.
+//! - [`apply`]: what one link event changes in the view, and what it asks of the machine.
+//! - [`control`]: API commands, reloads and the stop policy.
+//!
+//! Watchdog pings follow progress: every input fed to the machine, every REST answer in a
+//! resync and every step of a login counts, and idle waits beat on a timer. A single step
+//! that hangs longer than the watchdog is a real hang.
 
 mod apply;
-pub mod command;
 mod connect;
 mod control;
 mod resync;
-pub mod state;
 mod steady;
+pub mod test_hook;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::info;
 
-use crate::backoff::Backoff;
+use crate::command::Request;
 use crate::config::Config;
+use crate::finesse::model::SystemInfo;
 use crate::finesse::rest::Rest;
+use crate::hub::{STALL, Shared, Watcher};
+use crate::machine::{Action, Count, Input, Machine, SleepKind};
+use crate::vocab::{LinkKind, ReconnectScope};
 use crate::xmpp::link::Link;
-use state::{Phase, Shared};
 
-/// Errors that stop the daemon.
+/// Errors that stop the daemon before it starts.
 #[derive(Debug, thiserror::Error)]
-pub enum Fatal {
-    /// The configuration cannot be used (e.g. a bad CA).
+pub enum SetupError {
+    /// The TLS or HTTP client cannot be built from the configuration.
     #[error("{0}")]
-    Setup(String),
+    Tls(#[from] crate::tls::TlsError),
 }
 
-/// Why the steady loop ended.
-enum Exit {
-    Shutdown,
-    /// Reconnect (after a backoff delay), with this cause.
-    Lost(&'static str),
-    /// Keep the session; wait for the node and resync.
-    Wait(&'static str),
-    /// Resync now (a notification showed the media signed out or drifted).
-    Resync(&'static str),
-}
-
-/// The supervisor.
-pub struct Supervisor {
+/// The driver of one agent.
+pub struct Driver {
     cfg: Config,
     rest: Rest,
     link: Link,
+    tls: Arc<rustls::ClientConfig>,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
-    backoff: Backoff,
+    machine: Machine,
+    /// The node the machine last chose (for commands and the stop policy).
     node: Option<usize>,
-    /// Since when the current node has been seen down (for `failover_after`).
-    down_since: Option<Instant>,
-    commands: tokio::sync::mpsc::Receiver<command::Request>,
-    /// When the current outage was detected (for time-to-ready).
-    failure_at: Option<Instant>,
-    /// READY=1 went out (after the first resync).
-    ready_sent: std::sync::atomic::AtomicBool,
-    /// SIGHUP arrivals.
+    /// The SystemInfo that chose a node (ports and domain for the XMPP login).
+    last_info: Option<SystemInfo>,
+    commands: tokio::sync::mpsc::Receiver<Request>,
     reloads: tokio::sync::mpsc::UnboundedReceiver<()>,
-    /// A reload arrived while waiting; apply it at the top of the loop.
-    reload_pending: bool,
-    /// Test hook (`FINESSE_TASKD_TEST_STALL_FILE`): while this file exists, the main loop
-    /// stops, as a hung daemon would, so a test can see the watchdog pings stop.
-    stall_file: Option<std::path::PathBuf>,
-    /// The orphan-dialog guard, when an MRD has a probe.
-    orphans: Option<crate::orphan::Guard>,
-    /// A node just seen in service (an IN_SERVICE SystemInfo, or steady with a notification
-    /// asking for a resync): the next attempt skips asking SystemInfo again.
-    confirmed: Option<usize>,
-    /// The last SystemInfo that chose a node.
-    last_info: Option<crate::finesse::model::SystemInfo>,
-    tls: Arc<tokio_xmpp::rustls::ClientConfig>,
+    watcher: Option<Watcher>,
+    hook: test_hook::StallHook,
+    /// The operation being performed (resumed when an input does not move the machine).
+    current: Option<Action>,
 }
 
-impl Supervisor {
-    /// Builds the supervisor; nothing connects yet.
+impl Driver {
+    /// Builds the driver; nothing connects yet.
     pub fn new(
         cfg: Config,
         shared: Arc<Shared>,
         shutdown: CancellationToken,
-        commands: tokio::sync::mpsc::Receiver<command::Request>,
-    ) -> Result<Self, Fatal> {
+        commands: tokio::sync::mpsc::Receiver<Request>,
+        reloads: tokio::sync::mpsc::UnboundedReceiver<()>,
+    ) -> Result<Self, SetupError> {
+        let tls = crate::tls::client_config(cfg.ca_pem.as_deref())?;
         let rest = Rest::new(
             &cfg.agent_id,
             cfg.password.clone(),
-            cfg.ca_pem.as_deref(),
+            &tls,
             cfg.request_timeout,
             cfg.max_body,
-        )
-        .map_err(Fatal::Setup)?;
-        let tls = connect::tls_config(cfg.ca_pem.as_deref()).map_err(Fatal::Setup)?;
-        let backoff = Backoff::new(&cfg.recovery);
+        )?;
+        let machine = Machine::new(&cfg.recovery, cfg.nodes.len());
         Ok(Self {
             cfg,
             rest,
             link: Link::new(),
+            tls,
             shared,
             shutdown,
-            backoff,
+            machine,
             node: None,
-            down_since: None,
-            commands,
-            failure_at: None,
-            ready_sent: std::sync::atomic::AtomicBool::new(false),
-            reloads: tokio::sync::mpsc::unbounded_channel().1,
-            reload_pending: false,
-            orphans: None,
-            confirmed: None,
             last_info: None,
-            stall_file: std::env::var_os("FINESSE_TASKD_TEST_STALL_FILE")
-                .map(std::path::PathBuf::from),
-            tls,
+            commands,
+            reloads,
+            watcher: None,
+            hook: test_hook::StallHook::from_env(),
+            current: None,
         })
     }
 
-    fn set_phase(&self, phase: Phase, cause: Option<&str>) {
-        let (changed, node, took) = self.shared.with(|v| {
-            let changed = v.phase != phase || v.cause.as_deref() != cause;
-            let took = v.phase_since.elapsed();
-            if v.phase != phase {
-                v.phase_since = Instant::now();
-            }
-            v.phase = phase;
-            if cause.is_some() || phase == Phase::Steady {
-                v.cause = cause.map(str::to_owned);
-            }
-            (changed, v.node.clone(), took)
-        });
-        self.shared.phase.send_replace(phase);
-        if changed {
-            let status = format!(
-                "{phase:?} on {}{}",
-                node.as_deref().unwrap_or("no node"),
-                cause.map(|c| format!(" ({c})")).unwrap_or_default()
-            );
-            if phase == Phase::Steady
-                && !self
-                    .ready_sent
-                    .swap(true, std::sync::atomic::Ordering::Relaxed)
-            {
-                self.shared.notifier.ready(&status);
-            } else {
-                self.shared.notifier.status(&status);
-            }
-            info!(phase = ?phase, cause = cause.unwrap_or(""), node = node.as_deref().unwrap_or(""), previous_ms = took.as_millis() as u64, "phase");
-            self.shared.events.publish(
-                "phase",
-                serde_json::json!({ "phase": phase, "cause": cause, "node": node }),
-            );
-        }
-        self.shared.beat();
+    /// Dialogs worth a check are handed to `watcher` (the orphan guard).
+    pub fn with_watcher(mut self, watcher: Watcher) -> Self {
+        self.watcher = Some(watcher);
+        self
     }
 
-    /// Sleeps `d` in short steps (so health keeps beating); false when shutdown came first.
-    async fn pause(&mut self, d: Duration) -> bool {
-        let until = Instant::now() + d;
+    /// Runs until shutdown, then applies the stop policy.
+    pub async fn run(mut self) {
+        let mut input = Input::Start;
+        loop {
+            let actions = self.machine.step(input, Instant::now());
+            self.shared.beat();
+            let mut operation = None;
+            for action in actions {
+                if action.is_operation() {
+                    operation = Some(action);
+                } else {
+                    self.record(action);
+                }
+            }
+            let Some(op) = operation else {
+                // The machine stayed where it was: keep doing what it asked for last.
+                input = self.resume().await;
+                continue;
+            };
+            if op == Action::Stop {
+                break;
+            }
+            self.current = Some(op.clone());
+            input = self.perform(op).await;
+        }
+        self.apply_stop_policy().await;
+    }
+
+    /// Carries out one action that takes no time.
+    fn record(&mut self, action: Action) {
+        match action {
+            Action::Phase {
+                phase,
+                cause,
+                ready,
+            } => self.shared.set_phase(phase, cause, ready),
+            Action::Count(c) => self.count(c),
+            Action::SetNode(idx) => {
+                self.node = Some(idx);
+                let url = self.cfg.nodes[idx]
+                    .as_str()
+                    .trim_end_matches('/')
+                    .to_owned();
+                self.shared.with(|v| v.node = Some(url));
+                self.shared.set_link(LinkKind::Rest, true, None);
+            }
+            Action::RestDown(cause) => self.shared.set_link(LinkKind::Rest, false, Some(cause)),
+            Action::FailOver { from, to } => {
+                info!(from = %self.cfg.nodes[from], to = %self.cfg.nodes[to], "failing over");
+                self.link.drop_session();
+            }
+            Action::NotifyStopping => self.shared.notifier.stopping(),
+            _ => {}
+        }
+    }
+
+    fn count(&self, c: Count) {
+        let m = &self.shared.metrics;
+        match c {
+            Count::Reconnect { scope, cause } => {
+                if scope == ReconnectScope::Xmpp {
+                    self.shared.with(|v| v.counters.reconnects += 1);
+                }
+                m.reconnect(scope, cause);
+            }
+            Count::Failover => {
+                self.shared.with(|v| v.counters.failovers += 1);
+                m.failover();
+            }
+            Count::Resync => {
+                self.shared.with(|v| v.counters.resyncs += 1);
+                m.resync();
+            }
+            Count::Signin(reason) => {
+                self.shared.with(|v| {
+                    v.counters.signins += 1;
+                    if reason == crate::vocab::SigninReason::Drift {
+                        v.counters.drift_corrections += 1;
+                    }
+                });
+                m.signin(reason);
+            }
+            Count::Malformed => self.shared.with(|v| v.counters.malformed += 1),
+            Count::AuthFailure => m.auth_failure(),
+            Count::TimeToReady(d) => m.ready_after(d.as_secs_f64()),
+        }
+    }
+
+    /// Performs one operation and returns its outcome.
+    async fn perform(&mut self, op: Action) -> Input {
+        match op {
+            Action::AskSystemInfo { node } => self.ask_system_info(node).await,
+            Action::Connect { node } => self.connect_xmpp(node).await,
+            Action::Resync {
+                node,
+                signins_before,
+            } => self.resync(node, signins_before).await,
+            Action::Steady { node } => self.steady(node).await,
+            Action::Wait { node } => self.wait_in_service(node).await,
+            Action::Sleep { until, kind } => {
+                if let SleepKind::Backoff { attempt } = kind {
+                    let delay = until.saturating_duration_since(Instant::now());
+                    info!(
+                        delay_ms = delay.as_millis() as u64,
+                        attempt, "retrying after backoff"
+                    );
+                }
+                self.sleep(until).await
+            }
+            // Not operations: `run` records them and never passes them here.
+            Action::Stop
+            | Action::Phase { .. }
+            | Action::Count(_)
+            | Action::SetNode(_)
+            | Action::RestDown(_)
+            | Action::FailOver { .. }
+            | Action::NotifyStopping => Input::Timer,
+        }
+    }
+
+    /// Feeds an input that never starts an operation (a malformed notification) and records
+    /// what the machine made of it.
+    fn feed(&mut self, input: Input) {
+        for action in self.machine.step(input, Instant::now()) {
+            if !action.is_operation() {
+                self.record(action);
+            }
+        }
+    }
+
+    /// The machine took an input without moving (a timer in steady state, a reload that
+    /// changed nothing): carry on with the current operation.
+    async fn resume(&mut self) -> Input {
+        match self.current.clone() {
+            Some(Action::Steady { node }) => self.steady(node).await,
+            Some(Action::Sleep { until, .. }) => self.sleep(until).await,
+            Some(Action::Wait { node }) => self.wait_in_service(node).await,
+            _ => Input::Stop,
+        }
+    }
+
+    /// Sleeps until `until` in short steps (so health keeps beating): a timer, a reload or
+    /// shutdown, whichever comes first.
+    async fn sleep(&mut self, until: Instant) -> Input {
         loop {
             self.shared.beat();
             let now = Instant::now();
             if now >= until {
-                return true;
+                if matches!(self.machine.state(), crate::machine::State::Backoff { .. }) {
+                    info!("attempt started");
+                }
+                return Input::Timer;
             }
             let step = (until - now).min(self.beat_every());
             tokio::select! {
-                () = self.shutdown.cancelled() => return false,
+                () = self.shutdown.cancelled() => return Input::Stop,
                 () = tokio::time::sleep(step) => {}
-                Some(()) = self.reloads.recv() => {
-                    self.reload_pending = true;
-                    return true;
-                }
+                Some(()) = self.reloads.recv() => return Input::Reloaded(self.reload()),
             }
         }
     }
@@ -191,146 +274,10 @@ impl Supervisor {
     /// How often the loop must show progress: a quarter of the systemd watchdog interval, and
     /// at least four times within /healthz's stall limit.
     fn beat_every(&self) -> Duration {
-        let most = crate::api::STALL / 4;
+        let most = STALL / 4;
         self.shared
             .notifier
             .watchdog()
             .map_or(most, |w| (w / 4).clamp(Duration::from_millis(10), most))
-    }
-
-    /// Test hook: while the stall file exists the main loop makes no progress (the thread
-    /// stays free, as with an await that never completes).
-    async fn stall_hook(&self) {
-        if let Some(path) = &self.stall_file {
-            while path.exists() {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-
-    /// Dialogs are checked by `guard` (see [`crate::orphan`]).
-    pub fn with_orphans(mut self, guard: crate::orphan::Guard) -> Self {
-        self.orphans = Some(guard);
-        self
-    }
-
-    /// Reloads are taken from `rx` (SIGHUP).
-    pub fn with_reloads(mut self, rx: tokio::sync::mpsc::UnboundedReceiver<()>) -> Self {
-        self.reloads = rx;
-        self
-    }
-
-    /// Runs until shutdown.
-    pub async fn run(mut self) -> Result<(), Fatal> {
-        let mut delay = false;
-        loop {
-            if std::mem::take(&mut self.reload_pending) {
-                let _ = self.reload();
-                // The nodes may have changed: ask SystemInfo again.
-                self.confirmed = None;
-                delay = false;
-            }
-            if delay {
-                let d = self.backoff.next_delay();
-                info!(
-                    delay_ms = d.as_millis() as u64,
-                    attempt = self.backoff.attempts(),
-                    "retrying after backoff"
-                );
-                if !self.pause(d).await {
-                    break;
-                }
-                info!(attempt = self.backoff.attempts(), "attempt started");
-            }
-            delay = true;
-            if self.shutdown.is_cancelled() {
-                break;
-            }
-            let known = self
-                .confirmed
-                .take()
-                .filter(|&i| i < self.cfg.nodes.len())
-                .zip(self.last_info.clone());
-            let chosen = match known {
-                Some(k) => Some(k),
-                None => self.choose_node().await,
-            };
-            let Some((idx, info)) = chosen else {
-                continue;
-            };
-            if let Some(old) = self.node.filter(|old| *old != idx) {
-                info!(from = %self.cfg.nodes[old], to = %self.cfg.nodes[idx], "failing over");
-                self.shared.with(|v| v.counters.failovers += 1);
-                self.shared.metrics.failover();
-                self.link.drop_session();
-            }
-            self.node = Some(idx);
-            self.shared.with(|v| {
-                v.node = Some(
-                    self.cfg.nodes[idx]
-                        .as_str()
-                        .trim_end_matches('/')
-                        .to_owned(),
-                );
-            });
-            self.shared.set_link("rest", true, None);
-            if !self.link.is_up() {
-                match self.connect_xmpp(idx, &info).await {
-                    Ok(()) => {}
-                    Err(auth) if auth => {
-                        self.shared.metrics.auth_failure();
-                        self.set_phase(Phase::AuthFailed, Some("auth_failed"));
-                        if !self.pause(self.cfg.recovery.auth_retry).await {
-                            break;
-                        }
-                        delay = false;
-                        continue;
-                    }
-                    Err(_) => continue,
-                }
-            }
-            if !self.resync_or_cause(idx).await {
-                continue;
-            }
-            let outcome = self.steady(idx).await;
-            self.failure_at.get_or_insert_with(Instant::now);
-            match outcome {
-                Exit::Shutdown => break,
-                Exit::Lost(_) if self.link.lost_to_conflict() => {
-                    // Another session took our resource. Reconnecting at once would only
-                    // kick it in turn: report it and wait as long as after a bad password.
-                    warn!("XMPP stream error: conflict (another session uses this resource)");
-                    self.shared.with(|v| v.counters.reconnects += 1);
-                    self.shared.metrics.reconnect("xmpp", "conflict");
-                    self.set_phase(Phase::Conflict, Some("conflict"));
-                    if !self.pause(self.cfg.recovery.auth_retry).await {
-                        break;
-                    }
-                    delay = false;
-                }
-                Exit::Lost(cause) => {
-                    self.shared.with(|v| v.counters.reconnects += 1);
-                    self.shared.metrics.reconnect("xmpp", cause);
-                    self.set_phase(Phase::Recovering, Some(cause));
-                }
-                Exit::Wait(cause) => {
-                    self.shared.metrics.reconnect("node", cause);
-                    self.set_phase(Phase::Recovering, Some(cause));
-                    if !self.wait_in_service(idx).await {
-                        break;
-                    }
-                    delay = false;
-                }
-                Exit::Resync(cause) => {
-                    info!(cause, "resync requested by a notification");
-                    self.confirmed = self.link.is_up().then_some(idx);
-                    delay = false;
-                }
-            }
-        }
-        self.shared.notifier.stopping();
-        self.set_phase(Phase::Stopping, None);
-        self.apply_stop_policy().await;
-        Ok(())
     }
 }

@@ -15,57 +15,74 @@ use std::time::{Duration, SystemTime};
 use reqwest::Url;
 use tracing::{info, warn};
 
-use super::Supervisor;
-use super::state::Phase;
+use super::Driver;
+use crate::config::DesiredState;
 use crate::finesse::model::Media;
 use crate::finesse::rest::{PutOutcome, RestError};
-use crate::model::{self, DialogView, MediaAction, MediaView, needs_sign_in, settings_drift};
+use crate::machine::Input;
+use crate::model::{
+    self, DialogView, MediaAction, MediaView, needs_sign_in, settings_drift, sign_in_of,
+};
+use crate::vocab::{EventKind, LinkKind, SigninReason};
 
 /// How often, and how many times, a Media GET is repeated while waiting for an outcome.
 const CONFIRM_STEP: Duration = Duration::from_millis(100);
 const CONFIRM_TRIES: u32 = 50;
 
-pub(super) async fn run(s: &mut Supervisor, idx: usize) -> Result<(), RestError> {
+/// The sign-ins a resync sent, whatever its outcome (the machine counts them).
+#[derive(Debug, Default)]
+struct Sent {
+    /// Sign-ins sent before this resync.
+    before: u64,
+    /// Why each sign-in of this resync was sent.
+    signins: Vec<SigninReason>,
+}
+
+impl Sent {
+    /// Records a sign-in for an MRD that read `state`.
+    fn sign_in(&mut self, state: &str) {
+        let reason = match state {
+            _ if self.before + self.signins.len() as u64 == 0 => SigninReason::Initial,
+            "LOGOUT" => SigninReason::Logout,
+            _ => SigninReason::Failover,
+        };
+        self.signins.push(reason);
+    }
+}
+
+async fn run(s: &mut Driver, idx: usize, sent: &mut Sent) -> Result<(), RestError> {
     let node = s.cfg.nodes[idx].clone();
     let (mut added, mut removed, mut changed) = (0usize, 0usize, 0usize);
     for want in s.cfg.media.clone() {
         let mut media = s.rest.media(&node, want.id).await?;
+        s.shared.beat();
         match model::decide(&media, &want) {
             MediaAction::SignIn => {
                 info!(mrd = want.id, state = media.state(), "signing in");
-                let first = s.shared.with(|v| {
-                    v.counters.signins += 1;
-                    v.counters.signins == 1
-                });
-                let reason = match media.state() {
-                    _ if first => "initial",
-                    "LOGOUT" => "logout",
-                    _ => "failover",
-                };
-                s.shared.metrics.signin(reason);
-                s.rest.sign_in(&node, &want).await?;
+                sent.sign_in(media.state());
+                s.rest.sign_in(&node, sign_in_of(&want)).await?;
+                s.shared.beat();
                 media = confirm(s, &node, want.id, |m| !needs_sign_in(m.state())).await?;
                 // A fresh sign-in lands NOT_READY with no reason, whatever work the agent
                 // holds (the MRD may then read ACTIVE): set the desired base state now.
-                if want.state == "READY" || want.reason_code_id.is_some() {
+                if want.state == DesiredState::Ready || want.reason_code_id.is_some() {
                     info!(mrd = want.id, to = %want.state, "setting the desired state after sign-in");
                     s.rest
-                        .set_state(&node, want.id, &want.state, want.reason_code_id)
+                        .set_state(&node, want.id, want.state.as_str(), want.reason_code_id)
                         .await?;
+                    s.shared.beat();
                     media = confirm(s, &node, want.id, |m| {
-                        m.state() == want.state || !matches!(m.state(), "READY" | "NOT_READY")
+                        m.state() == want.state.as_str()
+                            || !matches!(m.state(), "READY" | "NOT_READY")
                     })
                     .await?;
                 }
             }
             MediaAction::CorrectSettings => {
                 info!(mrd = want.id, limit = ?media.limit(), interrupt = ?media.interrupt_action, logout = ?media.dialog_logout_action, "settings drifted; signing in again");
-                s.shared.with(|v| {
-                    v.counters.signins += 1;
-                    v.counters.drift_corrections += 1;
-                });
-                s.shared.metrics.signin("drift");
-                let outcome = s.rest.sign_in(&node, &want).await?;
+                sent.signins.push(SigninReason::Drift);
+                let outcome = s.rest.sign_in(&node, sign_in_of(&want)).await?;
+                s.shared.beat();
                 if outcome == PutOutcome::AlreadyLoggedIn {
                     info!(
                         mrd = want.id,
@@ -86,13 +103,17 @@ pub(super) async fn run(s: &mut Supervisor, idx: usize) -> Result<(), RestError>
             model::desired_state(media.state(), media.reason(), &want)
         {
             info!(mrd = want.id, from = media.state(), to = %state, "restoring the desired state");
-            s.rest.set_state(&node, want.id, &state, reason).await?;
-            media = confirm(s, &node, want.id, |m| m.state() == state).await?;
+            s.rest
+                .set_state(&node, want.id, state.as_str(), reason)
+                .await?;
+            s.shared.beat();
+            media = confirm(s, &node, want.id, |m| m.state() == state.as_str()).await?;
         }
         s.shared
             .set_media(MediaView::from_media(want.id, &media, Some(&want)));
 
         let list = s.rest.dialogs(&node, want.id).await?;
+        s.shared.beat();
         let views: Vec<DialogView> = list
             .into_iter()
             .map(|d| DialogView::from_dialog(d, want.id))
@@ -103,20 +124,17 @@ pub(super) async fn run(s: &mut Supervisor, idx: usize) -> Result<(), RestError>
         changed += d.changed.len();
         s.shared.apply_diff(&d);
         // Dialogs a resync brings back are the likeliest zombies: check their sessions.
-        if let Some(g) = &s.orphans {
+        if let Some(watch) = &s.watcher {
             for a in &d.added {
-                g.watch(a);
+                watch(a);
             }
         }
     }
-    s.shared.metrics.resync();
-    s.shared.with(|v| {
-        v.counters.resyncs += 1;
-        v.last_resync_at = Some(SystemTime::now());
-    });
+    s.shared
+        .with(|v| v.last_resync_at = Some(SystemTime::now()));
     info!(added, removed, changed, "resync completed");
     s.shared.events.publish(
-        "resync.completed",
+        EventKind::ResyncCompleted,
         serde_json::json!({ "added": added, "removed": removed, "changed": changed }),
     );
     Ok(())
@@ -124,60 +142,49 @@ pub(super) async fn run(s: &mut Supervisor, idx: usize) -> Result<(), RestError>
 
 /// GETs the media until `ok` holds (bounded); returns the last one read.
 async fn confirm(
-    s: &Supervisor,
+    s: &Driver,
     node: &Url,
     mrd: u32,
     ok: impl Fn(&Media) -> bool,
 ) -> Result<Media, RestError> {
     let mut media = s.rest.media(node, mrd).await?;
+    s.shared.beat();
     for _ in 0..CONFIRM_TRIES {
         if ok(&media) {
             break;
         }
-        s.shared.beat();
         tokio::time::sleep(CONFIRM_STEP).await;
         media = s.rest.media(node, mrd).await?;
+        s.shared.beat();
     }
     Ok(media)
 }
 
-impl Supervisor {
-    /// Runs the resync on node `idx`: steady when it succeeds, else the phase and cause of
-    /// the failure (false).
-    pub(super) async fn resync_or_cause(&mut self, idx: usize) -> bool {
-        self.set_phase(Phase::Resyncing, None);
+impl Driver {
+    /// Runs the resync on node `idx`, as the machine's answer.
+    pub(super) async fn resync(&mut self, idx: usize, signins_before: u64) -> Input {
+        let mut sent = Sent {
+            before: signins_before,
+            signins: Vec::new(),
+        };
         let shutdown = self.shutdown.clone();
         let result = tokio::select! {
-            () = shutdown.cancelled() => return false,
-            r = run(self, idx) => r,
+            () = shutdown.cancelled() => return Input::Stop,
+            r = run(self, idx, &mut sent) => r,
         };
+        let signins = sent.signins;
         match result {
-            Ok(()) => {
-                self.down_since = None;
-                self.set_phase(Phase::Steady, None);
-                if let Some(at) = self.failure_at.take() {
-                    self.shared.metrics.ready_after(at.elapsed().as_secs_f64());
-                }
-                true
-            }
+            Ok(()) => Input::Resynced { signins },
             Err(e) => {
                 warn!(error = %e, "resync failed");
-                if matches!(e, RestError::Malformed(_)) {
-                    self.shared.with(|v| v.counters.malformed += 1);
-                }
                 if matches!(e, RestError::Transport(_)) {
-                    self.shared.set_link("rest", false, Some(e.cause()));
+                    self.shared.set_link(LinkKind::Rest, false, Some(e.cause()));
                 }
-                if matches!(e, RestError::Unauthorized) {
-                    self.shared.metrics.auth_failure();
+                Input::ResyncFailed {
+                    cause: e.cause(),
+                    malformed: matches!(e, RestError::Malformed(_)),
+                    signins,
                 }
-                let phase = if matches!(e, RestError::Unauthorized) {
-                    Phase::AuthFailed
-                } else {
-                    Phase::Recovering
-                };
-                self.set_phase(phase, Some(e.cause()));
-                false
             }
         }
     }

@@ -1,89 +1,83 @@
 //! Steady state and the wait for a node to come back. Steady state applies notifications,
-//! serves commands and reloads, and sleeps until the next thing is due (the health beat, the
-//! backoff reset, the periodic resync). The wait keeps the XMPP session and polls SystemInfo
-//! until the node is in service again, or the other node is.
+//! serves commands and reloads, and sleeps until the next thing is due (the health beat, or a
+//! deadline of the machine: the backoff reset, the periodic resync); it returns the first
+//! input the machine must see. The wait keeps the XMPP session and polls SystemInfo until
+//! the node is in service again, or the other node is.
 
 use tokio::time::Instant;
 use tracing::info;
 
-use super::{Exit, Supervisor};
+use super::Driver;
 use crate::finesse::model::Notification;
+use crate::machine::{Input, WaitEnd};
+use crate::vocab::{Cause, LinkKind};
 use crate::xmpp::link::LinkEvent;
 
-impl Supervisor {
-    /// Steady state on node `idx` until something ends it.
-    pub(super) async fn steady(&mut self, idx: usize) -> Exit {
-        let since = Instant::now();
-        // Timers only where something is due (an idle daemon wakes for little else than
-        // the XMPP ping): the next beat, the backoff reset, the periodic resync.
-        let mut reset_at = Some(since + self.cfg.recovery.healthy_after);
-        let every = self.cfg.recovery.resync_every;
-        let resync_at = (!every.is_zero()).then(|| since + every);
-        let mut beat_at = since;
+impl Driver {
+    /// Steady state on node `idx` until something needs the machine.
+    pub(super) async fn steady(&mut self, idx: usize) -> Input {
+        // Timers only where something is due (an idle daemon wakes for little else than the
+        // XMPP ping): the next beat and the machine's next deadline.
+        let mut beat_at = Instant::now();
         loop {
-            let next = [Some(beat_at), reset_at, resync_at]
-                .into_iter()
-                .flatten()
-                .min()
-                .unwrap_or(beat_at);
+            let due = self.machine.deadline();
+            let next = due.map_or(beat_at, |d| d.min(beat_at));
             tokio::select! {
-                () = self.shutdown.cancelled() => return Exit::Shutdown,
+                () = self.shutdown.cancelled() => return Input::Stop,
                 () = tokio::time::sleep_until(next) => {
                     let now = Instant::now();
                     if now >= beat_at {
-                        self.stall_hook().await;
+                        self.hook.hold().await;
                         self.shared.beat();
                         beat_at = Instant::now() + self.beat_every();
                     }
-                    if reset_at.is_some_and(|t| now >= t) {
-                        self.backoff.reset();
-                        reset_at = None;
-                    }
-                    if resync_at.is_some_and(|t| now >= t) {
-                        return Exit::Resync("periodic");
+                    if due.is_some_and(|d| now >= d) {
+                        return Input::Timer;
                     }
                 }
                 ev = self.link.next() => {
-                    let Some(ev) = ev else { return Exit::Lost("xmpp_closed") };
-                    if let Some(exit) = self.apply(ev) {
-                        return exit;
+                    let Some(ev) = ev else {
+                        return Input::LinkDown { cause: Cause::XmppClosed };
+                    };
+                    if let Some(input) = self.apply(ev) {
+                        if let Input::ResyncWanted { reason } = &input {
+                            info!(cause = %reason, "resync requested by a notification");
+                        }
+                        return input;
                     }
                 }
                 Some(req) = self.commands.recv() => self.handle(idx, req).await,
-                Some(()) = self.reloads.recv() => {
-                    if let Some(exit) = self.reload() {
-                        return exit;
-                    }
-                }
+                Some(()) = self.reloads.recv() => return Input::Reloaded(self.reload()),
             }
         }
     }
 
-    /// Keeps the XMPP session and polls SystemInfo until the node is back (or the other is
-    /// in service, which the next pass picks up). False on shutdown.
-    pub(super) async fn wait_in_service(&mut self, idx: usize) -> bool {
+    /// Keeps the XMPP session and polls SystemInfo until the node is back, or the other is
+    /// in service (the machine then chooses again).
+    pub(super) async fn wait_in_service(&mut self, idx: usize) -> Input {
         let url = self.cfg.nodes[idx].clone();
-        self.down_since.get_or_insert_with(Instant::now);
         loop {
             let poll = self.cfg.recovery.systeminfo_poll;
             let deadline = Instant::now() + poll;
             // Meanwhile, notifications still count (an IN_SERVICE SystemInfo ends the wait).
             loop {
                 let ev = tokio::select! {
-                    () = self.shutdown.cancelled() => return false,
+                    () = self.shutdown.cancelled() => return Input::Stop,
                     () = tokio::time::sleep_until(deadline) => break,
+                    Some(()) = self.reloads.recv() => return Input::Reloaded(self.reload()),
                     ev = self.link.next() => ev,
                 };
+                self.shared.beat();
                 match ev {
-                    None | Some(LinkEvent::Down) => {
-                        self.shared.set_link("xmpp", false, Some("xmpp_lost"));
-                        return true;
+                    None | Some(LinkEvent::Down { .. }) => {
+                        self.shared
+                            .set_link(LinkKind::Xmpp, false, Some(Cause::XmppLost));
+                        return Input::WaitEnded(WaitEnd::LinkLost);
                     }
                     Some(LinkEvent::Update { update, .. }) if matches!(&update.notification, Notification::SystemInfo(s) if s.in_service()) =>
                     {
                         info!(node = %url, via = "notification", "node back in service");
-                        self.confirmed = Some(idx);
-                        return true;
+                        return Input::WaitEnded(WaitEnd::Back { poll: false });
                     }
                     Some(other) => {
                         let _ = self.apply(other);
@@ -93,14 +87,13 @@ impl Supervisor {
             self.shared.beat();
             match self.rest.system_info(&url).await {
                 Ok(info) if info.in_service() => {
-                    self.down_since = None;
                     info!(node = %url, via = "poll", "node back in service");
-                    self.confirmed = Some(idx);
-                    return true;
+                    return Input::WaitEnded(WaitEnd::Back { poll: true });
                 }
                 _ => {
-                    // The other node may be in service: let the main loop decide.
-                    for (k, other) in self.cfg.nodes.iter().enumerate() {
+                    // The other node may be in service: let the machine choose again.
+                    for (k, other) in self.cfg.nodes.clone().iter().enumerate() {
+                        self.shared.beat();
                         if k != idx
                             && self
                                 .rest
@@ -108,7 +101,7 @@ impl Supervisor {
                                 .await
                                 .is_ok_and(|i| i.in_service())
                         {
-                            return true;
+                            return Input::WaitEnded(WaitEnd::OtherInService);
                         }
                     }
                 }

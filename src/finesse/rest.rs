@@ -1,5 +1,5 @@
 //! The Finesse REST client: Basic auth, the custom CA, per-request timeouts, response bodies
-//! capped at `max_body`, and errors classified by cause so the supervisor can decide between
+//! capped at `max_body`, and errors classified by cause so the recovery machine can decide between
 //! "retry later", "fail over" and "stop: credentials rejected".
 
 use std::time::Duration;
@@ -7,8 +7,9 @@ use std::time::Duration;
 use reqwest::{Method, Url};
 
 use super::model::{ApiError, ApiErrors, Dialog, Dialogs, Media, SystemInfo, XmlError};
-use crate::config::MediaConfig;
+use crate::config::{InterruptAction, LogoutAction};
 use crate::secret::Secret;
+use crate::vocab::{Cause, DialogAction};
 
 /// A REST failure.
 #[derive(Debug, thiserror::Error)]
@@ -42,16 +43,16 @@ pub enum RestError {
 }
 
 impl RestError {
-    /// A short cause for logs, the state API and metrics.
-    pub fn cause(&self) -> &'static str {
+    /// The cause for logs, the state API and metrics.
+    pub fn cause(&self) -> Cause {
         match self {
-            Self::Transport(_) => "rest_unreachable",
-            Self::Unauthorized => "auth_failed",
-            Self::Server { status: 503 } => "out_of_service",
-            Self::Server { .. } => "rest_5xx",
-            Self::Client { .. } => "rest_4xx",
-            Self::TooLarge(_) => "rest_oversized",
-            Self::Malformed(_) => "rest_malformed",
+            Self::Transport(_) => Cause::RestUnreachable,
+            Self::Unauthorized => Cause::AuthFailed,
+            Self::Server { status: 503 } => Cause::OutOfService,
+            Self::Server { .. } => Cause::Rest5xx,
+            Self::Client { .. } => Cause::Rest4xx,
+            Self::TooLarge(_) => Cause::RestOversized,
+            Self::Malformed(_) => Cause::RestMalformed,
         }
     }
 }
@@ -65,6 +66,19 @@ pub enum PutOutcome {
     AlreadyLoggedIn,
 }
 
+/// The three sign-in settings of one MRD, as a sign-in sends them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignIn {
+    /// The MRD.
+    pub mrd: u32,
+    /// `maxDialogLimit`.
+    pub max_dialog_limit: u32,
+    /// `interruptAction`.
+    pub interrupt_action: InterruptAction,
+    /// `dialogLogoutAction`.
+    pub dialog_logout_action: LogoutAction,
+}
+
 /// The REST client for one agent.
 #[derive(Clone)]
 pub struct Rest {
@@ -75,27 +89,15 @@ pub struct Rest {
 }
 
 impl Rest {
-    /// A client trusting the platform roots plus `ca_pem`.
+    /// A client over `tls` (see [`crate::tls`]), each request bounded by `timeout`.
     pub fn new(
         user: &str,
         password: Secret,
-        ca_pem: Option<&[u8]>,
+        tls: &rustls::ClientConfig,
         timeout: Duration,
         max_body: u64,
-    ) -> Result<Self, String> {
-        let mut builder = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .pool_idle_timeout(Duration::from_secs(30))
-            .redirect(reqwest::redirect::Policy::none());
-        if let Some(pem) = ca_pem {
-            for cert in
-                reqwest::Certificate::from_pem_bundle(pem).map_err(|e| format!("ca_file: {e}"))?
-            {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
-        let http = builder.build().map_err(|e| format!("HTTP client: {e}"))?;
+    ) -> Result<Self, crate::tls::TlsError> {
+        let http = crate::tls::http_client(tls, timeout)?;
         Ok(Self {
             http,
             user: user.to_owned(),
@@ -213,12 +215,12 @@ impl Rest {
     }
 
     /// Sign in (state LOGIN with the three settings).
-    pub async fn sign_in(&self, node: &Url, m: &MediaConfig) -> Result<PutOutcome, RestError> {
+    pub async fn sign_in(&self, node: &Url, m: SignIn) -> Result<PutOutcome, RestError> {
         let body = format!(
             "<Media><state>LOGIN</state><maxDialogLimit>{}</maxDialogLimit><interruptAction>{}</interruptAction><dialogLogoutAction>{}</dialogLogoutAction></Media>",
             m.max_dialog_limit, m.interrupt_action, m.dialog_logout_action
         );
-        self.put_media(node, m.id, body).await
+        self.put_media(node, m.mrd, body).await
     }
 
     /// READY, or NOT_READY with a reason code.
@@ -262,7 +264,7 @@ impl Rest {
         &self,
         node: &Url,
         id: &str,
-        action: &str,
+        action: DialogAction,
         target: Option<&str>,
     ) -> Result<(), RestError> {
         let path = format!("/finesse/api/Dialog/{id}");

@@ -4,32 +4,12 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
-
-use crate::config::MediaConfig;
+use crate::config::{DesiredState, MediaConfig};
 use crate::finesse::model::{Dialog, Media};
+use crate::finesse::rest::SignIn;
+use crate::vocab::DialogAction;
 
-/// One MRD as the daemon knows it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MediaView {
-    /// MRD id.
-    pub id: u32,
-    /// State (unknown values kept).
-    pub state: String,
-    /// Reason code.
-    pub reason_code_id: Option<u32>,
-    /// Sign-in setting.
-    pub max_dialog_limit: Option<u32>,
-    /// Sign-in setting.
-    pub interrupt_action: Option<String>,
-    /// Sign-in setting.
-    pub dialog_logout_action: Option<String>,
-    /// Routable.
-    pub routable: Option<bool>,
-    /// Settings differ from the config.
-    pub drift: bool,
-}
+pub use crate::view::{DialogDiff, DialogView, MediaView};
 
 impl MediaView {
     /// The view of a Media document, judged against the desired settings.
@@ -48,22 +28,6 @@ impl MediaView {
             drift: want.is_some_and(|w| settings_drift(m, w)),
         }
     }
-}
-
-/// One dialog as the daemon knows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DialogView {
-    /// Dialog id.
-    pub id: String,
-    /// MRD id.
-    pub media_id: u32,
-    /// Dialog state.
-    pub state: String,
-    /// The agent participant's state.
-    pub participant_state: String,
-    /// Call variables by name.
-    pub call_variables: BTreeMap<String, String>,
 }
 
 impl DialogView {
@@ -102,21 +66,27 @@ fn trimmed(s: String) -> String {
     }
 }
 
-/// The actions the local API accepts.
-pub const ACTIONS: [&str; 7] = [
-    "ACCEPT", "START", "PAUSE", "RESUME", "WRAP_UP", "CLOSE", "TRANSFER",
-];
-
 /// The actions allowed in a nonvoice dialog state (facts file: OFFERED→ACCEPT is Cisco's;
 /// the rest is the documented inference).
-pub fn allowed_actions(state: &str) -> &'static [&'static str] {
+pub fn allowed_actions(state: &str) -> &'static [DialogAction] {
+    use DialogAction::*;
     match state {
-        "OFFERED" => &["ACCEPT"],
-        "ACCEPTED" => &["START", "CLOSE", "TRANSFER"],
-        "ACTIVE" => &["PAUSE", "WRAP_UP", "CLOSE", "TRANSFER"],
-        "PAUSED" => &["RESUME", "CLOSE", "TRANSFER"],
-        "WRAPPING_UP" | "UNKNOWN" => &["CLOSE"],
+        "OFFERED" => &[Accept],
+        "ACCEPTED" => &[Start, Close, Transfer],
+        "ACTIVE" => &[Pause, WrapUp, Close, Transfer],
+        "PAUSED" => &[Resume, Close, Transfer],
+        "WRAPPING_UP" | "UNKNOWN" => &[Close],
         _ => &[],
+    }
+}
+
+/// The sign-in settings of `want`, as the REST client sends them.
+pub fn sign_in_of(want: &MediaConfig) -> SignIn {
+    SignIn {
+        mrd: want.id,
+        max_dialog_limit: want.max_dialog_limit,
+        interrupt_action: want.interrupt_action,
+        dialog_logout_action: want.dialog_logout_action,
     }
 }
 
@@ -143,7 +113,7 @@ pub enum MediaAction {
     /// Signed in, settings right, READY/NOT_READY not as desired.
     SetState {
         /// READY or NOT_READY.
-        state: String,
+        state: DesiredState,
         /// With NOT_READY.
         reason: Option<u32>,
     },
@@ -166,26 +136,16 @@ pub fn decide(m: &Media, want: &MediaConfig) -> MediaAction {
 /// The state change needed, if the agent is idle in the wrong READY/NOT_READY state.
 pub fn desired_state(state: &str, reason: Option<u32>, want: &MediaConfig) -> MediaAction {
     let idle = matches!(state, "READY" | "NOT_READY");
-    let wrong = state != want.state || (want.state == "NOT_READY" && reason != want.reason_code_id);
+    let wrong = state != want.state.as_str()
+        || (want.state == DesiredState::NotReady && reason != want.reason_code_id);
     if idle && wrong {
         MediaAction::SetState {
-            state: want.state.clone(),
+            state: want.state,
             reason: want.reason_code_id,
         }
     } else {
         MediaAction::Nothing
     }
-}
-
-/// How a LIST differs from the local dialogs of one MRD.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct DialogDiff {
-    /// In the LIST, not held.
-    pub added: Vec<DialogView>,
-    /// Held, not in the LIST.
-    pub removed: Vec<DialogView>,
-    /// In both, with another state.
-    pub changed: Vec<DialogView>,
 }
 
 /// Compares the held dialogs of `mrd` with the LIST.
@@ -217,5 +177,4 @@ pub fn apply(local: &mut BTreeMap<String, DialogView>, d: &DialogDiff) {
 }
 
 #[cfg(test)]
-#[path = "model_tests.rs"]
 mod tests;

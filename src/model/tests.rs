@@ -1,14 +1,15 @@
 //! Tests of the pure resync decisions.
 
 use super::*;
+use crate::config::{InterruptAction, LogoutAction};
 
 fn want() -> MediaConfig {
     MediaConfig {
         id: 5002,
         max_dialog_limit: 3,
-        interrupt_action: "ACCEPT".into(),
-        dialog_logout_action: "CLOSE".into(),
-        state: "READY".into(),
+        interrupt_action: InterruptAction::Accept,
+        dialog_logout_action: LogoutAction::Close,
+        state: DesiredState::Ready,
         reason_code_id: None,
         orphan_probe: None,
     }
@@ -48,21 +49,21 @@ fn idle_state_is_restored_but_work_is_left_alone() {
     assert_eq!(
         decide(&media("NOT_READY", "3"), &want()),
         MediaAction::SetState {
-            state: "READY".into(),
+            state: DesiredState::Ready,
             reason: None
         }
     );
     assert_eq!(decide(&media("READY", "3"), &want()), MediaAction::Nothing);
     assert_eq!(decide(&media("ACTIVE", "3"), &want()), MediaAction::Nothing);
     let mut nr = want();
-    nr.state = "NOT_READY".into();
+    nr.state = DesiredState::NotReady;
     nr.reason_code_id = Some(12);
     let mut m = media("NOT_READY", "3");
     m.reason_code_id = Some("7".into());
     assert_eq!(
         decide(&m, &nr),
         MediaAction::SetState {
-            state: "NOT_READY".into(),
+            state: DesiredState::NotReady,
             reason: Some(12)
         }
     );

@@ -2,7 +2,7 @@
 //! agent as a zombie, probe the session and, after enough consecutive "gone" answers, close
 //! the dialog (or only report it).
 //!
-//! The pure parts are the URL [`Template`] and [`step`], which turns one probe result into
+//! The pure parts are the URL template (in `config`) and [`step`], which turns one probe result into
 //! the next count and verdict; [`Guard`] runs the probes (bounded concurrency per MRD) and
 //! closes through the same command queue as the local API, so the CLOSE reaches Finesse
 //! exactly once, on the current node, and only while steady.
@@ -11,110 +11,16 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::json;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::model::DialogView;
-use crate::supervisor::command::{Command, Request};
-use crate::supervisor::state::Shared;
-
-/// Characters left as they are in a rendered value (RFC 3986 unreserved).
-const VALUE: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
-
-/// One piece of a URL template.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Segment {
-    /// Text as written.
-    Literal(String),
-    /// `{id}`: the dialog id.
-    Id,
-    /// `{mediaId}`: the MRD id.
-    MediaId,
-    /// `{callvariable:NAME}`.
-    CallVariable(String),
-}
-
-/// A parsed probe URL template.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Template(Vec<Segment>);
-
-impl Template {
-    /// Parses `text`; an unknown or unclosed field is an error naming it.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let mut segments = Vec::new();
-        let mut rest = text;
-        while let Some(start) = rest.find('{') {
-            if start > 0 {
-                segments.push(Segment::Literal(rest[..start].to_owned()));
-            }
-            let Some(len) = rest[start..].find('}') else {
-                return Err(format!("unclosed field in {text:?}"));
-            };
-            let field = &rest[start + 1..start + len];
-            segments.push(match field {
-                "id" => Segment::Id,
-                "mediaId" => Segment::MediaId,
-                f => match f.strip_prefix("callvariable:") {
-                    Some(name) if !name.is_empty() => Segment::CallVariable(name.to_owned()),
-                    _ => return Err(format!("unknown field {{{field}}}: use {{id}}, {{mediaId}} or {{callvariable:NAME}}")),
-                },
-            });
-            rest = &rest[start + len + 1..];
-        }
-        if !rest.is_empty() {
-            segments.push(Segment::Literal(rest.to_owned()));
-        }
-        Ok(Self(segments))
-    }
-
-    /// The URL for a dialog; `None` when it lacks a call variable the template needs.
-    pub fn render(&self, d: &DialogView) -> Option<String> {
-        let mut out = String::new();
-        for s in &self.0 {
-            match s {
-                Segment::Literal(t) => out.push_str(t),
-                Segment::Id => out.extend(utf8_percent_encode(&d.id, VALUE)),
-                Segment::MediaId => out.push_str(&d.media_id.to_string()),
-                Segment::CallVariable(name) => {
-                    out.extend(utf8_percent_encode(d.call_variables.get(name)?, VALUE))
-                }
-            }
-        }
-        Some(out)
-    }
-}
-
-/// `[media.orphan_probe]`, validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProbeConfig {
-    /// The URL template.
-    pub url: Template,
-    /// The template as written (for logs).
-    pub url_text: String,
-    /// GET or HEAD.
-    pub head: bool,
-    /// Statuses that mean "gone".
-    pub gone_status: Vec<u16>,
-    /// Consecutive gone answers needed.
-    pub attempts: u32,
-    /// Between attempts.
-    pub interval: Duration,
-    /// Per probe.
-    pub timeout: Duration,
-    /// Close the dialog (else only report).
-    pub close: bool,
-    /// Extra trust anchor (PEM).
-    pub ca_pem: Option<Vec<u8>>,
-    /// Probes in flight at most.
-    pub max_in_flight: usize,
-}
+use crate::command::{Command, Request};
+use crate::config::{ProbeAction, ProbeConfig, ProbeMethod};
+use crate::hub::Shared;
+use crate::view::DialogView;
+use crate::vocab::{DialogAction, EventKind};
 
 /// One probe's answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,17 +95,9 @@ impl Guard {
     ) -> Result<Self, String> {
         let mut mrds = HashMap::new();
         for (id, cfg) in probes {
-            let mut b = reqwest::Client::builder()
-                .timeout(cfg.timeout)
-                .redirect(reqwest::redirect::Policy::none());
-            if let Some(pem) = &cfg.ca_pem {
-                for c in reqwest::Certificate::from_pem_bundle(pem)
-                    .map_err(|e| format!("orphan_probe.ca_file: {e}"))?
-                {
-                    b = b.add_root_certificate(c);
-                }
-            }
-            let http = b.build().map_err(|e| e.to_string())?;
+            let http = crate::tls::client_config(cfg.ca_pem.as_deref())
+                .and_then(|tls| crate::tls::http_client(&tls, cfg.timeout))
+                .map_err(|e| format!("orphan_probe.ca_file: {e}"))?;
             let slots = Arc::new(Semaphore::new(cfg.max_in_flight));
             mrds.insert(id, Mrd { cfg, http, slots });
         }
@@ -245,7 +143,7 @@ impl Guard {
         let Ok(_slot) = mrd.slots.acquire().await else {
             return Probe::Unknown;
         };
-        let req = if mrd.cfg.head {
+        let req = if mrd.cfg.method == ProbeMethod::Head {
             mrd.http.head(url)
         } else {
             mrd.http.get(url)
@@ -295,11 +193,11 @@ impl Guard {
         }
     }
 
-    async fn submit(&self, id: &str, action: &str) -> bool {
+    async fn submit(&self, id: &str, action: DialogAction) -> bool {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         let command = Command::DialogAction {
             id: id.to_owned(),
-            action: action.to_owned(),
+            action,
             target: None,
         };
         let Some(answer) = Request::queue(&self.commands, command, deadline).await else {
@@ -309,19 +207,19 @@ impl Guard {
     }
 
     async fn orphaned(&self, mrd: &Mrd, d: &DialogView, url: &str) {
-        let action = if mrd.cfg.close { "close" } else { "report" };
+        let action = mrd.cfg.action.as_str();
         warn!(id = %d.id, probe = %url, action, "orphan dialog: its session is gone");
         self.shared.metrics.orphan(&d.media_id.to_string(), action);
         self.shared.events.publish(
-            "dialog.orphaned",
+            EventKind::DialogOrphaned,
             json!({ "dialog": d, "mediaId": d.media_id, "action": action, "probe": url }),
         );
-        if !mrd.cfg.close {
+        if mrd.cfg.action != ProbeAction::Close {
             return;
         }
         // An offered task cannot be closed directly: accept it first.
         if d.state == "OFFERED" {
-            if !self.submit(&d.id, "ACCEPT").await {
+            if !self.submit(&d.id, DialogAction::Accept).await {
                 warn!(id = %d.id, "orphan: ACCEPT before CLOSE failed");
                 return;
             }
@@ -335,7 +233,7 @@ impl Guard {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
-        if self.submit(&d.id, "CLOSE").await {
+        if self.submit(&d.id, DialogAction::Close).await {
             info!(id = %d.id, "orphan dialog closed");
         } else {
             warn!(id = %d.id, "orphan: CLOSE failed");

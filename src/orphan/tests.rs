@@ -2,6 +2,7 @@
 //! safe to log.
 
 use super::*;
+use crate::config::Template;
 
 fn dialog() -> DialogView {
     DialogView {

@@ -30,17 +30,7 @@ use tokio_xmpp::xmlstream::{
 use tokio_xmpp::{Error, rustls};
 
 use super::turns::Turns;
-
-/// How the XMPP stream is secured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TlsMode {
-    /// TLS from the first byte, as on Finesse's port 5223.
-    Direct,
-    /// Plain TCP upgraded with STARTTLS, as on port 5222.
-    StartTls,
-    /// No TLS at all. Only for loopback tests that ask for it.
-    None,
-}
+use crate::config::TlsMode;
 
 /// Connects to one address with the given TLS mode and trust store.
 #[derive(Clone)]
@@ -114,31 +104,11 @@ impl Connector {
         }
     }
 
-    /// The rustls client configuration trusting exactly the PEM certificates in `ca_pem`.
+    /// The rustls client configuration trusting exactly the PEM certificates in `ca_pem`
+    /// (the same one [`crate::tls::client_config`] builds).
     pub fn client_config_from_pem(ca_pem: &[u8]) -> io::Result<Arc<rustls::ClientConfig>> {
-        use rustls::pki_types::CertificateDer;
-        use rustls::pki_types::pem::PemObject;
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(ca_pem) {
-            let cert = cert.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-            roots
-                .add(cert)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        }
-        if roots.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "no PEM certificate found",
-            ));
-        }
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(io::Error::other)?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        Ok(Arc::new(config))
+        crate::tls::client_config(Some(ca_pem))
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
     }
 
     async fn tls(

@@ -1,9 +1,11 @@
 //! The daemon's XMPP link to Finesse's Notification Service: one long-lived [`StanzaStream`]
 //! whose reconnector hands every "I need a connection" slot to the owner. The owner (the
-//! supervisor) decides when and to which node to log in, so backoff, jitter, failover and the
-//! stop after a rejected password all live in one place, and no reconnect task is left
-//! behind. Liveness comes from tokio-xmpp's two-stage timeouts: after `ping_interval` of
+//! driver, on the recovery machine's word) decides when and to which node to log in, so
+//! backoff, jitter, failover and the stop after a rejected password all live in one place,
+//! and no reconnect task is left behind. Liveness comes from tokio-xmpp's two-stage timeouts: after `ping_interval` of
 //! silence it pings, and after `ping_timeout` without an answer the session is declared lost.
+//! A loss is reported with its cause: a `conflict` stream error (seen by the connector's
+//! socket wrapper), a ping that went unanswered, or any other loss.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -23,14 +25,18 @@ use tokio_xmpp::stanzastream::{Connection, Event, StanzaStream, StreamEvent};
 
 use super::session::{LoginParams, login};
 use crate::finesse::model::Update;
+use crate::vocab::Cause;
 
 /// What the link reports.
 #[derive(Debug)]
 pub enum LinkEvent {
     /// A new session is up (state was lost: presence, subscriptions and resync are due).
     Up,
-    /// The session was lost (socket loss, ping timeout, stream error).
-    Down,
+    /// The session was lost: `conflict`, `xmpp_ping_timeout` or `xmpp_lost`.
+    Down {
+        /// Why.
+        cause: Cause,
+    },
     /// A Finesse notification.
     Update {
         /// The pubsub node it came from.
@@ -68,6 +74,7 @@ pub struct Link {
     publisher: String,
     conflict: Arc<AtomicBool>,
     last_rx: tokio::time::Instant,
+    ping_interval: std::time::Duration,
 }
 
 impl Link {
@@ -90,12 +97,20 @@ impl Link {
             publisher: String::new(),
             conflict: Arc::new(AtomicBool::new(false)),
             last_rx: tokio::time::Instant::now(),
+            ping_interval: std::time::Duration::MAX,
         }
     }
 
-    /// True when the last session ended with a `conflict` stream error.
-    pub fn lost_to_conflict(&self) -> bool {
-        self.conflict.load(Ordering::Relaxed)
+    /// Why the session just ended: another session took the resource, the link went silent
+    /// past the ping interval (the ping went unanswered), or it closed or broke.
+    fn loss_cause(&self) -> Cause {
+        if self.conflict.load(Ordering::Relaxed) {
+            Cause::Conflict
+        } else if self.silent_for() >= self.ping_interval {
+            Cause::XmppPingTimeout
+        } else {
+            Cause::XmppLost
+        }
     }
 
     /// True while a session is up.
@@ -116,6 +131,7 @@ impl Link {
     pub async fn connect(&mut self, params: &LoginParams) -> Result<(), tokio_xmpp::Error> {
         self.drop_session();
         self.publisher = format!("finesse@{}", params.jid.domain());
+        self.ping_interval = params.timeouts.read_timeout;
         let kill = CancellationToken::new();
         let mut params = params.clone();
         self.conflict.store(false, Ordering::Relaxed);
@@ -149,7 +165,7 @@ impl Link {
     }
 
     /// How long the session has been silent (nothing received, not even a ping answer).
-    pub fn silent_for(&self) -> std::time::Duration {
+    fn silent_for(&self) -> std::time::Duration {
         self.last_rx.elapsed()
     }
 
@@ -165,7 +181,13 @@ impl Link {
             Event::Stream(StreamEvent::Suspended) => {
                 if self.up {
                     self.up = false;
-                    self.queue.push_back(LinkEvent::Down);
+                    let cause = self.loss_cause();
+                    tracing::warn!(
+                        %cause,
+                        silent_ms = self.silent_for().as_millis() as u64,
+                        "XMPP session lost"
+                    );
+                    self.queue.push_back(LinkEvent::Down { cause });
                 }
             }
             Event::Stream(StreamEvent::Resumed) => {}

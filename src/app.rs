@@ -1,0 +1,134 @@
+//! The wiring of one agent's daemon: the hub, the command queue, the orphan guard, the local
+//! API on its listener, and the driver, all on the caller's runtime. `main` only adds the
+//! CLI, logging, signals and exit codes, so an embedding (or a test) can run the whole daemon
+//! in-process with [`run`].
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::api::{ApiState, router};
+use crate::config::{Config, Listen};
+use crate::driver::{Driver, SetupError};
+use crate::hub::Shared;
+use crate::orphan::Guard;
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The local API cannot listen where the config says.
+    #[error("cannot bind the local API on {listen}: {source}")]
+    Bind {
+        /// The configured address.
+        listen: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The orphan probe's HTTP client cannot be built.
+    #[error("cannot set up the orphan probe: {0}")]
+    Orphan(String),
+    /// The driver cannot be built (TLS or HTTP client).
+    #[error("cannot start: {0}")]
+    Setup(#[from] SetupError),
+}
+
+/// What the caller controls: `shutdown` stops the daemon, each message on `reloads` is a
+/// SIGHUP.
+pub struct Control {
+    /// Cancel to stop (the stop policy runs, then [`run`] returns).
+    pub shutdown: CancellationToken,
+    /// One message per reload request.
+    pub reloads: mpsc::UnboundedReceiver<()>,
+}
+
+/// Runs one agent's daemon until `control.shutdown` is cancelled.
+pub async fn run(config: Config, control: Control) -> Result<(), AppError> {
+    let Control { shutdown, reloads } = control;
+    let shared = Arc::new(Shared::new(&config.agent_id, config.event_ring));
+    let (commands_tx, commands_rx) = mpsc::channel(64);
+    let probes: BTreeMap<u32, _> = config
+        .media
+        .iter()
+        .filter_map(|m| m.orphan_probe.clone().map(|p| (m.id, p)))
+        .collect();
+    let guard = if probes.is_empty() {
+        None
+    } else {
+        let g = Guard::new(
+            probes,
+            shared.clone(),
+            commands_tx.clone(),
+            shutdown.clone(),
+        )
+        .map_err(AppError::Orphan)?;
+        Some(g)
+    };
+    let metrics_view = shared.clone();
+    let api = router(ApiState {
+        shared: shared.clone(),
+        commands: commands_tx,
+        action_wait: config.action_wait,
+        request_timeout: config.request_timeout,
+        metrics: Arc::new(move || metrics_view.render_metrics()),
+    });
+    let api_task = listen(&config, api, shutdown.clone()).await?;
+    let mut driver = Driver::new(config, shared, shutdown.clone(), commands_rx, reloads)?;
+    if let Some(g) = guard {
+        driver = driver.with_watcher(Box::new(move |d| g.watch(d)));
+    }
+    driver.run().await;
+    shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(2), api_task).await;
+    Ok(())
+}
+
+/// Binds the local API and serves it until `stop`.
+async fn listen(
+    config: &Config,
+    api: axum::Router,
+    stop: CancellationToken,
+) -> Result<tokio::task::JoinHandle<()>, AppError> {
+    let bind_error = |source| AppError::Bind {
+        listen: config.api_listen.to_string(),
+        source,
+    };
+    match &config.api_listen {
+        Listen::Unix(path) => {
+            let _ = std::fs::remove_file(path);
+            let listener = tokio::net::UnixListener::bind(path).map_err(bind_error)?;
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::Permissions::from_mode(0o660);
+                if let Err(e) = std::fs::set_permissions(path, mode) {
+                    warn!(error = %e, "cannot set the API socket's mode to 0660");
+                }
+            }
+            info!(addr = %config.api_listen, agent = %config.agent_id, "local API listening");
+            Ok(tokio::spawn(serve(listener, api, stop)))
+        }
+        Listen::Tcp(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(bind_error)?;
+            match listener.local_addr() {
+                Ok(addr) => info!(%addr, agent = %config.agent_id, "local API listening"),
+                Err(e) => warn!(error = %e, "local API address unknown"),
+            }
+            Ok(tokio::spawn(serve(listener, api, stop)))
+        }
+    }
+}
+
+async fn serve<L>(listener: L, api: axum::Router, stop: CancellationToken)
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    let _ = axum::serve(listener, api)
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await;
+}

@@ -1,0 +1,179 @@
+//! Rows from the start to the auth hold: choosing a node, logging in, the first resync,
+//! failover only after `failover_after`, and the hold after a rejected password.
+
+use super::*;
+use crate::vocab::ResyncReason;
+
+/// The rows of this part of the table.
+pub(super) fn rows() -> Vec<Row> {
+    vec![
+        Row {
+            says: "a start asks the first node's SystemInfo",
+            given: vec![],
+            when: (0, Input::Start),
+            then: |_, a| operation(a) == Some(&Action::AskSystemInfo { node: 0 }),
+        },
+        Row {
+            says: "a node in service becomes the current node and is logged in to",
+            given: vec![(0, Input::Start)],
+            when: (0, si(0, OK)),
+            then: |_, a| {
+                has(a, &Action::SetNode(0)) && operation(a) == Some(&Action::Connect { node: 0 })
+            },
+        },
+        Row {
+            says: "a session up is resynced, with the phase resyncing",
+            given: vec![(0, Input::Start), (0, si(0, OK))],
+            when: (0, Input::Connected { pending: None }),
+            then: |_, a| {
+                phase(a) == Some((Phase::Resyncing, None))
+                    && operation(a)
+                        == Some(&Action::Resync {
+                            node: 0,
+                            signins_before: 0,
+                        })
+            },
+        },
+        Row {
+            says: "the first completed resync is steady and tells systemd READY=1",
+            given: vec![
+                (0, Input::Start),
+                (0, si(0, OK)),
+                (0, Input::Connected { pending: None }),
+            ],
+            when: (0, resynced()),
+            then: |m, a| {
+                has(
+                    a,
+                    &Action::Phase {
+                        phase: Phase::Steady,
+                        cause: None,
+                        ready: true,
+                    },
+                ) && operation(a) == Some(&Action::Steady { node: 0 })
+                    && m.counters().resyncs == 1
+            },
+        },
+        Row {
+            says: "a later steady does not send READY=1 again",
+            given: with(
+                steady(),
+                &[(
+                    100,
+                    Input::ResyncWanted {
+                        reason: ResyncReason::Periodic,
+                    },
+                )],
+            ),
+            when: (200, resynced()),
+            then: |_, a| {
+                has(
+                    a,
+                    &Action::Phase {
+                        phase: Phase::Steady,
+                        cause: None,
+                        ready: false,
+                    },
+                )
+            },
+        },
+        Row {
+            says: "a first node unreachable at start (no current node) asks the second at once",
+            given: vec![(0, Input::Start)],
+            when: (0, si(0, DOWN)),
+            then: |_, a| operation(a) == Some(&Action::AskSystemInfo { node: 1 }),
+        },
+        Row {
+            says: "a current node down for less than failover_after is retried, not left",
+            given: with(
+                steady(),
+                &[
+                    (
+                        1_000,
+                        Input::LinkDown {
+                            cause: Cause::XmppLost,
+                        },
+                    ),
+                    (3_500, Input::Timer),
+                ],
+            ),
+            when: (3_500, si(0, DOWN)),
+            then: |_, a| {
+                has(a, &Action::RestDown(Cause::RestUnreachable))
+                    && phase(a) == Some((Phase::Recovering, Some(Cause::RestUnreachable)))
+                    && matches!(
+                        operation(a),
+                        Some(Action::Sleep {
+                            kind: SleepKind::Backoff { .. },
+                            ..
+                        })
+                    )
+            },
+        },
+        Row {
+            says: "a current node down for failover_after makes the other node asked and chosen",
+            given: with(
+                steady(),
+                &[
+                    (
+                        1_000,
+                        Input::LinkDown {
+                            cause: Cause::XmppLost,
+                        },
+                    ),
+                    (3_000, Input::Timer),
+                    (3_000, si(0, DOWN)),
+                    (14_000, Input::Timer),
+                    (14_000, si(0, DOWN)),
+                ],
+            ),
+            when: (14_000, si(1, OK)),
+            then: |m, a| {
+                has(a, &Action::FailOver { from: 0, to: 1 })
+                    && operation(a) == Some(&Action::Connect { node: 1 })
+                    && m.counters().failovers == 1
+            },
+        },
+        Row {
+            says: "a rejected password shows auth_failed and holds for auth_retry",
+            given: vec![(0, Input::Start), (0, si(0, OK))],
+            when: (0, auth_failed()),
+            then: |m, a| {
+                phase(a) == Some((Phase::AuthFailed, Some(Cause::AuthFailed)))
+                    && has(a, &Action::Count(Count::AuthFailure))
+                    && matches!(m.state(), State::AuthHold { .. })
+                    && matches!(
+                        operation(a),
+                        Some(Action::Sleep {
+                            kind: SleepKind::AuthHold,
+                            ..
+                        })
+                    )
+            },
+        },
+        Row {
+            says: "a timer before the auth hold's deadline does nothing",
+            given: vec![(0, Input::Start), (0, si(0, OK)), (0, auth_failed())],
+            when: (59_999, Input::Timer),
+            then: |_, a| a.is_empty(),
+        },
+        Row {
+            says: "the auth hold's deadline starts a new attempt at once",
+            given: vec![(0, Input::Start), (0, si(0, OK)), (0, auth_failed())],
+            when: (60_000, Input::Timer),
+            then: |_, a| operation(a) == Some(&Action::AskSystemInfo { node: 0 }),
+        },
+        Row {
+            says: "a reload that changes nothing the login uses does not end the auth hold",
+            given: vec![(0, Input::Start), (0, si(0, OK)), (0, auth_failed())],
+            when: (1_000, Input::Reloaded(Reload::Unchanged)),
+            then: |m, a| a.is_empty() && matches!(m.state(), State::AuthHold { .. }),
+        },
+        Row {
+            says: "a reload with new credentials ends the auth hold",
+            given: vec![(0, Input::Start), (0, si(0, OK)), (0, auth_failed())],
+            when: (1_000, Input::Reloaded(Reload::Reconnect)),
+            then: |_, a| operation(a) == Some(&Action::AskSystemInfo { node: 0 }),
+        },
+    ]
+}

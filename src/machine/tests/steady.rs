@@ -1,0 +1,252 @@
+//! Rows from steady state on: lost links and conflicts, a node out of service, the periodic
+//! resync and `time_to_ready`, resync outcomes, reloads, stray inputs and the stop.
+
+use super::*;
+use crate::vocab::{ResyncReason, SigninReason};
+
+/// The rows of this part of the table.
+pub(super) fn rows() -> Vec<Row> {
+    vec![
+        Row {
+            says: "a conflict shows conflict and holds like a rejected password",
+            given: steady(),
+            when: (
+                500,
+                Input::LinkDown {
+                    cause: Cause::Conflict,
+                },
+            ),
+            then: |m, a| {
+                phase(a) == Some((Phase::Conflict, Some(Cause::Conflict)))
+                    && matches!(m.state(), State::AuthHold { .. })
+                    && m.counters().reconnects == 1
+            },
+        },
+        Row {
+            says: "a lost link counts a reconnect and backs off within the first-retry window",
+            given: steady(),
+            when: (
+                500,
+                Input::LinkDown {
+                    cause: Cause::XmppPingTimeout,
+                },
+            ),
+            then: |m, a| {
+                phase(a) == Some((Phase::Recovering, Some(Cause::XmppPingTimeout)))
+                    && m.counters().reconnects == 1
+                    && matches!(m.state(), State::Backoff { until } if until <= Instant::now() + Duration::from_millis(2_600))
+            },
+        },
+        Row {
+            says: "a node out of service is waited for with the session kept",
+            given: steady(),
+            when: (
+                500,
+                Input::NodeDown {
+                    cause: Cause::OutOfService,
+                },
+            ),
+            then: |m, a| {
+                operation(a) == Some(&Action::Wait { node: 0 })
+                    && phase(a) == Some((Phase::Recovering, Some(Cause::OutOfService)))
+                    && m.counters().reconnects == 0
+            },
+        },
+        Row {
+            says: "a node back by notification is resynced without SystemInfo or a new login",
+            given: with(
+                steady(),
+                &[(
+                    500,
+                    Input::NodeDown {
+                        cause: Cause::OutOfService,
+                    },
+                )],
+            ),
+            when: (900, Input::WaitEnded(WaitEnd::Back { poll: false })),
+            then: |_, a| matches!(operation(a), Some(Action::Resync { node: 0, .. })),
+        },
+        Row {
+            says: "finesse unavailable seen during set-up is acted on: the node is waited for",
+            given: vec![(0, Input::Start), (0, si(0, OK))],
+            when: (
+                0,
+                Input::Connected {
+                    pending: Some(Cause::FinesseUnavailable),
+                },
+            ),
+            then: |_, a| {
+                operation(a) == Some(&Action::Wait { node: 0 })
+                    && phase(a) == Some((Phase::Recovering, Some(Cause::FinesseUnavailable)))
+                    && has(
+                        a,
+                        &Action::Count(Count::Reconnect {
+                            scope: ReconnectScope::Node,
+                            cause: Cause::FinesseUnavailable,
+                        }),
+                    )
+            },
+        },
+        Row {
+            says: "the periodic resync is due resync_every after steady began",
+            given: steady(),
+            when: (300_000, Input::Timer),
+            then: |_, a| matches!(operation(a), Some(Action::Resync { node: 0, .. })),
+        },
+        Row {
+            says: "a periodic resync does not count in time_to_ready",
+            given: with(steady(), &[(300_000, Input::Timer)]),
+            when: (300_050, resynced()),
+            then: |_, a| time_to_ready(a).is_none(),
+        },
+        Row {
+            says: "a lost link counts once in time_to_ready, from its detection to steady",
+            given: with(
+                steady(),
+                &[
+                    (
+                        1_000,
+                        Input::LinkDown {
+                            cause: Cause::XmppLost,
+                        },
+                    ),
+                    (4_000, Input::Timer),
+                    (4_000, si(0, OK)),
+                    (4_100, Input::Connected { pending: None }),
+                ],
+            ),
+            when: (4_300, resynced()),
+            then: |_, a| time_to_ready(a) == Some(Duration::from_millis(3_300)),
+        },
+        Row {
+            says: "a forced logout seen in a notification counts in time_to_ready",
+            given: with(
+                steady(),
+                &[(
+                    1_000,
+                    Input::ResyncWanted {
+                        reason: ResyncReason::MediaSignedOut,
+                    },
+                )],
+            ),
+            when: (
+                1_200,
+                Input::Resynced {
+                    signins: vec![SigninReason::Logout],
+                },
+            ),
+            then: |m, a| {
+                time_to_ready(a) == Some(Duration::from_millis(200)) && m.counters().signins == 1
+            },
+        },
+        Row {
+            says: "a resync refused with 401 shows auth_failed",
+            given: vec![
+                (0, Input::Start),
+                (0, si(0, OK)),
+                (0, Input::Connected { pending: None }),
+            ],
+            when: (
+                0,
+                Input::ResyncFailed {
+                    cause: Cause::AuthFailed,
+                    malformed: false,
+                    signins: vec![],
+                },
+            ),
+            then: |_, a| {
+                phase(a) == Some((Phase::AuthFailed, Some(Cause::AuthFailed)))
+                    && has(a, &Action::Count(Count::AuthFailure))
+            },
+        },
+        Row {
+            says: "a drift correction counts as a sign-in and a drift correction",
+            given: vec![
+                (0, Input::Start),
+                (0, si(0, OK)),
+                (0, Input::Connected { pending: None }),
+            ],
+            when: (
+                0,
+                Input::Resynced {
+                    signins: vec![SigninReason::Drift],
+                },
+            ),
+            then: |m, _| m.counters().signins == 1 && m.counters().drift_corrections == 1,
+        },
+        Row {
+            says: "the second resync is told how many sign-ins went before",
+            given: vec![
+                (0, Input::Start),
+                (0, si(0, OK)),
+                (0, Input::Connected { pending: None }),
+                (
+                    0,
+                    Input::Resynced {
+                        signins: vec![SigninReason::Initial],
+                    },
+                ),
+            ],
+            when: (
+                10,
+                Input::ResyncWanted {
+                    reason: ResyncReason::Reload,
+                },
+            ),
+            then: |_, a| {
+                operation(a)
+                    == Some(&Action::Resync {
+                        node: 0,
+                        signins_before: 1,
+                    })
+            },
+        },
+        Row {
+            says: "a reload that changes the connection starts over from the first node's SystemInfo",
+            given: steady(),
+            when: (10, Input::Reloaded(Reload::Reconnect)),
+            then: |_, a| operation(a) == Some(&Action::AskSystemInfo { node: 0 }),
+        },
+        Row {
+            says: "an answer from a node that was not asked changes nothing",
+            given: vec![(0, Input::Start)],
+            when: (0, si(1, OK)),
+            then: |m, a| a.is_empty() && matches!(m.state(), State::Choosing { .. }),
+        },
+        Row {
+            says: "a malformed notification is counted without leaving steady",
+            given: steady(),
+            when: (10, Input::Malformed),
+            then: |m, a| {
+                a == [Action::Count(Count::Malformed)] && matches!(m.state(), State::Steady { .. })
+            },
+        },
+        Row {
+            says: "a stop sends STOPPING, the phase stopping, and the stop operation",
+            given: steady(),
+            when: (10, Input::Stop),
+            then: |_, a| {
+                a == [
+                    Action::NotifyStopping,
+                    Action::Phase {
+                        phase: Phase::Stopping,
+                        cause: None,
+                        ready: false,
+                    },
+                    Action::Stop,
+                ]
+            },
+        },
+        Row {
+            says: "nothing happens after a stop",
+            given: with(steady(), &[(10, Input::Stop)]),
+            when: (
+                20,
+                Input::LinkDown {
+                    cause: Cause::XmppLost,
+                },
+            ),
+            then: |_, a| a.is_empty(),
+        },
+    ]
+}

@@ -1,0 +1,149 @@
+//! The agent as the daemon sees it, as plain data: each MRD ([`MediaView`]), each dialog
+//! ([`DialogView`]), how a Dialog LIST differs from what is held ([`DialogDiff`]), the counters
+//! and the whole published [`StateView`] behind `/v1/state`. Nothing here decides or does I/O;
+//! `model` builds these from Finesse documents, the driver and the machine fill them in.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use crate::vocab::{Cause, LinkKind, Phase};
+
+/// One MRD as the daemon knows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MediaView {
+    /// MRD id.
+    pub id: u32,
+    /// State (unknown values kept).
+    pub state: String,
+    /// Reason code.
+    pub reason_code_id: Option<u32>,
+    /// Sign-in setting.
+    pub max_dialog_limit: Option<u32>,
+    /// Sign-in setting.
+    pub interrupt_action: Option<String>,
+    /// Sign-in setting.
+    pub dialog_logout_action: Option<String>,
+    /// Routable.
+    pub routable: Option<bool>,
+    /// Settings differ from the config.
+    pub drift: bool,
+}
+
+/// One dialog as the daemon knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DialogView {
+    /// Dialog id.
+    pub id: String,
+    /// MRD id.
+    pub media_id: u32,
+    /// Dialog state.
+    pub state: String,
+    /// The agent participant's state.
+    pub participant_state: String,
+    /// Call variables by name.
+    pub call_variables: BTreeMap<String, String>,
+}
+
+/// How a LIST differs from the local dialogs of one MRD.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DialogDiff {
+    /// In the LIST, not held.
+    pub added: Vec<DialogView>,
+    /// Held, not in the LIST.
+    pub removed: Vec<DialogView>,
+    /// In both, with another state.
+    pub changed: Vec<DialogView>,
+}
+
+/// Counters since start.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Counters {
+    /// XMPP or REST recoveries started after a loss.
+    pub reconnects: u64,
+    /// Switches to the other node.
+    pub failovers: u64,
+    /// Completed resyncs.
+    pub resyncs: u64,
+    /// Sign-in PUTs sent.
+    pub signins: u64,
+    /// Sign-ins sent to correct drifted settings.
+    pub drift_corrections: u64,
+    /// Malformed notifications or bodies.
+    pub malformed: u64,
+}
+
+/// The published state.
+#[derive(Debug, Clone)]
+pub struct StateView {
+    /// Agent id.
+    pub agent: String,
+    /// Phase.
+    pub phase: Phase,
+    /// Current node URL.
+    pub node: Option<String>,
+    /// Why the last failure happened (cleared when steady).
+    pub cause: Option<Cause>,
+    /// REST reachable.
+    pub rest_up: bool,
+    /// XMPP session up.
+    pub xmpp_up: bool,
+    /// Media by MRD id.
+    pub media: BTreeMap<u32, MediaView>,
+    /// Dialogs by id.
+    pub dialogs: BTreeMap<String, DialogView>,
+    /// Counters.
+    pub counters: Counters,
+    /// When the last resync completed.
+    pub last_resync_at: Option<SystemTime>,
+    /// When the phase last changed.
+    pub phase_since: Instant,
+}
+
+impl StateView {
+    /// A fresh view of `agent`: starting, nothing known.
+    pub fn new(agent: &str) -> Self {
+        Self {
+            agent: agent.to_owned(),
+            phase: Phase::Starting,
+            node: None,
+            cause: None,
+            rest_up: false,
+            xmpp_up: false,
+            media: BTreeMap::new(),
+            dialogs: BTreeMap::new(),
+            counters: Counters::default(),
+            last_resync_at: None,
+            phase_since: Instant::now(),
+        }
+    }
+
+    /// The link flag of `kind`.
+    pub fn link_mut(&mut self, kind: LinkKind) -> &mut bool {
+        match kind {
+            LinkKind::Rest => &mut self.rest_up,
+            LinkKind::Xmpp => &mut self.xmpp_up,
+        }
+    }
+
+    /// The `/v1/state` document.
+    pub fn to_json(&self) -> Value {
+        let up = |b: bool| if b { "up" } else { "down" };
+        json!({
+            "agent": self.agent,
+            "phase": self.phase,
+            "node": self.node,
+            "cause": self.cause,
+            "links": { "rest": up(self.rest_up), "xmpp": up(self.xmpp_up) },
+            "media": self.media.values().collect::<Vec<_>>(),
+            "dialogs": self.dialogs.values().collect::<Vec<_>>(),
+            "counters": self.counters,
+            "lastResyncAt": self.last_resync_at.map(|t| humantime::format_rfc3339_seconds(t).to_string()),
+        })
+    }
+}

@@ -1,0 +1,232 @@
+//! The words every layer shares: the daemon's [`Phase`], why a failure happened
+//! ([`Cause`]), which link it concerns ([`LinkKind`]), what an event on the stream is
+//! ([`EventKind`]), the dialog actions the local API accepts ([`DialogAction`]), and why a
+//! sign-in or a resync happened. Each has one spelling for the wire and the logs (`as_str`,
+//! also its `Display` and its serde form), so no layer compares strings to decide anything.
+
+use std::fmt;
+
+use serde::{Serialize, Serializer};
+
+macro_rules! wire_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal,)+ }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            /// The wire and log spelling.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+
+            /// The value spelled `text`, if any.
+            pub fn parse(text: &str) -> Option<Self> {
+                Self::ALL.iter().copied().find(|v| v.as_str() == text)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+    };
+}
+
+wire_enum! {
+    /// Where the daemon is, as `/v1/state`, the metrics and STATUS= show it.
+    Phase {
+        /// First connection.
+        Starting => "starting",
+        /// A link or the node is down; waiting or retrying.
+        Recovering => "recovering",
+        /// Media GET, corrections and Dialog LIST.
+        Resyncing => "resyncing",
+        /// All links up and the view in sync.
+        Steady => "steady",
+        /// Credentials rejected; waiting `auth_retry` before one more try.
+        AuthFailed => "auth_failed",
+        /// Another session took our XMPP resource.
+        Conflict => "conflict",
+        /// Shutting down.
+        Stopping => "stopping",
+    }
+}
+
+wire_enum! {
+    /// Why the daemon is not (or was not) steady.
+    Cause {
+        /// A REST connect, TLS or timeout error.
+        RestUnreachable => "rest_unreachable",
+        /// A 5xx other than 503.
+        Rest5xx => "rest_5xx",
+        /// A 4xx other than 401.
+        Rest4xx => "rest_4xx",
+        /// A body over `max_body`.
+        RestOversized => "rest_oversized",
+        /// A body that is not the expected document.
+        RestMalformed => "rest_malformed",
+        /// SystemInfo (or a 503) says the node is not in service.
+        OutOfService => "out_of_service",
+        /// The `finesse` user's presence went unavailable.
+        FinesseUnavailable => "finesse_unavailable",
+        /// Credentials rejected (REST 401 or SASL not-authorized).
+        AuthFailed => "auth_failed",
+        /// Another session took our XMPP resource.
+        Conflict => "conflict",
+        /// The XMPP session closed or broke.
+        XmppLost => "xmpp_lost",
+        /// The XMPP stream ended (the link reported nothing more).
+        XmppClosed => "xmpp_closed",
+        /// A ping went unanswered.
+        XmppPingTimeout => "xmpp_ping_timeout",
+        /// The login did not finish in time.
+        XmppTimeout => "xmpp_timeout",
+        /// The login failed (connect, TLS, stream).
+        XmppUnreachable => "xmpp_unreachable",
+        /// Presence or subscriptions did not complete.
+        XmppSetup => "xmpp_setup",
+        /// The XMPP login cannot be built from the config and SystemInfo.
+        XmppConfig => "xmpp_config",
+        /// A reload changed the connection settings.
+        Reload => "reload",
+    }
+}
+
+wire_enum! {
+    /// The two sessions the daemon holds.
+    LinkKind {
+        /// The REST session.
+        Rest => "rest",
+        /// The XMPP pubsub session.
+        Xmpp => "xmpp",
+    }
+}
+
+wire_enum! {
+    /// What a `reconnects` count is about: a link, or the node as a whole.
+    ReconnectScope {
+        /// The XMPP session was lost.
+        Xmpp => "xmpp",
+        /// The node left service while the session stayed.
+        Node => "node",
+    }
+}
+
+wire_enum! {
+    /// The `type` of an event on the stream.
+    EventKind {
+        /// The phase or its cause changed.
+        Phase => "phase",
+        /// A link went up.
+        LinkUp => "link.up",
+        /// A link went down.
+        LinkDown => "link.down",
+        /// An MRD's view changed.
+        MediaChanged => "media.changed",
+        /// A dialog appeared.
+        DialogAdded => "dialog.added",
+        /// A dialog changed.
+        DialogChanged => "dialog.changed",
+        /// A dialog went away.
+        DialogRemoved => "dialog.removed",
+        /// A resync finished.
+        ResyncCompleted => "resync.completed",
+        /// The client missed events and must refetch `/v1/state`.
+        ResyncRequired => "resync.required",
+        /// The orphan guard found a dialog whose session is gone.
+        DialogOrphaned => "dialog.orphaned",
+    }
+}
+
+wire_enum! {
+    /// The dialog actions the local API accepts.
+    DialogAction {
+        /// Take an offered task.
+        Accept => "ACCEPT",
+        /// Start work on it.
+        Start => "START",
+        /// Pause it.
+        Pause => "PAUSE",
+        /// Resume it.
+        Resume => "RESUME",
+        /// Wrap it up.
+        WrapUp => "WRAP_UP",
+        /// Close it.
+        Close => "CLOSE",
+        /// Transfer it.
+        Transfer => "TRANSFER",
+    }
+}
+
+wire_enum! {
+    /// Why a sign-in was sent (the `signins` metric's label).
+    SigninReason {
+        /// The daemon's first sign-in.
+        Initial => "initial",
+        /// The MRD read LOGOUT (a forced logout, or signed out elsewhere).
+        Logout => "logout",
+        /// The MRD was signed out on this node (a failover or a node that forgot it).
+        Failover => "failover",
+        /// The settings drifted.
+        Drift => "drift",
+    }
+}
+
+wire_enum! {
+    /// Why steady state ended for a resync without losing a link.
+    ResyncReason {
+        /// `resync_every` elapsed.
+        Periodic => "periodic",
+        /// A reload changed the media or the connection.
+        Reload => "reload",
+        /// A notification showed an MRD signed out.
+        MediaSignedOut => "media_signed_out",
+        /// A notification showed drifted settings.
+        SettingsDrift => "settings_drift",
+    }
+}
+
+impl ResyncReason {
+    /// True when the resync repairs something that went wrong (and so counts in
+    /// `time_to_ready`); a periodic or reload resync is routine.
+    pub const fn is_failure(self) -> bool {
+        matches!(self, Self::MediaSignedOut | Self::SettingsDrift)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_spelling_parses_back_to_its_value_and_is_unique() {
+        for c in Cause::ALL {
+            assert_eq!(Cause::parse(c.as_str()), Some(*c));
+        }
+        let mut seen: Vec<&str> = Cause::ALL.iter().map(|c| c.as_str()).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), Cause::ALL.len());
+        assert_eq!(DialogAction::parse("WRAP_UP"), Some(DialogAction::WrapUp));
+        assert_eq!(DialogAction::parse("wrap_up"), None);
+        assert_eq!(
+            serde_json::to_value(Phase::AuthFailed).unwrap(),
+            "auth_failed"
+        );
+    }
+}
