@@ -10,33 +10,9 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 use support::daemon::{Daemon, DaemonConfig};
-use support::{AGENT, MRD, Sim};
+use support::{AGENT, MRD, Sim, dialog_ids};
 
 const LIMIT: Duration = Duration::from_secs(30);
-
-async fn steady(sim: &Sim, cfg: DaemonConfig) -> Daemon {
-    let d = Daemon::start(sim, cfg).await;
-    d.wait_steady(LIMIT).await;
-    d
-}
-
-fn ids(state: &Value) -> BTreeSet<String> {
-    state["dialogs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["id"].as_str().unwrap().to_owned())
-        .collect()
-}
-
-async fn truth_ids(sim: &Sim) -> BTreeSet<String> {
-    sim.media_truth().await["dialogs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["id"].as_str().unwrap().to_owned())
-        .collect()
-}
 
 /// A client's view built only from events.
 #[derive(Default)]
@@ -81,9 +57,9 @@ impl Applied {
 async fn an_sse_client_across_a_failover_sees_the_links_and_the_resync_and_ends_equal_to_the_state()
 {
     let sim = Sim::start(&[]).await;
-    let d = steady(&sim, DaemonConfig::default()).await;
+    let d = Daemon::start_steady(&sim, DaemonConfig::default()).await;
     let kept = sim.offer(json!({})).await;
-    d.wait_state(LIMIT, "dialog held", |s| ids(s).contains(&kept))
+    d.wait_state(LIMIT, "dialog held", |s| dialog_ids(s).contains(&kept))
         .await;
     let mut events = d.events(Some(0)).await;
     let mut applied = Applied::default();
@@ -112,16 +88,16 @@ async fn an_sse_client_across_a_failover_sees_the_links_and_the_resync_and_ends_
     let state = d.state().await;
     assert_eq!(
         applied.dialogs.keys().cloned().collect::<BTreeSet<_>>(),
-        ids(&state)
+        dialog_ids(&state)
     );
-    assert_eq!(ids(&state), truth_ids(&sim).await);
+    assert_eq!(dialog_ids(&state), sim.truth_dialog_ids().await);
     assert_eq!(applied.media[&u64::from(MRD)], state["media"][0]);
 }
 
 #[tokio::test]
 async fn last_event_id_replays_missed_events_and_an_overflowed_ring_says_resync_required() {
     let sim = Sim::start(&[]).await;
-    let d = steady(
+    let d = Daemon::start_steady(
         &sim,
         DaemonConfig {
             api_extra: "event_ring = 16\n".into(),
@@ -131,7 +107,7 @@ async fn last_event_id_replays_missed_events_and_an_overflowed_ring_says_resync_
     .await;
     let from = d.state().await["lastEventId"].as_u64().unwrap();
     let one = sim.offer(json!({})).await;
-    d.wait_state(LIMIT, "dialog held", |s| ids(s).contains(&one))
+    d.wait_state(LIMIT, "dialog held", |s| dialog_ids(s).contains(&one))
         .await;
     let mut resumed = d.events(Some(from)).await;
     let first = tokio::time::timeout(LIMIT, resumed.recv())
@@ -160,7 +136,7 @@ async fn last_event_id_replays_missed_events_and_an_overflowed_ring_says_resync_
 #[tokio::test]
 async fn an_accept_sent_during_recovery_is_delivered_exactly_once_after_steady() {
     let sim = Sim::start(&[]).await;
-    let d = steady(
+    let d = Daemon::start_steady(
         &sim,
         DaemonConfig {
             failover_after: "60s",
@@ -169,7 +145,7 @@ async fn an_accept_sent_during_recovery_is_delivered_exactly_once_after_steady()
     )
     .await;
     let id = sim.offer(json!({})).await;
-    d.wait_state(LIMIT, "dialog held", |s| ids(s).contains(&id))
+    d.wait_state(LIMIT, "dialog held", |s| dialog_ids(s).contains(&id))
         .await;
     sim.faults("A", json!({ "out_of_service": true })).await;
     d.wait_state(LIMIT, "recovering", |s| s["phase"] == "recovering")
@@ -213,7 +189,7 @@ async fn an_accept_sent_during_recovery_is_delivered_exactly_once_after_steady()
 #[tokio::test]
 async fn an_action_that_cannot_wait_is_refused_with_503_and_never_sent() {
     let sim = Sim::start(&[]).await;
-    let d = steady(
+    let d = Daemon::start_steady(
         &sim,
         DaemonConfig {
             failover_after: "60s",
@@ -223,7 +199,7 @@ async fn an_action_that_cannot_wait_is_refused_with_503_and_never_sent() {
     )
     .await;
     let id = sim.offer(json!({})).await;
-    d.wait_state(LIMIT, "dialog held", |s| ids(s).contains(&id))
+    d.wait_state(LIMIT, "dialog held", |s| dialog_ids(s).contains(&id))
         .await;
     sim.faults("A", json!({ "out_of_service": true })).await;
     d.wait_state(LIMIT, "recovering", |s| s["phase"] == "recovering")
@@ -252,7 +228,7 @@ async fn an_action_that_cannot_wait_is_refused_with_503_and_never_sent() {
 #[tokio::test]
 async fn a_not_ready_set_through_the_api_survives_a_forced_logout() {
     let sim = Sim::start(&[]).await;
-    let d = steady(&sim, DaemonConfig::default()).await;
+    let d = Daemon::start_steady(&sim, DaemonConfig::default()).await;
     let r = d
         .http()
         .put(format!("{}/v1/media/{MRD}/state", d.api))
@@ -292,7 +268,7 @@ async fn a_not_ready_set_through_the_api_survives_a_forced_logout() {
 #[tokio::test]
 async fn metrics_parse_as_prometheus_text_and_move_with_the_scenarios() {
     let sim = Sim::start(&[]).await;
-    let d = steady(&sim, DaemonConfig::default()).await;
+    let d = Daemon::start_steady(&sim, DaemonConfig::default()).await;
     let scrape = || async {
         let text = d.metrics().await;
         let lines = text.lines().map(|l| Ok(l.to_owned()));
@@ -356,9 +332,9 @@ async fn metrics_parse_as_prometheus_text_and_move_with_the_scenarios() {
 #[tokio::test]
 async fn bad_requests_get_clear_errors_naming_the_field() {
     let sim = Sim::start(&[]).await;
-    let d = steady(&sim, DaemonConfig::default()).await;
+    let d = Daemon::start_steady(&sim, DaemonConfig::default()).await;
     let id = sim.offer(json!({})).await;
-    d.wait_state(LIMIT, "dialog held", |s| ids(s).contains(&id))
+    d.wait_state(LIMIT, "dialog held", |s| dialog_ids(s).contains(&id))
         .await;
     let post = |path: String, body: String| {
         let http = d.http().clone();

@@ -4,57 +4,17 @@
 
 mod support;
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::{Value, json};
 use support::daemon::{Daemon, DaemonConfig};
-use support::{AGENT, MRD, Sim};
+use support::{AGENT, MRD, Sim, dialog_ids};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
-async fn login_puts(sim: &Sim, node: &str) -> Vec<Value> {
-    sim.requests()
-        .await
-        .into_iter()
-        .filter(|r| {
-            r["node"] == node
-                && r["method"] == "PUT"
-                && r["body"]
-                    .as_str()
-                    .unwrap_or("")
-                    .contains("<state>LOGIN</state>")
-        })
-        .collect()
-}
-
-async fn truth_dialogs(sim: &Sim) -> BTreeSet<String> {
-    sim.media_truth().await["dialogs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["id"].as_str().unwrap().to_owned())
-        .collect()
-}
-
-fn daemon_dialogs(state: &Value) -> BTreeSet<String> {
-    state["dialogs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["id"].as_str().unwrap().to_owned())
-        .collect()
-}
-
 fn media(state: &Value) -> &Value {
     &state["media"][0]
-}
-
-async fn steady_daemon(sim: &Sim, cfg: DaemonConfig) -> Daemon {
-    let d = Daemon::start(sim, cfg).await;
-    d.wait_steady(LIMIT).await;
-    d
 }
 
 fn recovered(what: &str, since: Instant) {
@@ -75,7 +35,7 @@ async fn a_cold_start_signs_in_with_the_config_settings_reaches_ready_and_lists_
         .unwrap()
         .to_owned();
     let started = Instant::now();
-    let d = steady_daemon(&sim, DaemonConfig::default()).await;
+    let d = Daemon::start_steady(&sim, DaemonConfig::default()).await;
     recovered("cold start to steady", started);
     let m = sim.media_truth().await;
     assert_eq!(m["loginNode"], "A");
@@ -84,28 +44,25 @@ async fn a_cold_start_signs_in_with_the_config_settings_reaches_ready_and_lists_
         json!({ "maxDialogLimit": 3, "interruptAction": "ACCEPT", "dialogLogoutAction": "CLOSE" })
     );
     assert_eq!(m["base"], "READY");
-    let puts = login_puts(&sim, "A").await;
+    let puts = sim.login_puts(Some("A")).await;
     assert_eq!(puts.len(), 1, "exactly one sign-in");
     let s = d.state().await;
     assert_eq!(s["agent"], AGENT);
     assert_eq!(media(&s)["maxDialogLimit"], 3);
     assert_eq!(media(&s)["drift"], false);
     assert_eq!(s["links"], json!({ "rest": "up", "xmpp": "up" }));
-    assert!(
-        daemon_dialogs(&s).contains(&existing),
-        "the LIST was read: {s}"
-    );
+    assert!(dialog_ids(&s).contains(&existing), "the LIST was read: {s}");
     assert_eq!(s["counters"]["signins"], 1);
 
     let offered = sim.offer(json!({})).await;
     d.wait_state(LIMIT, "offered dialog via notification", |s| {
-        daemon_dialogs(s).contains(&offered)
+        dialog_ids(s).contains(&offered)
     })
     .await;
     sim.admin(Method::POST, &format!("/admin/dialogs/{offered}/end"), None)
         .await;
     d.wait_state(LIMIT, "ended dialog removed", |s| {
-        !daemon_dialogs(s).contains(&offered)
+        !dialog_ids(s).contains(&offered)
     })
     .await;
     assert!(
@@ -119,7 +76,7 @@ async fn a_cold_start_signs_in_with_the_config_settings_reaches_ready_and_lists_
 async fn prosody_killed_and_restarted_is_reconnected_resubscribed_and_resynced_with_the_outage_dialog()
  {
     let sim = Sim::start(&[]).await;
-    let d = steady_daemon(&sim, DaemonConfig::default()).await;
+    let d = Daemon::start_steady(&sim, DaemonConfig::default()).await;
     sim.prosody("A", "kill").await;
     d.wait_state(LIMIT, "xmpp down", |s| s["links"]["xmpp"] == "down")
         .await;
@@ -129,19 +86,19 @@ async fn prosody_killed_and_restarted_is_reconnected_resubscribed_and_resynced_w
     sim.prosody("A", "start").await;
     let s = d
         .wait_state(LIMIT, "steady with the outage dialog", |s| {
-            s["phase"] == "steady" && daemon_dialogs(s).contains(&offered)
+            s["phase"] == "steady" && dialog_ids(s).contains(&offered)
         })
         .await;
     recovered("Prosody restart to steady", back);
     assert!(s["counters"]["reconnects"].as_u64().unwrap() >= 1);
-    assert_eq!(daemon_dialogs(&s), truth_dialogs(&sim).await);
+    assert_eq!(dialog_ids(&s), sim.truth_dialog_ids().await);
     let later = sim.offer(json!({})).await;
     d.wait_state(LIMIT, "notifications flow again (re-subscribed)", |s| {
-        daemon_dialogs(s).contains(&later)
+        dialog_ids(s).contains(&later)
     })
     .await;
     assert_eq!(
-        login_puts(&sim, "A").await.len(),
+        sim.login_puts(Some("A")).await.len(),
         1,
         "no sign-in: nothing drifted"
     );
@@ -150,7 +107,7 @@ async fn prosody_killed_and_restarted_is_reconnected_resubscribed_and_resynced_w
 #[tokio::test]
 async fn a_frozen_prosody_is_detected_by_ping_and_recovered_after_thaw() {
     let sim = Sim::start(&[]).await;
-    let d = steady_daemon(
+    let d = Daemon::start_steady(
         &sim,
         DaemonConfig {
             ping: ("1s", "1s"),
@@ -182,7 +139,7 @@ async fn a_frozen_prosody_is_detected_by_ping_and_recovered_after_thaw() {
 #[tokio::test]
 async fn out_of_service_and_back_waits_resyncs_and_signs_in_nothing_when_nothing_drifted() {
     let sim = Sim::start(&[]).await;
-    let d = steady_daemon(
+    let d = Daemon::start_steady(
         &sim,
         DaemonConfig {
             failover_after: "60s",
@@ -205,7 +162,7 @@ async fn out_of_service_and_back_waits_resyncs_and_signs_in_nothing_when_nothing
         .await;
     recovered("IN_SERVICE to steady", back);
     assert_eq!(
-        login_puts(&sim, "A").await.len(),
+        sim.login_puts(Some("A")).await.len(),
         1,
         "no sign-in when nothing drifted"
     );
@@ -220,12 +177,10 @@ async fn out_of_service_and_back_waits_resyncs_and_signs_in_nothing_when_nothing
 #[tokio::test]
 async fn node_a_dying_fails_over_to_b_with_exactly_one_sign_in_there() {
     let sim = Sim::start(&[]).await;
-    let d = steady_daemon(&sim, DaemonConfig::default()).await;
+    let d = Daemon::start_steady(&sim, DaemonConfig::default()).await;
     let offered = sim.offer(json!({})).await;
-    d.wait_state(LIMIT, "dialog held", |s| {
-        daemon_dialogs(s).contains(&offered)
-    })
-    .await;
+    d.wait_state(LIMIT, "dialog held", |s| dialog_ids(s).contains(&offered))
+        .await;
     sim.faults("A", json!({ "rest": "refused" })).await;
     sim.prosody("A", "kill").await;
     let died = Instant::now();
@@ -235,7 +190,7 @@ async fn node_a_dying_fails_over_to_b_with_exactly_one_sign_in_there() {
         })
         .await;
     recovered("node A death to steady on B", died);
-    let on_b = login_puts(&sim, "B").await;
+    let on_b = sim.login_puts(Some("B")).await;
     assert_eq!(on_b.len(), 1, "exactly one sign-in on B: {on_b:?}");
     let body = on_b[0]["body"].as_str().unwrap();
     for part in [
@@ -247,13 +202,13 @@ async fn node_a_dying_fails_over_to_b_with_exactly_one_sign_in_there() {
     }
     assert_eq!(s["counters"]["failovers"], 1);
     assert_eq!(sim.media_truth().await["loginNode"], "B");
-    assert_eq!(daemon_dialogs(&s), truth_dialogs(&sim).await);
+    assert_eq!(dialog_ids(&s), sim.truth_dialog_ids().await);
 }
 
 async fn drift_is_corrected_once(form: &str) {
     let sim = Sim::start(&[]).await;
     sim.behaviour(json!({ "arm_errors": form })).await;
-    let d = steady_daemon(&sim, DaemonConfig::default()).await;
+    let d = Daemon::start_steady(&sim, DaemonConfig::default()).await;
     sim.admin(
         Method::POST,
         &format!("/admin/agents/{AGENT}/media/{MRD}/drift"),
@@ -271,7 +226,7 @@ async fn drift_is_corrected_once(form: &str) {
         sim.media_truth().await["settings"]["A"]["maxDialogLimit"],
         3
     );
-    let puts = login_puts(&sim, "A").await;
+    let puts = sim.login_puts(Some("A")).await;
     assert_eq!(puts.len(), 2, "the initial sign-in and one correction");
     assert_eq!(puts[1]["status"], if form == "sync" { 400 } else { 202 });
     // No loop: another resync (a short outage) finds nothing to correct.
@@ -283,7 +238,7 @@ async fn drift_is_corrected_once(form: &str) {
         })
         .await;
     assert_eq!(s["counters"]["drift_corrections"], 1);
-    assert_eq!(login_puts(&sim, "A").await.len(), 2);
+    assert_eq!(sim.login_puts(Some("A")).await.len(), 2);
     assert_eq!(media(&s)["drift"], false);
 }
 
@@ -304,7 +259,7 @@ async fn a_forced_logout_is_followed_by_sign_in_and_the_desired_not_ready_reason
         media: "[[media]]\nid = 5002\nmax_dialog_limit = 2\ninterrupt_action = \"IGNORE\"\nstate = \"NOT_READY\"\nreason_code_id = 12\n".into(),
         ..Default::default()
     };
-    let d = steady_daemon(&sim, cfg).await;
+    let d = Daemon::start_steady(&sim, cfg).await;
     let m = sim.media_truth().await;
     assert_eq!(
         (m["base"].clone(), m["reasonCodeId"].clone()),
@@ -323,14 +278,14 @@ async fn a_forced_logout_is_followed_by_sign_in_and_the_desired_not_ready_reason
     })
     .await;
     recovered("forced logout to signed in", out);
-    assert_eq!(login_puts(&sim, "A").await.len(), 2);
+    assert_eq!(sim.login_puts(Some("A")).await.len(), 2);
     d.wait_steady(LIMIT).await;
 }
 
 #[tokio::test]
 async fn after_a_double_pg_failure_the_next_resync_makes_the_dialogs_equal_the_truth() {
     let sim = Sim::start(&[]).await;
-    let d = steady_daemon(
+    let d = Daemon::start_steady(
         &sim,
         DaemonConfig {
             failover_after: "60s",
@@ -339,7 +294,7 @@ async fn after_a_double_pg_failure_the_next_resync_makes_the_dialogs_equal_the_t
     )
     .await;
     let a = sim.offer(json!({})).await;
-    d.wait_state(LIMIT, "dialog held", |s| daemon_dialogs(s).contains(&a))
+    d.wait_state(LIMIT, "dialog held", |s| dialog_ids(s).contains(&a))
         .await;
     sim.admin(
         Method::POST,
@@ -347,17 +302,17 @@ async fn after_a_double_pg_failure_the_next_resync_makes_the_dialogs_equal_the_t
         Some(json!({ "add": 2 })),
     )
     .await;
-    let truth = truth_dialogs(&sim).await;
+    let truth = sim.truth_dialog_ids().await;
     assert!(!truth.contains(&a));
     assert_ne!(
-        daemon_dialogs(&d.state().await),
+        dialog_ids(&d.state().await),
         truth,
         "no notification: the daemon cannot know yet"
     );
     d.blip_out_of_service(&sim).await;
     let s = d
         .wait_state(LIMIT, "dialogs equal the truth", |s| {
-            s["phase"] == "steady" && daemon_dialogs(s) == truth
+            s["phase"] == "steady" && dialog_ids(s) == truth
         })
         .await;
     assert_eq!(s["dialogs"].as_array().unwrap().len(), 2);
@@ -414,7 +369,7 @@ async fn a_wrong_password_shows_auth_failed_never_locks_the_account_and_recovers
 #[tokio::test]
 async fn sigterm_exits_cleanly_within_five_seconds() {
     let sim = Sim::start(&[]).await;
-    let mut d = steady_daemon(&sim, DaemonConfig::default()).await;
+    let mut d = Daemon::start_steady(&sim, DaemonConfig::default()).await;
     d.signal(nix::sys::signal::Signal::SIGTERM);
     exits_cleanly_on_sigterm(&sim, &mut d).await;
 }
@@ -447,7 +402,7 @@ async fn a_sighup_and_a_sigterm_sent_as_soon_as_the_api_listens_are_handled_not_
 #[tokio::test]
 async fn a_dialog_offered_and_another_closed_in_the_middle_of_a_resync_end_equal_to_the_truth() {
     let sim = Sim::start(&[]).await;
-    let d = steady_daemon(
+    let d = Daemon::start_steady(
         &sim,
         DaemonConfig {
             failover_after: "60s",
@@ -456,10 +411,8 @@ async fn a_dialog_offered_and_another_closed_in_the_middle_of_a_resync_end_equal
     )
     .await;
     let doomed = sim.offer(json!({})).await;
-    d.wait_state(LIMIT, "dialog held", |s| {
-        daemon_dialogs(s).contains(&doomed)
-    })
-    .await;
+    d.wait_state(LIMIT, "dialog held", |s| dialog_ids(s).contains(&doomed))
+        .await;
     let resyncs = d.state().await["counters"]["resyncs"].as_u64().unwrap();
     // Every REST answer now takes 300 ms, so the resync below takes over a second.
     sim.faults("A", json!({ "out_of_service": true })).await;
@@ -479,15 +432,15 @@ async fn a_dialog_offered_and_another_closed_in_the_middle_of_a_resync_end_equal
             s["phase"] == "steady" && s["counters"]["resyncs"].as_u64().unwrap() > resyncs
         })
         .await;
-    let s = if daemon_dialogs(&s) == truth_dialogs(&sim).await {
+    let s = if dialog_ids(&s) == sim.truth_dialog_ids().await {
         s
     } else {
         d.wait_state(LIMIT, "buffered notifications applied", |s| {
-            daemon_dialogs(s).contains(&fresh) && !daemon_dialogs(s).contains(&doomed)
+            dialog_ids(s).contains(&fresh) && !dialog_ids(s).contains(&doomed)
         })
         .await
     };
-    let held = daemon_dialogs(&s);
+    let held = dialog_ids(&s);
     assert!(
         held.contains(&fresh),
         "a dialog offered mid-resync must appear: {s}"
@@ -496,13 +449,13 @@ async fn a_dialog_offered_and_another_closed_in_the_middle_of_a_resync_end_equal
         !held.contains(&doomed),
         "a dialog closed mid-resync must not linger: {s}"
     );
-    assert_eq!(held, truth_dialogs(&sim).await);
+    assert_eq!(held, sim.truth_dialog_ids().await);
 }
 
 #[tokio::test]
 async fn a_resource_conflict_is_reported_without_a_reconnect_storm() {
     let sim = Sim::start(&[]).await;
-    let d = steady_daemon(
+    let d = Daemon::start_steady(
         &sim,
         DaemonConfig {
             auth_retry: "2s",

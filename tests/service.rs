@@ -133,20 +133,6 @@ fn check_config_exits_0_for_a_valid_file_and_78_naming_the_key_for_a_bad_one() {
     }
 }
 
-async fn login_puts(sim: &Sim) -> Vec<Value> {
-    sim.requests()
-        .await
-        .into_iter()
-        .filter(|r| {
-            r["method"] == "PUT"
-                && r["body"]
-                    .as_str()
-                    .unwrap_or("")
-                    .contains("<state>LOGIN</state>")
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn sighup_applies_a_valid_config_with_one_sign_in_and_keeps_running_on_an_invalid_one() {
     let sim = Sim::start(&[]).await;
@@ -184,7 +170,11 @@ async fn sighup_applies_a_valid_config_with_one_sign_in_and_keeps_running_on_an_
         s["phase"] == "steady" && s["media"][0]["maxDialogLimit"] == 4
     })
     .await;
-    assert_eq!(login_puts(&sim).await.len(), 2, "one corrective sign-in");
+    assert_eq!(
+        sim.login_puts(None).await.len(),
+        2,
+        "one corrective sign-in"
+    );
     d.wait_log("configuration reloaded").await;
 }
 

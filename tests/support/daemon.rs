@@ -340,6 +340,13 @@ impl Daemon {
         }
     }
 
+    /// Starts the daemon and waits until it is steady.
+    pub async fn start_steady(sim: &Sim, cfg: DaemonConfig) -> Daemon {
+        let d = Daemon::start(sim, cfg).await;
+        d.wait_steady(Duration::from_secs(30)).await;
+        d
+    }
+
     /// Waits for phase steady; returns the state.
     pub async fn wait_steady(&self, limit: Duration) -> Value {
         self.wait_state(limit, "phase steady", |s| s["phase"] == "steady")

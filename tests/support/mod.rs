@@ -15,6 +15,26 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+/// The ids of the dialogs in a state document (the daemon's `/v1/state` or the simulator's
+/// truth).
+pub fn dialog_ids(state: &Value) -> std::collections::BTreeSet<String> {
+    state["dialogs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The value of the first sample line of a Prometheus text that starts with `series`.
+pub fn metric(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
 /// The start-up line of the simulator.
 #[derive(Debug, Clone, Deserialize)]
 pub struct SimInfo {
@@ -285,6 +305,27 @@ impl Sim {
             .admin(reqwest::Method::GET, "/admin/requests", None)
             .await;
         v["requests"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The sign-in PUTs the simulator received, on `node` (or on any node).
+    pub async fn login_puts(&self, node: Option<&str>) -> Vec<Value> {
+        self.requests()
+            .await
+            .into_iter()
+            .filter(|r| {
+                node.is_none_or(|n| r["node"] == n)
+                    && r["method"] == "PUT"
+                    && r["body"]
+                        .as_str()
+                        .unwrap_or("")
+                        .contains("<state>LOGIN</state>")
+            })
+            .collect()
+    }
+
+    /// The ids of the dialogs the simulator's truth holds for the agent's MRD.
+    pub async fn truth_dialog_ids(&self) -> std::collections::BTreeSet<String> {
+        dialog_ids(&self.media_truth().await)
     }
 
     /// Polls `check` every 20 ms until it holds or `limit` passes.
