@@ -1,6 +1,7 @@
 //! The local HTTP API for the agent's task application, on loopback TCP or a Unix socket:
 //!
-//! - `GET /healthz` (the main loop makes progress), `GET /readyz` (phase is steady),
+//! - `GET /healthz` (the main loop makes progress), `GET /readyz` (phase is steady and no
+//!   eligible MRD has a refused sign-in),
 //!   `GET /v1/state` (the view);
 //! - `GET /v1/events`: Server-Sent Events, one JSON object per event with a monotonic `seq`,
 //!   resumable with `Last-Event-ID` from a bounded ring (`resync.required` past it);
@@ -32,7 +33,7 @@ use crate::config::DesiredState;
 use crate::events::Replay;
 use crate::hub::{STALL, Shared};
 use crate::model::allowed_actions;
-use crate::vocab::{DialogAction, EventKind, Phase};
+use crate::vocab::{Cause, DialogAction, EventKind, Phase};
 
 /// Request bodies above this are refused with 413.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -87,8 +88,21 @@ async fn healthz(State(s): State<ApiState>) -> Response {
 
 async fn readyz(State(s): State<ApiState>) -> Response {
     let v = s.shared.snapshot();
-    if v.phase == Phase::Steady {
+    // Steady, and every MRD the agent can work in signed in: a refused sign-in leaves the
+    // agent unroutable there although the sessions are fine.
+    let refused: Vec<u32> = v
+        .media
+        .values()
+        .filter(|m| m.eligible && m.signin.is_some())
+        .map(|m| m.id)
+        .collect();
+    if v.phase == Phase::Steady && refused.is_empty() {
         Json(json!({ "ready": true })).into_response()
+    } else if v.phase == Phase::Steady {
+        let body = json!({
+            "ready": false, "phase": v.phase, "cause": Cause::SigninFailed, "media": refused,
+        });
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
     } else {
         let body = json!({ "ready": false, "phase": v.phase, "cause": v.cause });
         (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()

@@ -36,6 +36,8 @@ pub enum NotificationResult {
     Buffered,
     /// Could not be decoded.
     Malformed,
+    /// A pubsub event from someone other than the pubsub service (dropped).
+    Spoofed,
 }
 
 impl NotificationResult {
@@ -44,6 +46,7 @@ impl NotificationResult {
             Self::Applied => "applied",
             Self::Buffered => "buffered",
             Self::Malformed => "malformed",
+            Self::Spoofed => "spoofed",
         }
     }
 }
@@ -72,6 +75,7 @@ pub struct Metrics {
     auth_failures: Counter,
     orphans: Family<Labels, Counter>,
     xmpp_round_trips: Counter,
+    xmpp_pings: Counter,
 }
 
 impl Default for Metrics {
@@ -98,6 +102,7 @@ impl Metrics {
             auth_failures: Counter::default(),
             orphans: Family::default(),
             xmpp_round_trips: Counter::default(),
+            xmpp_pings: Counter::default(),
         };
         r.register("link_up", "1 while the link is up", m.link_up.clone());
         r.register("phase", "1 for the current phase", m.phase.clone());
@@ -147,6 +152,11 @@ impl Metrics {
             "XMPP round trips waited for (TCP, TLS, stream set-up, IQs)",
             m.xmpp_round_trips.clone(),
         );
+        r.register(
+            "xmpp_pings",
+            "Client pings sent (one every ping_interval, whatever arrives)",
+            m.xmpp_pings.clone(),
+        );
         if let Ok(mut slot) = m.registry.lock() {
             *slot = r;
         }
@@ -156,6 +166,11 @@ impl Metrics {
     /// The XMPP round-trip counter, for the connector to bump.
     pub fn xmpp_round_trips(&self) -> Counter {
         self.xmpp_round_trips.clone()
+    }
+
+    /// The client-ping counter, for the link to bump.
+    pub fn xmpp_pings(&self) -> Counter {
+        self.xmpp_pings.clone()
     }
 
     /// A recovery started after `cause` on `scope`.

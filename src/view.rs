@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::vocab::{Cause, LinkKind, Phase};
+use crate::vocab::{Cause, LinkKind, Phase, Setting};
 
 /// One MRD as the daemon knows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -30,8 +30,52 @@ pub struct MediaView {
     pub dialog_logout_action: Option<String>,
     /// Routable.
     pub routable: Option<bool>,
-    /// Settings differ from the config.
-    pub drift: bool,
+    /// The agent is in a skill group of this MRD (Finesse reports a state): only then is it
+    /// signed in.
+    pub eligible: bool,
+    /// Whether the MRD's tasks can be interrupted (as Finesse reports it).
+    pub interruptible: Option<bool>,
+    /// Whether the settings differ from the config: `false`, `true`, or `"persistent"` when
+    /// a correction did not take.
+    pub drift: Drift,
+    /// The settings that differ.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub drift_fields: Vec<Setting>,
+    /// The last sign-in Finesse refused, until one succeeds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signin: Option<SigninFailure>,
+}
+
+/// How an MRD's settings compare with the config.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Drift {
+    /// They match (or are unknown).
+    #[default]
+    None,
+    /// They differ; the next resync corrects them once.
+    Drifted,
+    /// A correction did not take: not corrected again until the config, the node or a fresh
+    /// sign-in changes.
+    Persistent,
+}
+
+impl Serialize for Drift {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::None => s.serialize_bool(false),
+            Self::Drifted => s.serialize_bool(true),
+            Self::Persistent => s.serialize_str("persistent"),
+        }
+    }
+}
+
+/// A sign-in Finesse refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SigninFailure {
+    /// The error's constant (`E_ARM_STAT_CC_OFFLINE`, …).
+    pub failed: String,
+    /// When (RFC 3339).
+    pub at: String,
 }
 
 /// One dialog as the daemon knows it.

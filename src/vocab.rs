@@ -104,6 +104,8 @@ wire_enum! {
         XmppConfig => "xmpp_config",
         /// A reload changed the connection settings.
         Reload => "reload",
+        /// Finesse refused the sign-in of an eligible MRD.
+        SigninFailed => "signin_failed",
     }
 }
 
@@ -188,6 +190,18 @@ wire_enum! {
 }
 
 wire_enum! {
+    /// One of the three sign-in settings, as Finesse names it.
+    Setting {
+        /// `maxDialogLimit`.
+        MaxDialogLimit => "maxDialogLimit",
+        /// `interruptAction`.
+        InterruptAction => "interruptAction",
+        /// `dialogLogoutAction`.
+        DialogLogoutAction => "dialogLogoutAction",
+    }
+}
+
+wire_enum! {
     /// Why steady state ended for a resync without losing a link.
     ResyncReason {
         /// `resync_every` elapsed.
@@ -198,6 +212,8 @@ wire_enum! {
         MediaSignedOut => "media_signed_out",
         /// A notification showed drifted settings.
         SettingsDrift => "settings_drift",
+        /// A refused sign-in is due for another try.
+        SigninRetry => "signin_retry",
     }
 }
 

@@ -8,7 +8,7 @@ use super::Driver;
 use crate::finesse::model::Notification;
 use crate::machine::Input;
 use crate::metrics::NotificationResult;
-use crate::model::{DialogView, MediaView, needs_sign_in, settings_drift};
+use crate::model::{DialogView, drifted, needs_sign_in, sign_in_of};
 use crate::vocab::{Cause, LinkKind, ResyncReason};
 use crate::xmpp::link::LinkEvent;
 
@@ -36,6 +36,17 @@ impl Driver {
                 Some(Input::LinkDown { cause })
             }
             LinkEvent::IqResult { .. } => None,
+            LinkEvent::Spoofed { from } => {
+                // Only Finesse's pubsub service speaks for Finesse: changes nothing, emits
+                // nothing.
+                if let Some(suppressed) = self.memo.log_limit.allow("spoofed") {
+                    warn!(%from, suppressed, "pubsub event from someone other than the pubsub service dropped");
+                }
+                self.shared
+                    .metrics
+                    .notification(NotificationResult::Spoofed);
+                None
+            }
             LinkEvent::FinessePresence(true) => None,
             LinkEvent::FinessePresence(false) => {
                 warn!("finesse presence UNAVAILABLE");
@@ -44,7 +55,9 @@ impl Driver {
                 })
             }
             LinkEvent::Malformed { node, error } => {
-                warn!(%node, %error, "malformed notification");
+                if let Some(suppressed) = self.memo.log_limit.allow("malformed") {
+                    warn!(%node, %error, suppressed, "malformed notification");
+                }
                 self.shared
                     .metrics
                     .notification(NotificationResult::Malformed);
@@ -60,6 +73,15 @@ impl Driver {
         }
     }
 
+    /// A notification that decoded to nothing usable: logged (rate-limited) with the reason
+    /// and the node, and counted as malformed.
+    pub(super) fn unusable(&mut self, node: &str, reason: &'static str) {
+        if let Some(suppressed) = self.memo.log_limit.allow(reason) {
+            warn!(%node, reason, suppressed, "notification with nothing usable");
+        }
+        self.feed(Input::Malformed);
+    }
+
     pub(super) fn apply_update(
         &mut self,
         node: &str,
@@ -72,6 +94,8 @@ impl Driver {
             warn!(%node, "notification for another agent ignored");
             return None;
         }
+        let source_mrd = update.source_mrd();
+        let request_id = update.request_id;
         match update.notification {
             Notification::SystemInfo(s) if !s.in_service() => {
                 warn!(status = %s.status, "SystemInfo: node not in service");
@@ -81,16 +105,24 @@ impl Driver {
             }
             Notification::SystemInfo(_) => None,
             Notification::Media(m) => {
-                let Some(id) = m.mrd() else {
-                    self.feed(Input::Malformed);
+                // Published on `/Media` or on the per-MRD node: the MRD is the document's
+                // id, else the one its source names.
+                let Some(id) = m.mrd().or(source_mrd) else {
+                    self.unusable(node, "a Media notification that names no MRD");
                     return None;
                 };
                 let want = self.cfg.media.iter().find(|c| c.id == id)?.clone();
-                self.shared
-                    .set_media(MediaView::from_media(id, &m, Some(&want)));
+                let idx = self.node.unwrap_or(0);
+                super::resync::publish(self, idx, id, &m, &want);
+                // Not eligible: never signed in. Refused: retried on the backoff, not on
+                // every notification. Persistent drift: not corrected again.
+                if !m.is_eligible() || self.memo.refused.contains_key(&id) {
+                    return None;
+                }
+                let persistent = self.memo.persistent(id, idx, &sign_in_of(&want)).is_some();
                 let reason = if needs_sign_in(m.state()) {
                     ResyncReason::MediaSignedOut
-                } else if settings_drift(&m, &want) {
+                } else if !drifted(&m, &want).is_empty() && !persistent {
                     ResyncReason::SettingsDrift
                 } else {
                     return None;
@@ -99,7 +131,7 @@ impl Driver {
             }
             Notification::DialogsAdded(list) => {
                 for d in list {
-                    if let Some(view) = self.upsert_dialog(d) {
+                    if let Some(view) = self.upsert_dialog(d, source_mrd) {
                         // A task arriving offered or accepted may point at a dead session.
                         if matches!(view.state.as_str(), "OFFERED" | "ACCEPTED") {
                             if let Some(watch) = &self.watcher {
@@ -120,11 +152,26 @@ impl Driver {
                 if d.state.trim().eq_ignore_ascii_case("CLOSED") {
                     self.shared.remove_dialog(d.id.trim());
                 } else {
-                    self.upsert_dialog(d);
+                    self.upsert_dialog(d, source_mrd);
                 }
                 None
             }
             Notification::Errors(errors) => {
+                if let Some(mrd) = self.memo.pending.remove(request_id.trim()) {
+                    if let Some(e) = errors.iter().find(|e| !e.is_already_logged_in()) {
+                        warn!(
+                            mrd,
+                            error = e.constant(),
+                            "Finesse refused the sign-in; retrying on the recovery backoff"
+                        );
+                        let failure = self.memo.refuse(mrd, e.constant());
+                        if let Some(mut view) = self.shared.with(|v| v.media.get(&mrd).cloned()) {
+                            view.signin = Some(failure);
+                            self.shared.set_media(view);
+                        }
+                        return Some(Input::SigninRefused);
+                    }
+                }
                 for e in errors {
                     if !e.is_already_logged_in() {
                         warn!(code = %e.data, message = %e.message, mrd = %e.media, "asynchronous Finesse error");
@@ -136,16 +183,27 @@ impl Driver {
         }
     }
 
-    pub(super) fn upsert_dialog(&mut self, d: crate::finesse::model::Dialog) -> Option<DialogView> {
-        let Some(mrd) = d.mrd() else {
-            self.feed(Input::Malformed);
-            return None;
-        };
+    /// Stores a dialog from a notification; its MRD is its `mediaId`, else the one the
+    /// update's source names, else the one the dialog is already held under.
+    pub(super) fn upsert_dialog(
+        &mut self,
+        d: crate::finesse::model::Dialog,
+        source_mrd: Option<u32>,
+    ) -> Option<DialogView> {
         if d.id.trim().is_empty() {
-            warn!(mrd, "dialog without <id> ignored");
+            if self.memo.log_limit.allow("dialog without id").is_some() {
+                warn!(mrd = ?d.mrd().or(source_mrd), "dialog without <id> ignored");
+            }
             self.feed(Input::Malformed);
             return None;
         }
+        let held = self
+            .shared
+            .with(|v| v.dialogs.get(d.id.trim()).map(|h| h.media_id));
+        let Some(mrd) = d.mrd().or(source_mrd).or(held) else {
+            self.unusable("", "a dialog that names no MRD");
+            return None;
+        };
         if !self.cfg.media.iter().any(|m| m.id == mrd) {
             warn!(id = %d.id, mrd, "dialog for an unknown MRD or without id ignored");
             return None;

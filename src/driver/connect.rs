@@ -131,11 +131,23 @@ impl Driver {
             }
         };
         self.shared.beat();
+        // The pubsub service as SystemInfo names it (Cisco: xmppPubSubDomain), else the
+        // conventional `pubsub.<domain>`.
+        let named = info.xmpp_pub_sub_domain.trim();
+        let pubsub = if named.is_empty() {
+            format!("pubsub.{}", params.jid.domain())
+        } else {
+            named.to_owned()
+        };
+        let Ok(pubsub) = pubsub.parse::<Jid>() else {
+            warn!(%pubsub, "the pubsub service's name is not a JID");
+            return failed(Cause::XmppConfig);
+        };
         // A server that accepts TCP and then says nothing must not hold us forever.
         let limit = self.cfg.request_timeout + self.cfg.xmpp.ping_timeout;
         let connected = tokio::select! {
             () = self.shutdown.cancelled() => return Input::Stop,
-            r = tokio::time::timeout(limit, self.link.connect(&params)) => match r {
+            r = tokio::time::timeout(limit, self.link.connect(&params, &pubsub)) => match r {
                 Ok(r) => r,
                 Err(_) => {
                     warn!(timeout_ms = limit.as_millis() as u64, "XMPP login timed out");
@@ -183,10 +195,6 @@ impl Driver {
                     up = true;
                     self.shared.set_link(LinkKind::Xmpp, true, None);
                     self.link.send_presence().await;
-                    let Ok(pubsub) = format!("pubsub.{}", params.jid.domain()).parse::<Jid>()
-                    else {
-                        break;
-                    };
                     let me = &params.jid;
                     for node in [
                         format!("/finesse/api/User/{}/Media", self.cfg.agent_id),

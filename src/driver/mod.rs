@@ -18,6 +18,7 @@
 mod apply;
 mod connect;
 mod control;
+mod memo;
 mod resync;
 mod steady;
 pub mod test_hook;
@@ -65,6 +66,8 @@ pub struct Driver {
     hook: test_hook::StallHook,
     /// The operation being performed (resumed when an input does not move the machine).
     current: Option<Action>,
+    /// What is remembered per MRD between resyncs.
+    memo: memo::Memo,
 }
 
 impl Driver {
@@ -88,7 +91,7 @@ impl Driver {
         Ok(Self {
             cfg,
             rest,
-            link: Link::new(),
+            link: Link::new().with_ping_counter(shared.metrics.xmpp_pings()),
             tls,
             shared,
             shutdown,
@@ -100,6 +103,7 @@ impl Driver {
             watcher: None,
             hook: test_hook::StallHook::from_env(),
             current: None,
+            memo: memo::Memo::default(),
         })
     }
 

@@ -55,6 +55,11 @@ pub struct SystemInfo {
     pub primary_node: Option<NodeAddress>,
     /// Side B.
     pub secondary_node: Option<NodeAddress>,
+    /// `finesseMMode` (12.6+): empty when not in maintenance, else IN_PROGRESS or any other
+    /// value (kept).
+    pub finesse_m_mode: Option<String>,
+    /// `systemAuthMode`: NON_SSO, SSO or HYBRID (kept as written).
+    pub system_auth_mode: Option<String>,
 }
 
 impl SystemInfo {
@@ -65,7 +70,30 @@ impl SystemInfo {
 
     /// True when the node serves requests.
     pub fn in_service(&self) -> bool {
-        self.status.eq_ignore_ascii_case("IN_SERVICE")
+        self.status.trim().eq_ignore_ascii_case("IN_SERVICE")
+    }
+
+    /// True when Finesse maintenance mode is under way on this node: `finesseMMode` set to
+    /// anything (IN_PROGRESS, or a value this reader does not know).
+    pub fn in_maintenance(&self) -> bool {
+        self.finesse_m_mode
+            .as_deref()
+            .is_some_and(|m| !m.trim().is_empty())
+    }
+
+    /// True when the site uses single sign-on (`systemAuthMode` SSO; HYBRID is not).
+    pub fn is_sso(&self) -> bool {
+        self.system_auth_mode
+            .as_deref()
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case("SSO"))
+    }
+
+    /// The address block whose host is `host` (case-insensitive), primary or secondary.
+    pub fn node_for_host(&self, host: &str) -> Option<&NodeAddress> {
+        [self.primary_node.as_ref(), self.secondary_node.as_ref()]
+            .into_iter()
+            .flatten()
+            .find(|n| n.host.trim().eq_ignore_ascii_case(host))
     }
 }
 
@@ -75,6 +103,8 @@ impl SystemInfo {
 pub struct Media {
     /// MRD id.
     pub id: Option<String>,
+    /// Whether a task of this MRD can be interrupted (an MRD property).
+    pub interruptible: Option<String>,
     /// The agent's state in the MRD (unknown values kept).
     pub state: Option<String>,
     /// Sign-in setting.
@@ -114,11 +144,40 @@ impl Media {
     pub fn reason(&self) -> Option<u32> {
         text_u32(&self.reason_code_id)
     }
+    /// `interruptible` as a boolean.
+    pub fn is_interruptible(&self) -> Option<bool> {
+        self.interruptible
+            .as_deref()
+            .map(|r| r.trim().eq_ignore_ascii_case("true"))
+    }
+    /// True when the agent is in a skill group of this MRD: only then does Finesse report a
+    /// `state` (an MRD without one cannot be signed in to).
+    pub fn is_eligible(&self) -> bool {
+        self.state.is_some()
+    }
     /// Routable as a boolean.
     pub fn is_routable(&self) -> Option<bool> {
         self.routable
             .as_deref()
             .map(|r| r.trim().eq_ignore_ascii_case("true"))
+    }
+}
+
+/// `<MediaList>`: the agent's Media in every MRD (state only where the agent is eligible).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MediaList {
+    /// The Media objects.
+    pub media: Vec<Media>,
+}
+
+impl MediaList {
+    /// Parses a MediaList document.
+    pub fn parse(xml: &str) -> Result<Self, XmlError> {
+        parse("MediaList", &["MediaList"], xml, |p| {
+            Ok(MediaList {
+                media: p.list("Media", Media::read)?,
+            })
+        })
     }
 }
 
@@ -233,12 +292,27 @@ pub struct ApiError {
     pub error_type: String,
 }
 
+/// The constant of "agent already logged in", the expected answer to a corrective sign-in.
+pub const ALREADY_LOGGED_IN: &str = "E_ARM_STAT_AGENT_ALREADY_LOGGED_IN";
+
 impl ApiError {
-    /// "Agent already logged in": code 1 or its constant.
-    pub fn is_already_logged_in(&self) -> bool {
-        self.message.trim() == "E_ARM_STAT_AGENT_ALREADY_LOGGED_IN" || self.data.trim() == "1"
+    /// The error's constant (`E_ARM_STAT_…`, `CF_…`): the ErrorMessage, trimmed. Errors are
+    /// told apart by it, never by ErrorData alone (ErrorData 1 is both "already logged in" and,
+    /// in Cisco's routable example, "already in requested mode").
+    pub fn constant(&self) -> &str {
+        self.message.trim()
     }
-    /// The MRD id it applies to.
+    /// "Agent already logged in", by its constant.
+    pub fn is_already_logged_in(&self) -> bool {
+        self.constant().eq_ignore_ascii_case(ALREADY_LOGGED_IN)
+    }
+    /// An ARM error (`E_ARM_STAT_…`) from the agent-state machinery.
+    pub fn is_arm(&self) -> bool {
+        self.constant()
+            .get(..11)
+            .is_some_and(|p| p.eq_ignore_ascii_case("E_ARM_STAT_"))
+    }
+    /// The MRD id it applies to (`ErrorMedia`, when present).
     pub fn mrd(&self) -> Option<u32> {
         self.media.trim().parse().ok()
     }
@@ -291,6 +365,13 @@ pub struct Update {
 }
 
 impl Update {
+    /// The MRD the update is about, from its source (`/finesse/api/User/{id}/Media/{mrd}`
+    /// or `…/Media/{mrd}/Dialogs`), when it names one.
+    pub fn source_mrd(&self) -> Option<u32> {
+        let rest = self.source.trim().split("/Media/").nth(1)?;
+        rest.split('/').next()?.parse().ok()
+    }
+
     /// Decodes the text of a `<notification>` element: the `<Update>` document, which the
     /// XMPP layer has already unescaped once. A doubly escaped text is unescaped again.
     pub fn decode(text: &str) -> Result<Update, XmlError> {

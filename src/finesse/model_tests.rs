@@ -152,9 +152,14 @@ fn entities_cdata_prefixes_and_self_closing_elements_are_read_as_xml_says() {
 #[test]
 fn element_names_match_in_any_ascii_case() {
     let sync =
-        ApiErrors::parse("<apiErrors><apiError><errorData>1</errorData></apiError></apiErrors>")
+        ApiErrors::parse("<apiErrors><apiError><errorData>1</errorData><ERRORMESSAGE>E_ARM_STAT_AGENT_ALREADY_LOGGED_IN</ERRORMESSAGE></apiError></apiErrors>")
             .unwrap();
     assert!(sync.errors[0].is_already_logged_in());
+    // ErrorData 1 alone says nothing: Cisco's routable example uses 1 for another error.
+    let bare =
+        ApiErrors::parse("<ApiErrors><ApiError><ErrorData>1</ErrorData></ApiError></ApiErrors>")
+            .unwrap();
+    assert!(!bare.errors[0].is_already_logged_in());
     let u =
         Update::decode("<update><DATA><media><ID>7</ID></media></DATA><Event>put</Event></update>")
             .unwrap();

@@ -38,6 +38,10 @@ impl SystemInfo {
                 s.primary_node = Some(NodeAddress::read(p)?);
             } else if is(name, "secondaryNode") {
                 s.secondary_node = Some(NodeAddress::read(p)?);
+            } else if is(name, "finesseMMode") {
+                s.finesse_m_mode = Some(p.text()?);
+            } else if is(name, "systemAuthMode") {
+                s.system_auth_mode = Some(p.text()?);
             } else {
                 return Ok(false);
             }
@@ -52,6 +56,7 @@ impl Media {
         let mut m = Self::default();
         p.fields(&mut [
             ("id", &mut m.id),
+            ("interruptible", &mut m.interruptible),
             ("state", &mut m.state),
             ("maxDialogLimit", &mut m.max_dialog_limit),
             ("interruptAction", &mut m.interrupt_action),
@@ -118,7 +123,10 @@ impl Dialog {
     fn read(p: &mut Pull<'_>) -> Read<Self> {
         let mut d = Self::default();
         p.children(|p, name| {
-            if is(name, "id") {
+            if is(name, "Dialog") {
+                // `<dialog><Dialog>…</Dialog></dialog>`: the wrapper holds the object.
+                d = Dialog::read(p)?;
+            } else if is(name, "id") {
                 d.id = p.text()?;
             } else if is(name, "state") {
                 d.state = p.text()?;

@@ -110,17 +110,17 @@ impl Rest {
         &self,
         method: Method,
         url: Url,
-        body: Option<String>,
+        body: Option<(String, &str)>,
         auth: bool,
     ) -> Result<(u16, String), RestError> {
         let mut req = self.http.request(method, url);
         if auth {
             req = req.basic_auth(&self.user, Some(self.password.expose()));
         }
-        if let Some(b) = body {
+        if let Some((b, request_id)) = body {
             req = req
                 .header("content-type", "application/xml")
-                .header("requestId", format!("taskd-{}", rand::random::<u64>()))
+                .header("requestId", request_id)
                 .body(b);
         }
         let mut resp = req
@@ -199,9 +199,24 @@ impl Rest {
     }
 
     async fn put_media(&self, node: &Url, mrd: u32, body: String) -> Result<PutOutcome, RestError> {
+        self.put_media_as(node, mrd, body, &request_id()).await
+    }
+
+    async fn put_media_as(
+        &self,
+        node: &Url,
+        mrd: u32,
+        body: String,
+        request_id: &str,
+    ) -> Result<PutOutcome, RestError> {
         let path = format!("/finesse/api/User/{}/Media/{mrd}", self.user);
         match self
-            .call(Method::PUT, Self::url(node, &path), Some(body), true)
+            .call(
+                Method::PUT,
+                Self::url(node, &path),
+                Some((body, request_id)),
+                true,
+            )
             .await
         {
             Ok(_) => Ok(PutOutcome::Accepted),
@@ -214,13 +229,19 @@ impl Rest {
         }
     }
 
-    /// Sign in (state LOGIN with the three settings).
-    pub async fn sign_in(&self, node: &Url, m: SignIn) -> Result<PutOutcome, RestError> {
+    /// Sign in (state LOGIN with the three settings) with `request_id`, which an
+    /// asynchronous error about it echoes.
+    pub async fn sign_in(
+        &self,
+        node: &Url,
+        m: SignIn,
+        request_id: &str,
+    ) -> Result<PutOutcome, RestError> {
         let body = format!(
             "<Media><state>LOGIN</state><maxDialogLimit>{}</maxDialogLimit><interruptAction>{}</interruptAction><dialogLogoutAction>{}</dialogLogoutAction></Media>",
             m.max_dialog_limit, m.interrupt_action, m.dialog_logout_action
         );
-        self.put_media(node, m.mrd, body).await
+        self.put_media_as(node, m.mrd, body, request_id).await
     }
 
     /// READY, or NOT_READY with a reason code.
@@ -272,9 +293,14 @@ impl Rest {
         let body = format!(
             "<Dialog><requestedAction>{action}</requestedAction><targetMediaAddress>{target}</targetMediaAddress></Dialog>"
         );
-        self.call(Method::PUT, Self::url(node, &path), Some(body), true)
-            .await
-            .map(|_| ())
+        self.call(
+            Method::PUT,
+            Self::url(node, &path),
+            Some((body, &request_id())),
+            true,
+        )
+        .await
+        .map(|_| ())
     }
 
     /// The nonvoice Dialog LIST of one MRD.
@@ -292,6 +318,11 @@ impl Rest {
         }
         Ok(list.dialogs)
     }
+}
+
+/// A fresh `requestId` for a PUT.
+pub fn request_id() -> String {
+    format!("taskd-{:016x}", rand::random::<u64>())
 }
 
 /// An error with its sources, on one line (reqwest's Display hides the cause).

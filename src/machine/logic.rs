@@ -40,7 +40,7 @@ pub(super) fn step(m: &mut Machine, input: Input, now: Instant, out: &mut Out) {
                 attempt(m, now, true, out);
             }
         }
-        (State::Resyncing { node }, Input::Resynced { signins }) => {
+        (State::Resyncing { node }, Input::Resynced { signins, refused }) => {
             signed_in(m, &signins, out);
             count(m, Count::Resync, out);
             m.down_since = None;
@@ -52,10 +52,14 @@ pub(super) fn step(m: &mut Machine, input: Input, now: Instant, out: &mut Out) {
                     out,
                 );
             }
+            // A refused sign-in is retried on the recovery backoff, which does not reset
+            // while one is outstanding.
+            let retry_at = refused.then(|| now + m.backoff.next_delay());
             m.state = State::Steady {
                 node,
-                reset_at: Some(now + m.timing.healthy_after),
+                reset_at: (!refused).then(|| now + m.timing.healthy_after),
                 resync_at: (!m.timing.resync_every.is_zero()).then(|| now + m.timing.resync_every),
+                retry_at,
             };
             out.push(Action::Steady { node });
         }
@@ -113,6 +117,7 @@ pub(super) fn step(m: &mut Machine, input: Input, now: Instant, out: &mut Out) {
                 node,
                 reset_at,
                 resync_at,
+                retry_at,
             },
             Input::Timer,
         ) => {
@@ -127,10 +132,29 @@ pub(super) fn step(m: &mut Machine, input: Input, now: Instant, out: &mut Out) {
                 node,
                 reset_at,
                 resync_at,
+                retry_at,
             };
-            if resync_at.is_some_and(|t| now >= t) {
+            if retry_at.is_some_and(|t| now >= t) {
+                resync_wanted(m, node, ResyncReason::SigninRetry, now, out);
+            } else if resync_at.is_some_and(|t| now >= t) {
                 resync_wanted(m, node, ResyncReason::Periodic, now, out);
             }
+        }
+        (
+            State::Steady {
+                node,
+                resync_at,
+                retry_at: None,
+                ..
+            },
+            Input::SigninRefused,
+        ) => {
+            m.state = State::Steady {
+                node,
+                reset_at: None,
+                resync_at,
+                retry_at: Some(now + m.backoff.next_delay()),
+            };
         }
         (State::Steady { node, .. }, Input::Reloaded(r)) => match r {
             Reload::Refused | Reload::Unchanged => {}

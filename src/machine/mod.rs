@@ -98,6 +98,8 @@ pub enum Input {
     Resynced {
         /// Why each sign-in was sent.
         signins: Vec<SigninReason>,
+        /// Finesse refused the sign-in of some MRD: retry on the backoff.
+        refused: bool,
     },
     /// [`Action::Resync`] failed; these sign-ins were sent before it did.
     ResyncFailed {
@@ -118,6 +120,8 @@ pub enum Input {
         /// Why.
         cause: Cause,
     },
+    /// Steady state saw Finesse refuse a sign-in asynchronously: retry on the backoff.
+    SigninRefused,
     /// Steady state saw a notification that needs a resync.
     ResyncWanted {
         /// Why.
@@ -291,6 +295,8 @@ pub enum State {
         reset_at: Option<Instant>,
         /// The periodic resync is due at this time.
         resync_at: Option<Instant>,
+        /// A refused sign-in is retried at this time.
+        retry_at: Option<Instant>,
     },
     /// The node is not in service; waiting with the session kept.
     Waiting {
@@ -371,8 +377,9 @@ impl Machine {
             State::Steady {
                 reset_at,
                 resync_at,
+                retry_at,
                 ..
-            } => [reset_at, resync_at].into_iter().flatten().min(),
+            } => [reset_at, resync_at, retry_at].into_iter().flatten().min(),
             _ => None,
         }
     }

@@ -35,7 +35,8 @@ fn input() -> impl Strategy<Value = Input> {
         3 => prop::option::weighted(0.2, prop::sample::select(vec![Cause::OutOfService, Cause::FinesseUnavailable]))
             .prop_map(|pending| Input::Connected { pending }),
         2 => (cause(), any::<bool>()).prop_map(|(cause, auth)| Input::ConnectFailed { cause, auth }),
-        3 => signins().prop_map(|signins| Input::Resynced { signins }),
+        3 => (signins(), prop::bool::weighted(0.2)).prop_map(|(signins, refused)| Input::Resynced { signins, refused }),
+        1 => Just(Input::SigninRefused),
         1 => (cause(), any::<bool>(), signins()).prop_map(|(cause, malformed, signins)| Input::ResyncFailed { cause, malformed, signins }),
         2 => cause().prop_map(|cause| Input::LinkDown { cause }),
         1 => cause().prop_map(|cause| Input::NodeDown { cause }),

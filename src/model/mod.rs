@@ -8,12 +8,14 @@ use crate::config::{DesiredState, MediaConfig};
 use crate::finesse::model::{Dialog, Media};
 use crate::finesse::rest::SignIn;
 use crate::vocab::DialogAction;
+pub use crate::vocab::Setting;
 
-pub use crate::view::{DialogDiff, DialogView, MediaView};
+pub use crate::view::{DialogDiff, DialogView, Drift, MediaView};
 
 impl MediaView {
     /// The view of a Media document, judged against the desired settings.
     pub fn from_media(id: u32, m: &Media, want: Option<&MediaConfig>) -> Self {
+        let fields = want.map(|w| drifted(m, w)).unwrap_or_default();
         Self {
             id,
             state: m.state().to_owned(),
@@ -25,7 +27,15 @@ impl MediaView {
                 .as_deref()
                 .map(|s| s.trim().to_owned()),
             routable: m.is_routable(),
-            drift: want.is_some_and(|w| settings_drift(m, w)),
+            eligible: m.is_eligible(),
+            interruptible: m.is_interruptible(),
+            drift: if fields.is_empty() {
+                Drift::None
+            } else {
+                Drift::Drifted
+            },
+            drift_fields: fields,
+            signin: None,
         }
     }
 }
@@ -95,12 +105,38 @@ pub fn needs_sign_in(state: &str) -> bool {
     matches!(state, "" | "LOGOUT" | "WORK" | "WORK_NOT_READY")
 }
 
-/// True when any of the three sign-in settings differs from the config.
+/// The text of an optional element, or `None` when it is absent or empty (unknown).
+fn known(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// The sign-in settings a Media document shows differing from the config. A setting the
+/// document leaves out (Cisco's Media notification has no `interruptAction`) is unknown, not
+/// drifted; `interruptAction` is not compared for an MRD that is not interruptible (Finesse
+/// reports IGNORE for it whatever the sign-in asked for).
+pub fn drifted(m: &Media, want: &MediaConfig) -> Vec<Setting> {
+    let mut out = Vec::new();
+    if known(&m.max_dialog_limit).is_some() && m.limit() != Some(want.max_dialog_limit) {
+        out.push(Setting::MaxDialogLimit);
+    }
+    if m.is_interruptible() != Some(false) {
+        if let Some(a) = known(&m.interrupt_action) {
+            if !a.eq_ignore_ascii_case(want.interrupt_action.as_str()) {
+                out.push(Setting::InterruptAction);
+            }
+        }
+    }
+    if let Some(a) = known(&m.dialog_logout_action) {
+        if !a.eq_ignore_ascii_case(want.dialog_logout_action.as_str()) {
+            out.push(Setting::DialogLogoutAction);
+        }
+    }
+    out
+}
+
+/// True when any sign-in setting the document shows differs from the config.
 pub fn settings_drift(m: &Media, want: &MediaConfig) -> bool {
-    m.limit() != Some(want.max_dialog_limit)
-        || m.interrupt_action.as_deref().map(str::trim) != Some(want.interrupt_action.as_str())
-        || m.dialog_logout_action.as_deref().map(str::trim)
-            != Some(want.dialog_logout_action.as_str())
+    !drifted(m, want).is_empty()
 }
 
 /// What the resync must do for one MRD.
@@ -119,10 +155,15 @@ pub enum MediaAction {
     },
     /// Nothing to do (including while the agent works on dialogs).
     Nothing,
+    /// The agent is in no skill group of this MRD (the GET has no `state`): never sign in.
+    Ineligible,
 }
 
 /// Decides one MRD's action from its Media GET.
 pub fn decide(m: &Media, want: &MediaConfig) -> MediaAction {
+    if !m.is_eligible() {
+        return MediaAction::Ineligible;
+    }
     let state = m.state();
     if needs_sign_in(state) {
         return MediaAction::SignIn;

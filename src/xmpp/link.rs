@@ -4,8 +4,13 @@
 //! backoff, jitter, failover and the stop after a rejected password all live in one place,
 //! and no reconnect task is left behind. Liveness comes from tokio-xmpp's two-stage timeouts: after `ping_interval` of
 //! silence it pings, and after `ping_timeout` without an answer the session is declared lost.
-//! A loss is reported with its cause: a `conflict` stream error (seen by the connector's
-//! socket wrapper), a ping that went unanswered, or any other loss.
+//! On top of that the link pings the server every `ping_interval` whatever arrives (Cisco:
+//! the Notification Service expects a client ping every 20 s) and declares the session lost
+//! when one goes unanswered for `ping_timeout`; it answers every IQ get/set the server sends
+//! (a ping with a result, anything else with `service-unavailable`, as RFC 6120 requires);
+//! and it takes pubsub events only from the pubsub service (anything else is reported as
+//! spoofed). A loss is reported with its cause: a `conflict` stream error (seen by the
+//! connector's socket wrapper), a ping that went unanswered, or any other loss.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -18,9 +23,11 @@ use tokio_xmpp::Stanza;
 use tokio_xmpp::jid::Jid;
 use tokio_xmpp::minidom::Element;
 use tokio_xmpp::parsers::iq::Iq;
+use tokio_xmpp::parsers::ping::Ping;
 use tokio_xmpp::parsers::presence::{Presence, Type as PresenceType};
 use tokio_xmpp::parsers::pubsub::NodeName;
 use tokio_xmpp::parsers::pubsub::pubsub::{PubSub, Subscribe};
+use tokio_xmpp::parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 use tokio_xmpp::stanzastream::{Connection, Event, StanzaStream, StreamEvent};
 
 use super::session::{LoginParams, login};
@@ -53,6 +60,11 @@ pub enum LinkEvent {
     },
     /// The `finesse` user's presence changed.
     FinessePresence(bool),
+    /// A pubsub event from someone other than the pubsub service (dropped).
+    Spoofed {
+        /// Who sent it.
+        from: String,
+    },
     /// An IQ of ours was answered.
     IqResult {
         /// Its id.
@@ -75,6 +87,44 @@ pub struct Link {
     conflict: Arc<AtomicBool>,
     last_rx: tokio::time::Instant,
     ping_interval: std::time::Duration,
+    /// The pubsub service's bare JID, lower-case: the only sender of events.
+    pubsub: String,
+    /// Stanzas to send before waiting again (answers to the server's IQs, our pings).
+    outbox: VecDeque<(Stanza, Option<String>)>,
+    pinger: Pinger,
+}
+
+/// The client's own pings: one every `every`, each answered within `timeout`.
+#[derive(Debug)]
+struct Pinger {
+    every: std::time::Duration,
+    timeout: std::time::Duration,
+    next_at: tokio::time::Instant,
+    awaiting: Option<(String, tokio::time::Instant)>,
+    missed: bool,
+    count: u64,
+    counter: Option<prometheus_client::metrics::counter::Counter>,
+}
+
+impl Pinger {
+    fn new() -> Self {
+        Self {
+            every: std::time::Duration::from_secs(10),
+            timeout: std::time::Duration::from_secs(5),
+            next_at: tokio::time::Instant::now(),
+            awaiting: None,
+            missed: false,
+            count: 0,
+            counter: None,
+        }
+    }
+
+    /// When the link must next act for the pings.
+    fn due(&self) -> tokio::time::Instant {
+        self.awaiting
+            .as_ref()
+            .map_or(self.next_at, |(_, deadline)| (*deadline).min(self.next_at))
+    }
 }
 
 impl Link {
@@ -98,7 +148,19 @@ impl Link {
             conflict: Arc::new(AtomicBool::new(false)),
             last_rx: tokio::time::Instant::now(),
             ping_interval: std::time::Duration::MAX,
+            pubsub: String::new(),
+            outbox: VecDeque::new(),
+            pinger: Pinger::new(),
         }
+    }
+
+    /// The same link, counting its client pings into `counter`.
+    pub fn with_ping_counter(
+        mut self,
+        counter: prometheus_client::metrics::counter::Counter,
+    ) -> Self {
+        self.pinger.counter = Some(counter);
+        self
     }
 
     /// Why the session just ended: another session took the resource, the link went silent
@@ -106,7 +168,7 @@ impl Link {
     fn loss_cause(&self) -> Cause {
         if self.conflict.load(Ordering::Relaxed) {
             Cause::Conflict
-        } else if self.silent_for() >= self.ping_interval {
+        } else if self.pinger.missed || self.silent_for() >= self.ping_interval {
             Cause::XmppPingTimeout
         } else {
             Cause::XmppLost
@@ -126,12 +188,27 @@ impl Link {
         self.up = false;
     }
 
-    /// Logs in with `params` and hands the connection to the stream. Any live session is
-    /// ended first. On success an `Up` event follows.
-    pub async fn connect(&mut self, params: &LoginParams) -> Result<(), tokio_xmpp::Error> {
+    /// Logs in with `params` and hands the connection to the stream; pubsub events are then
+    /// taken only from `pubsub`. Any live session is ended first. On success an `Up` event
+    /// follows.
+    pub async fn connect(
+        &mut self,
+        params: &LoginParams,
+        pubsub: &Jid,
+    ) -> Result<(), tokio_xmpp::Error> {
         self.drop_session();
         self.publisher = format!("finesse@{}", params.jid.domain());
+        self.pubsub = pubsub.to_bare().as_str().to_ascii_lowercase();
         self.ping_interval = params.timeouts.read_timeout;
+        self.outbox.clear();
+        self.pinger = Pinger {
+            every: params.timeouts.read_timeout,
+            timeout: params.timeouts.response_timeout,
+            next_at: tokio::time::Instant::now() + params.timeouts.read_timeout,
+            count: self.pinger.count,
+            counter: self.pinger.counter.clone(),
+            ..Pinger::new()
+        };
         let kill = CancellationToken::new();
         let mut params = params.clone();
         self.conflict.store(false, Ordering::Relaxed);
@@ -192,6 +269,17 @@ impl Link {
             }
             Event::Stream(StreamEvent::Resumed) => {}
             Event::Stanza(Stanza::Message(m)) => {
+                let from = m
+                    .from
+                    .as_ref()
+                    .map(|f| f.to_bare().as_str().to_ascii_lowercase());
+                let is_event = m.payloads.iter().any(|p| p.name() == "event");
+                if is_event && from.as_deref() != Some(self.pubsub.as_str()) {
+                    self.queue.push_back(LinkEvent::Spoofed {
+                        from: from.unwrap_or_default(),
+                    });
+                    return;
+                }
                 for payload in &m.payloads {
                     self.on_payload(payload);
                 }
@@ -209,37 +297,114 @@ impl Link {
                     _ => {}
                 }
             }
-            Event::Stanza(Stanza::Iq(iq)) => match iq {
-                Iq::Result { id, .. } => self.queue.push_back(LinkEvent::IqResult { id, ok: true }),
-                Iq::Error { id, .. } => self.queue.push_back(LinkEvent::IqResult { id, ok: false }),
-                Iq::Get { .. } | Iq::Set { .. } => {}
-            },
+            Event::Stanza(Stanza::Iq(iq)) => self.on_iq(iq),
         }
     }
 
-    /// Reads `event/items/item/notification` by local name: some servers re-namespace the
-    /// `notification` element, and a client insisting on its namespace would lose them all.
-    fn on_payload(&mut self, payload: &Element) {
-        if payload.name() != "event" {
+    fn on_iq(&mut self, iq: Iq) {
+        match iq {
+            Iq::Result { id, .. } | Iq::Error { id, .. }
+                if self.pinger.awaiting.as_ref().is_some_and(|(p, _)| *p == id) =>
+            {
+                // Any answer to our ping, even an error, shows the link alive.
+                self.pinger.awaiting = None;
+            }
+            Iq::Result { id, .. } => self.queue.push_back(LinkEvent::IqResult { id, ok: true }),
+            Iq::Error { id, .. } => self.queue.push_back(LinkEvent::IqResult { id, ok: false }),
+            Iq::Get {
+                from, id, payload, ..
+            } if payload.is("ping", "urn:xmpp:ping") => {
+                let answer = Iq::Result {
+                    from: None,
+                    to: from,
+                    id,
+                    payload: None,
+                };
+                self.outbox.push_back((answer.into(), None));
+            }
+            Iq::Get { from, id, .. } | Iq::Set { from, id, .. } => {
+                let error = StanzaError::new(
+                    ErrorType::Cancel,
+                    DefinedCondition::ServiceUnavailable,
+                    "en",
+                    "",
+                );
+                let mut answer = Iq::from_error(id, error);
+                if let Some(to) = from {
+                    answer = answer.with_to(to);
+                }
+                self.outbox.push_back((answer.into(), None));
+            }
+        }
+    }
+
+    /// The ping timer: declares the session lost when the ping went unanswered, else sends
+    /// the next one when it is due.
+    fn on_ping_timer(&mut self) {
+        let now = tokio::time::Instant::now();
+        if self
+            .pinger
+            .awaiting
+            .as_ref()
+            .is_some_and(|(_, deadline)| now >= *deadline)
+        {
+            self.pinger.missed = true;
+            self.pinger.awaiting = None;
+            tracing::warn!(
+                timeout_ms = self.pinger.timeout.as_millis() as u64,
+                "XMPP ping unanswered"
+            );
+            let cause = self.loss_cause();
+            self.drop_session();
+            self.queue.push_back(LinkEvent::Down { cause });
             return;
         }
-        for items in payload.children().filter(|c| c.name() == "items") {
-            let node = items.attr("node").unwrap_or_default().to_owned();
-            for item in items.children().filter(|c| c.name() == "item") {
-                for n in item.children().filter(|c| c.name() == "notification") {
-                    let event = match Update::decode(&n.text()) {
-                        Ok(update) => LinkEvent::Update {
-                            node: node.clone(),
-                            update: Box::new(update),
-                        },
-                        Err(e) => LinkEvent::Malformed {
-                            node: node.clone(),
-                            error: e.to_string(),
-                        },
-                    };
-                    self.queue.push_back(event);
+        if now >= self.pinger.next_at {
+            self.pinger.next_at = now + self.pinger.every;
+            if self.pinger.awaiting.is_none() {
+                self.pinger.count += 1;
+                if let Some(c) = &self.pinger.counter {
+                    c.inc();
                 }
+                let id = format!("ping{}", self.pinger.count);
+                let ping = Iq::from_get(id.clone(), Ping);
+                self.outbox.push_back((ping.into(), Some(id)));
             }
+        }
+    }
+
+    /// Sends what the outbox holds; a ping's answer is awaited from the moment it is sent.
+    async fn flush(&mut self) {
+        while let Some((stanza, ping)) = self.outbox.pop_front() {
+            let _ = self.stream.send(Box::new(stanza)).await;
+            if let Some(id) = ping {
+                self.pinger.awaiting =
+                    Some((id, tokio::time::Instant::now() + self.pinger.timeout));
+            }
+        }
+    }
+
+    fn on_payload(&mut self, payload: &Element) {
+        for (node, text) in notifications(payload) {
+            let event = match Update::decode(&text) {
+                Ok(update) => LinkEvent::Update {
+                    node,
+                    update: Box::new(update),
+                },
+                Err(e) => LinkEvent::Malformed {
+                    node,
+                    error: e.to_string(),
+                },
+            };
+            self.queue.push_back(event);
+        }
+    }
+
+    /// Puts events read by someone else (a resync waiting for an outcome) back in front of
+    /// the queue, in their order.
+    pub fn hand_back(&mut self, events: Vec<LinkEvent>) {
+        for ev in events.into_iter().rev() {
+            self.queue.push_front(ev);
         }
     }
 
@@ -249,7 +414,12 @@ impl Link {
             if let Some(ev) = self.queue.pop_front() {
                 return Some(ev);
             }
+            if self.up {
+                self.flush().await;
+            }
+            let due = self.pinger.due();
             tokio::select! {
+                () = tokio::time::sleep_until(due), if self.up => self.on_ping_timer(),
                 slot = self.slots.recv() => match slot {
                     Some(s) => self.pending = Some(s),
                     None => return None,
@@ -291,4 +461,24 @@ impl Default for Link {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// The pubsub node and the text of each `notification` in a message payload, read as
+/// `event/items/item/notification` by local name: servers and Finesse versions differ in the
+/// namespace of `notification` (`http://jabber.org/protocol/pubsub`, `urn:xmpp:push:0`), and
+/// a client insisting on one would lose them all.
+pub fn notifications(payload: &Element) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if payload.name() != "event" {
+        return out;
+    }
+    for items in payload.children().filter(|c| c.name() == "items") {
+        let node = items.attr("node").unwrap_or_default();
+        for item in items.children().filter(|c| c.name() == "item") {
+            for n in item.children().filter(|c| c.name() == "notification") {
+                out.push((node.to_owned(), n.text()));
+            }
+        }
+    }
+    out
 }

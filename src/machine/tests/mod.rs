@@ -40,6 +40,7 @@ const DOWN: NodeAnswer = NodeAnswer::Failed {
 fn resynced() -> Input {
     Input::Resynced {
         signins: Vec::new(),
+        refused: false,
     }
 }
 

@@ -133,6 +133,7 @@ pub(super) fn rows() -> Vec<Row> {
                 1_200,
                 Input::Resynced {
                     signins: vec![SigninReason::Logout],
+                    refused: false,
                 },
             ),
             then: |m, a| {
@@ -170,6 +171,7 @@ pub(super) fn rows() -> Vec<Row> {
                 0,
                 Input::Resynced {
                     signins: vec![SigninReason::Drift],
+                    refused: false,
                 },
             ),
             then: |m, _| m.counters().signins == 1 && m.counters().drift_corrections == 1,
@@ -184,6 +186,7 @@ pub(super) fn rows() -> Vec<Row> {
                     0,
                     Input::Resynced {
                         signins: vec![SigninReason::Initial],
+                        refused: false,
                     },
                 ),
             ],

@@ -1,0 +1,82 @@
+//! What the driver remembers about each MRD between resyncs: a drift correction that did not
+//! take (so it is not repeated until the config, the node or a fresh sign-in changes), a
+//! sign-in Finesse refused (shown in the state until one succeeds, retried on the recovery
+//! backoff), the sign-ins whose asynchronous answer is still due (by `requestId`), the
+//! ineligible MRDs already warned about, and the rate limit of bad-input log lines.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::finesse::rest::SignIn;
+use crate::view::SigninFailure;
+use crate::vocab::Setting;
+
+/// A correction that did not take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Persistent {
+    /// On this node.
+    pub node: usize,
+    /// For these settings asked.
+    pub asked: SignIn,
+    /// The settings that still differed.
+    pub fields: Vec<Setting>,
+}
+
+/// The per-MRD memory.
+#[derive(Debug, Default)]
+pub(super) struct Memo {
+    pub persistent: BTreeMap<u32, Persistent>,
+    pub refused: BTreeMap<u32, SigninFailure>,
+    pub pending: HashMap<String, u32>,
+    pub warned_ineligible: BTreeSet<u32>,
+    pub log_limit: LogLimit,
+}
+
+impl Memo {
+    /// The persistent drift of `mrd`, if it still applies to this node and these settings.
+    pub fn persistent(&self, mrd: u32, node: usize, asked: &SignIn) -> Option<&Persistent> {
+        self.persistent
+            .get(&mrd)
+            .filter(|p| p.node == node && &p.asked == asked)
+    }
+
+    /// Records a refused sign-in of `mrd` with Finesse's constant.
+    pub fn refuse(&mut self, mrd: u32, constant: &str) -> SigninFailure {
+        let failure = SigninFailure {
+            failed: constant.to_owned(),
+            at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        };
+        self.refused.insert(mrd, failure.clone());
+        failure
+    }
+}
+
+/// At most one log line per `EVERY` for each kind of bad input from the server; the lines
+/// left out are counted and reported with the next one.
+#[derive(Debug, Default)]
+pub(super) struct LogLimit {
+    last: HashMap<&'static str, (tokio::time::Instant, u64)>,
+}
+
+impl LogLimit {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+    /// `Some(suppressed)` when a line of `kind` may be logged now (with how many were left
+    /// out since the last one); `None` when it must be left out.
+    pub fn allow(&mut self, kind: &'static str) -> Option<u64> {
+        let now = tokio::time::Instant::now();
+        match self.last.get_mut(kind) {
+            Some((at, suppressed)) if now.duration_since(*at) < Self::EVERY => {
+                *suppressed += 1;
+                None
+            }
+            Some((at, suppressed)) => {
+                *at = now;
+                Some(std::mem::take(suppressed))
+            }
+            None => {
+                self.last.insert(kind, (now, 0));
+                Some(0)
+            }
+        }
+    }
+}
