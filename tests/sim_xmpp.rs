@@ -20,6 +20,10 @@ const DIALOGS_NODE: &str = "/finesse/api/User/1001001/Dialogs/Media";
 #[tokio::test]
 async fn media_and_dialog_changes_arrive_as_escaped_updates_on_their_nodes() {
     let sim = Sim::start(&[]).await;
+    // The documented forms (upper-case events, a changed dialog's fields under `<dialog>`);
+    // the Cisco-capture forms are the default and covered below.
+    sim.behaviour(json!({ "lowercase_events": false, "changed_dialog_wrapper": false }))
+        .await;
     let mut agent = Agent::connect(&sim.info, "A").await;
     agent.subscribe_media().await;
     let r = sim
@@ -100,7 +104,7 @@ async fn already_logged_in_in_the_async_form_is_a_202_then_an_api_errors_notific
         "<errorMedia>5002</errorMedia>",
         "<errorMessage>E_ARM_STAT_AGENT_ALREADY_LOGGED_IN</errorMessage>",
         "<errorType>Agent already logged into MRD</errorType>",
-        "<event>PUT</event>",
+        "<event>put</event>",
     ] {
         assert!(update.contains(part), "{part} missing: {update}");
     }
@@ -379,4 +383,33 @@ async fn without_spawn_prosody_it_publishes_through_the_servers_named_in_its_con
         .admin_status(Method::POST, "/admin/nodes/A/prosody/kill", None)
         .await;
     assert_eq!(status, 409, "it does not control servers it did not spawn");
+}
+
+#[tokio::test]
+async fn by_default_updates_use_ciscos_captured_forms() {
+    let sim = Sim::start(&[]).await;
+    let mut agent = Agent::connect(&sim.info, "A").await;
+    agent.subscribe_media().await;
+    sim.sign_in("A", 3, "ACCEPT", "CLOSE").await;
+    let (_, update) = agent.notification(&["<state>NOT_READY</state>"]).await;
+    assert!(update.contains("<event>put</event>"), "{update}");
+    assert!(
+        !update.contains("<interruptAction>"),
+        "Cisco's Media notification has no interruptAction: {update}"
+    );
+    sim.put_media("A", "<Media><state>READY</state></Media>")
+        .await;
+    agent.notification(&["<state>READY</state>"]).await;
+    let id = sim.offer(json!({})).await;
+    agent.notification(&["<event>post</event>"]).await;
+    sim.admin(
+        Method::POST,
+        &format!("/admin/dialogs/{id}/action"),
+        Some(json!({ "action": "ACCEPT" })),
+    )
+    .await;
+    let (_, update) = agent
+        .notification(&["<event>put</event>", "<dialog><Dialog>"])
+        .await;
+    assert!(update.contains("<state>ACCEPTED</state>"), "{update}");
 }

@@ -228,10 +228,11 @@ impl Cluster {
             return;
         }
         let truth = lock(&self.truth);
+        let push = truth.behaviour.push_namespace;
         for node in &self.nodes {
             for effect in effects {
                 let (path, update) = render(&truth, node.index, effect, request_id);
-                self.publish(node, &path, update);
+                self.publish(node, &path, update, push);
             }
         }
     }
@@ -253,20 +254,23 @@ impl Cluster {
 
     /// Publishes `effects` on one node only.
     pub fn notify_node(&self, node: &Node, effects: &[Effect]) {
-        let rendered: Vec<(String, String)> = {
+        let (rendered, push): (Vec<(String, String)>, bool) = {
             let truth = lock(&self.truth);
-            effects
+            let rendered = effects
                 .iter()
                 .map(|e| render(&truth, node.index, e, ""))
-                .collect()
+                .collect();
+            (rendered, truth.behaviour.push_namespace)
         };
         for (path, update) in rendered {
-            self.publish(node, &path, update);
+            self.publish(node, &path, update, push);
         }
     }
 
-    /// Publishes one `<Update>` on one node, unless that node publishes nothing right now.
-    pub fn publish(&self, node: &Node, path: &str, update: String) {
+    /// Publishes one `<Update>` on one node (in the push namespace when `push`), unless that
+    /// node publishes nothing right now. The caller reads `push` from the behaviour, so this
+    /// takes no lock on the truth (callers often hold it).
+    pub fn publish(&self, node: &Node, path: &str, update: String, push: bool) {
         let faults = node.faults();
         let dropped = faults.out_of_service || faults.drop_notifications;
         let mut counts = lock(&self.published);
@@ -274,7 +278,7 @@ impl Cluster {
             if dropped { c.1 += 1 } else { c.0 += 1 }
         }
         if !dropped {
-            node.publisher.publish(path, update);
+            node.publisher.publish(path, update, push);
         }
     }
 
@@ -282,8 +286,13 @@ impl Cluster {
     /// how Finesse announces it).
     pub fn publish_system_info(&self, node: &Node, with_ports: bool) {
         let data = self.system_info(node, with_ports);
-        let update = xml::update(&data, "PUT", "", "/finesse/api/SystemInfo");
-        node.publisher.publish("/finesse/api/SystemInfo", update);
+        let (event, push) = {
+            let t = lock(&self.truth);
+            (t.event("PUT"), t.behaviour.push_namespace)
+        };
+        let update = xml::update(&data, &event, "", "/finesse/api/SystemInfo");
+        node.publisher
+            .publish("/finesse/api/SystemInfo", update, push);
     }
 
     /// The SystemInfo document as `node` serves it.
@@ -313,9 +322,12 @@ fn render(truth: &Truth, node: usize, effect: &Effect, request_id: &str) -> (Str
             let data = truth
                 .mrds
                 .get(mrd)
-                .map(|m| xml::media(agent, *mrd, m, view.as_ref()))
+                .map(|m| xml::media(agent, *mrd, m, view.as_ref(), truth.notification_shape()))
                 .unwrap_or_default();
-            (path, xml::update(&data, "PUT", request_id, &source))
+            (
+                path,
+                xml::update(&data, &truth.event("PUT"), request_id, &source),
+            )
         }
         Effect::Dialog { event, dialog } => {
             let path = format!("/finesse/api/User/{}/Dialogs/Media", dialog.agent);
@@ -326,11 +338,15 @@ fn render(truth: &Truth, node: usize, effect: &Effect, request_id: &str) -> (Str
                 .unwrap_or("");
             let body = xml::dialog(dialog, name);
             let (data, source) = if *event == "PUT" {
-                // A changed dialog: data is the dialog itself, under a lower-camel wrapper.
-                let inner = body
-                    .strip_prefix("<Dialog>")
-                    .and_then(|b| b.strip_suffix("</Dialog>"))
-                    .unwrap_or(&body);
+                // A changed dialog under a lower-camel wrapper: the object itself inside it,
+                // or (switch off) its fields directly.
+                let inner = if truth.behaviour.changed_dialog_wrapper {
+                    body.as_str()
+                } else {
+                    body.strip_prefix("<Dialog>")
+                        .and_then(|b| b.strip_suffix("</Dialog>"))
+                        .unwrap_or(&body)
+                };
                 (
                     format!("<dialog>{inner}</dialog>"),
                     format!("/finesse/api/Dialog/{}", dialog.id),
@@ -344,7 +360,10 @@ fn render(truth: &Truth, node: usize, effect: &Effect, request_id: &str) -> (Str
                     ),
                 )
             };
-            (path, xml::update(&data, event, request_id, &source))
+            (
+                path,
+                xml::update(&data, &truth.event(event), request_id, &source),
+            )
         }
     }
 }

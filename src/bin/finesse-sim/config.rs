@@ -124,6 +124,37 @@ pub struct Behaviour {
     pub default_interrupt_action: String,
     /// The settings a node reports where the agent never signed in.
     pub default_dialog_logout_action: String,
+    /// Media notifications carry `interruptAction` (Cisco's published sample has none).
+    pub media_notification_interrupt_action: bool,
+    /// A non-interruptible MRD reports `interruptAction` IGNORE whatever the sign-in asked
+    /// for (Cisco's Media GET example).
+    pub non_interruptible_reports_ignore: bool,
+    /// Update `event` values in lower case (`put`, as a real 12.5 capture shows).
+    pub lowercase_events: bool,
+    /// A changed dialog is published as `<dialog><Dialog>…</Dialog></dialog>` (else the
+    /// fields directly under `<dialog>`).
+    pub changed_dialog_wrapper: bool,
+    /// The `notification` element is in `urn:xmpp:push:0` (a real 12.5 capture), else in
+    /// `http://jabber.org/protocol/pubsub`.
+    pub push_namespace: bool,
+    /// A routable PUT that changes nothing is answered with Cisco's example error
+    /// (ErrorData 1, `E_ARM_STAT_ALREADY_IN_REQUESTED_AGENT_MODE`); else it is ignored.
+    pub routable_error_data_one: bool,
+    /// Sign-ins refused with this ARM error (CCE offline, performance limit, …).
+    pub refuse_signin: Option<Refusal>,
+}
+
+/// A sign-in refusal the simulator answers with.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Refusal {
+    /// Only this MRD (all when absent).
+    #[serde(default)]
+    pub mrd: Option<u32>,
+    /// The E_ARM_STAT_* constant.
+    pub constant: String,
+    /// Its ErrorData.
+    pub code: u32,
 }
 
 impl Default for Behaviour {
@@ -140,6 +171,13 @@ impl Default for Behaviour {
             default_max_dialog_limit: 1,
             default_interrupt_action: "ACCEPT".into(),
             default_dialog_logout_action: "CLOSE".into(),
+            media_notification_interrupt_action: false,
+            non_interruptible_reports_ignore: true,
+            lowercase_events: true,
+            changed_dialog_wrapper: true,
+            push_namespace: true,
+            routable_error_data_one: true,
+            refuse_signin: None,
         }
     }
 }

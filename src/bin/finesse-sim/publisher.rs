@@ -28,10 +28,16 @@ use crate::locks::lock;
 use crate::xmpp_client::{self, Login};
 
 const PUBSUB_NS: &str = "http://jabber.org/protocol/pubsub";
+/// The namespace a real Finesse 12.5 puts `notification` in.
+const PUSH_NS: &str = "urn:xmpp:push:0";
 const RETRY: Duration = Duration::from_millis(200);
 
 enum Command {
-    Publish { path: String, update: String },
+    Publish {
+        path: String,
+        update: String,
+        push: bool,
+    },
     Available(bool),
 }
 
@@ -65,11 +71,13 @@ pub fn channel() -> (PublisherHandle, PublisherInbox) {
 }
 
 impl PublisherHandle {
-    /// Publishes an `<Update>` document on a pubsub node.
-    pub fn publish(&self, path: &str, update: String) {
+    /// Publishes an `<Update>` document on a pubsub node, in a `notification` element of
+    /// `urn:xmpp:push:0` when `push`, else of the pubsub namespace.
+    pub fn publish(&self, path: &str, update: String, push: bool) {
         let _ = self.tx.send(Command::Publish {
             path: path.into(),
             update,
+            push,
         });
     }
 
@@ -191,13 +199,13 @@ pub async fn run(
                 Some(_) => {}
             },
             Some(cmd) = inbox.rx.recv() => match cmd {
-                Command::Publish { path, update } => {
+                Command::Publish { path, update, push } => {
                     if !*inbox.online.borrow() {
                         debug!(node = %node.name(), %path, "publisher offline; notification lost");
                         continue;
                     }
                     s.next_id += 1;
-                    let payload = Element::builder("notification", PUBSUB_NS).append(update).build();
+                    let payload = Element::builder("notification", if push { PUSH_NS } else { PUBSUB_NS }).append(update).build();
                     let item = Item { id: Some(ItemId(format!("n{}", s.next_id))), publisher: None, payload: Some(payload) };
                     s.iq(PubSub::Publish {
                         publish: Publish { node: NodeName(path), items: vec![item] },

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use quick_xml::events::Event;
 
-use crate::truth::{Agent, Dialog, MediaView, Mrd, allowed_actions};
+use crate::truth::{Agent, Dialog, MediaShape, MediaView, Mrd, allowed_actions};
 
 /// Escapes text for element content.
 pub fn esc(text: &str) -> String {
@@ -25,7 +25,13 @@ fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
 
 /// `<Media>` for one MRD of one agent. `view` is `None` when the agent is not in the MRD,
 /// which leaves only the MRD facts, as Finesse does.
-pub fn media(agent: &str, mrd_id: u32, mrd: &Mrd, view: Option<&MediaView>) -> String {
+pub fn media(
+    agent: &str,
+    mrd_id: u32,
+    mrd: &Mrd,
+    view: Option<&MediaView>,
+    shape: MediaShape,
+) -> String {
     let mut s = format!(
         "<Media><uri>/finesse/api/User/{agent}/Media/{mrd_id}</uri><id>{mrd_id}</id>\
          <name>{}</name><description>{}</description><interruptible>{}</interruptible>",
@@ -34,13 +40,22 @@ pub fn media(agent: &str, mrd_id: u32, mrd: &Mrd, view: Option<&MediaView>) -> S
         mrd.interruptible
     );
     if let Some(v) = view {
+        let interrupt = if shape.ignore_when_not_interruptible && !mrd.interruptible {
+            "IGNORE"
+        } else {
+            v.settings.interrupt_action.as_str()
+        };
+        let interrupt = if shape.no_interrupt_action {
+            String::new()
+        } else {
+            format!("<interruptAction>{}</interruptAction>", esc(interrupt))
+        };
         let _ = write!(
             s,
-            "<maxDialogLimit>{}</maxDialogLimit><interruptAction>{}</interruptAction>\
+            "<maxDialogLimit>{}</maxDialogLimit>{interrupt}\
              <dialogLogoutAction>{}</dialogLogoutAction><routable>{}</routable>\
              <state>{}</state><reasonCodeId>{}</reasonCodeId>",
             v.settings.max_dialog_limit,
-            esc(&v.settings.interrupt_action),
             esc(&v.settings.dialog_logout_action),
             v.routable,
             esc(&v.state),

@@ -17,10 +17,11 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use crate::cluster::{Cluster, Faults, RestMode, lock};
-use crate::config::ErrorForm;
 use crate::truth::{OpError, lockout_remaining, reported_state};
 
+mod behaviour;
 mod cce;
+use behaviour::{get_behaviour, put_behaviour};
 use cce::{dialog_action, double_pg, drift, end_dialog, forced_logout, offer, password};
 
 #[derive(Clone)]
@@ -298,7 +299,8 @@ async fn inject(
     let Some(n) = st.cluster.node(&node).cloned() else {
         return err(StatusCode::NOT_FOUND, format!("unknown node {node}"));
     };
-    n.publisher.publish(&b.pubsub_node, b.payload);
+    let push = lock(&st.cluster.truth).behaviour.push_namespace;
+    n.publisher.publish(&b.pubsub_node, b.payload, push);
     StatusCode::NO_CONTENT.into_response()
 }
 
@@ -339,61 +341,4 @@ async fn chat_session(
 
 async fn chat_probes(State(st): State<Admin>) -> Response {
     Json(json!({ "probes": st.cluster.chat.probes(), "maxInFlight": st.cluster.chat.max_in_flight() })).into_response()
-}
-
-async fn get_behaviour(State(st): State<Admin>) -> Response {
-    let t = lock(&st.cluster.truth);
-    let b = &t.behaviour;
-    Json(json!({
-        "arm_errors": b.arm_errors,
-        "forced_logout_after_ms": b.forced_logout_after.map(|d| d.as_millis() as u64),
-        "lockout_attempts": b.lockout_attempts,
-        "lockout_window_ms": b.lockout_window.as_millis() as u64,
-        "lockout_duration_ms": b.lockout_duration.as_millis() as u64,
-        "systeminfo_ports": b.systeminfo_ports,
-        "failover_state": b.failover_state,
-    }))
-    .into_response()
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BehaviourPatch {
-    arm_errors: Option<ErrorForm>,
-    /// 0 disables the forced logout.
-    forced_logout_after_ms: Option<u64>,
-    lockout_attempts: Option<u32>,
-    lockout_window_ms: Option<u64>,
-    lockout_duration_ms: Option<u64>,
-    systeminfo_ports: Option<bool>,
-    failover_state: Option<String>,
-}
-
-async fn put_behaviour(State(st): State<Admin>, Json(p): Json<BehaviourPatch>) -> Response {
-    {
-        let mut t = lock(&st.cluster.truth);
-        let b = &mut t.behaviour;
-        if let Some(v) = p.arm_errors {
-            b.arm_errors = v;
-        }
-        if let Some(ms) = p.forced_logout_after_ms {
-            b.forced_logout_after = (ms > 0).then(|| Duration::from_millis(ms));
-        }
-        if let Some(v) = p.lockout_attempts {
-            b.lockout_attempts = v.max(1);
-        }
-        if let Some(ms) = p.lockout_window_ms {
-            b.lockout_window = Duration::from_millis(ms);
-        }
-        if let Some(ms) = p.lockout_duration_ms {
-            b.lockout_duration = Duration::from_millis(ms);
-        }
-        if let Some(v) = p.systeminfo_ports {
-            b.systeminfo_ports = v;
-        }
-        if let Some(v) = p.failover_state {
-            b.failover_state = v;
-        }
-    }
-    get_behaviour(State(st)).await
 }

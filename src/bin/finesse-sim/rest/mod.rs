@@ -164,17 +164,28 @@ fn answer(
             let e = ApiError {
                 data: &code,
                 media: &mrd,
-                message,
-                error_type,
+                message: &message,
+                error_type: &error_type,
             };
-            let form = lock(&st.cluster.truth).behaviour.arm_errors;
+            let (form, event, push) = {
+                let t = lock(&st.cluster.truth);
+                (
+                    t.behaviour.arm_errors,
+                    t.event("PUT"),
+                    t.behaviour.push_namespace,
+                )
+            };
             match form {
                 ErrorForm::Sync => xml_response(400, xml::api_errors_sync(&e)),
                 ErrorForm::Async => {
-                    let update =
-                        xml::update(&xml::api_errors_async(&e), "PUT", request_id, &error_source);
+                    let update = xml::update(
+                        &xml::api_errors_async(&e),
+                        &event,
+                        request_id,
+                        &error_source,
+                    );
                     st.cluster
-                        .publish(&st.cluster.nodes[st.node], &error_path, update);
+                        .publish(&st.cluster.nodes[st.node], &error_path, update, push);
                     xml_response(202, String::new())
                 }
             }
@@ -228,6 +239,7 @@ async fn get_media_list(
                 *mrd,
                 m,
                 truth.media_view(&id, *mrd, st.node).as_ref(),
+                truth.get_shape(),
             ));
         }
     }
@@ -248,7 +260,10 @@ async fn get_media(
         return error_response(404, "Not Found", &format!("unknown MRD {mrd}"), "");
     };
     let view = truth.media_view(&id, mrd, st.node);
-    xml_response(200, xml::media(&id, mrd, m, view.as_ref()))
+    xml_response(
+        200,
+        xml::media(&id, mrd, m, view.as_ref(), truth.get_shape()),
+    )
 }
 
 async fn put_media(

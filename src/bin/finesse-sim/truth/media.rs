@@ -147,7 +147,11 @@ impl Truth {
             }
             let routable = routable == "true";
             if media.routable == routable {
-                return Ok(Vec::new());
+                return if self.behaviour.routable_error_data_one {
+                    Err(OpError::already_in_mode(mrd))
+                } else {
+                    Ok(Vec::new())
+                };
             }
             media.routable = routable;
             return Ok(media_effect);
@@ -180,6 +184,27 @@ impl Truth {
                         Some("CLOSE"),
                     )?,
                 };
+                let assigned = self
+                    .agents
+                    .get(agent)
+                    .is_some_and(|a| a.media.contains_key(&mrd));
+                if !assigned && self.mrds.contains_key(&mrd) && self.agents.contains_key(agent) {
+                    // An MRD the agent has no skill group in: refused by ARM.
+                    return Err(OpError::arm(
+                        3,
+                        "E_ARM_STAT_MRD_LIST_ENTRY_NOT_FOUND",
+                        "MRD list entry not found",
+                        mrd,
+                    ));
+                }
+                if let Some(r) = self
+                    .behaviour
+                    .refuse_signin
+                    .as_ref()
+                    .filter(|r| r.mrd.is_none_or(|m| m == mrd))
+                {
+                    return Err(OpError::arm(r.code, &r.constant, "Login refused", mrd));
+                }
                 let media = self.media_mut(agent, mrd)?;
                 if let Some(slot) = media.settings.get_mut(node) {
                     *slot = Some(settings);

@@ -119,9 +119,9 @@ pub enum OpError {
         /// The numeric code (ErrorData).
         code: u32,
         /// The E_ARM_STAT_* constant (ErrorMessage).
-        message: &'static str,
+        message: String,
         /// The text (ErrorType).
-        error_type: &'static str,
+        error_type: String,
         /// The MRD it applies to (ErrorMedia).
         mrd: u32,
     },
@@ -137,22 +137,75 @@ impl OpError {
             message,
         }
     }
-    pub(crate) fn already_logged_in(mrd: u32) -> Self {
+    pub(crate) fn arm(code: u32, message: &str, error_type: &str, mrd: u32) -> Self {
         Self::Arm {
-            code: 1,
-            message: "E_ARM_STAT_AGENT_ALREADY_LOGGED_IN",
-            error_type: "Agent already logged into MRD",
+            code,
+            message: message.into(),
+            error_type: error_type.into(),
             mrd,
         }
+    }
+    pub(crate) fn already_logged_in(mrd: u32) -> Self {
+        Self::arm(
+            1,
+            "E_ARM_STAT_AGENT_ALREADY_LOGGED_IN",
+            "Agent already logged into MRD",
+            mrd,
+        )
     }
     pub(crate) fn not_logged_in(mrd: u32) -> Self {
-        Self::Arm {
-            code: 6,
-            message: "E_ARM_STAT_AGENT_NOT_LOGGED_IN",
-            error_type: "Agent is not logged in",
+        Self::arm(
+            6,
+            "E_ARM_STAT_AGENT_NOT_LOGGED_IN",
+            "Agent is not logged in",
             mrd,
+        )
+    }
+    /// Cisco's routable example: ErrorData 1, like "already logged in", another constant.
+    pub(crate) fn already_in_mode(mrd: u32) -> Self {
+        Self::arm(
+            1,
+            "E_ARM_STAT_ALREADY_IN_REQUESTED_AGENT_MODE",
+            "Agent already in requested mode",
+            mrd,
+        )
+    }
+}
+
+impl Truth {
+    /// How a Media GET answer is shaped.
+    pub fn get_shape(&self) -> MediaShape {
+        MediaShape {
+            no_interrupt_action: false,
+            ignore_when_not_interruptible: self.behaviour.non_interruptible_reports_ignore,
         }
     }
+
+    /// How a Media notification is shaped.
+    pub fn notification_shape(&self) -> MediaShape {
+        MediaShape {
+            no_interrupt_action: !self.behaviour.media_notification_interrupt_action,
+            ignore_when_not_interruptible: self.behaviour.non_interruptible_reports_ignore,
+        }
+    }
+
+    /// The `event` text of an Update as the behaviour spells it.
+    pub fn event(&self, event: &str) -> String {
+        if self.behaviour.lowercase_events {
+            event.to_ascii_lowercase()
+        } else {
+            event.to_ascii_uppercase()
+        }
+    }
+}
+
+/// How a `<Media>` is shaped.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MediaShape {
+    /// Leave `interruptAction` out (Cisco's published Media notification).
+    pub no_interrupt_action: bool,
+    /// A non-interruptible MRD reports IGNORE (Cisco's Media GET example).
+    pub ignore_when_not_interruptible: bool,
 }
 
 /// Why a Basic-auth check failed.

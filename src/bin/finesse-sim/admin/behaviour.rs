@@ -1,0 +1,119 @@
+//! `GET|PUT /admin/behaviour`: the switches of how the simulated Finesse behaves and which of
+//! the shapes the fact sheet allows it speaks, changed at run time.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::Admin;
+use crate::cluster::lock;
+use crate::config::ErrorForm;
+
+pub(super) async fn get_behaviour(State(st): State<Admin>) -> Response {
+    let t = lock(&st.cluster.truth);
+    let b = &t.behaviour;
+    Json(json!({
+        "arm_errors": b.arm_errors,
+        "forced_logout_after_ms": b.forced_logout_after.map(|d| d.as_millis() as u64),
+        "lockout_attempts": b.lockout_attempts,
+        "lockout_window_ms": b.lockout_window.as_millis() as u64,
+        "lockout_duration_ms": b.lockout_duration.as_millis() as u64,
+        "systeminfo_ports": b.systeminfo_ports,
+        "failover_state": b.failover_state,
+        "media_notification_interrupt_action": b.media_notification_interrupt_action,
+        "non_interruptible_reports_ignore": b.non_interruptible_reports_ignore,
+        "lowercase_events": b.lowercase_events,
+        "changed_dialog_wrapper": b.changed_dialog_wrapper,
+        "push_namespace": b.push_namespace,
+        "routable_error_data_one": b.routable_error_data_one,
+        "refuse_signin": b.refuse_signin,
+    }))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct BehaviourPatch {
+    arm_errors: Option<ErrorForm>,
+    /// 0 disables the forced logout.
+    forced_logout_after_ms: Option<u64>,
+    lockout_attempts: Option<u32>,
+    lockout_window_ms: Option<u64>,
+    lockout_duration_ms: Option<u64>,
+    systeminfo_ports: Option<bool>,
+    failover_state: Option<String>,
+    media_notification_interrupt_action: Option<bool>,
+    non_interruptible_reports_ignore: Option<bool>,
+    lowercase_events: Option<bool>,
+    changed_dialog_wrapper: Option<bool>,
+    push_namespace: Option<bool>,
+    routable_error_data_one: Option<bool>,
+    /// `null` clears it.
+    #[serde(default, deserialize_with = "some")]
+    refuse_signin: Option<Option<crate::config::Refusal>>,
+}
+
+/// A present field, `null` included, as `Some`.
+fn some<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+pub(super) async fn put_behaviour(
+    State(st): State<Admin>,
+    Json(p): Json<BehaviourPatch>,
+) -> Response {
+    {
+        let mut t = lock(&st.cluster.truth);
+        let b = &mut t.behaviour;
+        if let Some(v) = p.arm_errors {
+            b.arm_errors = v;
+        }
+        if let Some(ms) = p.forced_logout_after_ms {
+            b.forced_logout_after = (ms > 0).then(|| Duration::from_millis(ms));
+        }
+        if let Some(v) = p.lockout_attempts {
+            b.lockout_attempts = v.max(1);
+        }
+        if let Some(ms) = p.lockout_window_ms {
+            b.lockout_window = Duration::from_millis(ms);
+        }
+        if let Some(ms) = p.lockout_duration_ms {
+            b.lockout_duration = Duration::from_millis(ms);
+        }
+        if let Some(v) = p.systeminfo_ports {
+            b.systeminfo_ports = v;
+        }
+        if let Some(v) = p.failover_state {
+            b.failover_state = v;
+        }
+        let flags = [
+            (
+                p.media_notification_interrupt_action,
+                &mut b.media_notification_interrupt_action,
+            ),
+            (
+                p.non_interruptible_reports_ignore,
+                &mut b.non_interruptible_reports_ignore,
+            ),
+            (p.lowercase_events, &mut b.lowercase_events),
+            (p.changed_dialog_wrapper, &mut b.changed_dialog_wrapper),
+            (p.push_namespace, &mut b.push_namespace),
+            (p.routable_error_data_one, &mut b.routable_error_data_one),
+        ];
+        for (patch, slot) in flags {
+            if let Some(v) = patch {
+                *slot = v;
+            }
+        }
+        if let Some(v) = p.refuse_signin {
+            b.refuse_signin = v;
+        }
+    }
+    get_behaviour(State(st)).await
+}
