@@ -31,6 +31,7 @@ pub enum Seen {
 
 enum Cmd {
     Iq(Option<Jid>, IqRequest, oneshot::Sender<Result<(), String>>),
+    Send(Box<Stanza>, oneshot::Sender<()>),
     Close(oneshot::Sender<()>),
 }
 
@@ -136,6 +137,10 @@ impl Agent {
                                 let _ = done.send(r);
                             });
                         }
+                        Some(Cmd::Send(stanza, done)) => {
+                            let _ = client.send_stanza(*stanza).await;
+                            let _ = done.send(());
+                        }
                         Some(Cmd::Close(done)) => {
                             let _ = client.send_end().await;
                             let _ = done.send(());
@@ -206,6 +211,25 @@ impl Agent {
             .parse()
             .map_err(|e| format!("{e}"))?;
         self.iq(Some(domain), IqRequest::Get(Ping.into())).await
+    }
+
+    /// Pings `to` (another client's full JID): Ok when it answers with a result.
+    pub async fn ping_jid(&self, to: Jid) -> Result<(), String> {
+        self.iq(Some(to), IqRequest::Get(Ping.into())).await
+    }
+
+    /// Sends `to` an IQ get with a payload nobody knows: Err with the error it answers.
+    pub async fn unknown_iq(&self, to: Jid) -> Result<(), String> {
+        let payload = tokio_xmpp::minidom::Element::builder("query", "urn:example:unknown").build();
+        self.iq(Some(to), IqRequest::Get(payload)).await
+    }
+
+    /// Sends a raw stanza.
+    pub async fn send(&self, stanza: Stanza) {
+        let (tx, rx) = oneshot::channel();
+        if self.cmd.send(Cmd::Send(Box::new(stanza), tx)).is_ok() {
+            let _ = rx.await;
+        }
     }
 
     /// Waits for the first event matching `want`, skipping others; panics after `limit`.
