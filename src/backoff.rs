@@ -85,6 +85,7 @@ mod tests {
             auth_retry: Duration::from_secs(360),
             failover_after: Duration::from_secs(10),
             resync_every: Duration::from_secs(300),
+            maintenance_reason_code_id: 50045,
         }
     }
 

@@ -106,6 +106,8 @@ wire_enum! {
         Reload => "reload",
         /// Finesse refused the sign-in of an eligible MRD.
         SigninFailed => "signin_failed",
+        /// The node is in maintenance mode (`finesseMMode`): desktops move to the other.
+        Maintenance => "maintenance",
     }
 }
 

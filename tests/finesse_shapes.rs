@@ -264,3 +264,56 @@ async fn a_changed_dialog_in_ciscos_wrapper_form_reaches_the_state() {
         .await;
     assert_eq!(s["counters"]["malformed"], 0);
 }
+
+#[tokio::test]
+async fn maintenance_mode_moves_the_agent_within_seconds_and_sends_the_marker_once_per_mrd() {
+    let sim = Sim::start(&[]).await;
+    // failover_after is a minute: only maintenance mode may move the agent this soon.
+    let d = Daemon::start_steady(
+        &sim,
+        DaemonConfig {
+            media: both_mrds(),
+            failover_after: "60s",
+            ..Default::default()
+        },
+    )
+    .await;
+    let b = sim.node("B").rest.trim_end_matches('/').to_owned();
+    let started = tokio::time::Instant::now();
+    sim.faults("A", json!({ "maintenance": true })).await;
+    let s = d
+        .wait_state(Duration::from_secs(10), "steady on B", |s| {
+            s["phase"] == "steady" && s["node"] == b.as_str()
+        })
+        .await;
+    println!("moved to B in {:?}", started.elapsed());
+    assert_eq!(s["counters"]["failovers"], 1);
+    assert_eq!(sim.media_truth().await["loginNode"], "B");
+    let markers: Vec<Value> = sim
+        .requests()
+        .await
+        .into_iter()
+        .filter(|r| {
+            r["node"] == "B"
+                && r["method"] == "PUT"
+                && r["body"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("<reasonCodeId>50045</reasonCodeId>")
+        })
+        .collect();
+    let paths: Vec<&str> = markers.iter().filter_map(|r| r["path"].as_str()).collect();
+    assert_eq!(
+        paths,
+        vec![
+            format!("/finesse/api/User/{AGENT}/Media/5002"),
+            format!("/finesse/api/User/{AGENT}/Media/5003"),
+        ],
+        "one marker per signed-in MRD"
+    );
+    // The marker does not change the agent's state, and the daemon does not fight it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let s = d.wait_steady(LIMIT).await;
+    assert_eq!(media_of(&s, 5002)["state"], "READY", "{s}");
+    assert_eq!(sim.login_puts(Some("B")).await.len(), 2);
+}

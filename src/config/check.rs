@@ -209,6 +209,7 @@ pub(super) fn recovery(f: &Path, r: &RawRecovery) -> Result<RecoveryConfig, Conf
         auth_retry: r.auth_retry,
         failover_after: r.failover_after,
         resync_every: r.resync_every,
+        maintenance_reason_code_id: r.maintenance_reason_code_id,
     })
 }
 

@@ -91,6 +91,9 @@ pub struct RecoveryConfig {
     /// A steady daemon resyncs this often anyway (0 = never): notifications can be lost
     /// without any other sign, and only a LIST shows it.
     pub resync_every: Duration,
+    /// The reason code sent with NOT_READY after a maintenance-mode migration (Cisco: 50045;
+    /// 0 = send nothing).
+    pub maintenance_reason_code_id: u32,
 }
 
 /// The validated configuration.
@@ -284,6 +287,7 @@ impl Config {
                 "auth_retry": humantime::format_duration(self.recovery.auth_retry).to_string(),
                 "failover_after": humantime::format_duration(self.recovery.failover_after).to_string(),
                 "resync_every": humantime::format_duration(self.recovery.resync_every).to_string(),
+                "maintenance_reason_code_id": self.recovery.maintenance_reason_code_id,
             },
             "api": { "listen": self.api_listen.to_string(), "action_wait": humantime::format_duration(self.action_wait).to_string(), "event_ring": self.event_ring },
             "log": { "format": self.log_format.as_str() },

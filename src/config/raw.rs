@@ -172,6 +172,7 @@ pub(super) struct RawRecovery {
     pub(super) failover_after: Duration,
     #[serde(with = "humantime_serde")]
     pub(super) resync_every: Duration,
+    pub(super) maintenance_reason_code_id: u32,
 }
 
 impl Default for RawRecovery {
@@ -187,6 +188,7 @@ impl Default for RawRecovery {
             auth_retry: Duration::from_secs(360),
             failover_after: Duration::from_secs(10),
             resync_every: Duration::from_secs(300),
+            maintenance_reason_code_id: 50045,
         }
     }
 }

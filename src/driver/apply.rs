@@ -103,6 +103,10 @@ impl Driver {
                     cause: Cause::OutOfService,
                 })
             }
+            Notification::SystemInfo(s) if s.in_maintenance() => {
+                warn!("SystemInfo: node in maintenance mode, moving to the other node");
+                Some(Input::Maintenance)
+            }
             Notification::SystemInfo(_) => None,
             Notification::Media(m) => {
                 // Published on `/Media` or on the per-MRD node: the MRD is the document's

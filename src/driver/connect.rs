@@ -27,8 +27,23 @@ impl Driver {
         };
         let answer = match result {
             Ok(info) if info.in_service() => {
+                if info.is_sso() && !self.memo.warned_sso {
+                    self.memo.warned_sso = true;
+                    tracing::error!(
+                        node = %url,
+                        "the site uses single sign-on (SystemInfo systemAuthMode SSO) but this daemon signs in with a password; Finesse will refuse it"
+                    );
+                }
+                let maintenance = info.in_maintenance();
+                if maintenance {
+                    warn!(node = %url, "node in maintenance mode: moving to the other node");
+                }
                 self.last_info = Some(info);
-                NodeAnswer::InService
+                if maintenance {
+                    NodeAnswer::Maintenance
+                } else {
+                    NodeAnswer::InService
+                }
             }
             Ok(info) => {
                 info!(node = %url, status = %info.status, "node not in service");
@@ -64,11 +79,12 @@ impl Driver {
         if domain.is_empty() {
             return Err(XmppError::NoDomain);
         }
-        let node_info = if idx == 0 {
+        // The address block whose host is this node's; by position only when none matches.
+        let node_info = info.node_for_host(&host).or(if idx == 0 {
             info.primary_node.as_ref()
         } else {
             info.secondary_node.as_ref()
-        };
+        });
         let from_info = node_info.and_then(|n| {
             let p = if self.cfg.xmpp.tls == TlsMode::Direct {
                 &n.xmpp_secure_port

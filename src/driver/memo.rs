@@ -28,6 +28,7 @@ pub(super) struct Memo {
     pub refused: BTreeMap<u32, SigninFailure>,
     pub pending: HashMap<String, u32>,
     pub warned_ineligible: BTreeSet<u32>,
+    pub warned_sso: bool,
     pub log_limit: LogLimit,
 }
 

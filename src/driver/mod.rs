@@ -209,7 +209,8 @@ impl Driver {
             Action::Resync {
                 node,
                 signins_before,
-            } => self.resync(node, signins_before).await,
+                maintenance,
+            } => self.resync(node, signins_before, maintenance).await,
             Action::Steady { node } => self.steady(node).await,
             Action::Wait { node } => self.wait_in_service(node).await,
             Action::Sleep { until, kind } => {

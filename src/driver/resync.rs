@@ -228,6 +228,36 @@ async fn sync_media(
     Ok(true)
 }
 
+/// After a maintenance-mode migration, Cisco asks every client signed in to an MRD to send
+/// NOT_READY with reason code 50045 (`[recovery] maintenance_reason_code_id`; 0 = off). It
+/// is a marker: Finesse does not change the agent's state for it, and neither does the
+/// desired state here.
+async fn mark_maintenance(s: &mut Driver, idx: usize) -> Result<(), RestError> {
+    let reason = s.cfg.recovery.maintenance_reason_code_id;
+    if reason == 0 {
+        return Ok(());
+    }
+    let node = s.cfg.nodes[idx].clone();
+    let signed_in: Vec<u32> = s.shared.with(|v| {
+        v.media
+            .values()
+            .filter(|m| m.eligible && !model::needs_sign_in(&m.state))
+            .map(|m| m.id)
+            .collect()
+    });
+    for mrd in signed_in {
+        info!(
+            mrd,
+            reason, "maintenance migration done: sending the marker"
+        );
+        s.rest
+            .set_state(&node, mrd, "NOT_READY", Some(reason))
+            .await?;
+        s.shared.beat();
+    }
+    Ok(())
+}
+
 /// Publishes an MRD's view with what the driver remembers of it. A setting the document
 /// leaves out (Cisco's Media notification has no `interruptAction`) keeps its last known value.
 pub(super) fn publish(s: &Driver, idx: usize, mrd: u32, media: &Media, want: &MediaConfig) {
@@ -300,7 +330,12 @@ async fn confirm(
 
 impl Driver {
     /// Runs the resync on node `idx`, as the machine's answer.
-    pub(super) async fn resync(&mut self, idx: usize, signins_before: u64) -> Input {
+    pub(super) async fn resync(
+        &mut self,
+        idx: usize,
+        signins_before: u64,
+        maintenance: bool,
+    ) -> Input {
         let mut sent = Sent {
             before: signins_before,
             ..Sent::default()
@@ -308,7 +343,13 @@ impl Driver {
         let shutdown = self.shutdown.clone();
         let result = tokio::select! {
             () = shutdown.cancelled() => return Input::Stop,
-            r = run(self, idx, &mut sent) => r,
+            r = async {
+                run(self, idx, &mut sent).await?;
+                if maintenance {
+                    mark_maintenance(self, idx).await?;
+                }
+                Ok(())
+            } => r,
         };
         self.link.hand_back(std::mem::take(&mut sent.held));
         let signins = sent.signins;

@@ -162,16 +162,15 @@ impl Rest {
         u
     }
 
-    /// `GET /finesse/api/SystemInfo` (no credentials needed).
+    /// `GET /finesse/api/SystemInfo`: without credentials first (direct access needs none),
+    /// and once more with them when that is refused with 401 (12.6's VPN-less proxy
+    /// authenticates it).
     pub async fn system_info(&self, node: &Url) -> Result<SystemInfo, RestError> {
-        let (_, body) = self
-            .call(
-                Method::GET,
-                Self::url(node, "/finesse/api/SystemInfo"),
-                None,
-                false,
-            )
-            .await?;
+        let url = Self::url(node, "/finesse/api/SystemInfo");
+        let (_, body) = match self.call(Method::GET, url.clone(), None, false).await {
+            Err(RestError::Unauthorized) => self.call(Method::GET, url, None, true).await?,
+            other => other?,
+        };
         let info = SystemInfo::parse(&body)?;
         if info.status.is_empty() {
             return Err(RestError::Malformed(XmlError {

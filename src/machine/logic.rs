@@ -17,11 +17,12 @@ pub(super) fn step(m: &mut Machine, input: Input, now: Instant, out: &mut Out) {
         (_, Input::Stop) => stop(m, out),
         (_, Input::Malformed) => count(m, Count::Malformed, out),
         (State::Idle, Input::Start) => choose(m, out),
-        (State::Choosing { start, k, .. }, Input::SystemInfo { node, answer })
-            if node == (start + k) % m.nodes =>
-        {
-            answered(m, start, k, answer, now, out)
-        }
+        (
+            State::Choosing {
+                start, k, fallback, ..
+            },
+            Input::SystemInfo { node, answer },
+        ) if node == (start + k) % m.nodes => answered(m, start, k, fallback, answer, now, out),
         (State::Connecting { node }, Input::Connected { pending }) => {
             m.xmpp_up = true;
             match pending {
@@ -41,6 +42,7 @@ pub(super) fn step(m: &mut Machine, input: Input, now: Instant, out: &mut Out) {
             }
         }
         (State::Resyncing { node }, Input::Resynced { signins, refused }) => {
+            m.migrating = false;
             signed_in(m, &signins, out);
             count(m, Count::Resync, out);
             m.down_since = None;
@@ -111,6 +113,19 @@ pub(super) fn step(m: &mut Machine, input: Input, now: Instant, out: &mut Out) {
         }
         (State::Steady { node, .. }, Input::ResyncWanted { reason }) => {
             resync_wanted(m, node, reason, now, out)
+        }
+        // Maintenance mode: move to the other node now, without waiting `failover_after`.
+        (State::Steady { node, .. }, Input::Maintenance) if m.nodes > 1 => {
+            m.migrating = true;
+            m.confirmed = None;
+            let start = (node + 1) % m.nodes;
+            m.state = State::Choosing {
+                start,
+                k: 0,
+                cause: Cause::Maintenance,
+                fallback: None,
+            };
+            out.push(Action::AskSystemInfo { node: start });
         }
         (
             State::Steady {
@@ -286,6 +301,7 @@ fn choose(m: &mut Machine, out: &mut Out) {
         start,
         k: 0,
         cause: Cause::RestUnreachable,
+        fallback: None,
     };
     out.push(Action::AskSystemInfo { node: start });
 }
@@ -294,6 +310,7 @@ fn answered(
     m: &mut Machine,
     start: usize,
     k: usize,
+    mut fallback: Option<usize>,
     answer: NodeAnswer,
     now: Instant,
     out: &mut Out,
@@ -301,10 +318,25 @@ fn answered(
     let node = (start + k) % m.nodes;
     let cause = match answer {
         NodeAnswer::InService => {
-            if k == 0 {
+            if k == 0 && !m.migrating {
                 m.down_since = None;
             }
             return chosen(m, node, out);
+        }
+        NodeAnswer::Maintenance => {
+            // Serves, but desktops must leave it: the others are asked at once.
+            m.migrating = true;
+            fallback = fallback.or(Some(node));
+            Cause::Maintenance
+        }
+        NodeAnswer::Failed {
+            cause: Cause::AuthFailed,
+            ..
+        } => {
+            // SystemInfo refused the credentials too: the auth hold, not the backoff.
+            count(m, Count::AuthFailure, out);
+            phase(m, Phase::AuthFailed, Some(Cause::AuthFailed), out);
+            return hold(m, now, out);
         }
         NodeAnswer::NotInService => Cause::OutOfService,
         NodeAnswer::Failed { cause, malformed } => {
@@ -315,17 +347,24 @@ fn answered(
         }
     };
     let next = k + 1;
-    // The other nodes only once the current one has been down for `failover_after`.
-    if next < m.nodes && (m.node.is_none() || may_fail_over(m, now)) {
+    // The other nodes only once the current one has been down for `failover_after` (at
+    // once when it is in maintenance mode).
+    if next < m.nodes && (m.node.is_none() || m.migrating || may_fail_over(m, now)) {
         m.state = State::Choosing {
             start,
             k: next,
             cause,
+            fallback,
         };
         out.push(Action::AskSystemInfo {
             node: (start + next) % m.nodes,
         });
         return;
+    }
+    if let Some(node) = fallback {
+        // No other node serves: stay on the one in maintenance while it still does.
+        m.migrating = false;
+        return chosen(m, node, out);
     }
     if m.node.is_some() && m.down_since.is_none() {
         m.down_since = Some(now);
@@ -348,11 +387,13 @@ fn may_fail_over(m: &mut Machine, now: Instant) -> bool {
 /// `node` is in service: fail over to it if it is not the current one, then log in (unless
 /// the session is up) and resync.
 fn chosen(m: &mut Machine, node: usize, out: &mut Out) {
+    let moved = m.node.is_some_and(|old| old != node);
     if let Some(from) = m.node.filter(|&old| old != node) {
         out.push(Action::FailOver { from, to: node });
         count(m, Count::Failover, out);
         m.xmpp_up = false;
     }
+    m.migrating &= moved;
     m.node = Some(node);
     out.push(Action::SetNode(node));
     if m.xmpp_up {
@@ -369,6 +410,7 @@ fn resync(m: &mut Machine, node: usize, out: &mut Out) {
     out.push(Action::Resync {
         node,
         signins_before: m.counters.signins,
+        maintenance: m.migrating,
     });
 }
 

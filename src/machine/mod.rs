@@ -31,6 +31,9 @@ use crate::vocab::{Cause, Phase, ReconnectScope, ResyncReason, SigninReason};
 pub enum NodeAnswer {
     /// IN_SERVICE.
     InService,
+    /// IN_SERVICE, but in maintenance mode (`finesseMMode` set): desktops must move to the
+    /// other node now; this one is used only when no other is in service.
+    Maintenance,
     /// Any other status.
     NotInService,
     /// The request failed (`malformed` when the body was not a SystemInfo).
@@ -122,6 +125,8 @@ pub enum Input {
     },
     /// Steady state saw Finesse refuse a sign-in asynchronously: retry on the backoff.
     SigninRefused,
+    /// Steady state saw the current node enter maintenance mode: migrate now.
+    Maintenance,
     /// Steady state saw a notification that needs a resync.
     ResyncWanted {
         /// Why.
@@ -223,6 +228,9 @@ pub enum Action {
         node: usize,
         /// Sign-ins sent before this resync (the first one ever is the `initial`).
         signins_before: u64,
+        /// The resync follows a maintenance-mode migration: mark each signed-in MRD with
+        /// the maintenance reason code afterwards.
+        maintenance: bool,
     },
     /// Operation: steady state on this node until it ends ([`Input::LinkDown`],
     /// [`Input::NodeDown`], [`Input::ResyncWanted`], [`Input::Reloaded`]); feed
@@ -276,6 +284,8 @@ pub enum State {
         k: usize,
         /// The last failure's cause.
         cause: Cause,
+        /// A node in maintenance mode, used when no other is in service.
+        fallback: Option<usize>,
     },
     /// Logging in to XMPP.
     Connecting {
@@ -331,6 +341,8 @@ pub struct Machine {
     xmpp_up: bool,
     ready_sent: bool,
     counters: Counters,
+    /// Moving off a node in maintenance mode (no `failover_after` wait).
+    migrating: bool,
 }
 
 impl Machine {
@@ -348,6 +360,7 @@ impl Machine {
             xmpp_up: false,
             ready_sent: false,
             counters: Counters::default(),
+            migrating: false,
         }
     }
 

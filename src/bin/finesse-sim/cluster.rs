@@ -43,6 +43,9 @@ pub struct Faults {
     pub drop_notifications: bool,
     /// Every REST answer is delayed this long (a slow Finesse), in milliseconds.
     pub delay_ms: u64,
+    /// Finesse maintenance mode (12.6+) on this node: SystemInfo shows `finesseMMode`
+    /// IN_PROGRESS (status stays IN_SERVICE), and desktops must move to the other node.
+    pub maintenance: bool,
 }
 
 /// One REST request as the node saw it.
@@ -306,6 +309,7 @@ impl Cluster {
                 &p,
                 secondary.as_ref(),
                 with_ports,
+                node.faults().maintenance,
             ),
             None => String::new(),
         }

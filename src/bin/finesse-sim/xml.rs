@@ -166,6 +166,7 @@ pub fn system_info(
     primary: &NodeAddr,
     secondary: Option<&NodeAddr>,
     with_ports: bool,
+    maintenance: bool,
 ) -> String {
     let node = |tag: &str, n: &NodeAddr| {
         let ports = if with_ports {
@@ -188,7 +189,20 @@ pub fn system_info(
          <deploymentType>UCCE</deploymentType><status>{status}</status><statusReason>{reason}</statusReason>\
          <ctiHeartbeatInterval>5</ctiHeartbeatInterval>{primary}{secondary}\
          <xmppDomain>{domain}</xmppDomain><xmppPubSubDomain>pubsub.{domain}</xmppPubSubDomain>\
-         <systemAuthMode>NON_SSO</systemAuthMode></SystemInfo>",
+         <systemAuthMode>NON_SSO</systemAuthMode>{mmode}</SystemInfo>",
+        mmode = if with_ports {
+            // 12.6 and later: the maintenance-mode fields.
+            let (mode, time) = if maintenance {
+                ("IN_PROGRESS", "3")
+            } else {
+                ("", "-1")
+            };
+            format!(
+                "<finesseMMode>{mode}</finesseMMode><finesseTimeInMMode>{time}</finesseTimeInMMode>"
+            )
+        } else {
+            String::new()
+        },
         now = time(Some(SystemTime::now())),
         primary = node("primaryNode", primary),
         secondary = secondary

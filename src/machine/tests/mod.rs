@@ -24,6 +24,7 @@ pub(super) fn timing() -> RecoveryConfig {
         auth_retry: Duration::from_secs(60),
         failover_after: Duration::from_secs(10),
         resync_every: Duration::from_secs(300),
+        maintenance_reason_code_id: 50045,
     }
 }
 

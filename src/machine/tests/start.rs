@@ -31,6 +31,7 @@ pub(super) fn rows() -> Vec<Row> {
                         == Some(&Action::Resync {
                             node: 0,
                             signins_before: 0,
+                            maintenance: false,
                         })
             },
         },

@@ -201,6 +201,7 @@ pub(super) fn rows() -> Vec<Row> {
                     == Some(&Action::Resync {
                         node: 0,
                         signins_before: 1,
+                        maintenance: false,
                     })
             },
         },
@@ -238,6 +239,88 @@ pub(super) fn rows() -> Vec<Row> {
                     },
                     Action::Stop,
                 ]
+            },
+        },
+        Row {
+            says: "maintenance mode on the current node asks the other node at once",
+            given: steady(),
+            when: (10, Input::Maintenance),
+            then: |_, a| operation(a) == Some(&Action::AskSystemInfo { node: 1 }),
+        },
+        Row {
+            says: "a migration for maintenance moves without waiting failover_after and marks the resync",
+            given: with(steady(), &[(10, Input::Maintenance)]),
+            when: (20, si(1, OK)),
+            then: |m, a| {
+                has(a, &Action::FailOver { from: 0, to: 1 })
+                    && m.counters().failovers == 1
+                    && operation(a) == Some(&Action::Connect { node: 1 })
+            },
+        },
+        Row {
+            says: "the resync after a maintenance migration is marked for the 50045 marker",
+            given: with(steady(), &[(10, Input::Maintenance), (20, si(1, OK))]),
+            when: (30, Input::Connected { pending: None }),
+            then: |_, a| {
+                operation(a)
+                    == Some(&Action::Resync {
+                        node: 1,
+                        signins_before: 0,
+                        maintenance: true,
+                    })
+            },
+        },
+        Row {
+            says: "with the other node down, a node in maintenance is kept",
+            given: with(steady(), &[(10, Input::Maintenance), (20, si(1, DOWN))]),
+            when: (30, si(0, NodeAnswer::Maintenance)),
+            then: |m, a| {
+                !a.iter().any(|x| matches!(x, Action::FailOver { .. }))
+                    && has(a, &Action::SetNode(0))
+                    && m.counters().failovers == 0
+            },
+        },
+        Row {
+            says: "SystemInfo refusing the credentials holds like a rejected password",
+            given: vec![(0, Input::Start)],
+            when: (
+                0,
+                si(
+                    0,
+                    NodeAnswer::Failed {
+                        cause: Cause::AuthFailed,
+                        malformed: false,
+                    },
+                ),
+            ),
+            then: |m, a| {
+                matches!(m.state(), State::AuthHold { .. })
+                    && phase(a) == Some((Phase::AuthFailed, Some(Cause::AuthFailed)))
+            },
+        },
+        Row {
+            says: "a refused sign-in is retried on the backoff, not at once",
+            given: vec![
+                (0, Input::Start),
+                (0, si(0, OK)),
+                (0, Input::Connected { pending: None }),
+            ],
+            when: (
+                0,
+                Input::Resynced {
+                    signins: vec![SigninReason::Initial],
+                    refused: true,
+                },
+            ),
+            then: |m, _| {
+                matches!(
+                    m.state(),
+                    State::Steady {
+                        retry_at: Some(_),
+                        reset_at: None,
+                        ..
+                    }
+                )
             },
         },
         Row {

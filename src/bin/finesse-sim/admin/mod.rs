@@ -216,6 +216,7 @@ struct FaultsPatch {
     finesse_unavailable: Option<bool>,
     drop_notifications: Option<bool>,
     delay_ms: Option<u64>,
+    maintenance: Option<bool>,
 }
 
 async fn put_faults(
@@ -234,11 +235,12 @@ async fn put_faults(
     after.finesse_unavailable = p.finesse_unavailable.unwrap_or(after.finesse_unavailable);
     after.drop_notifications = p.drop_notifications.unwrap_or(after.drop_notifications);
     after.delay_ms = p.delay_ms.unwrap_or(after.delay_ms);
+    after.maintenance = p.maintenance.unwrap_or(after.maintenance);
     n.faults.send_replace(after.clone());
     let ports = lock(&st.cluster.truth).behaviour.systeminfo_ports;
-    if before.out_of_service != after.out_of_service {
+    if before.out_of_service != after.out_of_service || before.maintenance != after.maintenance {
         st.cluster.publish_system_info(&n, ports);
-        if !after.out_of_service {
+        if before.out_of_service && !after.out_of_service {
             // Back in service, Finesse republishes the agents' state.
             let effects = st.cluster.all_media_effects();
             st.cluster.notify_node(&n, &effects);

@@ -94,6 +94,9 @@ fn parse_number(value: Option<&String>, field: &str) -> Result<Option<u32>, OpEr
     }
 }
 
+/// The reason code a client sends after a maintenance-mode migration.
+pub const MAINTENANCE_MARKER: u32 = 50045;
+
 impl Truth {
     /// The media as `node` shows it, or `None` when the agent is not in that MRD.
     pub fn media_view(&self, agent: &str, mrd: u32, node: usize) -> Option<MediaView> {
@@ -226,6 +229,11 @@ impl Truth {
                     return Err(OpError::not_logged_in(mrd));
                 }
                 let reason = if state == "READY" { None } else { reason };
+                if reason == Some(MAINTENANCE_MARKER) {
+                    // Cisco: sent after a maintenance migration; "does not change the agent
+                    // state".
+                    return Ok(Vec::new());
+                }
                 if media.base == state && media.reason_code_id == reason {
                     return Ok(Vec::new()); // READY -> READY is ignored, with no notification
                 }
