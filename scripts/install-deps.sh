@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Installs what the tests and the demo need beyond the Rust toolchain: Prosody (the XMPP
-# server each simulated Finesse node runs) and curl. Uses sudo when not root.
+# Installs what the tests and the demo need beyond the Rust toolchain: Prosody and ejabberd
+# (the two XMPP servers a simulated Finesse node can run) and curl. Uses sudo when not root.
 set -euo pipefail
 need=()
 command -v prosody >/dev/null 2>&1 || need+=(prosody)
+ls -d /usr/lib/x86_64-linux-gnu/ejabberd-* >/dev/null 2>&1 || need+=(ejabberd)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
@@ -15,3 +16,4 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y "${need[@]}"
 fi
 command -v prosody >/dev/null 2>&1 || { echo "prosody is still missing: apt-get install -y prosody" >&2; exit 1; }
+ls -d /usr/lib/x86_64-linux-gnu/ejabberd-* >/dev/null 2>&1 || { echo "ejabberd is still missing: apt-get install -y ejabberd" >&2; exit 1; }

@@ -100,6 +100,9 @@ wire_enum! {
         XmppUnreachable => "xmpp_unreachable",
         /// Presence or subscriptions did not complete.
         XmppSetup => "xmpp_setup",
+        /// SASL failed for a reason other than the password (no usable mechanism, a
+        /// temporary failure, a malformed exchange).
+        XmppSasl => "xmpp_sasl",
         /// The XMPP login cannot be built from the config and SystemInfo.
         XmppConfig => "xmpp_config",
         /// A reload changed the connection settings.

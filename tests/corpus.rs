@@ -260,13 +260,13 @@ fn system_info_of_12_5_and_12_6_and_maintenance() {
     assert!(!old.in_maintenance());
     assert!(!old.is_sso());
     assert_eq!(
-        old.node_for_host("FIN-B.finesse.test")
+        old.node_for_host("FIN-B.finesse.test", None)
             .map(|n| n.xmpp_port.clone()),
         Some(None)
     );
     let new = SystemInfo::parse(&doc("systeminfo-12.6.xml")).unwrap();
     assert!(!new.in_maintenance());
-    let b = new.node_for_host("fin-b.finesse.test").unwrap();
+    let b = new.node_for_host("fin-b.finesse.test", Some(8445)).unwrap();
     assert_eq!(b.xmpp_secure_port.as_deref().map(str::trim), Some("5223"));
     let decl = SystemInfo::parse(&doc("systeminfo-12.6-decl.xml")).unwrap();
     assert!(!decl.in_service());

@@ -296,6 +296,7 @@ fn login_params(
             .unwrap(),
         password: password.to_owned(),
         timeouts: tokio_xmpp::xmlstream::Timeouts::tight(),
+        sasl: Default::default(),
         disable_sm: true,
     }
 }

@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 
 use super::raw::{RawAgent, RawFinesse, RawMedia, RawProbe, RawRecovery, RawXmpp};
 use super::{
-    ConfigError, DesiredState, InterruptAction, LogoutAction, MediaConfig, ProbeAction,
-    ProbeConfig, ProbeMethod, RecoveryConfig, Template, TlsMode, XmppConfig, choice, err,
+    ChannelBinding, ConfigError, DesiredState, InterruptAction, LogoutAction, MediaConfig,
+    ProbeAction, ProbeConfig, ProbeMethod, RecoveryConfig, Template, TlsMode, XmppConfig, choice,
+    err,
 };
 use crate::secret::Secret;
 
@@ -103,7 +104,31 @@ pub(super) fn xmpp(f: &Path, x: &RawXmpp) -> Result<XmppConfig, ConfigError> {
             "ping_interval and ping_timeout must be above zero",
         ));
     }
+    let channel_binding = choice(
+        f,
+        "xmpp.channel_binding",
+        &x.channel_binding,
+        ChannelBinding::CHOICES,
+    )?;
+    const KNOWN: [&str; 5] = [
+        "PLAIN",
+        "SCRAM-SHA-1",
+        "SCRAM-SHA-1-PLUS",
+        "SCRAM-SHA-256",
+        "SCRAM-SHA-256-PLUS",
+    ];
+    for (i, m) in x.sasl_mechanisms.iter().enumerate() {
+        if !KNOWN.iter().any(|k| k.eq_ignore_ascii_case(m)) {
+            return Err(err(
+                f,
+                format!("xmpp.sasl_mechanisms[{i}]"),
+                format!("{m:?} is not one of {}", KNOWN.join(", ")),
+            ));
+        }
+    }
     Ok(XmppConfig {
+        channel_binding,
+        sasl_mechanisms: x.sasl_mechanisms.clone(),
         port: x.port,
         tls,
         domain: (!x.domain.trim().is_empty()).then(|| x.domain.trim().to_owned()),

@@ -16,7 +16,9 @@ mod raw;
 mod types;
 
 pub use probe::{ProbeAction, ProbeConfig, ProbeMethod, Segment, Template};
-pub use types::{DesiredState, InterruptAction, Listen, LogFormat, LogoutAction, OnStop, TlsMode};
+pub use types::{
+    ChannelBinding, DesiredState, InterruptAction, Listen, LogFormat, LogoutAction, OnStop, TlsMode,
+};
 
 /// A configuration error: `file: key: message`.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +47,10 @@ pub struct XmppConfig {
     pub ping_interval: Duration,
     /// Wait for the ping's answer.
     pub ping_timeout: Duration,
+    /// SCRAM channel binding.
+    pub channel_binding: ChannelBinding,
+    /// SASL mechanisms in order of preference (empty: the client's own order).
+    pub sasl_mechanisms: Vec<String>,
 }
 
 /// One MRD's desired settings and state.
@@ -271,6 +277,8 @@ impl Config {
                 "resource": self.xmpp.resource,
                 "ping_interval": humantime::format_duration(self.xmpp.ping_interval).to_string(),
                 "ping_timeout": humantime::format_duration(self.xmpp.ping_timeout).to_string(),
+                "channel_binding": self.xmpp.channel_binding.as_str(),
+                "sasl_mechanisms": self.xmpp.sasl_mechanisms,
             },
             "media": self.media.iter().map(|m| serde_json::json!({
                 "id": m.id, "max_dialog_limit": m.max_dialog_limit, "interrupt_action": m.interrupt_action.as_str(),

@@ -78,6 +78,8 @@ pub(super) struct RawXmpp {
     #[serde(with = "humantime_serde")]
     pub(super) ping_timeout: Duration,
     pub(super) insecure: bool,
+    pub(super) channel_binding: String,
+    pub(super) sasl_mechanisms: Vec<String>,
 }
 
 impl Default for RawXmpp {
@@ -90,6 +92,8 @@ impl Default for RawXmpp {
             ping_interval: Duration::from_secs(10),
             ping_timeout: Duration::from_secs(5),
             insecure: false,
+            channel_binding: "auto".into(),
+            sasl_mechanisms: Vec::new(),
         }
     }
 }

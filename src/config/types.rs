@@ -100,6 +100,26 @@ spelled! {
     }
 }
 
+spelled! {
+    /// `[xmpp] channel_binding`: SCRAM channel binding.
+    ChannelBinding {
+        /// Use it; when a `-PLUS` login is refused, try once without and remember that.
+        Auto => "auto",
+        /// Always use it (no fallback).
+        Required => "required",
+        /// Never use it.
+        Off => "off",
+    }
+}
+
+// The `spelled!` enums derive no `Default`; this one needs it.
+#[allow(clippy::derivable_impls)]
+impl Default for ChannelBinding {
+    fn default() -> Self {
+        Self::Auto
+    }
+}
+
 /// Where the local API listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Listen {

@@ -13,7 +13,7 @@ use crate::finesse::rest::{RestError, error_chain};
 use crate::machine::{Input, NodeAnswer};
 use crate::vocab::{Cause, LinkKind};
 use crate::xmpp::link::LinkEvent;
-use crate::xmpp::session::{LoginParams, is_auth_error};
+use crate::xmpp::session::{LoginParams, SaslOptions, is_auth_error, is_sasl_error};
 use crate::xmpp::{Connector, Error as XmppError, TlsMode};
 
 impl Driver {
@@ -80,11 +80,13 @@ impl Driver {
             return Err(XmppError::NoDomain);
         }
         // The address block whose host is this node's; by position only when none matches.
-        let node_info = info.node_for_host(&host).or(if idx == 0 {
-            info.primary_node.as_ref()
-        } else {
-            info.secondary_node.as_ref()
-        });
+        let node_info = info
+            .node_for_host(&host, url.port_or_known_default())
+            .or(if idx == 0 {
+                info.primary_node.as_ref()
+            } else {
+                info.secondary_node.as_ref()
+            });
         let from_info = node_info.and_then(|n| {
             let p = if self.cfg.xmpp.tls == TlsMode::Direct {
                 &n.xmpp_secure_port
@@ -129,6 +131,11 @@ impl Driver {
                 response_timeout: self.cfg.xmpp.ping_timeout,
             },
             disable_sm: true,
+            sasl: SaslOptions {
+                channel_binding: self.cfg.xmpp.channel_binding,
+                mechanisms: self.cfg.xmpp.sasl_mechanisms.clone(),
+                binding_refused: self.memo.binding_refused.clone(),
+            },
         })
     }
 
@@ -181,14 +188,14 @@ impl Driver {
                 }
                 None => warn!(%error, auth, "XMPP login failed"),
             }
-            return Input::ConnectFailed {
-                cause: if auth {
-                    Cause::AuthFailed
-                } else {
-                    Cause::XmppUnreachable
-                },
-                auth,
+            let cause = if auth {
+                Cause::AuthFailed
+            } else if is_sasl_error(&e) {
+                Cause::XmppSasl
+            } else {
+                Cause::XmppUnreachable
             };
+            return Input::ConnectFailed { cause, auth };
         }
         // Wait for the stream to report the new session, then set it up. Events read
         // meanwhile are applied; a wait they ask for is handed to the machine.

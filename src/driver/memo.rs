@@ -30,6 +30,8 @@ pub(super) struct Memo {
     pub warned_ineligible: BTreeSet<u32>,
     pub warned_sso: bool,
     pub log_limit: LogLimit,
+    /// This server refused SCRAM channel binding once (auto mode): log in without it.
+    pub binding_refused: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Memo {

@@ -88,12 +88,26 @@ impl SystemInfo {
             .is_some_and(|m| m.trim().eq_ignore_ascii_case("SSO"))
     }
 
-    /// The address block whose host is `host` (case-insensitive), primary or secondary.
-    pub fn node_for_host(&self, host: &str) -> Option<&NodeAddress> {
-        [self.primary_node.as_ref(), self.secondary_node.as_ref()]
-            .into_iter()
-            .flatten()
-            .find(|n| n.host.trim().eq_ignore_ascii_case(host))
+    /// The address block whose host is `host` (case-insensitive), primary or secondary;
+    /// when both name that host, the one whose `httpsPort` is `port`.
+    pub fn node_for_host(&self, host: &str, port: Option<u16>) -> Option<&NodeAddress> {
+        let same_host: Vec<&NodeAddress> =
+            [self.primary_node.as_ref(), self.secondary_node.as_ref()]
+                .into_iter()
+                .flatten()
+                .filter(|n| n.host.trim().eq_ignore_ascii_case(host))
+                .collect();
+        match same_host.as_slice() {
+            [one] => Some(one),
+            [] => None,
+            several => several.iter().copied().find(|n| {
+                let https = n
+                    .https_port
+                    .as_deref()
+                    .and_then(|p| p.trim().parse::<u16>().ok());
+                port.is_some() && https == port
+            }),
+        }
     }
 }
 

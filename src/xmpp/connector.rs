@@ -41,6 +41,7 @@ pub struct Connector {
     kill: Option<CancellationToken>,
     conflict: Option<Arc<AtomicBool>>,
     round_trips: Option<Counter>,
+    no_binding: bool,
 }
 
 /// The TCP stream under TLS, with its round trips counted.
@@ -65,7 +66,15 @@ impl Connector {
             kill: None,
             conflict: None,
             round_trips: None,
+            no_binding: false,
         }
+    }
+
+    /// The same connector, offering no channel binding to SASL (for clients that log in with
+    /// tokio-xmpp's own `Client` to servers that refuse the binding it computes).
+    pub fn without_channel_binding(mut self) -> Self {
+        self.no_binding = true;
+        self
     }
 
     /// The same connector, counting its streams' round trips into `count`.
@@ -131,6 +140,9 @@ impl Connector {
                 .unwrap_or(sasl::common::ChannelBinding::None),
             _ => sasl::common::ChannelBinding::None,
         };
+        if self.no_binding {
+            return Ok((stream, sasl::common::ChannelBinding::None));
+        }
         Ok((stream, binding))
     }
 }

@@ -78,8 +78,13 @@ pub fn sim_config() -> PathBuf {
 
 impl Sim {
     /// Starts the simulator with `--spawn-prosody` and `extra` arguments.
+    /// `FINESSE_TEST_XMPP_SERVER=ejabberd` runs every such test against ejabberd instead of
+    /// Prosody (`scripts/test.sh` runs the recovery scenarios both ways).
     pub async fn start(extra: &[&str]) -> Sim {
         let mut args = vec!["--spawn-prosody"];
+        if std::env::var("FINESSE_TEST_XMPP_SERVER").as_deref() == Ok("ejabberd") {
+            args.extend_from_slice(&["--xmpp-server", "ejabberd"]);
+        }
         args.extend_from_slice(extra);
         Self::start_with(sim_config(), &args).await
     }

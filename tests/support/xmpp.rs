@@ -89,7 +89,8 @@ impl Agent {
         let mut client = Client::new_with_connector(
             jid.clone(),
             password.to_owned(),
-            Connector::new(addr, mode, tls),
+            // The test clients need no channel binding (ejabberd refuses the one computed).
+            Connector::new(addr, mode, tls).without_channel_binding(),
             timeouts,
         );
         let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel::<Cmd>();

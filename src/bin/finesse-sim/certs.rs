@@ -31,6 +31,10 @@ pub fn generate(dir: &Path, domain: &str) -> anyhow::Result<Pki> {
         .push(DnType::CommonName, "finesse-sim test CA");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    // A validity servers can compute with (rcgen's default ends in 4096, which Erlang's
+    // certificate expiry check in ejabberd cannot handle).
+    ca_params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    ca_params.not_after = rcgen::date_time_ymd(2099, 12, 31);
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
 
     let names = vec![
@@ -44,6 +48,8 @@ pub fn generate(dir: &Path, domain: &str) -> anyhow::Result<Pki> {
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2099, 12, 31);
     let key = KeyPair::generate()?;
     let cert = params.signed_by(&key, &ca)?;
 

@@ -65,6 +65,9 @@ struct Cli {
     /// Allow unencrypted XMPP on the c2s port (loopback tests only).
     #[arg(long)]
     plain_xmpp: bool,
+    /// The XMPP server spawned for each node (with --spawn-prosody).
+    #[arg(long, value_enum, default_value = "prosody")]
+    xmpp_server: prosody::ServerKind,
     /// Serve REST over plain HTTP instead of HTTPS (loopback tests only).
     #[arg(long)]
     plain_rest: bool,
@@ -140,7 +143,10 @@ async fn run(cli: Cli, config: SimConfig) -> anyhow::Result<()> {
     };
     let client_tls = xmpp_client::trusting(&ca_pem)?;
     if cli.spawn_prosody {
-        prosody::check_installed()?;
+        match cli.xmpp_server {
+            prosody::ServerKind::Prosody => prosody::check_installed()?,
+            prosody::ServerKind::Ejabberd => prosody::ejabberd::check_installed()?,
+        };
     }
 
     let cancel = CancellationToken::new();
@@ -167,6 +173,7 @@ async fn run(cli: Cli, config: SimConfig) -> anyhow::Result<()> {
                 .collect();
             accounts.push((config.publisher.user.clone(), publisher_password.clone()));
             let spec = ProsodySpec {
+                kind: cli.xmpp_server,
                 dir: dir.join(format!("prosody-{}", nc.name)),
                 domain: config.domain.clone(),
                 c2s_port: 0,

@@ -160,7 +160,7 @@ pub(super) async fn password(
     }
     for n in &st.cluster.nodes {
         if let Some(p) = n.prosody.lock().await.as_ref() {
-            if let Err(e) = p.set_password(&agent, &b.password) {
+            if let Err(e) = p.set_password(&agent, &b.password).await {
                 return err(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"));
             }
         }

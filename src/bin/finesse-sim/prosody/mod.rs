@@ -1,5 +1,6 @@
-//! One real Prosody (Debian's package) per Finesse node, run as a child process from its own
-//! temporary directory on loopback ports.
+//! One real XMPP server per Finesse node, run as a child process from its own temporary
+//! directory on loopback ports: Prosody (Debian's package) by default, or ejabberd
+//! ([`ejabberd`]) with `--xmpp-server ejabberd`, managed the same way.
 //!
 //! Accounts are written straight into Prosody's `internal_plain` storage, and every agent's
 //! roster holds the `finesse` publisher (and the publisher's roster holds every agent), so the
@@ -22,6 +23,17 @@ use tokio::process::{Child, Command};
 use crate::certs::Pki;
 use crate::ports::{self, Listener};
 
+pub mod ejabberd;
+
+/// Which XMPP server serves a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ServerKind {
+    /// Prosody.
+    Prosody,
+    /// ejabberd.
+    Ejabberd,
+}
+
 /// Launch attempts with freshly drawn ports when another process took one.
 const LAUNCHES: usize = 5;
 
@@ -30,9 +42,11 @@ const LAUNCHES: usize = 5;
 #[error("port {0} is taken by another process, so prosody cannot listen on it")]
 pub struct PortTaken(pub u16);
 
-/// What one Prosody instance serves.
+/// What one server instance serves.
 #[derive(Debug, Clone)]
 pub struct ProsodySpec {
+    /// Prosody or ejabberd.
+    pub kind: ServerKind,
     /// Its private directory (config, data, logs).
     pub dir: PathBuf,
     /// The XMPP domain.
@@ -100,6 +114,9 @@ impl Prosody {
     /// Writes the accounts and rosters, draws the ports, writes the config and starts the
     /// server; draws again (up to [`LAUNCHES`] times) when another process holds a port.
     pub async fn launch(spec: ProsodySpec) -> anyhow::Result<Self> {
+        if spec.kind == ServerKind::Ejabberd {
+            return Self::launch_with(spec, ejabberd::config_text, "ejabberd.yml").await;
+        }
         let host_dir = spec.dir.join("data").join(encode(&spec.domain));
         std::fs::create_dir_all(host_dir.join("accounts"))?;
         std::fs::create_dir_all(host_dir.join("roster"))?;
@@ -125,6 +142,15 @@ impl Prosody {
                 .join(format!("{}.dat", encode(&spec.publisher))),
             format!("return {{\n{all_agents}}};\n"),
         )?;
+        Self::launch_with(spec, config_text, "prosody.cfg.lua").await
+    }
+
+    /// Draws the ports, writes the config with `config` and starts the server.
+    async fn launch_with(
+        spec: ProsodySpec,
+        config: fn(&ProsodySpec) -> String,
+        file: &str,
+    ) -> anyhow::Result<Self> {
         let mut prosody = Self {
             spec,
             child: None,
@@ -138,8 +164,8 @@ impl Prosody {
             };
             prosody.spec.c2s_port = ports::port(c2s)?;
             prosody.spec.direct_tls_port = ports::port(dtls)?;
-            let config = prosody.spec.dir.join("prosody.cfg.lua");
-            std::fs::write(config, config_text(&prosody.spec))?;
+            std::fs::create_dir_all(&prosody.spec.dir)?;
+            std::fs::write(prosody.spec.dir.join(file), config(&prosody.spec))?;
             drop(held);
             match prosody.start().await {
                 Err(e) if attempt < LAUNCHES && e.downcast_ref::<PortTaken>().is_some() => {
@@ -174,17 +200,21 @@ impl Prosody {
             .create(true)
             .append(true)
             .open(self.spec.dir.join("stdout.log"))?;
-        let mut cmd = if Path::new("/usr/bin/setpriv").exists() {
-            let mut c = Command::new("/usr/bin/setpriv");
-            c.args(["--pdeathsig", "KILL", "--", "prosody"]);
-            c
-        } else {
-            Command::new("prosody")
+        let mut cmd = match self.spec.kind {
+            ServerKind::Ejabberd => ejabberd::command(&self.spec),
+            ServerKind::Prosody => {
+                let mut cmd = if Path::new("/usr/bin/setpriv").exists() {
+                    let mut c = Command::new("/usr/bin/setpriv");
+                    c.args(["--pdeathsig", "KILL", "--", "prosody"]);
+                    c
+                } else {
+                    Command::new("prosody")
+                };
+                cmd.arg("--config").arg(&config).arg("-F");
+                cmd
+            }
         };
-        cmd.arg("--config")
-            .arg(&config)
-            .arg("-F")
-            .current_dir(&self.spec.dir)
+        cmd.current_dir(&self.spec.dir)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -290,8 +320,11 @@ impl Prosody {
     }
 
     /// Replaces an account's password in the running server's storage.
-    pub fn set_password(&self, user: &str, password: &str) -> anyhow::Result<()> {
-        write_account(&self.spec, user, password)
+    pub async fn set_password(&self, user: &str, password: &str) -> anyhow::Result<()> {
+        match self.spec.kind {
+            ServerKind::Prosody => write_account(&self.spec, user, password),
+            ServerKind::Ejabberd => ejabberd::set_password(&self.spec, user, password).await,
+        }
     }
 }
 

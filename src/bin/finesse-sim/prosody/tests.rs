@@ -9,6 +9,7 @@ async fn a_port_taken_by_another_process_fails_the_start_and_leaves_nothing_runn
     let dir = tempfile::tempdir().unwrap();
     let domain = "finesse.test".to_string();
     let spec = ProsodySpec {
+        kind: ServerKind::Prosody,
         dir: dir.path().join("prosody"),
         pki: crate::certs::generate(&dir.path().join("certs"), &domain).unwrap(),
         domain,
