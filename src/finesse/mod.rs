@@ -5,3 +5,4 @@ pub mod model;
 mod pull;
 mod read;
 pub mod rest;
+mod system_info;

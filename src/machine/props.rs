@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::tests::timing;
 use super::*;
-use crate::vocab::{Cause, Phase, ResyncReason, SigninReason};
+use crate::vocab::{Cause, Phase, ReconnectScope, ResyncReason, SigninReason};
 
 fn cause() -> impl Strategy<Value = Cause> {
     prop::sample::select(Cause::ALL.to_vec())

@@ -23,13 +23,12 @@ use tokio_xmpp::Stanza;
 use tokio_xmpp::jid::Jid;
 use tokio_xmpp::minidom::Element;
 use tokio_xmpp::parsers::iq::Iq;
-use tokio_xmpp::parsers::ping::Ping;
 use tokio_xmpp::parsers::presence::{Presence, Type as PresenceType};
 use tokio_xmpp::parsers::pubsub::NodeName;
 use tokio_xmpp::parsers::pubsub::pubsub::{PubSub, Subscribe};
-use tokio_xmpp::parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 use tokio_xmpp::stanzastream::{Connection, Event, StanzaStream, StreamEvent};
 
+use super::keepalive::Pinger;
 use super::session::{LoginParams, login};
 use crate::finesse::model::Update;
 use crate::vocab::Cause;
@@ -76,55 +75,22 @@ pub enum LinkEvent {
 
 /// The XMPP link.
 pub struct Link {
-    stream: StanzaStream,
-    slots: mpsc::UnboundedReceiver<oneshot::Sender<Connection>>,
-    pending: Option<oneshot::Sender<Connection>>,
-    kill: Option<CancellationToken>,
-    up: bool,
-    queue: VecDeque<LinkEvent>,
-    next_id: u64,
-    publisher: String,
-    conflict: Arc<AtomicBool>,
-    last_rx: tokio::time::Instant,
-    ping_interval: std::time::Duration,
+    pub(super) stream: StanzaStream,
+    pub(super) slots: mpsc::UnboundedReceiver<oneshot::Sender<Connection>>,
+    pub(super) pending: Option<oneshot::Sender<Connection>>,
+    pub(super) kill: Option<CancellationToken>,
+    pub(super) up: bool,
+    pub(super) queue: VecDeque<LinkEvent>,
+    pub(super) next_id: u64,
+    pub(super) publisher: String,
+    pub(super) conflict: Arc<AtomicBool>,
+    pub(super) last_rx: tokio::time::Instant,
+    pub(super) ping_interval: std::time::Duration,
     /// The pubsub service's bare JID, lower-case: the only sender of events.
-    pubsub: String,
+    pub(super) pubsub: String,
     /// Stanzas to send before waiting again (answers to the server's IQs, our pings).
-    outbox: VecDeque<(Stanza, Option<String>)>,
-    pinger: Pinger,
-}
-
-/// The client's own pings: one every `every`, each answered within `timeout`.
-#[derive(Debug)]
-struct Pinger {
-    every: std::time::Duration,
-    timeout: std::time::Duration,
-    next_at: tokio::time::Instant,
-    awaiting: Option<(String, tokio::time::Instant)>,
-    missed: bool,
-    count: u64,
-    counter: Option<prometheus_client::metrics::counter::Counter>,
-}
-
-impl Pinger {
-    fn new() -> Self {
-        Self {
-            every: std::time::Duration::from_secs(10),
-            timeout: std::time::Duration::from_secs(5),
-            next_at: tokio::time::Instant::now(),
-            awaiting: None,
-            missed: false,
-            count: 0,
-            counter: None,
-        }
-    }
-
-    /// When the link must next act for the pings.
-    fn due(&self) -> tokio::time::Instant {
-        self.awaiting
-            .as_ref()
-            .map_or(self.next_at, |(_, deadline)| (*deadline).min(self.next_at))
-    }
+    pub(super) outbox: VecDeque<(Stanza, Option<String>)>,
+    pub(super) pinger: Pinger,
 }
 
 impl Link {
@@ -165,7 +131,7 @@ impl Link {
 
     /// Why the session just ended: another session took the resource, the link went silent
     /// past the ping interval (the ping went unanswered), or it closed or broke.
-    fn loss_cause(&self) -> Cause {
+    pub(super) fn loss_cause(&self) -> Cause {
         if self.conflict.load(Ordering::Relaxed) {
             Cause::Conflict
         } else if self.pinger.missed || self.silent_for() >= self.ping_interval {
@@ -242,7 +208,7 @@ impl Link {
     }
 
     /// How long the session has been silent (nothing received, not even a ping answer).
-    fn silent_for(&self) -> std::time::Duration {
+    pub(super) fn silent_for(&self) -> std::time::Duration {
         self.last_rx.elapsed()
     }
 
@@ -298,89 +264,6 @@ impl Link {
                 }
             }
             Event::Stanza(Stanza::Iq(iq)) => self.on_iq(iq),
-        }
-    }
-
-    fn on_iq(&mut self, iq: Iq) {
-        match iq {
-            Iq::Result { id, .. } | Iq::Error { id, .. }
-                if self.pinger.awaiting.as_ref().is_some_and(|(p, _)| *p == id) =>
-            {
-                // Any answer to our ping, even an error, shows the link alive.
-                self.pinger.awaiting = None;
-            }
-            Iq::Result { id, .. } => self.queue.push_back(LinkEvent::IqResult { id, ok: true }),
-            Iq::Error { id, .. } => self.queue.push_back(LinkEvent::IqResult { id, ok: false }),
-            Iq::Get {
-                from, id, payload, ..
-            } if payload.is("ping", "urn:xmpp:ping") => {
-                let answer = Iq::Result {
-                    from: None,
-                    to: from,
-                    id,
-                    payload: None,
-                };
-                self.outbox.push_back((answer.into(), None));
-            }
-            Iq::Get { from, id, .. } | Iq::Set { from, id, .. } => {
-                let error = StanzaError::new(
-                    ErrorType::Cancel,
-                    DefinedCondition::ServiceUnavailable,
-                    "en",
-                    "",
-                );
-                let mut answer = Iq::from_error(id, error);
-                if let Some(to) = from {
-                    answer = answer.with_to(to);
-                }
-                self.outbox.push_back((answer.into(), None));
-            }
-        }
-    }
-
-    /// The ping timer: declares the session lost when the ping went unanswered, else sends
-    /// the next one when it is due.
-    fn on_ping_timer(&mut self) {
-        let now = tokio::time::Instant::now();
-        if self
-            .pinger
-            .awaiting
-            .as_ref()
-            .is_some_and(|(_, deadline)| now >= *deadline)
-        {
-            self.pinger.missed = true;
-            self.pinger.awaiting = None;
-            tracing::warn!(
-                timeout_ms = self.pinger.timeout.as_millis() as u64,
-                "XMPP ping unanswered"
-            );
-            let cause = self.loss_cause();
-            self.drop_session();
-            self.queue.push_back(LinkEvent::Down { cause });
-            return;
-        }
-        if now >= self.pinger.next_at {
-            self.pinger.next_at = now + self.pinger.every;
-            if self.pinger.awaiting.is_none() {
-                self.pinger.count += 1;
-                if let Some(c) = &self.pinger.counter {
-                    c.inc();
-                }
-                let id = format!("ping{}", self.pinger.count);
-                let ping = Iq::from_get(id.clone(), Ping);
-                self.outbox.push_back((ping.into(), Some(id)));
-            }
-        }
-    }
-
-    /// Sends what the outbox holds; a ping's answer is awaited from the moment it is sent.
-    async fn flush(&mut self) {
-        while let Some((stanza, ping)) = self.outbox.pop_front() {
-            let _ = self.stream.send(Box::new(stanza)).await;
-            if let Some(id) = ping {
-                self.pinger.awaiting =
-                    Some((id, tokio::time::Instant::now() + self.pinger.timeout));
-            }
         }
     }
 

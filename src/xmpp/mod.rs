@@ -4,6 +4,7 @@
 //! long-lived stanza stream with liveness and pubsub (`link`).
 
 pub mod connector;
+mod keepalive;
 pub mod link;
 pub mod session;
 pub mod turns;

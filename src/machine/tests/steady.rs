@@ -2,7 +2,7 @@
 //! resync and `time_to_ready`, resync outcomes, reloads, stray inputs and the stop.
 
 use super::*;
-use crate::vocab::{ResyncReason, SigninReason};
+use crate::vocab::{ReconnectScope, ResyncReason, SigninReason};
 
 /// The rows of this part of the table.
 pub(super) fn rows() -> Vec<Row> {

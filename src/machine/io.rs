@@ -1,0 +1,254 @@
+//! What goes into the recovery machine ([`Input`], with what a SystemInfo request said, what a
+//! reload changed and how a wait ended) and what comes out of it ([`Action`]: records to make
+//! at once, counters to bump, and at most one operation for the driver).
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::vocab::{Cause, Phase, ReconnectScope, ResyncReason, SigninReason};
+
+/// What one SystemInfo request said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeAnswer {
+    /// IN_SERVICE.
+    InService,
+    /// IN_SERVICE, but in maintenance mode (`finesseMMode` set): desktops must move to the
+    /// other node now; this one is used only when no other is in service.
+    Maintenance,
+    /// Any other status.
+    NotInService,
+    /// The request failed (`malformed` when the body was not a SystemInfo).
+    Failed {
+        /// Why.
+        cause: Cause,
+        /// The body could not be read as SystemInfo.
+        malformed: bool,
+    },
+}
+
+/// What a reload changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reload {
+    /// The new file is invalid; the running configuration stays.
+    Refused,
+    /// Nothing that needs a resync or a new session.
+    Unchanged,
+    /// The media settings or desired states changed: resync.
+    Resync,
+    /// Nodes, credentials, CA or XMPP settings changed: the driver ended the session.
+    Reconnect,
+}
+
+/// The outcome of the wait for a node to come back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitEnd {
+    /// The node is in service again, seen by a notification (`poll: false`) or a poll.
+    Back {
+        /// Seen by polling SystemInfo.
+        poll: bool,
+    },
+    /// Another node is in service: choose again.
+    OtherInService,
+    /// The XMPP session was lost meanwhile.
+    LinkLost,
+}
+
+/// Something that happened, fed to [`Machine::step`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// The daemon starts.
+    Start,
+    /// The answer to [`Action::AskSystemInfo`].
+    SystemInfo {
+        /// The node asked.
+        node: usize,
+        /// What it said.
+        answer: NodeAnswer,
+    },
+    /// [`Action::Connect`] succeeded. `pending` is what the events read during the set-up
+    /// asked for (a node out of service, `finesse` unavailable), acted on at once.
+    Connected {
+        /// A wait the set-up's events asked for.
+        pending: Option<Cause>,
+    },
+    /// [`Action::Connect`] failed.
+    ConnectFailed {
+        /// Why.
+        cause: Cause,
+        /// The server rejected the credentials.
+        auth: bool,
+    },
+    /// [`Action::Resync`] completed; these sign-ins were sent.
+    Resynced {
+        /// Why each sign-in was sent.
+        signins: Vec<SigninReason>,
+        /// Finesse refused the sign-in of some MRD: retry on the backoff.
+        refused: bool,
+    },
+    /// [`Action::Resync`] failed; these sign-ins were sent before it did.
+    ResyncFailed {
+        /// Why.
+        cause: Cause,
+        /// A body was not the expected document.
+        malformed: bool,
+        /// Why each sign-in was sent.
+        signins: Vec<SigninReason>,
+    },
+    /// Steady state saw the XMPP session end.
+    LinkDown {
+        /// Why (`conflict` holds like a rejected password).
+        cause: Cause,
+    },
+    /// Steady state saw the node leave service (SystemInfo or `finesse` presence).
+    NodeDown {
+        /// Why.
+        cause: Cause,
+    },
+    /// Steady state saw Finesse refuse a sign-in asynchronously: retry on the backoff.
+    SigninRefused,
+    /// Steady state saw the current node enter maintenance mode: migrate now.
+    Maintenance,
+    /// Steady state saw a notification that needs a resync.
+    ResyncWanted {
+        /// Why.
+        reason: ResyncReason,
+    },
+    /// The wait for the node ended.
+    WaitEnded(WaitEnd),
+    /// A reload was applied (or refused) by the driver.
+    Reloaded(Reload),
+    /// A notification or body could not be decoded.
+    Malformed,
+    /// Time passed: a deadline of [`Machine::deadline`] may be due.
+    Timer,
+    /// Shutdown.
+    Stop,
+}
+
+/// A counter the driver bumps (in the view and the metrics).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Count {
+    /// A recovery started: the metric by scope and cause, and for the XMPP scope the view's
+    /// `reconnects` too.
+    Reconnect {
+        /// The link or the node.
+        scope: ReconnectScope,
+        /// Why.
+        cause: Cause,
+    },
+    /// A switch to another node.
+    Failover,
+    /// A completed resync.
+    Resync,
+    /// A sign-in sent (a drift correction also counts in `drift_corrections`).
+    Signin(SigninReason),
+    /// A malformed notification or body.
+    Malformed,
+    /// Credentials rejected.
+    AuthFailure,
+    /// Steady again this long after a failure was detected.
+    TimeToReady(Duration),
+}
+
+/// Why the driver sleeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SleepKind {
+    /// Backoff before retry `attempt`.
+    Backoff {
+        /// The retry's number since the last reset.
+        attempt: u32,
+    },
+    /// Holding after a rejected password or a conflict.
+    AuthHold,
+}
+
+/// What the driver must do. At most one of the operations (the variants from
+/// [`Action::AskSystemInfo`] on) comes out of one step, and always last; the driver performs
+/// the others at once, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Publish the phase and cause (READY=1 with it when `ready`).
+    Phase {
+        /// The phase.
+        phase: Phase,
+        /// The cause (`None` keeps the published one, except in steady, which clears it).
+        cause: Option<Cause>,
+        /// First steady: tell systemd READY=1.
+        ready: bool,
+    },
+    /// Bump a counter.
+    Count(Count),
+    /// The current node is now this one (publish it; REST reached it).
+    SetNode(usize),
+    /// No node answered in service: the REST link is down for this cause.
+    RestDown(Cause),
+    /// Leave `from` for `to`: end the session on `from`.
+    FailOver {
+        /// The old node.
+        from: usize,
+        /// The new node.
+        to: usize,
+    },
+    /// Tell systemd STOPPING=1.
+    NotifyStopping,
+    /// Operation: GET SystemInfo on this node; answer with [`Input::SystemInfo`].
+    AskSystemInfo {
+        /// The node.
+        node: usize,
+    },
+    /// Operation: log in to XMPP on this node and set the session up; answer with
+    /// [`Input::Connected`] or [`Input::ConnectFailed`].
+    Connect {
+        /// The node.
+        node: usize,
+    },
+    /// Operation: resync on this node; answer with [`Input::Resynced`] or
+    /// [`Input::ResyncFailed`].
+    Resync {
+        /// The node.
+        node: usize,
+        /// Sign-ins sent before this resync (the first one ever is the `initial`).
+        signins_before: u64,
+        /// The resync follows a maintenance-mode migration: mark each signed-in MRD with
+        /// the maintenance reason code afterwards.
+        maintenance: bool,
+    },
+    /// Operation: steady state on this node until it ends ([`Input::LinkDown`],
+    /// [`Input::NodeDown`], [`Input::ResyncWanted`], [`Input::Reloaded`]); feed
+    /// [`Input::Timer`] when [`Machine::deadline`] passes.
+    Steady {
+        /// The node.
+        node: usize,
+    },
+    /// Operation: keep the session and wait for the node; answer with [`Input::WaitEnded`].
+    Wait {
+        /// The node.
+        node: usize,
+    },
+    /// Operation: sleep until `until` (then [`Input::Timer`]), unless a reload or a stop
+    /// comes first.
+    Sleep {
+        /// The deadline.
+        until: Instant,
+        /// Why.
+        kind: SleepKind,
+    },
+    /// Operation: apply the stop policy and end.
+    Stop,
+}
+
+impl Action {
+    /// True for the operations (the driver's long-running work).
+    pub fn is_operation(&self) -> bool {
+        !matches!(
+            self,
+            Self::Phase { .. }
+                | Self::Count(_)
+                | Self::SetNode(_)
+                | Self::RestDown(_)
+                | Self::FailOver { .. }
+                | Self::NotifyStopping
+        )
+    }
+}
