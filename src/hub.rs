@@ -173,6 +173,14 @@ impl Shared {
                 .values()
                 .map(|d| (d.media_id, d.state.as_str()))
                 .collect(),
+            media: v
+                .media
+                .values()
+                .map(|m| {
+                    let persistent = m.drift == crate::view::Drift::Persistent;
+                    (m.id, m.eligible, persistent, m.signin.is_some())
+                })
+                .collect(),
         })
     }
 

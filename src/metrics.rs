@@ -25,6 +25,8 @@ pub struct Gauges<'a> {
     pub phase: Phase,
     /// Each held dialog's MRD and state.
     pub dialogs: Vec<(u32, &'a str)>,
+    /// Each MRD: (id, eligible, persistent drift, sign-in refused).
+    pub media: Vec<(u32, bool, bool, bool)>,
 }
 
 /// What became of a notification.
@@ -76,6 +78,9 @@ pub struct Metrics {
     orphans: Family<Labels, Counter>,
     xmpp_round_trips: Counter,
     xmpp_pings: Counter,
+    media_eligible: Family<Labels, Gauge>,
+    drift_persistent: Family<Labels, Gauge>,
+    signin_refused: Family<Labels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -103,6 +108,9 @@ impl Metrics {
             orphans: Family::default(),
             xmpp_round_trips: Counter::default(),
             xmpp_pings: Counter::default(),
+            media_eligible: Family::default(),
+            drift_persistent: Family::default(),
+            signin_refused: Family::default(),
         };
         r.register("link_up", "1 while the link is up", m.link_up.clone());
         r.register("phase", "1 for the current phase", m.phase.clone());
@@ -151,6 +159,21 @@ impl Metrics {
             "xmpp_round_trips",
             "XMPP round trips waited for (TCP, TLS, stream set-up, IQs)",
             m.xmpp_round_trips.clone(),
+        );
+        r.register(
+            "media_eligible",
+            "1 when the agent is in a skill group of the MRD (only then is it signed in)",
+            m.media_eligible.clone(),
+        );
+        r.register(
+            "drift_persistent",
+            "1 when a settings correction did not take on the MRD",
+            m.drift_persistent.clone(),
+        );
+        r.register(
+            "signin_refused",
+            "1 while Finesse refuses the MRD's sign-in",
+            m.signin_refused.clone(),
         );
         r.register(
             "xmpp_pings",
@@ -235,6 +258,19 @@ impl Metrics {
             self.dialogs
                 .get_or_create(&labels(&[("media", &media), ("state", state)]))
                 .inc();
+        }
+        for (mrd, eligible, persistent, refused) in &gauges.media {
+            let media = mrd.to_string();
+            let l = labels(&[("media", &media)]);
+            self.media_eligible
+                .get_or_create(&l)
+                .set(i64::from(*eligible));
+            self.drift_persistent
+                .get_or_create(&l)
+                .set(i64::from(*persistent));
+            self.signin_refused
+                .get_or_create(&l)
+                .set(i64::from(*refused));
         }
         let mut out = String::new();
         let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());

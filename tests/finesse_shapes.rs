@@ -131,6 +131,16 @@ async fn an_unassigned_mrd_is_never_signed_in_and_the_others_work() {
     assert_eq!(signins_for(&sim, 5003).await, 0, "never signed in");
     assert_eq!(signins_for(&sim, 5002).await, 1);
     assert!(d.ready().await);
+    let m = d.metrics().await;
+    assert_eq!(
+        support::metric(&m, "finesse_taskd_media_eligible{media=\"5003\"}"),
+        Some(0.0),
+        "{m}"
+    );
+    assert_eq!(
+        support::metric(&m, "finesse_taskd_media_eligible{media=\"5002\"}"),
+        Some(1.0)
+    );
     d.wait_log("no skill group").await;
     assert_eq!(
         d.log()
@@ -173,6 +183,12 @@ async fn a_refused_sign_in_shows_in_readyz(form: &str) {
     assert_eq!(r.status(), 503);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["cause"], "signin_failed", "{body}");
+    let m = d.metrics().await;
+    assert_eq!(
+        support::metric(&m, "finesse_taskd_signin_refused{media=\"5003\"}"),
+        Some(1.0),
+        "{m}"
+    );
     assert_eq!(media_of(&d.state().await, 5002)["state"], "READY");
     // Retried on the backoff (200 ms .. 1 s in the tests), not in a loop.
     let before = signins_for(&sim, 5003).await;

@@ -140,7 +140,7 @@ fn the_printed_config_shows_every_recovery_key_and_never_the_password() {
     let shown = parse(&text).unwrap().redacted();
     assert_eq!(shown["recovery"]["resync_every"], "7m");
     let keys: Vec<&String> = shown["recovery"].as_object().unwrap().keys().collect();
-    assert_eq!(keys.len(), 10, "{keys:?}");
+    assert_eq!(keys.len(), 11, "{keys:?}");
     assert_eq!(shown["agent"]["password"], "<redacted>");
     assert!(!shown.to_string().contains("s3cret-value"));
 }
