@@ -32,7 +32,7 @@ use crate::command::{Command, CommandError, Request};
 use crate::config::DesiredState;
 use crate::events::Replay;
 use crate::hub::{STALL, Shared};
-use crate::model::allowed_actions;
+use crate::model::may;
 use crate::vocab::{Cause, DialogAction, EventKind, Phase};
 
 /// Request bodies above this are refused with 413.
@@ -263,7 +263,7 @@ async fn dialog_action(State(s): State<ApiState>, Path(id): Path<String>, body: 
     // Answer what the daemon already knows at once; the driver checks again before sending.
     match s.shared.with(|v| v.dialogs.get(&id).cloned()) {
         None => return error(StatusCode::NOT_FOUND, format!("no dialog {id}"), None),
-        Some(d) if !allowed_actions(&d.state).contains(&action) => {
+        Some(d) if !may(&d, action) => {
             return error(
                 StatusCode::CONFLICT,
                 format!("{action} is not allowed in state {}", d.state),

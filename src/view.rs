@@ -90,6 +90,10 @@ pub struct DialogView {
     pub state: String,
     /// The agent participant's state.
     pub participant_state: String,
+    /// The actions Finesse allows the agent now (the participant's `<actions>`); empty when
+    /// the document had none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<String>,
     /// Call variables by name.
     pub call_variables: BTreeMap<String, String>,
 }

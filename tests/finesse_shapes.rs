@@ -333,3 +333,136 @@ async fn maintenance_mode_moves_the_agent_within_seconds_and_sends_the_marker_on
     assert_eq!(media_of(&s, 5002)["state"], "READY", "{s}");
     assert_eq!(sim.login_puts(Some("B")).await.len(), 2);
 }
+
+/// Posts a dialog action through the local API; returns the status and the body.
+async fn act(d: &Daemon, id: &str, body: Value) -> (u16, Value) {
+    let r = d
+        .http()
+        .post(format!("{}/v1/dialogs/{id}/actions", d.api))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// An offered dialog, accepted and held by the daemon as ACCEPTED.
+async fn accepted_dialog(sim: &Sim, d: &Daemon) -> String {
+    let id = sim.offer(json!({})).await;
+    d.wait_state(LIMIT, "offered", |s| support::dialog_ids(s).contains(&id))
+        .await;
+    let (status, body) = act(d, &id, json!({ "action": "ACCEPT" })).await;
+    assert_eq!(status, 202, "{body}");
+    d.wait_state(LIMIT, "accepted", |s| {
+        s["dialogs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["id"] == id.as_str() && x["state"] == "ACCEPTED")
+    })
+    .await;
+    id
+}
+
+#[tokio::test]
+async fn a_transfer_carries_its_target_in_the_configured_element_and_the_actions_finesse_allows_are_shown()
+ {
+    let sim = Sim::start(&[]).await;
+    let d = Daemon::start_steady(
+        &sim,
+        DaemonConfig {
+            extra_toml: String::new(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let id = accepted_dialog(&sim, &d).await;
+    let s = d.state().await;
+    let held = s["dialogs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == id.as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        held["actions"],
+        json!(["START", "CLOSE", "TRANSFER"]),
+        "Finesse's <actions> list is in the state: {held}"
+    );
+    let (status, body) = act(
+        &d,
+        &id,
+        json!({ "action": "TRANSFER", "target": "Chat_Overflow_SS" }),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let put = sim
+        .requests()
+        .await
+        .into_iter()
+        .rev()
+        .find(|r| r["method"] == "PUT" && r["path"] == format!("/finesse/api/Dialog/{id}").as_str())
+        .unwrap();
+    let sent = put["body"].as_str().unwrap();
+    assert!(
+        sent.contains("<toAddress>Chat_Overflow_SS</toAddress>"),
+        "{sent}"
+    );
+    assert!(
+        sent.contains(&format!("<targetMediaAddress>{AGENT}</targetMediaAddress>")),
+        "{sent}"
+    );
+}
+
+#[tokio::test]
+async fn an_action_finesse_refuses_asynchronously_is_answered_502_with_its_constant() {
+    let sim = Sim::start(&[]).await;
+    let d = Daemon::start_steady(&sim, DaemonConfig::default()).await;
+    let id = accepted_dialog(&sim, &d).await;
+    sim.behaviour(json!({
+        "refuse_dialog_actions": { "constant": "E_ARM_STAT_DO_THIS_WITH_TASK_SENT_RECENTLY", "code": 14 },
+    }))
+    .await;
+    let (status, body) = act(&d, &id, json!({ "action": "START" })).await;
+    assert_eq!(status, 502, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("E_ARM_STAT_DO_THIS_WITH_TASK_SENT_RECENTLY"),
+        "{body}"
+    );
+    // Without a refusal the answer is 202 once `outcome_wait` has passed.
+    sim.behaviour(json!({ "refuse_dialog_actions": null }))
+        .await;
+    let (status, body) = act(&d, &id, json!({ "action": "START" })).await;
+    assert_eq!(status, 202, "{body}");
+}
+
+#[tokio::test]
+async fn media_notifications_on_the_per_mrd_node_are_routed_by_their_source() {
+    let sim = Sim::start(&[]).await;
+    sim.behaviour(json!({ "media_per_mrd_node": true })).await;
+    let d = Daemon::start_steady(&sim, DaemonConfig::default()).await;
+    let resyncs = d.state().await["counters"]["resyncs"].clone();
+    // The agent's state changes outside the daemon (another desktop): only the notification
+    // on /finesse/api/User/{id}/Media/5002 can tell the daemon.
+    let (status, _) = sim
+        .put_media(
+            "A",
+            "<Media><state>NOT_READY</state><reasonCodeId>7</reasonCodeId></Media>",
+        )
+        .await;
+    assert_eq!(status, 202);
+    let s = d
+        .wait_state(LIMIT, "NOT_READY seen", |s| {
+            media_of(s, 5002)["state"] == "NOT_READY" && media_of(s, 5002)["reasonCodeId"] == 7
+        })
+        .await;
+    assert_eq!(
+        s["counters"]["resyncs"], resyncs,
+        "seen by notification, not by a resync"
+    );
+}

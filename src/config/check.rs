@@ -357,3 +357,19 @@ pub(super) fn read_password(
     }
     Ok(Secret::new(password))
 }
+
+/// A name usable as an XML element (letters, digits, `_`, `-`, `.`, not starting with a digit).
+pub(super) fn element_name(f: &Path, key: &str, name: &str) -> Result<String, ConfigError> {
+    let ok = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if ok {
+        Ok(name.to_owned())
+    } else {
+        Err(err(f, key, format!("{name:?} is not an XML element name")))
+    }
+}

@@ -129,6 +129,10 @@ pub struct Config {
     pub api_listen: Listen,
     /// How long an action waits for `steady` before it is refused with 503.
     pub action_wait: Duration,
+    /// How long a dialog action's answer waits for an asynchronous refusal from Finesse.
+    pub outcome_wait: Duration,
+    /// The element that carries a TRANSFER's target (Cisco does not document it).
+    pub transfer_target_element: String,
     /// How many events the resume ring keeps.
     pub event_ring: usize,
     /// auto | text | json.
@@ -242,6 +246,12 @@ impl Config {
             recovery,
             api_listen: Listen::parse(&raw.api.listen),
             action_wait: raw.api.action_wait,
+            outcome_wait: raw.api.outcome_wait,
+            transfer_target_element: check::element_name(
+                f,
+                "finesse.transfer_target_element",
+                &raw.finesse.transfer_target_element,
+            )?,
             event_ring: raw.api.event_ring,
             log_format,
             shutdown: ShutdownConfig {
@@ -269,6 +279,7 @@ impl Config {
                 "ca_file": self.ca_pem.is_some(),
                 "request_timeout": humantime::format_duration(self.request_timeout).to_string(),
                 "max_body": self.max_body,
+                "transfer_target_element": self.transfer_target_element,
             },
             "xmpp": {
                 "port": self.xmpp.port,
@@ -297,7 +308,7 @@ impl Config {
                 "resync_every": humantime::format_duration(self.recovery.resync_every).to_string(),
                 "maintenance_reason_code_id": self.recovery.maintenance_reason_code_id,
             },
-            "api": { "listen": self.api_listen.to_string(), "action_wait": humantime::format_duration(self.action_wait).to_string(), "event_ring": self.event_ring },
+            "api": { "listen": self.api_listen.to_string(), "action_wait": humantime::format_duration(self.action_wait).to_string(), "outcome_wait": humantime::format_duration(self.outcome_wait).to_string(), "event_ring": self.event_ring },
             "log": { "format": self.log_format.as_str() },
             "shutdown": { "on_stop": self.shutdown.on_stop.as_str(), "reason_code_id": self.shutdown.reason_code_id, "timeout": humantime::format_duration(self.shutdown.timeout).to_string() },
         })

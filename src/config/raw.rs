@@ -64,6 +64,12 @@ pub(super) struct RawFinesse {
     pub(super) request_timeout: Duration,
     #[serde(default = "d_max_body")]
     pub(super) max_body: bytesize::ByteSize,
+    #[serde(default = "d_transfer_element")]
+    pub(super) transfer_target_element: String,
+}
+
+fn d_transfer_element() -> String {
+    "toAddress".into()
 }
 
 #[derive(Debug, Deserialize)]
@@ -203,6 +209,8 @@ pub(super) struct RawApi {
     pub(super) listen: String,
     #[serde(with = "humantime_serde")]
     pub(super) action_wait: Duration,
+    #[serde(with = "humantime_serde")]
+    pub(super) outcome_wait: Duration,
     pub(super) event_ring: usize,
 }
 
@@ -211,6 +219,7 @@ impl Default for RawApi {
         Self {
             listen: "127.0.0.1:9471".into(),
             action_wait: Duration::from_secs(10),
+            outcome_wait: Duration::from_secs(2),
             event_ring: 1024,
         }
     }

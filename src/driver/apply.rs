@@ -161,6 +161,12 @@ impl Driver {
                 None
             }
             Notification::Errors(errors) => {
+                if let Some(e) = errors.iter().find(|e| !e.is_already_logged_in()) {
+                    if self.memo.refuse_outcome(request_id.trim(), e.constant()) {
+                        warn!(error = e.constant(), "Finesse refused a dialog action");
+                        return None;
+                    }
+                }
                 if let Some(mrd) = self.memo.pending.remove(request_id.trim()) {
                     if let Some(e) = errors.iter().find(|e| !e.is_already_logged_in()) {
                         warn!(

@@ -202,6 +202,7 @@ impl Driver {
         let deadline = Instant::now() + self.cfg.request_timeout;
         let mut up = false;
         let mut pending: Vec<String> = Vec::new();
+        let mut optional: Vec<String> = Vec::new();
         let mut wait = None;
         while Instant::now() < deadline {
             if up && pending.is_empty() {
@@ -226,12 +227,23 @@ impl Driver {
                     ] {
                         pending.push(self.link.subscribe(&pubsub, me, &node).await);
                     }
+                    // The per-MRD Media nodes (Cisco's FAQ form; Finesse subscribes users to
+                    // them itself): also subscribed, and a refusal is no failure.
+                    for m in self.cfg.media.clone() {
+                        let node =
+                            format!("/finesse/api/User/{}/Media/{}", self.cfg.agent_id, m.id);
+                        optional.push(self.link.subscribe(&pubsub, me, &node).await);
+                    }
                 }
                 Some(LinkEvent::IqResult { id, ok }) => {
                     if pending.contains(&id) && !ok {
                         warn!(%id, "a pubsub subscription was refused");
                     }
+                    if optional.contains(&id) && !ok {
+                        tracing::debug!(%id, "a per-MRD Media node refused the subscription");
+                    }
                     pending.retain(|p| *p != id);
+                    optional.retain(|p| *p != id);
                 }
                 Some(LinkEvent::Down { .. }) | None => break,
                 Some(other) => {

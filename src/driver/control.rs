@@ -135,23 +135,27 @@ impl Driver {
             )),
             other => CommandError::Finesse(other.to_string()),
         };
+        let mut accepted = None;
         let result = match req.command {
             Command::DialogAction { id, action, target } => {
                 let held = self.shared.with(|v| v.dialogs.get(&id).cloned());
                 match held {
                     None => Err(CommandError::NotFound(format!("no dialog {id}"))),
-                    Some(d) if !crate::model::allowed_actions(&d.state).contains(&action) => {
-                        Err(CommandError::NotAllowed(format!(
-                            "{action} is not allowed in state {}",
-                            d.state
-                        )))
-                    }
+                    Some(d) if !crate::model::may(&d, action) => Err(CommandError::NotAllowed(
+                        format!("{action} is not allowed in state {}", d.state),
+                    )),
                     Some(_) => {
                         info!(%id, %action, "dialog action");
-                        self.rest
-                            .dialog_action(&node, &id, action, target.as_deref())
+                        let rid = crate::finesse::rest::request_id();
+                        let element = self.cfg.transfer_target_element.as_str();
+                        let target = target.as_deref().map(|t| (element, t));
+                        let sent = self
+                            .rest
+                            .dialog_action(&node, &id, action, target, &rid)
                             .await
-                            .map_err(rest_err)
+                            .map_err(rest_err);
+                        accepted = sent.is_ok().then_some(rid);
+                        sent
                     }
                 }
             }
@@ -186,6 +190,15 @@ impl Driver {
                 }
             }
         };
+        // An accepted action's answer waits `outcome_wait` for an asynchronous refusal.
+        if let Some(request_id) = accepted.filter(|_| !self.cfg.outcome_wait.is_zero()) {
+            self.memo.outcomes.push(super::memo::Outcome {
+                request_id,
+                reply: req.reply,
+                until: Instant::now() + self.cfg.outcome_wait,
+            });
+            return;
+        }
         let _ = req.reply.send(result);
     }
 }

@@ -21,6 +21,15 @@ pub(super) struct Persistent {
     pub fields: Vec<Setting>,
 }
 
+/// A dialog action Finesse accepted (202): its caller is answered when an asynchronous
+/// refusal with its `requestId` arrives, or with success at `until`.
+#[derive(Debug)]
+pub(super) struct Outcome {
+    pub request_id: String,
+    pub reply: tokio::sync::oneshot::Sender<Result<(), crate::command::CommandError>>,
+    pub until: tokio::time::Instant,
+}
+
 /// The per-MRD memory.
 #[derive(Debug, Default)]
 pub(super) struct Memo {
@@ -30,11 +39,45 @@ pub(super) struct Memo {
     pub warned_ineligible: BTreeSet<u32>,
     pub warned_sso: bool,
     pub log_limit: LogLimit,
+    /// Dialog actions accepted by Finesse whose answer waits for an asynchronous refusal.
+    pub outcomes: Vec<Outcome>,
     /// This server refused SCRAM channel binding once (auto mode): log in without it.
     pub binding_refused: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Memo {
+    /// When the next waiting action is due to be answered with success.
+    pub fn next_outcome(&self) -> Option<tokio::time::Instant> {
+        self.outcomes.iter().map(|o| o.until).min()
+    }
+
+    /// Answers with success every waiting action due by `now` (all of them with `None`).
+    pub fn settle(&mut self, now: Option<tokio::time::Instant>) {
+        let (due, keep): (Vec<Outcome>, Vec<Outcome>) = std::mem::take(&mut self.outcomes)
+            .into_iter()
+            .partition(|o| now.is_none_or(|n| n >= o.until));
+        self.outcomes = keep;
+        for o in due {
+            let _ = o.reply.send(Ok(()));
+        }
+    }
+
+    /// Answers the action `request_id` with Finesse's refusal, when one waits.
+    pub fn refuse_outcome(&mut self, request_id: &str, constant: &str) -> bool {
+        let Some(at) = self
+            .outcomes
+            .iter()
+            .position(|o| o.request_id == request_id)
+        else {
+            return false;
+        };
+        let o = self.outcomes.swap_remove(at);
+        let _ = o.reply.send(Err(crate::command::CommandError::Finesse(
+            constant.to_owned(),
+        )));
+        true
+    }
+
     /// The persistent drift of `mrd`, if it still applies to this node and these settings.
     pub fn persistent(&self, mrd: u32, node: usize, asked: &SignIn) -> Option<&Persistent> {
         self.persistent

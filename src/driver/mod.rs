@@ -133,7 +133,13 @@ impl Driver {
                 continue;
             };
             if op == Action::Stop {
+                self.memo.settle(None);
                 break;
+            }
+            if !matches!(op, Action::Steady { .. }) {
+                // Leaving steady state: actions Finesse accepted and did not refuse so far
+                // are answered now, not left waiting through a recovery.
+                self.memo.settle(None);
             }
             self.current = Some(op.clone());
             input = self.perform(op).await;

@@ -21,11 +21,17 @@ impl Driver {
         let mut beat_at = Instant::now();
         loop {
             let due = self.machine.deadline();
-            let next = due.map_or(beat_at, |d| d.min(beat_at));
+            let outcome = self.memo.next_outcome();
+            let next = [Some(beat_at), due, outcome]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(beat_at);
             tokio::select! {
                 () = self.shutdown.cancelled() => return Input::Stop,
                 () = tokio::time::sleep_until(next) => {
                     let now = Instant::now();
+                    self.memo.settle(Some(now));
                     if now >= beat_at {
                         self.hook.hold().await;
                         self.shared.beat();

@@ -277,29 +277,47 @@ impl Rest {
         .await
     }
 
-    /// `PUT /finesse/api/Dialog/{id}` with a requested action. The TRANSFER target (a script
-    /// selector or number) goes in `targetMediaAddress`, as the voice form does: the nonvoice
-    /// element is not documented.
+    /// `PUT /finesse/api/Dialog/{id}` with a requested action and `request_id`, which an
+    /// asynchronous refusal echoes. `targetMediaAddress` is the agent (harmless if ignored);
+    /// a TRANSFER's target (a script selector or number) goes in the element `target_element`
+    /// (default `toAddress`, the voice transfer's; the nonvoice element is not documented).
     pub async fn dialog_action(
         &self,
         node: &Url,
         id: &str,
         action: DialogAction,
-        target: Option<&str>,
+        target: Option<(&str, &str)>,
+        request_id: &str,
     ) -> Result<(), RestError> {
         let path = format!("/finesse/api/Dialog/{id}");
-        let target = quick_xml::escape::escape(target.unwrap_or(&self.user)).into_owned();
+        let me = quick_xml::escape::escape(self.user.as_str()).into_owned();
+        let to = match target {
+            Some((element, value)) if action == DialogAction::Transfer => {
+                let value = quick_xml::escape::escape(value);
+                format!("<{element}>{value}</{element}>")
+            }
+            _ => String::new(),
+        };
         let body = format!(
-            "<Dialog><requestedAction>{action}</requestedAction><targetMediaAddress>{target}</targetMediaAddress></Dialog>"
+            "<Dialog><requestedAction>{action}</requestedAction><targetMediaAddress>{me}</targetMediaAddress>{to}</Dialog>"
         );
-        self.call(
-            Method::PUT,
-            Self::url(node, &path),
-            Some((body, &request_id())),
-            true,
-        )
-        .await
-        .map(|_| ())
+        let status = self
+            .call(
+                Method::PUT,
+                Self::url(node, &path),
+                Some((body, request_id)),
+                true,
+            )
+            .await?
+            .0;
+        if (300..400).contains(&status) {
+            // A redirect is not an outcome: the action was not carried out here.
+            return Err(RestError::Client {
+                status,
+                errors: Vec::new(),
+            });
+        }
+        Ok(())
     }
 
     /// The nonvoice Dialog LIST of one MRD.

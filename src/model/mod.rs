@@ -52,9 +52,22 @@ impl DialogView {
             participant_state: d
                 .participants
                 .participant
+                .first()
+                .map(|p| trimmed(p.state.clone()))
+                .unwrap_or_default(),
+            actions: d
+                .participants
+                .participant
                 .into_iter()
                 .next()
-                .map(|p| trimmed(p.state))
+                .map(|p| {
+                    p.actions
+                        .action
+                        .into_iter()
+                        .map(|a| a.trim().to_ascii_uppercase())
+                        .filter(|a| !a.is_empty())
+                        .collect()
+                })
                 .unwrap_or_default(),
             call_variables: d
                 .media_properties
@@ -87,6 +100,16 @@ pub fn allowed_actions(state: &str) -> &'static [DialogAction] {
         "PAUSED" => &[Resume, Close, Transfer],
         "WRAPPING_UP" | "UNKNOWN" => &[Close],
         _ => &[],
+    }
+}
+
+/// True when `action` may be sent for `d`: the participant's `<actions>` list decides when
+/// Finesse gave one; the state table above is only the fallback.
+pub fn may(d: &DialogView, action: DialogAction) -> bool {
+    if d.actions.is_empty() {
+        allowed_actions(&d.state).contains(&action)
+    } else {
+        d.actions.iter().any(|a| a == action.as_str())
     }
 }
 

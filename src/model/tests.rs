@@ -77,6 +77,7 @@ fn dv(id: &str, state: &str) -> DialogView {
         media_id: 5002,
         state: state.into(),
         participant_state: state.into(),
+        actions: Vec::new(),
         call_variables: BTreeMap::new(),
     }
 }

@@ -10,6 +10,7 @@ fn dialog() -> DialogView {
         media_id: 5002,
         state: "OFFERED".into(),
         participant_state: "OFFERED".into(),
+        actions: Vec::new(),
         call_variables: [("callVariable1".to_owned(), "a b/c".to_owned())]
             .into_iter()
             .collect(),

@@ -320,7 +320,11 @@ impl Cluster {
 fn render(truth: &Truth, node: usize, effect: &Effect, request_id: &str) -> (String, String) {
     match effect {
         Effect::Media { agent, mrd } => {
-            let path = format!("/finesse/api/User/{agent}/Media");
+            let path = if truth.behaviour.media_per_mrd_node {
+                format!("/finesse/api/User/{agent}/Media/{mrd}")
+            } else {
+                format!("/finesse/api/User/{agent}/Media")
+            };
             let source = format!("/finesse/api/User/{agent}/Media/{mrd}");
             let view = truth.media_view(agent, *mrd, node);
             let data = truth

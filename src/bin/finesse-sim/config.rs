@@ -142,6 +142,12 @@ pub struct Behaviour {
     pub routable_error_data_one: bool,
     /// Sign-ins refused with this ARM error (CCE offline, performance limit, …).
     pub refuse_signin: Option<Refusal>,
+    /// Media notifications go to the per-MRD node `/finesse/api/User/{id}/Media/{mrd}` (the
+    /// FAQ's form) instead of `/finesse/api/User/{id}/Media` (the Media notification page's).
+    pub media_per_mrd_node: bool,
+    /// Dialog actions refused with this ARM error (asynchronously, with the requestId, when
+    /// `arm_errors` is async).
+    pub refuse_dialog_actions: Option<Refusal>,
 }
 
 /// A sign-in refusal the simulator answers with.
@@ -178,6 +184,8 @@ impl Default for Behaviour {
             push_namespace: true,
             routable_error_data_one: true,
             refuse_signin: None,
+            refuse_dialog_actions: None,
+            media_per_mrd_node: false,
         }
     }
 }

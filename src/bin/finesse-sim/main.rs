@@ -259,6 +259,11 @@ async fn run(cli: Cli, config: SimConfig) -> anyhow::Result<()> {
         std::process::id()
     ))?;
     let agents: Vec<String> = config.agents.iter().map(|a| a.id.clone()).collect();
+    let media_nodes: Vec<(String, u32)> = config
+        .agents
+        .iter()
+        .flat_map(|a| a.mrds.iter().map(|m| (a.id.clone(), *m)))
+        .collect();
     for ((node, inbox), listener) in nodes.iter().zip(inboxes).zip(listeners) {
         let host = if cli.spawn_prosody {
             "127.0.0.1"
@@ -283,6 +288,7 @@ async fn run(cli: Cli, config: SimConfig) -> anyhow::Result<()> {
                 password: publisher_password.clone(),
             },
             agents: agents.clone(),
+            media_nodes: media_nodes.clone(),
             auto_subscribe_media: config.behaviour.auto_subscribe_media,
         };
         tokio::spawn(publisher::run(spec, inbox, node.clone(), cancel.clone()));

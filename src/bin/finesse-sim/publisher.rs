@@ -119,6 +119,9 @@ pub struct PublisherSpec {
     pub agents: Vec<String>,
     /// Subscribe agents to their Media and Dialogs/Media nodes.
     pub auto_subscribe_media: bool,
+    /// (agent, MRD) of every per-MRD Media node, `/finesse/api/User/{id}/Media/{mrd}`, which
+    /// Finesse subscribes its users to by itself.
+    pub media_nodes: Vec<(String, u32)>,
 }
 
 struct Session {
@@ -240,7 +243,19 @@ async fn set_up(s: &mut Session, spec: &PublisherSpec, available: bool) {
             nodes.push((path, Some(agent.clone())));
         }
     }
-    for (path, _) in &nodes {
+    // The per-MRD Media nodes: Finesse subscribes its users to these itself (FAQ).
+    let mut per_mrd = Vec::new();
+    for (agent, mrd) in &spec.media_nodes {
+        per_mrd.push((
+            format!("/finesse/api/User/{agent}/Media/{mrd}"),
+            agent.clone(),
+        ));
+    }
+    for path in nodes
+        .iter()
+        .map(|(p, _)| p)
+        .chain(per_mrd.iter().map(|(p, _)| p))
+    {
         s.iq(PubSub::Create {
             create: Create {
                 node: Some(NodeName(path.clone())),

@@ -31,6 +31,8 @@ pub(super) async fn get_behaviour(State(st): State<Admin>) -> Response {
         "push_namespace": b.push_namespace,
         "routable_error_data_one": b.routable_error_data_one,
         "refuse_signin": b.refuse_signin,
+        "refuse_dialog_actions": b.refuse_dialog_actions,
+        "media_per_mrd_node": b.media_per_mrd_node,
     }))
     .into_response()
 }
@@ -52,9 +54,13 @@ pub(super) struct BehaviourPatch {
     changed_dialog_wrapper: Option<bool>,
     push_namespace: Option<bool>,
     routable_error_data_one: Option<bool>,
+    media_per_mrd_node: Option<bool>,
     /// `null` clears it.
     #[serde(default, deserialize_with = "some")]
     refuse_signin: Option<Option<crate::config::Refusal>>,
+    /// `null` clears it.
+    #[serde(default, deserialize_with = "some")]
+    refuse_dialog_actions: Option<Option<crate::config::Refusal>>,
 }
 
 /// A present field, `null` included, as `Some`.
@@ -105,6 +111,7 @@ pub(super) async fn put_behaviour(
             (p.changed_dialog_wrapper, &mut b.changed_dialog_wrapper),
             (p.push_namespace, &mut b.push_namespace),
             (p.routable_error_data_one, &mut b.routable_error_data_one),
+            (p.media_per_mrd_node, &mut b.media_per_mrd_node),
         ];
         for (patch, slot) in flags {
             if let Some(v) = patch {
@@ -113,6 +120,9 @@ pub(super) async fn put_behaviour(
         }
         if let Some(v) = p.refuse_signin {
             b.refuse_signin = v;
+        }
+        if let Some(v) = p.refuse_dialog_actions {
+            b.refuse_dialog_actions = v;
         }
     }
     get_behaviour(State(st)).await

@@ -166,6 +166,15 @@ impl Truth {
                 "the dialog belongs to another user",
             ));
         }
+        if let Some(r) = self
+            .behaviour
+            .refuse_dialog_actions
+            .as_ref()
+            .filter(|r| r.mrd.is_none_or(|m| m == mrd))
+        {
+            // Accepted, then refused by the ARM side (an asynchronous error when async).
+            return Err(OpError::arm(r.code, &r.constant, "Action refused", mrd));
+        }
         let media = self.media_mut(&agent, mrd)?;
         if node.is_some() && media.login_node != node {
             return Err(OpError::not_logged_in(mrd));
