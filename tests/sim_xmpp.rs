@@ -395,6 +395,15 @@ async fn by_default_updates_use_ciscos_captured_forms() {
     let (_, update) = agent.notification(&["<state>NOT_READY</state>"]).await;
     assert!(update.contains("<event>put</event>"), "{update}");
     assert!(
+        update.trim_start().starts_with("<Update><event>"),
+        "Cisco's order: event, source, requestId, data: {update}"
+    );
+    let media_at = update.find("<Media>").unwrap();
+    assert!(
+        update[media_at..].starts_with("<Media><uri>") && update.contains("<description>"),
+        "{update}"
+    );
+    assert!(
         !update.contains("<interruptAction>"),
         "Cisco's Media notification has no interruptAction: {update}"
     );

@@ -118,6 +118,15 @@ pub(super) fn step(m: &mut Machine, input: Input, now: Instant, out: &mut Out) {
         }
         // Maintenance mode: move to the other node now, without waiting `failover_after`.
         (State::Steady { node, .. }, Input::Maintenance) if m.nodes > 1 => {
+            count(
+                m,
+                Count::Reconnect {
+                    scope: ReconnectScope::Node,
+                    cause: Cause::Maintenance,
+                },
+                out,
+            );
+            phase(m, Phase::Recovering, Some(Cause::Maintenance), out);
             m.migrating = true;
             m.confirmed = None;
             let start = (node + 1) % m.nodes;

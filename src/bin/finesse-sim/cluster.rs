@@ -332,10 +332,14 @@ fn render(truth: &Truth, node: usize, effect: &Effect, request_id: &str) -> (Str
                 .get(mrd)
                 .map(|m| xml::media(agent, *mrd, m, view.as_ref(), truth.notification_shape()))
                 .unwrap_or_default();
-            (
-                path,
-                xml::update(&data, &truth.event("PUT"), request_id, &source),
-            )
+            let update = xml::media_update(
+                &data,
+                &truth.event("PUT"),
+                request_id,
+                &source,
+                truth.behaviour.cisco_element_order,
+            );
+            (path, update)
         }
         Effect::Dialog { event, dialog } => {
             let path = format!("/finesse/api/User/{}/Dialogs/Media", dialog.agent);

@@ -145,6 +145,9 @@ pub struct Behaviour {
     /// Media notifications go to the per-MRD node `/finesse/api/User/{id}/Media/{mrd}` (the
     /// FAQ's form) instead of `/finesse/api/User/{id}/Media` (the Media notification page's).
     pub media_per_mrd_node: bool,
+    /// Media documents in Cisco's element order (interruptAction last; a Media notification's
+    /// Update starts with event, source, requestId).
+    pub cisco_element_order: bool,
     /// Dialog actions refused with this ARM error (asynchronously, with the requestId, when
     /// `arm_errors` is async).
     pub refuse_dialog_actions: Option<Refusal>,
@@ -186,6 +189,7 @@ impl Default for Behaviour {
             refuse_signin: None,
             refuse_dialog_actions: None,
             media_per_mrd_node: false,
+            cisco_element_order: true,
         }
     }
 }

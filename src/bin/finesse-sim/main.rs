@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod body;
 mod certs;
 mod chat;
 mod cluster;

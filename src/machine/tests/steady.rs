@@ -242,10 +242,13 @@ pub(super) fn rows() -> Vec<Row> {
             },
         },
         Row {
-            says: "maintenance mode on the current node asks the other node at once",
+            says: "maintenance mode on the current node shows recovering and asks the other node at once",
             given: steady(),
             when: (10, Input::Maintenance),
-            then: |_, a| operation(a) == Some(&Action::AskSystemInfo { node: 1 }),
+            then: |_, a| {
+                operation(a) == Some(&Action::AskSystemInfo { node: 1 })
+                    && phase(a) == Some((Phase::Recovering, Some(Cause::Maintenance)))
+            },
         },
         Row {
             says: "a migration for maintenance moves without waiting failover_after and marks the resync",

@@ -33,6 +33,7 @@ pub(super) async fn get_behaviour(State(st): State<Admin>) -> Response {
         "refuse_signin": b.refuse_signin,
         "refuse_dialog_actions": b.refuse_dialog_actions,
         "media_per_mrd_node": b.media_per_mrd_node,
+        "cisco_element_order": b.cisco_element_order,
     }))
     .into_response()
 }
@@ -55,6 +56,7 @@ pub(super) struct BehaviourPatch {
     push_namespace: Option<bool>,
     routable_error_data_one: Option<bool>,
     media_per_mrd_node: Option<bool>,
+    cisco_element_order: Option<bool>,
     /// `null` clears it.
     #[serde(default, deserialize_with = "some")]
     refuse_signin: Option<Option<crate::config::Refusal>>,
@@ -112,6 +114,7 @@ pub(super) async fn put_behaviour(
             (p.push_namespace, &mut b.push_namespace),
             (p.routable_error_data_one, &mut b.routable_error_data_one),
             (p.media_per_mrd_node, &mut b.media_per_mrd_node),
+            (p.cisco_element_order, &mut b.cisco_element_order),
         ];
         for (patch, slot) in flags {
             if let Some(v) = patch {

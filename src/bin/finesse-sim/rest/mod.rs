@@ -276,7 +276,7 @@ async fn put_media(
         return *r;
     }
     let rid = request_id(&headers);
-    let fields = match xml::read_fields(&body, "Media") {
+    let fields = match crate::body::read_fields(&body, "Media") {
         Ok(f) => f,
         Err(e) => return with_request_id(error_response(400, "Bad Request", &e, ""), &rid),
     };
@@ -331,7 +331,7 @@ async fn put_dialog(
         Err(r) => return *r,
     };
     let rid = request_id(&headers);
-    let fields = match xml::read_fields(&body, "Dialog") {
+    let fields = match crate::body::read_fields(&body, "Dialog") {
         Ok(f) => f,
         Err(e) => return with_request_id(error_response(400, "Bad Request", &e, ""), &rid),
     };

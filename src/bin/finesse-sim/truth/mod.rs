@@ -178,6 +178,7 @@ impl Truth {
         MediaShape {
             no_interrupt_action: false,
             ignore_when_not_interruptible: self.behaviour.non_interruptible_reports_ignore,
+            cisco_order: self.behaviour.cisco_element_order,
         }
     }
 
@@ -186,6 +187,7 @@ impl Truth {
         MediaShape {
             no_interrupt_action: !self.behaviour.media_notification_interrupt_action,
             ignore_when_not_interruptible: self.behaviour.non_interruptible_reports_ignore,
+            cisco_order: self.behaviour.cisco_element_order,
         }
     }
 
@@ -206,6 +208,8 @@ pub struct MediaShape {
     pub no_interrupt_action: bool,
     /// A non-interruptible MRD reports IGNORE (Cisco's Media GET example).
     pub ignore_when_not_interruptible: bool,
+    /// Elements in Cisco's order (interruptAction last).
+    pub cisco_order: bool,
 }
 
 /// Why a Basic-auth check failed.
