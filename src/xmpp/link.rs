@@ -301,8 +301,10 @@ impl Link {
                 self.flush().await;
             }
             let due = self.pinger.due();
+            // Biased: what the stream already holds (a pong that came while nobody read the
+            // link, during a long resync) is taken before the ping timer may judge it missing.
             tokio::select! {
-                () = tokio::time::sleep_until(due), if self.up => self.on_ping_timer(),
+                biased;
                 slot = self.slots.recv() => match slot {
                     Some(s) => self.pending = Some(s),
                     None => return None,
@@ -311,6 +313,7 @@ impl Link {
                     Some(ev) => self.on_event(ev),
                     None => return None,
                 },
+                () = tokio::time::sleep_until(due), if self.up => self.on_ping_timer(),
             }
         }
     }
