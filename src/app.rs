@@ -74,6 +74,11 @@ pub async fn run(config: Config, control: Control) -> Result<(), AppError> {
         action_wait: config.action_wait,
         request_timeout: config.request_timeout,
         metrics: Arc::new(move || metrics_view.render_metrics()),
+        guard: Arc::new(crate::api::guard::Guard::new(
+            &config.api_listen,
+            config.api_origins.clone(),
+            config.api_token.clone(),
+        )),
     });
     let api_task = listen(&config, api, shutdown.clone()).await?;
     let mut driver = Driver::new(config, shared, shutdown.clone(), commands_rx, reloads)?;

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::raw::{RawAgent, RawFinesse, RawMedia, RawProbe, RawRecovery, RawXmpp};
+use super::raw::{RawAgent, RawApi, RawFinesse, RawMedia, RawProbe, RawRecovery, RawXmpp};
 use super::{
     ChannelBinding, ConfigError, DesiredState, InterruptAction, LogoutAction, MediaConfig,
     ProbeAction, ProbeConfig, ProbeMethod, RecoveryConfig, Template, TlsMode, XmppConfig, choice,
@@ -372,4 +372,80 @@ pub(super) fn element_name(f: &Path, key: &str, name: &str) -> Result<String, Co
     } else {
         Err(err(f, key, format!("{name:?} is not an XML element name")))
     }
+}
+
+/// `[api] listen`: a loopback address or a Unix socket, or any other address only with a
+/// token (a web page or another host could drive the API otherwise).
+pub(super) fn api_listen(
+    f: &Path,
+    listen: &str,
+    token: bool,
+) -> Result<super::Listen, ConfigError> {
+    if listen.is_empty() {
+        return Err(err(f, "api.listen", "must not be empty"));
+    }
+    let parsed = super::Listen::parse(listen);
+    if let super::Listen::Tcp(addr) = &parsed {
+        let host = addr.rsplit_once(':').map_or(addr.as_str(), |(h, _)| h);
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let loopback = crate::tls::is_loopback_host(host);
+        if !loopback && !token {
+            return Err(err(
+                f,
+                "api.listen",
+                format!(
+                    "{listen:?} is not a loopback address: set [api] token_file (or the credential api-token) so that only holders of the token drive the API"
+                ),
+            ));
+        }
+    }
+    Ok(parsed)
+}
+
+/// The local API's token: from `[api] token_file` or the systemd credential
+/// `token_credential`; a token file readable by group or others is refused.
+pub(super) fn api_token(f: &Path, a: &RawApi) -> Result<Option<Secret>, ConfigError> {
+    let (key, path) = match (&a.token_file, &a.token_credential) {
+        (None, None) => return Ok(None),
+        (Some(_), Some(_)) => {
+            return Err(err(
+                f,
+                "api.token_file",
+                "give token_file or token_credential, not both",
+            ));
+        }
+        (Some(p), None) => ("api.token_file", p.clone()),
+        (None, Some(name)) => {
+            let dir = std::env::var_os("CREDENTIALS_DIRECTORY").ok_or_else(|| {
+                err(
+                    f,
+                    "api.token_credential",
+                    "CREDENTIALS_DIRECTORY is not set",
+                )
+            })?;
+            ("api.token_credential", PathBuf::from(dir).join(name))
+        }
+    };
+    if key == "api.token_file" {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(&path)
+            .map_err(|e| err(f, key, format!("{}: {e}", path.display())))?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            return Err(err(
+                f,
+                key,
+                format!(
+                    "{} is readable by group or others; chmod 600 it",
+                    path.display()
+                ),
+            ));
+        }
+    }
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| err(f, key, format!("{}: {e}", path.display())))?;
+    let token = text.trim();
+    if token.len() < 16 {
+        return Err(err(f, key, "the token must be at least 16 characters"));
+    }
+    Ok(Some(Secret::new(token)))
 }

@@ -129,6 +129,10 @@ pub struct Config {
     pub api_listen: Listen,
     /// How long an action waits for `steady` before it is refused with 503.
     pub action_wait: Duration,
+    /// Origins whose requests the local API takes (none by default).
+    pub api_origins: Vec<String>,
+    /// The local API's bearer token, if one is required.
+    pub api_token: Option<Secret>,
     /// How long a dialog action's answer waits for an asynchronous refusal from Finesse.
     pub outcome_wait: Duration,
     /// The element that carries a TRANSFER's target (Cisco does not document it).
@@ -219,6 +223,7 @@ impl Config {
             return Err(err(f, "finesse.max_body", "must be at least 1KiB"));
         }
         let xmpp = check::xmpp(f, &raw.xmpp)?;
+        let api_token = check::api_token(f, &raw.api)?;
         let media = check::media(f, &raw.media, &mut warnings)?;
         let recovery = check::recovery(f, &raw.recovery)?;
         let log_format = choice(f, "log.format", &raw.log.format, LogFormat::CHOICES)?;
@@ -228,9 +233,6 @@ impl Config {
                 "api.event_ring",
                 format!("{} is out of range 16..=1000000", raw.api.event_ring),
             ));
-        }
-        if raw.api.listen.is_empty() {
-            return Err(err(f, "api.listen", "must not be empty"));
         }
 
         Ok(Config {
@@ -244,7 +246,9 @@ impl Config {
             xmpp,
             media,
             recovery,
-            api_listen: Listen::parse(&raw.api.listen),
+            api_listen: check::api_listen(f, &raw.api.listen, api_token.is_some())?,
+            api_origins: raw.api.allowed_origins.clone(),
+            api_token,
             action_wait: raw.api.action_wait,
             outcome_wait: raw.api.outcome_wait,
             transfer_target_element: check::element_name(
@@ -308,7 +312,7 @@ impl Config {
                 "resync_every": humantime::format_duration(self.recovery.resync_every).to_string(),
                 "maintenance_reason_code_id": self.recovery.maintenance_reason_code_id,
             },
-            "api": { "listen": self.api_listen.to_string(), "action_wait": humantime::format_duration(self.action_wait).to_string(), "outcome_wait": humantime::format_duration(self.outcome_wait).to_string(), "event_ring": self.event_ring },
+            "api": { "listen": self.api_listen.to_string(), "allowed_origins": self.api_origins, "token": self.api_token.as_ref().map(|_| "<redacted>"), "action_wait": humantime::format_duration(self.action_wait).to_string(), "outcome_wait": humantime::format_duration(self.outcome_wait).to_string(), "event_ring": self.event_ring },
             "log": { "format": self.log_format.as_str() },
             "shutdown": { "on_stop": self.shutdown.on_stop.as_str(), "reason_code_id": self.shutdown.reason_code_id, "timeout": humantime::format_duration(self.shutdown.timeout).to_string() },
         })

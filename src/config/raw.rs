@@ -212,6 +212,9 @@ pub(super) struct RawApi {
     #[serde(with = "humantime_serde")]
     pub(super) outcome_wait: Duration,
     pub(super) event_ring: usize,
+    pub(super) allowed_origins: Vec<String>,
+    pub(super) token_file: Option<PathBuf>,
+    pub(super) token_credential: Option<String>,
 }
 
 impl Default for RawApi {
@@ -220,6 +223,9 @@ impl Default for RawApi {
             listen: "127.0.0.1:9471".into(),
             action_wait: Duration::from_secs(10),
             outcome_wait: Duration::from_secs(2),
+            allowed_origins: Vec::new(),
+            token_file: None,
+            token_credential: None,
             event_ring: 1024,
         }
     }

@@ -347,6 +347,24 @@ impl Daemon {
         d
     }
 
+    /// Starts a daemon whose API needs `token`, and waits until it is steady; its client
+    /// sends the token with every request.
+    pub async fn start_steady_with_token(sim: &Sim, cfg: DaemonConfig, token: &str) -> Daemon {
+        let mut d = Daemon::start(sim, cfg).await;
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {token}").parse().expect("header"),
+        );
+        d.http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .default_headers(headers)
+            .build()
+            .expect("client");
+        d.wait_steady(Duration::from_secs(30)).await;
+        d
+    }
+
     /// Waits for phase steady; returns the state.
     pub async fn wait_steady(&self, limit: Duration) -> Value {
         self.wait_state(limit, "phase steady", |s| s["phase"] == "steady")

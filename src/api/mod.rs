@@ -28,6 +28,8 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::mpsc;
 
+pub mod guard;
+
 use crate::command::{Command, CommandError, Request};
 use crate::config::DesiredState;
 use crate::events::Replay;
@@ -51,6 +53,8 @@ pub struct ApiState {
     pub request_timeout: Duration,
     /// Renders `/metrics`.
     pub metrics: Arc<dyn Fn() -> String + Send + Sync>,
+    /// Who may drive the API (see [`guard`]).
+    pub guard: Arc<guard::Guard>,
 }
 
 /// The API router.
@@ -65,6 +69,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/media/{id}/routable", put(media_routable))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            state.guard.clone(),
+            guard::check,
+        ))
         .with_state(state)
 }
 
@@ -356,6 +364,7 @@ mod tests {
             action_wait: Duration::from_millis(10),
             request_timeout: Duration::from_millis(10),
             metrics: Arc::new(String::new),
+            guard: Arc::default(),
         }
     }
 
