@@ -72,7 +72,8 @@ pub async fn run(config: Config, control: Control) -> Result<(), AppError> {
         shared: shared.clone(),
         commands: commands_tx,
         action_wait: config.action_wait,
-        request_timeout: config.request_timeout,
+        // An action's answer may also wait for an asynchronous refusal.
+        request_timeout: config.request_timeout + config.outcome_wait,
         metrics: Arc::new(move || metrics_view.render_metrics()),
         guard: Arc::new(crate::api::guard::Guard::new(
             &config.api_listen,

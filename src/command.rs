@@ -52,9 +52,13 @@ pub enum CommandError {
     /// Finesse refused it.
     #[error("Finesse answered: {0}")]
     Finesse(String),
-    /// Finesse could not be reached.
+    /// Finesse could not be reached; nothing was sent.
     #[error("Finesse unavailable: {0}")]
     Unavailable(String),
+    /// The request went out and no answer came back: Finesse may or may not have acted on
+    /// it. It is never sent again.
+    #[error("outcome unknown: {0}")]
+    OutcomeUnknown(String),
 }
 
 /// A queued command.

@@ -152,3 +152,32 @@ fn a_non_loopback_listen_address_without_a_token_is_a_config_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("api.listen"), "{stderr}");
 }
+
+#[tokio::test]
+async fn an_action_whose_answer_never_comes_is_outcome_unknown_and_sent_once() {
+    let sim = Sim::start(&[]).await;
+    let d = Daemon::start_steady(&sim, DaemonConfig::default()).await;
+    let id = sim.offer(json!({})).await;
+    d.wait_state(LIMIT, "dialog held", |s| dialog_ids(s).contains(&id))
+        .await;
+    // Finesse takes the request and never answers (request_timeout is 2 s in the tests).
+    sim.faults("A", json!({ "rest": "hang" })).await;
+    let r = d
+        .http()
+        .post(format!("{}/v1/dialogs/{id}/actions", d.api))
+        .json(&json!({ "action": "ACCEPT" }))
+        .timeout(LIMIT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 504);
+    assert!(
+        r.headers().get("retry-after").is_none(),
+        "no invitation to retry"
+    );
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "outcome_unknown");
+    sim.faults("A", json!({ "rest": "up" })).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(dialog_puts(&sim).await, 1, "sent once, never again");
+}

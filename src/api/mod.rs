@@ -232,7 +232,14 @@ async fn submit(s: &ApiState, command: Command) -> Response {
         Ok(Ok(Err(CommandError::NotFound(m)))) => error(StatusCode::NOT_FOUND, m, None),
         Ok(Ok(Err(CommandError::NotAllowed(m)))) => error(StatusCode::CONFLICT, m, Some("action")),
         Ok(Ok(Err(CommandError::Finesse(m)))) => error(StatusCode::BAD_GATEWAY, m, None),
-        Ok(Ok(Err(CommandError::Unavailable(_)))) | Ok(Err(_)) | Err(_) => unavailable(),
+        // Sent, or perhaps sent, with no answer: never invite a retry (no Retry-After).
+        Ok(Ok(Err(CommandError::OutcomeUnknown(_)))) | Err(_) => (
+            StatusCode::GATEWAY_TIMEOUT,
+            Json(json!({ "error": "outcome_unknown" })),
+        )
+            .into_response(),
+        // Dropped unsent (expired while recovering) or Finesse unreachable: safe to retry.
+        Ok(Ok(Err(CommandError::Unavailable(_)))) | Ok(Err(_)) => unavailable(),
     }
 }
 
@@ -350,56 +357,4 @@ async fn media_routable(State(s): State<ApiState>, Path(id): Path<u32>, body: By
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::body::Body;
-    use http_body_util::BodyExt;
-    use tower::ServiceExt;
-
-    fn state(ring: usize) -> ApiState {
-        let (commands, _rx) = mpsc::channel(1);
-        ApiState {
-            shared: Arc::new(Shared::new("1001001", ring)),
-            commands,
-            action_wait: Duration::from_millis(10),
-            request_timeout: Duration::from_millis(10),
-            metrics: Arc::new(String::new),
-            guard: Arc::default(),
-        }
-    }
-
-    #[tokio::test]
-    async fn a_client_too_slow_for_the_stream_gets_resync_required_and_is_dropped() {
-        let st = state(16);
-        let shared = st.shared.clone();
-        let req = axum::http::Request::get("/v1/events")
-            .body(Body::empty())
-            .unwrap();
-        let resp = router(st).oneshot(req).await.unwrap();
-        let mut body = resp.into_body();
-        // The client reads nothing while 200 events go by: far more than its queue (16)
-        // and the bus (16) hold.
-        for i in 0..200 {
-            shared
-                .events
-                .publish(crate::vocab::EventKind::Phase, json!({ "i": i }));
-            tokio::task::yield_now().await;
-        }
-        let mut text = String::new();
-        while let Some(frame) = body.frame().await {
-            if let Ok(data) = frame.unwrap().into_data() {
-                text.push_str(&String::from_utf8_lossy(&data));
-            }
-        }
-        let events = text.matches("data:").count();
-        assert!(
-            events < 200,
-            "the slow client did not get everything: {events}"
-        );
-        let last = text.trim_end().lines().last().unwrap_or_default();
-        assert!(
-            last.contains("resync.required") && last.contains("slow client"),
-            "{last}"
-        );
-    }
-}
+mod tests;

@@ -13,6 +13,7 @@ use raw::RawConfig;
 mod check;
 mod probe;
 mod raw;
+mod secrets;
 mod types;
 
 pub use probe::{ProbeAction, ProbeConfig, ProbeMethod, Segment, Template};
@@ -212,7 +213,7 @@ impl Config {
         let mut warnings = Vec::new();
         let f = path;
         let agent_id = check::agent_id(f, &raw.agent)?;
-        let password = check::read_password(f, &raw.agent, &mut warnings)?;
+        let password = secrets::read_password(f, &raw.agent, &mut warnings)?;
         let nodes = check::nodes(f, &raw.finesse, raw.xmpp.insecure, &mut warnings)?;
         let ca_pem = check::ca(f, raw.finesse.ca_file.as_deref())?;
         if raw.finesse.request_timeout.is_zero() {
@@ -223,7 +224,7 @@ impl Config {
             return Err(err(f, "finesse.max_body", "must be at least 1KiB"));
         }
         let xmpp = check::xmpp(f, &raw.xmpp)?;
-        let api_token = check::api_token(f, &raw.api)?;
+        let api_token = secrets::api_token(f, &raw.api)?;
         let media = check::media(f, &raw.media, &mut warnings)?;
         let recovery = check::recovery(f, &raw.recovery)?;
         let log_format = choice(f, "log.format", &raw.log.format, LogFormat::CHOICES)?;

@@ -121,6 +121,7 @@ impl Driver {
         let node = self.cfg.nodes[idx].clone();
         let rest_err = |e: RestError| match e {
             RestError::Transport(m) => CommandError::Unavailable(m),
+            RestError::Ambiguous(m) => CommandError::OutcomeUnknown(m),
             RestError::Server { status } => CommandError::Unavailable(format!("HTTP {status}")),
             RestError::Client { status: 404, .. } => {
                 CommandError::NotFound("Finesse does not know it".into())

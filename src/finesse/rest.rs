@@ -17,6 +17,10 @@ pub enum RestError {
     /// Connect error, TLS error or timeout: the node is unreachable.
     #[error("transport: {0}")]
     Transport(String),
+    /// A request with a body failed after it may have been sent (a timeout or a reset after
+    /// the connection was made): Finesse may or may not have acted on it.
+    #[error("outcome unknown: {0}")]
+    Ambiguous(String),
     /// 401: credentials rejected (never retried quickly: Finesse locks accounts).
     #[error("401 unauthorized")]
     Unauthorized,
@@ -46,7 +50,7 @@ impl RestError {
     /// The cause for logs, the state API and metrics.
     pub fn cause(&self) -> Cause {
         match self {
-            Self::Transport(_) => Cause::RestUnreachable,
+            Self::Transport(_) | Self::Ambiguous(_) => Cause::RestUnreachable,
             Self::Unauthorized => Cause::AuthFailed,
             Self::Server { status: 503 } => Cause::OutOfService,
             Self::Server { .. } => Cause::Rest5xx,
@@ -113,6 +117,7 @@ impl Rest {
         body: Option<(String, &str)>,
         auth: bool,
     ) -> Result<(u16, String), RestError> {
+        let sends_body = body.is_some();
         let mut req = self.http.request(method, url);
         if auth {
             req = req.basic_auth(&self.user, Some(self.password.expose()));
@@ -123,10 +128,14 @@ impl Rest {
                 .header("requestId", request_id)
                 .body(b);
         }
-        let mut resp = req
-            .send()
-            .await
-            .map_err(|e| RestError::Transport(error_chain(&e)))?;
+        let mut resp = req.send().await.map_err(|e| {
+            // Only a request that never reached a connection surely was not sent.
+            if sends_body && !e.is_connect() {
+                RestError::Ambiguous(error_chain(&e))
+            } else {
+                RestError::Transport(error_chain(&e))
+            }
+        })?;
         let status = resp.status().as_u16();
         if resp.content_length().is_some_and(|n| n > self.max_body) {
             return Err(RestError::TooLarge(self.max_body));

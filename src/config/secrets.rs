@@ -1,0 +1,114 @@
+//! Secrets read from files or systemd credentials: the agent's password and the local API's
+//! token. A token file readable by group or others is refused; a world-readable password file
+//! is warned about.
+
+use std::path::{Path, PathBuf};
+
+use super::raw::{RawAgent, RawApi};
+use super::{ConfigError, err};
+use crate::secret::Secret;
+
+/// The password from exactly one of `password_file`, `password_credential` (systemd) or
+/// `password` (inline, warned about).
+pub(super) fn read_password(
+    f: &Path,
+    a: &RawAgent,
+    warnings: &mut Vec<String>,
+) -> Result<Secret, ConfigError> {
+    let given = [
+        a.password_file.is_some(),
+        a.password_credential.is_some(),
+        a.password.is_some(),
+    ];
+    if given.iter().filter(|g| **g).count() != 1 {
+        return Err(err(
+            f,
+            "agent.password_file",
+            "give exactly one of password_file, password_credential, password",
+        ));
+    }
+    if let Some(p) = &a.password {
+        warnings.push("agent.password: an inline password is readable by anyone who can read the config; use password_file or password_credential".into());
+        return Ok(p.clone());
+    }
+    let (key, path) = match (&a.password_file, &a.password_credential) {
+        (Some(p), _) => ("agent.password_file", p.clone()),
+        (None, Some(name)) => {
+            let dir = std::env::var_os("CREDENTIALS_DIRECTORY").ok_or_else(|| {
+                err(
+                    f,
+                    "agent.password_credential",
+                    "CREDENTIALS_DIRECTORY is not set (use LoadCredential= in the unit)",
+                )
+            })?;
+            ("agent.password_credential", PathBuf::from(dir).join(name))
+        }
+        (None, None) => return Err(err(f, "agent.password_file", "missing")),
+    };
+    let meta =
+        std::fs::metadata(&path).map_err(|e| err(f, key, format!("{}: {e}", path.display())))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if meta.permissions().mode() & 0o004 != 0 {
+            warnings.push(format!(
+                "{key}: {} is world-readable; chmod o-r it",
+                path.display()
+            ));
+        }
+    }
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| err(f, key, format!("{}: {e}", path.display())))?;
+    let password = text.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        return Err(err(f, key, format!("{} is empty", path.display())));
+    }
+    Ok(Secret::new(password))
+}
+
+/// The local API's token: from `[api] token_file` or the systemd credential
+/// `token_credential`; a token file readable by group or others is refused.
+pub(super) fn api_token(f: &Path, a: &RawApi) -> Result<Option<Secret>, ConfigError> {
+    let (key, path) = match (&a.token_file, &a.token_credential) {
+        (None, None) => return Ok(None),
+        (Some(_), Some(_)) => {
+            return Err(err(
+                f,
+                "api.token_file",
+                "give token_file or token_credential, not both",
+            ));
+        }
+        (Some(p), None) => ("api.token_file", p.clone()),
+        (None, Some(name)) => {
+            let dir = std::env::var_os("CREDENTIALS_DIRECTORY").ok_or_else(|| {
+                err(
+                    f,
+                    "api.token_credential",
+                    "CREDENTIALS_DIRECTORY is not set",
+                )
+            })?;
+            ("api.token_credential", PathBuf::from(dir).join(name))
+        }
+    };
+    if key == "api.token_file" {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(&path)
+            .map_err(|e| err(f, key, format!("{}: {e}", path.display())))?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            return Err(err(
+                f,
+                key,
+                format!(
+                    "{} is readable by group or others; chmod 600 it",
+                    path.display()
+                ),
+            ));
+        }
+    }
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| err(f, key, format!("{}: {e}", path.display())))?;
+    let token = text.trim();
+    if token.len() < 16 {
+        return Err(err(f, key, "the token must be at least 16 characters"));
+    }
+    Ok(Some(Secret::new(token)))
+}
