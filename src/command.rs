@@ -4,6 +4,9 @@
 //! before the driver reaches it, it is dropped unsent. Either way an action is sent to
 //! Finesse at most once.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
@@ -61,6 +64,12 @@ pub enum CommandError {
     OutcomeUnknown(String),
 }
 
+/// Who has a queued request: still queued, taken by the driver (it may be sent), or
+/// abandoned by its caller (it is never sent). Exactly one of the two claims wins.
+const QUEUED: u8 = 0;
+const TAKEN: u8 = 1;
+const ABANDONED: u8 = 2;
+
 /// A queued command.
 #[derive(Debug)]
 pub struct Request {
@@ -70,25 +79,56 @@ pub struct Request {
     pub deadline: Instant,
     /// Where the answer goes.
     pub reply: oneshot::Sender<Result<(), CommandError>>,
+    claim: Arc<AtomicU8>,
 }
 
 /// The driver's answer to a queued [`Request`].
 pub type Answer = oneshot::Receiver<Result<(), CommandError>>;
 
+/// The caller's side of a queued request.
+#[derive(Debug)]
+pub struct Ticket {
+    /// Where the answer comes.
+    pub answer: Answer,
+    claim: Arc<AtomicU8>,
+}
+
+impl Ticket {
+    /// Gives the request up unless the driver took it first: true when it will never be
+    /// sent, false when the driver has it (its answer still comes).
+    pub fn abandon(&self) -> bool {
+        self.claim
+            .compare_exchange(QUEUED, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+}
+
 impl Request {
-    /// Queues `command` (not sent after `deadline`) and returns where its answer will come;
-    /// `None` when the driver is gone (the daemon is stopping).
+    /// Queues `command` (not sent after `deadline`) and returns the caller's ticket; `None`
+    /// when the driver is gone (the daemon is stopping).
     pub async fn queue(
         to: &tokio::sync::mpsc::Sender<Request>,
         command: Command,
         deadline: Instant,
-    ) -> Option<Answer> {
+    ) -> Option<Ticket> {
         let (reply, answer) = oneshot::channel();
+        let claim = Arc::new(AtomicU8::new(QUEUED));
         let request = Request {
             command,
             deadline,
             reply,
+            claim: claim.clone(),
         };
-        to.send(request).await.ok().map(|()| answer)
+        to.send(request)
+            .await
+            .ok()
+            .map(|()| Ticket { answer, claim })
+    }
+
+    /// Takes the request for sending unless its caller gave it up first.
+    pub fn take(&self) -> bool {
+        self.claim
+            .compare_exchange(QUEUED, TAKEN, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
     }
 }

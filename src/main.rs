@@ -1,7 +1,8 @@
 //! The `finesse-taskd` binary: CLI, logging, signals and exit codes. Everything else is in the
 //! library ([`finesse_taskd::app`] wires it). Exit codes: 0 after a clean stop, 78 (EX_CONFIG)
-//! for a configuration error (including an API address that cannot be bound and a CA that
-//! cannot be used), 1 for any other fatal error.
+//! for a configuration error (including a CA that cannot be used), 69 (EX_UNAVAILABLE) for a
+//! runtime set-up failure such as the API address being taken, 1 for any other fatal error.
+//! At start the process makes itself non-dumpable (no core file with the password in it).
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
@@ -15,6 +16,7 @@ use finesse_taskd::app;
 use finesse_taskd::config::{Config, LogFormat};
 
 const EX_CONFIG: u8 = 78;
+const EX_UNAVAILABLE: u8 = 69;
 
 /// Keeps a Cisco Finesse agent's nonvoice (task-routing) session healthy.
 #[derive(Debug, Parser)]
@@ -40,6 +42,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // No core dump and no ptrace by other users of this uid: the password is in memory.
+    let dumpable_off = nix::sys::prctl::set_dumpable(false).is_ok();
     let cli = Cli::parse();
     let positional = match &cli.command {
         Some(Command::CheckConfig { file }) => file.clone(),
@@ -68,6 +72,9 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_logging(config.log_format);
+    if !dumpable_off {
+        warn!("cannot make the process non-dumpable; a core file could hold the password");
+    }
     for w in &config.warnings {
         warn!("{w}");
     }
@@ -85,45 +92,54 @@ fn main() -> ExitCode {
     runtime.block_on(run(config))
 }
 
-fn init_logging(format: LogFormat) {
-    let Ok(mut filter) = tracing_subscriber::EnvFilter::try_from_default_env() else {
-        return finish_logging(format, "info,tokio_xmpp=warn".into());
-    };
-    // At trace level these crates dump raw protocol bytes, including the SASL PLAIN and the
-    // Basic-auth credentials: cap them at debug whatever RUST_LOG says.
-    for target in [
-        "tokio_xmpp",
-        "xmpp_parsers",
-        "xso",
-        "minidom",
-        "rxml",
-        "sasl",
-        "hyper",
-        "hyper_util",
-        "h2",
-        "reqwest",
-        "rustls",
-    ] {
-        if let Ok(d) = format!("{target}=debug").parse() {
-            filter = filter.add_directive(d);
-        }
-    }
-    finish_logging(format, filter);
+/// The crates that dump raw protocol bytes at trace level, SASL PLAIN and Basic-auth
+/// credentials included.
+const PROTOCOL_CRATES: [&str; 11] = [
+    "tokio_xmpp",
+    "xmpp_parsers",
+    "xso",
+    "minidom",
+    "rxml",
+    "sasl",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "reqwest",
+    "rustls",
+];
+
+fn is_protocol(target: &str) -> bool {
+    PROTOCOL_CRATES.iter().any(|c| {
+        target
+            .strip_prefix(c)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+    })
 }
 
-fn finish_logging(format: LogFormat, filter: tracing_subscriber::EnvFilter) {
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tokio_xmpp=warn"));
+    // A filter on the layer itself, after RUST_LOG: no directive, however specific
+    // (`tokio_xmpp::xmlstream=trace`), brings the protocol crates' trace output back.
+    let clamp = tracing_subscriber::filter::filter_fn(|m| {
+        !(is_protocol(m.target()) && *m.level() == tracing::Level::TRACE)
+    });
     let json = format == LogFormat::Json;
     let journald = format == LogFormat::Auto && std::env::var_os("JOURNAL_STREAM").is_some();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
+    let base = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let layer = if json {
+        base.json().boxed()
     } else if journald {
-        builder.without_time().with_ansi(false).init();
+        base.without_time().with_ansi(false).boxed()
     } else {
-        builder.init();
-    }
+        base.boxed()
+    };
+    tracing_subscriber::registry()
+        .with(layer.with_filter(filter).with_filter(clamp))
+        .init();
 }
 
 async fn run(config: Config) -> ExitCode {
@@ -170,12 +186,12 @@ async fn run(config: Config) -> ExitCode {
     }
 }
 
-/// 78 (EX_CONFIG) when the configuration cannot be used as written (a bind address, a CA,
-/// a probe's CA), 1 otherwise.
+/// 78 (EX_CONFIG) when the configuration cannot be used as written (a CA, a probe's CA);
+/// 69 (EX_UNAVAILABLE) when the system refuses what the configuration asks for at run time
+/// (the API address taken): systemd restarts the second kind, not the first.
 fn exit_code(e: &app::AppError) -> u8 {
     match e {
-        app::AppError::Bind { .. } | app::AppError::Orphan(_) | app::AppError::Setup(_) => {
-            EX_CONFIG
-        }
+        app::AppError::Orphan(_) | app::AppError::Setup(_) => EX_CONFIG,
+        app::AppError::Bind { .. } => EX_UNAVAILABLE,
     }
 }

@@ -68,3 +68,38 @@ async fn the_password_appears_in_no_log_state_metrics_or_check_config_output() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_specific_trace_directive_for_the_xmpp_stream_does_not_dump_the_sasl_plain_credentials() {
+    let sim = Sim::start(&[]).await;
+    let d = Daemon::start(
+        &sim,
+        DaemonConfig {
+            // PLAIN carries the password itself, base64-encoded, in the <auth> element.
+            xmpp_extra: "sasl_mechanisms = [\"PLAIN\"]\n".into(),
+            env: vec![(
+                "RUST_LOG".into(),
+                "info,finesse_taskd=trace,tokio_xmpp::xmlstream=trace,tokio_xmpp=trace,xso=trace"
+                    .into(),
+            )],
+            ..Default::default()
+        },
+    )
+    .await;
+    d.wait_steady(Duration::from_secs(30)).await;
+    let plain = base64::engine::general_purpose::STANDARD.encode(format!("\0{AGENT}\0{PASSWORD}"));
+    let log = d.log();
+    let targets: std::collections::BTreeSet<String> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["target"].as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        targets
+            .iter()
+            .any(|t| t.starts_with("finesse_taskd::driver")),
+        "the daemon logged: {targets:?}"
+    );
+    assert!(!log.contains(&plain), "the SASL PLAIN credentials leaked");
+    assert!(!log.contains(PASSWORD));
+}

@@ -209,14 +209,28 @@ fn tokio_stream_from<T: Send + 'static>(mut rx: mpsc::Receiver<T>) -> impl Strea
 /// Queues a command and waits for its answer.
 async fn submit(s: &ApiState, command: Command) -> Response {
     let deadline = tokio::time::Instant::now() + s.action_wait;
-    let Some(answer) = Request::queue(&s.commands, command, deadline).await else {
+    let Some(mut ticket) = Request::queue(&s.commands, command, deadline).await else {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             "the daemon is stopping",
             None,
         );
     };
-    let limit = s.action_wait + s.request_timeout + Duration::from_secs(1);
+    // Until the deadline the driver may take the request; then it is either given up here
+    // (never sent: safe to retry) or the driver has it and its answer is awaited.
+    let answer = match tokio::time::timeout_at(deadline, &mut ticket.answer).await {
+        Ok(answer) => Some(answer),
+        Err(_) if ticket.abandon() => None,
+        Err(_) => {
+            let limit = s.request_timeout + Duration::from_secs(1);
+            match tokio::time::timeout(limit, &mut ticket.answer).await {
+                Ok(answer) => Some(answer),
+                Err(_) => Some(Ok(Err(CommandError::OutcomeUnknown(
+                    "no answer in time".into(),
+                )))),
+            }
+        }
+    };
     let unavailable = || {
         let mut r = error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -227,19 +241,24 @@ async fn submit(s: &ApiState, command: Command) -> Response {
             .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
         r
     };
-    match tokio::time::timeout(limit, answer).await {
-        Ok(Ok(Ok(()))) => (StatusCode::ACCEPTED, Json(json!({ "accepted": true }))).into_response(),
-        Ok(Ok(Err(CommandError::NotFound(m)))) => error(StatusCode::NOT_FOUND, m, None),
-        Ok(Ok(Err(CommandError::NotAllowed(m)))) => error(StatusCode::CONFLICT, m, Some("action")),
-        Ok(Ok(Err(CommandError::Finesse(m)))) => error(StatusCode::BAD_GATEWAY, m, None),
+    match answer {
+        Some(Ok(Ok(()))) => {
+            (StatusCode::ACCEPTED, Json(json!({ "accepted": true }))).into_response()
+        }
+        Some(Ok(Err(CommandError::NotFound(m)))) => error(StatusCode::NOT_FOUND, m, None),
+        Some(Ok(Err(CommandError::NotAllowed(m)))) => {
+            error(StatusCode::CONFLICT, m, Some("action"))
+        }
+        Some(Ok(Err(CommandError::Finesse(m)))) => error(StatusCode::BAD_GATEWAY, m, None),
         // Sent, or perhaps sent, with no answer: never invite a retry (no Retry-After).
-        Ok(Ok(Err(CommandError::OutcomeUnknown(_)))) | Err(_) => (
+        Some(Ok(Err(CommandError::OutcomeUnknown(_)))) => (
             StatusCode::GATEWAY_TIMEOUT,
             Json(json!({ "error": "outcome_unknown" })),
         )
             .into_response(),
-        // Dropped unsent (expired while recovering) or Finesse unreachable: safe to retry.
-        Ok(Ok(Err(CommandError::Unavailable(_)))) | Ok(Err(_)) => unavailable(),
+        // Given up unsent, dropped unsent by the driver, or Finesse unreachable before
+        // anything went out: safe to retry.
+        Some(Ok(Err(CommandError::Unavailable(_)))) | Some(Err(_)) | None => unavailable(),
     }
 }
 

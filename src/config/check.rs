@@ -343,3 +343,22 @@ pub(super) fn api_listen(
     }
     Ok(parsed)
 }
+
+/// `[shutdown] timeout`: below the unit's `TimeoutStopSec` (20 s), so the stop policy is
+/// never cut short by systemd's SIGKILL.
+pub(super) fn shutdown_timeout(
+    f: &Path,
+    timeout: std::time::Duration,
+) -> Result<std::time::Duration, ConfigError> {
+    if timeout >= std::time::Duration::from_secs(20) {
+        return Err(err(
+            f,
+            "shutdown.timeout",
+            format!(
+                "{} is not below the unit's TimeoutStopSec (20s)",
+                humantime::format_duration(timeout)
+            ),
+        ));
+    }
+    Ok(timeout)
+}

@@ -267,7 +267,7 @@ impl Config {
                     OnStop::CHOICES,
                 )?,
                 reason_code_id: raw.shutdown.reason_code_id,
-                timeout: raw.shutdown.timeout,
+                timeout: check::shutdown_timeout(f, raw.shutdown.timeout)?,
             },
             warnings,
         })

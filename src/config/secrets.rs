@@ -1,6 +1,6 @@
 //! Secrets read from files or systemd credentials: the agent's password and the local API's
-//! token. A token file readable by group or others is refused; a world-readable password file
-//! is warned about.
+//! token. A password or token file that group or others can read is refused (a systemd
+//! credential is exempt: it is the service's own).
 
 use std::path::{Path, PathBuf};
 
@@ -47,12 +47,17 @@ pub(super) fn read_password(
     };
     let meta =
         std::fs::metadata(&path).map_err(|e| err(f, key, format!("{}: {e}", path.display())))?;
-    {
+    // A password file others can read is refused; a systemd credential is the service's own.
+    if key == "agent.password_file" {
         use std::os::unix::fs::PermissionsExt;
-        if meta.permissions().mode() & 0o004 != 0 {
-            warnings.push(format!(
-                "{key}: {} is world-readable; chmod o-r it",
-                path.display()
+        if meta.permissions().mode() & 0o077 != 0 {
+            return Err(err(
+                f,
+                key,
+                format!(
+                    "{} is readable or writable by group or others; chmod 600 it",
+                    path.display()
+                ),
             ));
         }
     }

@@ -112,16 +112,26 @@ fn mistakes_name_the_file_and_key() {
 }
 
 #[test]
-fn a_missing_password_file_is_an_error_and_a_world_readable_one_a_warning() {
+fn a_missing_password_file_is_an_error_and_so_is_one_group_or_others_can_read() {
     let e = parse(&base(Path::new("/nonexistent/pw"))).unwrap_err();
     assert_eq!(e.key, "agent.password_file");
-    let pw = password_file(0o644);
-    let c = parse(&base(pw.path())).unwrap();
-    assert!(
-        c.warnings.iter().any(|w| w.contains("world-readable")),
-        "{:?}",
-        c.warnings
-    );
+    for mode in [0o644, 0o640, 0o604, 0o620] {
+        let pw = password_file(mode);
+        let e = parse(&base(pw.path())).unwrap_err();
+        assert_eq!(e.key, "agent.password_file", "{mode:o}");
+        assert!(e.message.contains("chmod 600"), "{e}");
+    }
+    assert!(parse(&base(password_file(0o600).path())).is_ok());
+    assert!(parse(&base(password_file(0o400).path())).is_ok());
+}
+
+#[test]
+fn a_shutdown_timeout_of_the_units_stop_timeout_or_more_is_refused() {
+    let pw = password_file(0o600);
+    let text = format!("{}[shutdown]\ntimeout = \"20s\"\n", base(pw.path()));
+    assert_eq!(parse(&text).unwrap_err().key, "shutdown.timeout");
+    let text = format!("{}[shutdown]\ntimeout = \"15s\"\n", base(pw.path()));
+    assert!(parse(&text).is_ok());
 }
 
 #[test]

@@ -114,7 +114,7 @@ impl Driver {
 
     /// Carries out one API request on node `idx`, unless its caller is gone or it expired.
     pub(super) async fn handle(&mut self, idx: usize, req: command::Request) {
-        if req.reply.is_closed() || Instant::now() > req.deadline {
+        if req.reply.is_closed() || Instant::now() > req.deadline || !req.take() {
             info!(command = ?req.command, "request expired while recovering; not sent");
             return;
         }

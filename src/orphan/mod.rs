@@ -200,10 +200,10 @@ impl Guard {
             action,
             target: None,
         };
-        let Some(answer) = Request::queue(&self.commands, command, deadline).await else {
+        let Some(ticket) = Request::queue(&self.commands, command, deadline).await else {
             return false;
         };
-        matches!(answer.await, Ok(Ok(())))
+        matches!(ticket.answer.await, Ok(Ok(())))
     }
 
     async fn orphaned(&self, mrd: &Mrd, d: &DialogView, url: &str) {
