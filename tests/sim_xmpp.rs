@@ -22,8 +22,12 @@ async fn media_and_dialog_changes_arrive_as_escaped_updates_on_their_nodes() {
     let sim = Sim::start(&[]).await;
     // The documented forms (upper-case events, a changed dialog's fields under `<dialog>`);
     // the Cisco-capture forms are the default and covered below.
-    sim.behaviour(json!({ "lowercase_events": false, "changed_dialog_wrapper": false }))
-        .await;
+    sim.behaviour(json!({
+        "lowercase_events": false,
+        "changed_dialog_wrapper": false,
+        "cisco_element_order": false,
+    }))
+    .await;
     let mut agent = Agent::connect(&sim.info, "A").await;
     agent.subscribe_media().await;
     let r = sim
