@@ -58,6 +58,9 @@ pub enum CommandError {
     /// Finesse could not be reached; nothing was sent.
     #[error("Finesse unavailable: {0}")]
     Unavailable(String),
+    /// Finesse rejected the password: nothing carrying it is sent until the hold has passed.
+    #[error("credentials rejected")]
+    AuthFailed,
     /// The request went out and no answer came back: Finesse may or may not have acted on
     /// it. It is never sent again.
     #[error("outcome unknown: {0}")]

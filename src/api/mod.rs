@@ -250,6 +250,11 @@ async fn submit(s: &ApiState, command: Command) -> Response {
             error(StatusCode::CONFLICT, m, Some("action"))
         }
         Some(Ok(Err(CommandError::Finesse(m)))) => error(StatusCode::BAD_GATEWAY, m, None),
+        Some(Ok(Err(CommandError::AuthFailed))) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "error": "auth_failed" })),
+        )
+            .into_response(),
         // Sent, or perhaps sent, with no answer: never invite a retry (no Retry-After).
         Some(Ok(Err(CommandError::OutcomeUnknown(_)))) => (
             StatusCode::GATEWAY_TIMEOUT,

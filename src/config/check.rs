@@ -362,3 +362,34 @@ pub(super) fn shutdown_timeout(
     }
     Ok(timeout)
 }
+
+/// `[finesse] lockout_attempts` and `lockout_window` against `[recovery] auth_retry`: one
+/// login at most every `auth_retry`, each sending the password at most twice (a refused
+/// channel binding), stays below the lockout only when `auth_retry` is at least
+/// `lockout_window / (lockout_attempts - 1)`. So staying under it holds by construction.
+pub(super) fn lockout(
+    f: &Path,
+    fin: &RawFinesse,
+    auth_retry: std::time::Duration,
+) -> Result<(), ConfigError> {
+    if fin.lockout_attempts < 3 {
+        return Err(err(
+            f,
+            "finesse.lockout_attempts",
+            format!("{} is below 3: no safe retry exists", fin.lockout_attempts),
+        ));
+    }
+    let least = fin.lockout_window / (fin.lockout_attempts - 1);
+    if auth_retry < least {
+        return Err(err(
+            f,
+            "recovery.auth_retry",
+            format!(
+                "{} is below lockout_window / (lockout_attempts - 1) = {}: a wrong password could lock the account",
+                humantime::format_duration(auth_retry),
+                humantime::format_duration(least)
+            ),
+        ));
+    }
+    Ok(())
+}

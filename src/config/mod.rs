@@ -136,6 +136,10 @@ pub struct Config {
     pub api_token: Option<Secret>,
     /// How long a dialog action's answer waits for an asynchronous refusal from Finesse.
     pub outcome_wait: Duration,
+    /// The site's lockout policy: this many bad passwords …
+    pub lockout_attempts: u32,
+    /// … within this window lock the account.
+    pub lockout_window: Duration,
     /// The element that carries a TRANSFER's target (Cisco does not document it).
     pub transfer_target_element: String,
     /// How many events the resume ring keeps.
@@ -227,6 +231,7 @@ impl Config {
         let api_token = secrets::api_token(f, &raw.api)?;
         let media = check::media(f, &raw.media, &mut warnings)?;
         let recovery = check::recovery(f, &raw.recovery)?;
+        check::lockout(f, &raw.finesse, recovery.auth_retry)?;
         let log_format = choice(f, "log.format", &raw.log.format, LogFormat::CHOICES)?;
         if !(16..=1_000_000).contains(&raw.api.event_ring) {
             return Err(err(
@@ -252,6 +257,8 @@ impl Config {
             api_token,
             action_wait: raw.api.action_wait,
             outcome_wait: raw.api.outcome_wait,
+            lockout_attempts: raw.finesse.lockout_attempts,
+            lockout_window: raw.finesse.lockout_window,
             transfer_target_element: check::element_name(
                 f,
                 "finesse.transfer_target_element",
@@ -285,6 +292,8 @@ impl Config {
                 "request_timeout": humantime::format_duration(self.request_timeout).to_string(),
                 "max_body": self.max_body,
                 "transfer_target_element": self.transfer_target_element,
+                "lockout_attempts": self.lockout_attempts,
+                "lockout_window": humantime::format_duration(self.lockout_window).to_string(),
             },
             "xmpp": {
                 "port": self.xmpp.port,

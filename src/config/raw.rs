@@ -66,6 +66,17 @@ pub(super) struct RawFinesse {
     pub(super) max_body: bytesize::ByteSize,
     #[serde(default = "d_transfer_element")]
     pub(super) transfer_target_element: String,
+    #[serde(default = "d_lockout_attempts")]
+    pub(super) lockout_attempts: u32,
+    #[serde(default = "d_lockout_window", with = "humantime_serde")]
+    pub(super) lockout_window: Duration,
+}
+
+fn d_lockout_attempts() -> u32 {
+    5
+}
+fn d_lockout_window() -> Duration {
+    Duration::from_secs(300)
 }
 
 fn d_transfer_element() -> String {

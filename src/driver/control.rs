@@ -8,7 +8,7 @@ use super::Driver;
 use crate::command::{self, Command, CommandError};
 use crate::config::{Config, OnStop};
 use crate::finesse::rest::{Rest, RestError};
-use crate::machine::Reload;
+use crate::machine::{Input, Reload};
 use crate::vocab::{Cause, LinkKind};
 
 impl Driver {
@@ -66,6 +66,7 @@ impl Driver {
             }
         }
         self.machine.reconfigure(&new.recovery, new.nodes.len());
+        let credentials = new.password != self.cfg.password;
         self.cfg = new;
         info!(reconnect, resync, "configuration reloaded");
         self.shared.notifier.ready(&status(self));
@@ -74,7 +75,11 @@ impl Driver {
             self.shared
                 .set_link(LinkKind::Xmpp, false, Some(Cause::Reload));
             self.node = None;
-            Reload::Reconnect
+            if credentials {
+                Reload::CredentialsChanged
+            } else {
+                Reload::Reconnect
+            }
         } else if resync {
             Reload::Resync
         } else {
@@ -84,6 +89,10 @@ impl Driver {
 
     /// Applies `[shutdown] on_stop` to every MRD on the current node, within its timeout.
     pub(super) async fn apply_stop_policy(&self) {
+        if self.held_until.is_some_and(|t| Instant::now() < t) {
+            warn!("credentials rejected: the stop policy is not sent");
+            return;
+        }
         let policy = &self.cfg.shutdown;
         let state = match policy.on_stop {
             OnStop::Logout => "LOGOUT",
@@ -113,13 +122,14 @@ impl Driver {
     }
 
     /// Carries out one API request on node `idx`, unless its caller is gone or it expired.
-    pub(super) async fn handle(&mut self, idx: usize, req: command::Request) {
+    pub(super) async fn handle(&mut self, idx: usize, req: command::Request) -> Option<Input> {
         if req.reply.is_closed() || Instant::now() > req.deadline || !req.take() {
             info!(command = ?req.command, "request expired while recovering; not sent");
-            return;
+            return None;
         }
         let node = self.cfg.nodes[idx].clone();
         let rest_err = |e: RestError| match e {
+            RestError::Unauthorized => CommandError::AuthFailed,
             RestError::Transport(m) => CommandError::Unavailable(m),
             RestError::Ambiguous(m) => CommandError::OutcomeUnknown(m),
             RestError::Server { status } => CommandError::Unavailable(format!("HTTP {status}")),
@@ -198,8 +208,19 @@ impl Driver {
                 reply: req.reply,
                 until: Instant::now() + self.cfg.outcome_wait,
             });
-            return;
+            return None;
         }
+        let rejected = result == Err(CommandError::AuthFailed);
         let _ = req.reply.send(result);
+        // The password was refused: hold everything that carries it.
+        rejected.then_some(Input::CredentialsRejected)
+    }
+
+    /// Answers a request at once, unsent, while the password is held back.
+    pub(super) fn refuse_held(&mut self, req: command::Request) {
+        if req.take() {
+            info!(command = ?req.command, "credentials rejected: not sent");
+            let _ = req.reply.send(Err(CommandError::AuthFailed));
+        }
     }
 }

@@ -68,6 +68,8 @@ pub struct Driver {
     current: Option<Action>,
     /// What is remembered per MRD between resyncs.
     memo: memo::Memo,
+    /// While the password is held back after a refusal: until then.
+    held_until: Option<Instant>,
 }
 
 impl Driver {
@@ -104,6 +106,7 @@ impl Driver {
             hook: test_hook::StallHook::from_env(),
             current: None,
             memo: memo::Memo::default(),
+            held_until: None,
         })
     }
 
@@ -220,6 +223,7 @@ impl Driver {
             Action::Steady { node } => self.steady(node).await,
             Action::Wait { node } => self.wait_in_service(node).await,
             Action::Sleep { until, kind } => {
+                self.held_until = (kind == SleepKind::AuthHold).then_some(until);
                 if let SleepKind::Backoff { attempt } = kind {
                     let delay = until.saturating_duration_since(Instant::now());
                     info!(
@@ -278,6 +282,10 @@ impl Driver {
                 () = self.shutdown.cancelled() => return Input::Stop,
                 () = tokio::time::sleep(step) => {}
                 Some(()) = self.reloads.recv() => return Input::Reloaded(self.reload()),
+                // During the auth hold an action is answered at once, unsent.
+                Some(req) = self.commands.recv(), if self.held_until.is_some() => {
+                    self.refuse_held(req);
+                }
             }
         }
     }

@@ -52,7 +52,11 @@ impl Driver {
                         return input;
                     }
                 }
-                Some(req) = self.commands.recv() => self.handle(idx, req).await,
+                Some(req) = self.commands.recv() => {
+                    if let Some(input) = self.handle(idx, req).await {
+                        return input;
+                    }
+                }
                 Some(()) = self.reloads.recv() => return Input::Reloaded(self.reload()),
             }
         }

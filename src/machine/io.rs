@@ -36,8 +36,10 @@ pub enum Reload {
     Unchanged,
     /// The media settings or desired states changed: resync.
     Resync,
-    /// Nodes, credentials, CA or XMPP settings changed: the driver ended the session.
+    /// Nodes, CA or XMPP settings changed: the driver ended the session.
     Reconnect,
+    /// The password changed (and the driver ended the session): an auth hold may end.
+    CredentialsChanged,
 }
 
 /// The outcome of the wait for a node to come back.
@@ -109,6 +111,8 @@ pub enum Input {
     SigninRefused,
     /// Steady state saw the current node enter maintenance mode: migrate now.
     Maintenance,
+    /// A request carrying the password was refused with 401 outside a resync.
+    CredentialsRejected,
     /// Steady state saw a notification that needs a resync.
     ResyncWanted {
         /// Why.

@@ -79,14 +79,15 @@ pub(super) fn step(m: &mut Machine, input: Input, now: Instant, out: &mut Out) {
             if malformed {
                 count(m, Count::Malformed, out);
             }
-            let p = if cause == Cause::AuthFailed {
+            if cause == Cause::AuthFailed {
+                // A REST 401: the same hold as a rejected XMPP login, never the backoff.
                 count(m, Count::AuthFailure, out);
-                Phase::AuthFailed
+                phase(m, Phase::AuthFailed, Some(cause), out);
+                hold(m, now, out);
             } else {
-                Phase::Recovering
-            };
-            phase(m, p, Some(cause), out);
-            attempt(m, now, true, out);
+                phase(m, Phase::Recovering, Some(cause), out);
+                attempt(m, now, true, out);
+            }
         }
         (State::Steady { .. }, Input::LinkDown { cause }) => {
             m.failure_at.get_or_insert(now);
@@ -108,6 +109,16 @@ pub(super) fn step(m: &mut Machine, input: Input, now: Instant, out: &mut Out) {
                 phase(m, Phase::Recovering, Some(cause), out);
                 attempt(m, now, true, out);
             }
+        }
+        // A REST 401 seen in steady state (an API action, a password changed mid-session):
+        // nothing carrying the password goes out until the hold has passed.
+        (state @ (State::Steady { .. } | State::Waiting { .. }), Input::CredentialsRejected) => {
+            if matches!(state, State::Steady { .. }) {
+                m.failure_at.get_or_insert(now);
+            }
+            count(m, Count::AuthFailure, out);
+            phase(m, Phase::AuthFailed, Some(Cause::AuthFailed), out);
+            hold(m, now, out);
         }
         (State::Steady { node, .. }, Input::NodeDown { cause }) => {
             m.failure_at.get_or_insert(now);
@@ -185,7 +196,7 @@ pub(super) fn step(m: &mut Machine, input: Input, now: Instant, out: &mut Out) {
         (State::Steady { node, .. }, Input::Reloaded(r)) => match r {
             Reload::Refused | Reload::Unchanged => {}
             Reload::Resync => resync_wanted(m, node, ResyncReason::Reload, now, out),
-            Reload::Reconnect => {
+            Reload::Reconnect | Reload::CredentialsChanged => {
                 reconnect_reload(m);
                 attempt(m, now, false, out);
             }
@@ -205,13 +216,14 @@ pub(super) fn step(m: &mut Machine, input: Input, now: Instant, out: &mut Out) {
         }
         (State::Backoff { until }, Input::Timer) if now >= until => choose(m, out),
         (State::AuthHold { until }, Input::Timer) if now >= until => attempt(m, now, false, out),
-        // A reload that changes nothing the login uses does not end an auth hold early.
-        (State::AuthHold { .. }, Input::Reloaded(Reload::Reconnect)) => {
+        // Only a new password ends an auth hold early; other changes wait it out.
+        (State::AuthHold { .. }, Input::Reloaded(Reload::CredentialsChanged)) => {
             reconnect_reload(m);
             attempt(m, now, false, out);
         }
+        (State::AuthHold { .. }, Input::Reloaded(Reload::Reconnect)) => reconnect_reload(m),
         (State::Backoff { .. } | State::Waiting { .. }, Input::Reloaded(r)) => {
-            if r == Reload::Reconnect {
+            if matches!(r, Reload::Reconnect | Reload::CredentialsChanged) {
                 reconnect_reload(m);
             }
             m.confirmed = None;

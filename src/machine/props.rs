@@ -39,12 +39,13 @@ fn input() -> impl Strategy<Value = Input> {
         3 => (signins(), prop::bool::weighted(0.2)).prop_map(|(signins, refused)| Input::Resynced { signins, refused }),
         1 => Just(Input::SigninRefused),
         1 => Just(Input::Maintenance),
+        1 => Just(Input::CredentialsRejected),
         1 => (cause(), any::<bool>(), signins()).prop_map(|(cause, malformed, signins)| Input::ResyncFailed { cause, malformed, signins }),
         2 => cause().prop_map(|cause| Input::LinkDown { cause }),
         1 => cause().prop_map(|cause| Input::NodeDown { cause }),
         1 => prop::sample::select(ResyncReason::ALL.to_vec()).prop_map(|reason| Input::ResyncWanted { reason }),
         1 => prop::sample::select(vec![WaitEnd::Back { poll: true }, WaitEnd::Back { poll: false }, WaitEnd::OtherInService, WaitEnd::LinkLost]).prop_map(Input::WaitEnded),
-        1 => prop::sample::select(vec![Reload::Refused, Reload::Unchanged, Reload::Resync, Reload::Reconnect]).prop_map(Input::Reloaded),
+        1 => prop::sample::select(vec![Reload::Refused, Reload::Unchanged, Reload::Resync, Reload::Reconnect, Reload::CredentialsChanged]).prop_map(Input::Reloaded),
         1 => Just(Input::Malformed),
         4 => Just(Input::Timer),
         1 => Just(Input::Stop),
@@ -62,7 +63,7 @@ fn script() -> impl Strategy<Value = Vec<(u64, Input)>> {
 /// Is this failure exit from steady one that must count in `time_to_ready`?
 fn is_failure_exit(input: &Input) -> bool {
     match input {
-        Input::LinkDown { .. } | Input::NodeDown { .. } => true,
+        Input::LinkDown { .. } | Input::NodeDown { .. } | Input::CredentialsRejected => true,
         Input::ResyncWanted { reason } => reason.is_failure(),
         _ => false,
     }
@@ -105,7 +106,7 @@ proptest! {
             // No login, resync or SystemInfo during an auth hold before its deadline, unless
             // the reload changed the credentials (or the daemon stops).
             if let State::AuthHold { until } = before {
-                let allowed = matches!(input, Input::Stop | Input::Reloaded(Reload::Reconnect));
+                let allowed = matches!(input, Input::Stop | Input::Reloaded(Reload::CredentialsChanged));
                 if now < until && !allowed {
                     prop_assert!(ops.is_empty(), "in the hold: {:?} gave {:?}", input, actions);
                 }

@@ -105,7 +105,8 @@ impl Daemon {
             .collect();
         let toml = format!(
             "[agent]\nid = \"{agent}\"\n{password_line}\n\n\
-             [finesse]\nnodes = [{nodes}]\nca_file = {ca:?}\nrequest_timeout = \"2s\"\n\n\
+             [finesse]\nnodes = [{nodes}]\nca_file = {ca:?}\nrequest_timeout = \"2s\"\n\
+             lockout_window = \"4s\"\n\n\
              [xmpp]\nping_interval = \"{pi}\"\nping_timeout = \"{pt}\"\n{xmpp_extra}\n{media}\n\
              [recovery]\nfirst_retry_window = \"300ms\"\nbackoff_initial = \"200ms\"\nbackoff_max = \"1s\"\n\
              systeminfo_poll = \"300ms\"\nhealthy_after = \"5s\"\nresync_every = \"{re}\"\nauth_retry = \"{ar}\"\nfailover_after = \"{fa}\"\n\n\

@@ -173,8 +173,14 @@ pub(super) fn rows() -> Vec<Row> {
         Row {
             says: "a reload with new credentials ends the auth hold",
             given: vec![(0, Input::Start), (0, si(0, OK)), (0, auth_failed())],
-            when: (1_000, Input::Reloaded(Reload::Reconnect)),
+            when: (1_000, Input::Reloaded(Reload::CredentialsChanged)),
             then: |_, a| operation(a) == Some(&Action::AskSystemInfo { node: 0 }),
+        },
+        Row {
+            says: "a reload that changes the nodes but not the password waits the auth hold out",
+            given: vec![(0, Input::Start), (0, si(0, OK)), (0, auth_failed())],
+            when: (1_000, Input::Reloaded(Reload::Reconnect)),
+            then: |m, a| a.is_empty() && matches!(m.state(), State::AuthHold { .. }),
         },
     ]
 }

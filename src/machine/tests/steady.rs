@@ -141,7 +141,7 @@ pub(super) fn rows() -> Vec<Row> {
             },
         },
         Row {
-            says: "a resync refused with 401 shows auth_failed",
+            says: "a resync refused with 401 shows auth_failed and holds, never backs off",
             given: vec![
                 (0, Input::Start),
                 (0, si(0, OK)),
@@ -324,6 +324,15 @@ pub(super) fn rows() -> Vec<Row> {
                         ..
                     }
                 )
+            },
+        },
+        Row {
+            says: "a 401 to an API action in steady state holds like a rejected password",
+            given: steady(),
+            when: (10, Input::CredentialsRejected),
+            then: |m, a| {
+                phase(a) == Some((Phase::AuthFailed, Some(Cause::AuthFailed)))
+                    && matches!(m.state(), State::AuthHold { until } if until >= Instant::now() + Duration::from_secs(59))
             },
         },
         Row {
