@@ -83,6 +83,14 @@ pub fn http_client(tls: &ClientConfig, timeout: Duration) -> Result<reqwest::Cli
         .map_err(|e| TlsError::Http(e.to_string()))
 }
 
+/// SHA-256 of `data`, from the same crypto provider TLS uses (no second crypto crate).
+pub fn sha256(data: &[u8]) -> Vec<u8> {
+    rustls::crypto::aws_lc_rs::cipher_suite::TLS13_AES_128_GCM_SHA256
+        .tls13()
+        .map(|suite| suite.common.hash_provider.hash(data).as_ref().to_vec())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,5 +104,14 @@ mod tests {
         let platform = client_config(None).unwrap();
         assert!(platform.alpn_protocols.is_empty());
         assert!(http_client(&platform, Duration::from_secs(1)).is_ok());
+    }
+
+    #[test]
+    fn sha256_is_sha256() {
+        let hex: String = sha256(b"abc").iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            hex,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 }

@@ -1,7 +1,8 @@
 //! The login gate: when Finesse starts refusing the password in the middle of a session (an
 //! expiry, an admin reset) while XMPP stays up, nothing carrying the old password goes out
-//! faster than `auth_retry` allows, API actions are answered at once without being sent,
-//! and the simulator's lockout (5 bad passwords in the window) never triggers.
+//! faster than `auth_retry` allows (not even across a restart), API actions are answered at
+//! once without being sent, and the simulator's lockout (5 bad passwords in the window) never
+//! triggers.
 
 mod support;
 
@@ -97,5 +98,68 @@ async fn a_password_changed_mid_session_never_locks_the_account_and_actions_are_
     )
     .await;
     d.wait_steady(LIMIT).await;
+    assert_eq!(sim.truth().await["lockouts"], 0);
+}
+
+#[tokio::test]
+async fn a_restart_inside_an_auth_hold_waits_it_out_unless_the_password_changed() {
+    let sim = Sim::start(&[]).await;
+    let state = tempfile::tempdir().unwrap();
+    let env = vec![(
+        "STATE_DIRECTORY".to_owned(),
+        state.path().display().to_string(),
+    )];
+    let wrong = || DaemonConfig {
+        password: "not-the-password".into(),
+        auth_retry: "1h",
+        env: env.clone(),
+        ..Default::default()
+    };
+    let first = Daemon::start(&sim, wrong()).await;
+    first
+        .wait_state(LIMIT, "auth_failed", |s| s["phase"] == "auth_failed")
+        .await;
+    // The refusal came from XMPP's SASL (the first login step after SystemInfo).
+    let sent = sim.requests().await.len();
+    let hold = state.path().join("auth-held-until");
+    assert!(hold.exists(), "the hold is recorded in the state directory");
+    let text = std::fs::read_to_string(&hold).unwrap();
+    assert!(
+        !text.contains("not-the-password"),
+        "no password on disk: {text}"
+    );
+    drop(first);
+
+    // `systemctl restart` with the same wrong password: the hold is not restarted from zero.
+    let second = Daemon::start(&sim, wrong()).await;
+    second
+        .wait_state(LIMIT, "auth_failed", |s| s["phase"] == "auth_failed")
+        .await;
+    // An absence: watch for a few retry windows. Every login starts with a SystemInfo GET
+    // before XMPP and REST, so no request at all means no password went out either way.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = sim.requests().await;
+    assert_eq!(
+        after.len(),
+        sent,
+        "the restarted daemon began a login inside the hold: {after:?}"
+    );
+    second
+        .wait_log("an earlier run's password refusal is still being waited out")
+        .await;
+    drop(second);
+
+    // The operator fixes the password and restarts: it starts at once and forgets the hold.
+    let third = Daemon::start(
+        &sim,
+        DaemonConfig {
+            auth_retry: "1h",
+            env: env.clone(),
+            ..Default::default()
+        },
+    )
+    .await;
+    third.wait_steady(LIMIT).await;
+    assert!(!hold.exists(), "a working password clears the record");
     assert_eq!(sim.truth().await["lockouts"], 0);
 }

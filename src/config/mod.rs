@@ -126,6 +126,9 @@ pub struct Config {
     pub media: Vec<MediaConfig>,
     /// Recovery timing.
     pub recovery: RecoveryConfig,
+    /// Where state that must survive a restart is kept (`[agent] state_dir`, else systemd's
+    /// `$STATE_DIRECTORY`); none when neither is set.
+    pub state_dir: Option<PathBuf>,
     /// Local API address: `host:port` or `unix:/path`.
     pub api_listen: Listen,
     /// How long an action waits for `steady` before it is refused with 503.
@@ -252,6 +255,9 @@ impl Config {
             xmpp,
             media,
             recovery,
+            state_dir: raw.agent.state_dir.clone().or_else(|| {
+                std::env::var_os("STATE_DIRECTORY").and_then(|v| std::env::split_paths(&v).next())
+            }),
             api_listen: check::api_listen(f, &raw.api.listen, api_token.is_some())?,
             api_origins: raw.api.allowed_origins.clone(),
             api_token,

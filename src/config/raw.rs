@@ -53,6 +53,7 @@ pub(super) struct RawAgent {
     pub(super) password_file: Option<PathBuf>,
     pub(super) password_credential: Option<String>,
     pub(super) password: Option<Secret>,
+    pub(super) state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]

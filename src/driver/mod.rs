@@ -19,6 +19,7 @@ mod apply;
 mod connect;
 mod control;
 mod memo;
+mod persist;
 mod resync;
 mod steady;
 pub mod test_hook;
@@ -28,7 +29,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::command::Request;
 use crate::config::Config;
@@ -118,7 +119,17 @@ impl Driver {
 
     /// Runs until shutdown, then applies the stop policy.
     pub async fn run(mut self) {
-        let mut input = Input::Start;
+        let mut input = match self.persisted_hold() {
+            Some(until) => {
+                warn!(
+                    remaining_ms =
+                        until.saturating_duration_since(Instant::now()).as_millis() as u64,
+                    "an earlier run's password refusal is still being waited out"
+                );
+                Input::StartHeld { until }
+            }
+            None => Input::Start,
+        };
         loop {
             let actions = self.machine.step(input, Instant::now());
             self.shared.beat();
@@ -157,7 +168,12 @@ impl Driver {
                 phase,
                 cause,
                 ready,
-            } => self.shared.set_phase(phase, cause, ready),
+            } => {
+                if phase == crate::vocab::Phase::Steady {
+                    self.clear_hold();
+                }
+                self.shared.set_phase(phase, cause, ready);
+            }
             Action::Count(c) => self.count(c),
             Action::SetNode(idx) => {
                 self.node = Some(idx);
@@ -224,6 +240,9 @@ impl Driver {
             Action::Wait { node } => self.wait_in_service(node).await,
             Action::Sleep { until, kind } => {
                 self.held_until = (kind == SleepKind::AuthHold).then_some(until);
+                if kind == SleepKind::AuthHold {
+                    self.persist_hold(until);
+                }
                 if let SleepKind::Backoff { attempt } = kind {
                     let delay = until.saturating_duration_since(Instant::now());
                     info!(

@@ -61,6 +61,12 @@ pub enum WaitEnd {
 pub enum Input {
     /// The daemon starts.
     Start,
+    /// The daemon starts inside an auth hold an earlier run began (persisted): no login
+    /// before `until`.
+    StartHeld {
+        /// The end of the hold.
+        until: Instant,
+    },
     /// The answer to [`Action::AskSystemInfo`].
     SystemInfo {
         /// The node asked.

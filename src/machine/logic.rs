@@ -8,7 +8,7 @@ use super::transitions::{
     Out, answered, attempt, choose, count, hold, node_down, phase, reconnect_reload, resync,
     resync_wanted, signed_in, stop,
 };
-use super::{Action, Count, Input, Machine, Reload, State, WaitEnd};
+use super::{Action, Count, Input, Machine, Reload, SleepKind, State, WaitEnd};
 use crate::vocab::{Cause, Phase, ReconnectScope, ResyncReason};
 
 pub(super) fn step(m: &mut Machine, input: Input, now: Instant, out: &mut Out) {
@@ -19,6 +19,15 @@ pub(super) fn step(m: &mut Machine, input: Input, now: Instant, out: &mut Out) {
         (_, Input::Stop) => stop(m, out),
         (_, Input::Malformed) => count(m, Count::Malformed, out),
         (State::Idle, Input::Start) => choose(m, out),
+        (State::Idle, Input::StartHeld { until }) if until > now => {
+            phase(m, Phase::AuthFailed, Some(Cause::AuthFailed), out);
+            m.state = State::AuthHold { until };
+            out.push(Action::Sleep {
+                until,
+                kind: SleepKind::AuthHold,
+            });
+        }
+        (State::Idle, Input::StartHeld { .. }) => choose(m, out),
         (
             State::Choosing {
                 start, k, fallback, ..

@@ -1,6 +1,10 @@
 //! Rows from the start to the auth hold: choosing a node, logging in, the first resync,
 //! failover only after `failover_after`, and the hold after a rejected password.
 
+use std::time::Duration;
+
+use tokio::time::Instant;
+
 use super::*;
 use crate::vocab::ResyncReason;
 
@@ -12,6 +16,27 @@ pub(super) fn rows() -> Vec<Row> {
             given: vec![],
             when: (0, Input::Start),
             then: |_, a| operation(a) == Some(&Action::AskSystemInfo { node: 0 }),
+        },
+        Row {
+            says: "a start inside a persisted auth hold waits it out before any login",
+            given: vec![],
+            when: (
+                0,
+                Input::StartHeld {
+                    until: Instant::now() + Duration::from_secs(30),
+                },
+            ),
+            then: |m, a| {
+                phase(a) == Some((Phase::AuthFailed, Some(Cause::AuthFailed)))
+                    && matches!(m.state(), State::AuthHold { .. })
+                    && matches!(
+                        operation(a),
+                        Some(Action::Sleep {
+                            kind: SleepKind::AuthHold,
+                            ..
+                        })
+                    )
+            },
         },
         Row {
             says: "a node in service becomes the current node and is logged in to",
