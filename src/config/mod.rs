@@ -16,7 +16,7 @@ mod raw;
 mod secrets;
 mod types;
 
-pub use probe::{ProbeAction, ProbeConfig, ProbeMethod, Segment, Template};
+pub use probe::{ProbeAction, ProbeConfig, ProbeMethod, Segment, Template, Unrenderable};
 pub use types::{
     ChannelBinding, DesiredState, InterruptAction, Listen, LogFormat, LogoutAction, OnStop, TlsMode,
 };

@@ -37,6 +37,27 @@ impl ProbeAction {
     }
 }
 
+/// Why a dialog's probe URL cannot be made; the probe is then skipped, never sent elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unrenderable {
+    /// The dialog lacks a call variable the template needs.
+    #[error("the dialog lacks call variable {0}")]
+    Missing(String),
+    /// A value is `.` or `..`: URL parsers resolve it (even percent-encoded, as WHATWG's
+    /// `%2e%2e`) as a step along the path, so it could reach another resource.
+    #[error("the value of {0} is a dot segment")]
+    DotSegment(String),
+}
+
+/// A value percent-encoded as one path segment, refused when it is a dot segment.
+fn segment(field: &str, value: &str, out: &mut String) -> Result<(), Unrenderable> {
+    if matches!(value, "." | "..") {
+        return Err(Unrenderable::DotSegment(field.to_owned()));
+    }
+    out.extend(utf8_percent_encode(value, VALUE));
+    Ok(())
+}
+
 /// Characters left as they are in a rendered value (RFC 3986 unreserved).
 const VALUE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
@@ -62,8 +83,21 @@ pub enum Segment {
 pub struct Template(Vec<Segment>);
 
 impl Template {
-    /// Parses `text`; an unknown or unclosed field is an error naming it.
+    /// Parses `text`; an unknown or unclosed field is an error naming it, and so is any
+    /// field before the path (in the scheme, userinfo, host or port), where a customer's
+    /// value could choose where the probe goes.
     pub fn parse(text: &str) -> Result<Self, String> {
+        let path_start = text
+            .find("://")
+            .map(|i| i + 3)
+            .and_then(|start| text[start..].find(['/', '?', '#']).map(|j| start + j))
+            .unwrap_or(text.len());
+        if text[..path_start].contains('{') {
+            return Err(format!(
+                "{text:?}: fields are allowed only in the path and the query, \
+                 not in the scheme, userinfo, host or port"
+            ));
+        }
         let mut segments = Vec::new();
         let mut rest = text;
         while let Some(start) = rest.find('{') {
@@ -90,20 +124,24 @@ impl Template {
         Ok(Self(segments))
     }
 
-    /// The URL for a dialog; `None` when it lacks a call variable the template needs.
-    pub fn render(&self, d: &DialogView) -> Option<String> {
+    /// The URL for a dialog, each value percent-encoded as one path segment.
+    pub fn render(&self, d: &DialogView) -> Result<String, Unrenderable> {
         let mut out = String::new();
         for s in &self.0 {
             match s {
                 Segment::Literal(t) => out.push_str(t),
-                Segment::Id => out.extend(utf8_percent_encode(&d.id, VALUE)),
+                Segment::Id => segment("id", &d.id, &mut out)?,
                 Segment::MediaId => out.push_str(&d.media_id.to_string()),
                 Segment::CallVariable(name) => {
-                    out.extend(utf8_percent_encode(d.call_variables.get(name)?, VALUE))
+                    let value = d
+                        .call_variables
+                        .get(name)
+                        .ok_or_else(|| Unrenderable::Missing(name.clone()))?;
+                    segment(name, value, &mut out)?;
                 }
             }
         }
-        Some(out)
+        Ok(out)
     }
 }
 

@@ -97,6 +97,11 @@ fn mistakes_name_the_file_and_key() {
             "unknown field {user}",
         ),
         (
+            format!("{ok}[media.orphan_probe]\nurl = \"https://{{callvariable:host}}/s\"\n"),
+            "media[0].orphan_probe.url",
+            "only in the path and the query",
+        ),
+        (
             format!("{ok}[media.orphan_probe]\nurl = \"https://chat/{{id}}\"\naction = \"nuke\"\n"),
             "media[0].orphan_probe.action",
             "nuke",

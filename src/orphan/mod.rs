@@ -115,9 +115,12 @@ impl Guard {
         let Some(mrd) = self.mrds.get(&d.media_id) else {
             return;
         };
-        let Some(url) = mrd.cfg.url.render(d) else {
-            warn!(id = %d.id, "orphan probe skipped: the dialog lacks a call variable the URL needs");
-            return;
+        let url = match mrd.cfg.url.render(d) {
+            Ok(url) => url,
+            Err(why) => {
+                warn!(id = %d.id, reason = %why, "orphan probe skipped");
+                return;
+            }
         };
         if !self
             .running

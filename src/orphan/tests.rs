@@ -2,7 +2,7 @@
 //! safe to log.
 
 use super::*;
-use crate::config::Template;
+use crate::config::{Template, Unrenderable};
 
 fn dialog() -> DialogView {
     DialogView {
@@ -35,8 +35,57 @@ fn templates_render_fields_url_encoded_and_refuse_unknown_ones() {
         Template::parse("https://x/{callvariable:other}")
             .unwrap()
             .render(&dialog()),
-        None
+        Err(Unrenderable::Missing("other".into()))
     );
+}
+
+#[test]
+fn fields_cannot_choose_the_host_and_values_cannot_walk_the_path() {
+    for url in [
+        "https://{callvariable:host}/x",
+        "https://chat.example:{mediaId}/x",
+        "https://{id}@chat.example/x",
+        "{callvariable:scheme}://chat.example/x",
+        "https://chat{id}.example?x",
+    ] {
+        let e = Template::parse(url).unwrap_err();
+        assert!(e.contains("only in the path and the query"), "{url}: {e}");
+    }
+    assert!(Template::parse("https://chat.example/s/{id}?q={callvariable:x}#{id}").is_ok());
+    // The premise: a percent-encoded `..` is still a step up for the URL parser reqwest uses.
+    assert_eq!(
+        reqwest::Url::parse("https://x/api/%2E%2E/admin")
+            .unwrap()
+            .path(),
+        "/admin"
+    );
+    let t = Template::parse("https://chat/api/{callvariable:callVariable1}/status").unwrap();
+    for (value, want) in [
+        ("..", Err(Unrenderable::DotSegment("callVariable1".into()))),
+        (".", Err(Unrenderable::DotSegment("callVariable1".into()))),
+        (
+            "../admin",
+            Ok("https://chat/api/..%2Fadmin/status".to_owned()),
+        ),
+        ("...", Ok("https://chat/api/.../status".to_owned())),
+        (
+            "%2e%2e",
+            Ok("https://chat/api/%252e%252e/status".to_owned()),
+        ),
+    ] {
+        let mut d = dialog();
+        d.call_variables
+            .insert("callVariable1".into(), value.into());
+        let rendered = t.render(&d);
+        assert_eq!(rendered, want, "{value:?}");
+        if let Ok(url) = rendered {
+            let path = reqwest::Url::parse(&url).unwrap().path().to_owned();
+            assert!(
+                path.starts_with("/api/") && path.ends_with("/status"),
+                "{path}"
+            );
+        }
+    }
 }
 
 #[test]
