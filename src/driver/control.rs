@@ -171,20 +171,26 @@ impl Driver {
                 }
             }
             Command::SetState { mrd, state, reason } => {
-                match self.cfg.media.iter_mut().find(|m| m.id == mrd) {
-                    None => Err(CommandError::NotFound(format!(
-                        "MRD {mrd} is not configured"
-                    ))),
-                    Some(m) => {
+                if self.cfg.media.iter().any(|m| m.id == mrd) {
+                    let sent = self
+                        .rest
+                        .set_state(&node, mrd, state.as_str(), reason)
+                        .await
+                        .map(|_| ())
+                        .map_err(rest_err);
+                    // Only what Finesse accepted becomes the state restored after a sign-in.
+                    if let (Ok(()), Some(m)) =
+                        (&sent, self.cfg.media.iter_mut().find(|m| m.id == mrd))
+                    {
                         m.state = state;
                         m.reason_code_id = reason;
                         info!(mrd, %state, ?reason, "desired state changed by the API");
-                        self.rest
-                            .set_state(&node, mrd, state.as_str(), reason)
-                            .await
-                            .map(|_| ())
-                            .map_err(rest_err)
                     }
+                    sent
+                } else {
+                    Err(CommandError::NotFound(format!(
+                        "MRD {mrd} is not configured"
+                    )))
                 }
             }
             Command::SetRoutable { mrd, routable } => {
