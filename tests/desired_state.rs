@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use reqwest::Method;
-use serde_json::json;
+use serde_json::{Value, json};
 use support::daemon::{Daemon, DaemonConfig};
 use support::{AGENT, MRD, Sim};
 
@@ -47,4 +47,78 @@ async fn a_state_change_finesse_refused_does_not_become_the_desired_state() {
         m["base"], "READY",
         "the refused NOT_READY was restored: {m}"
     );
+}
+
+/// SIGHUP and waits until the daemon says it reloaded.
+async fn reload(d: &Daemon) {
+    let before = d.log_count("configuration reloaded");
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while d.log_count("configuration reloaded") == before {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no reload: {}",
+            d.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Forces a logout and waits until the daemon signed the agent in again as `base`/`reason`.
+async fn forced_logout_comes_back_as(sim: &Sim, d: &Daemon, base: &str, reason: Value) {
+    sim.admin(
+        Method::POST,
+        &format!("/admin/agents/{AGENT}/forced-logout"),
+        None,
+    )
+    .await;
+    let what = format!("signed in again as {base}/{reason}");
+    sim.eventually(LIMIT, &what, || async {
+        let m = sim.media_truth().await;
+        m["loginNode"] == "A" && m["base"] == base && m["reasonCodeId"] == reason
+    })
+    .await;
+    d.wait_steady(LIMIT).await;
+}
+
+#[tokio::test]
+async fn a_break_set_through_the_api_survives_sighup_and_restart_until_the_file_changes() {
+    let sim = Sim::start(&[]).await;
+    let state = tempfile::tempdir().unwrap();
+    let cfg = || DaemonConfig {
+        env: vec![(
+            "STATE_DIRECTORY".to_owned(),
+            state.path().display().to_string(),
+        )],
+        ..Default::default()
+    };
+    let d = Daemon::start_steady(&sim, cfg()).await;
+    let r = d
+        .http()
+        .put(format!("{}/v1/media/{MRD}/state", d.api))
+        .json(&json!({ "state": "NOT_READY", "reasonCodeId": 12 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    // A SIGHUP with the file unchanged keeps the break.
+    reload(&d).await;
+    forced_logout_comes_back_as(&sim, &d, "NOT_READY", json!(12)).await;
+    // So does a restart (an upgrade).
+    drop(d);
+    let d = Daemon::start_steady(&sim, cfg()).await;
+    assert_eq!(sim.media_truth().await["base"], "NOT_READY");
+    forced_logout_comes_back_as(&sim, &d, "NOT_READY", json!(12)).await;
+    // The operator changes the file's state: the file wins.
+    let path = d.config_path();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let changed = text.replacen(
+        "state = \"READY\"",
+        "state = \"NOT_READY\"\nreason_code_id = 3",
+        1,
+    );
+    assert_ne!(text, changed, "the media table has a state line");
+    std::fs::write(&path, changed).unwrap();
+    reload(&d).await;
+    forced_logout_comes_back_as(&sim, &d, "NOT_READY", json!(3)).await;
 }

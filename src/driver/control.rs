@@ -19,7 +19,7 @@ impl Driver {
     pub(super) fn reload(&mut self) -> Reload {
         self.shared.notifier.reloading();
         let status = |s: &Self| format!("{:?}", s.shared.snapshot().phase);
-        let new = match Config::load(&self.cfg.source) {
+        let mut new = match Config::load(&self.cfg.source) {
             Ok(c) => c,
             Err(e) => {
                 warn!(error = %e, "reload refused: keeping the running configuration");
@@ -30,6 +30,8 @@ impl Driver {
         for w in &new.warnings {
             warn!("{w}");
         }
+        let file_desired = super::desired::file_values(&new.media);
+        super::desired::overlay(new.state_dir.as_deref(), &mut new.media);
         let reconnect = new.nodes != self.cfg.nodes
             || new.agent_id != self.cfg.agent_id
             || new.password != self.cfg.password
@@ -68,6 +70,8 @@ impl Driver {
         self.machine.reconfigure(&new.recovery, new.nodes.len());
         let credentials = new.password != self.cfg.password;
         self.cfg = new;
+        self.file_desired = file_desired;
+        self.persist_desired();
         info!(reconnect, resync, "configuration reloaded");
         self.shared.notifier.ready(&status(self));
         if reconnect {
@@ -185,6 +189,7 @@ impl Driver {
                         m.state = state;
                         m.reason_code_id = reason;
                         info!(mrd, %state, ?reason, "desired state changed by the API");
+                        self.persist_desired();
                     }
                     sent
                 } else {

@@ -18,6 +18,7 @@
 mod apply;
 mod connect;
 mod control;
+mod desired;
 mod memo;
 mod persist;
 mod resync;
@@ -71,12 +72,14 @@ pub struct Driver {
     memo: memo::Memo,
     /// While the password is held back after a refusal: until then.
     held_until: Option<Instant>,
+    /// The config file's own desired states (before the API's are put on top).
+    file_desired: desired::Wanted,
 }
 
 impl Driver {
     /// Builds the driver; nothing connects yet.
     pub fn new(
-        cfg: Config,
+        mut cfg: Config,
         shared: Arc<Shared>,
         shutdown: CancellationToken,
         commands: tokio::sync::mpsc::Receiver<Request>,
@@ -91,6 +94,8 @@ impl Driver {
             cfg.max_body,
         )?;
         let machine = Machine::new(&cfg.recovery, cfg.nodes.len());
+        let file_desired = desired::file_values(&cfg.media);
+        desired::overlay(cfg.state_dir.as_deref(), &mut cfg.media);
         Ok(Self {
             cfg,
             rest,
@@ -108,6 +113,7 @@ impl Driver {
             current: None,
             memo: memo::Memo::default(),
             held_until: None,
+            file_desired,
         })
     }
 
