@@ -1,6 +1,8 @@
 //! The event stream the task application reads: every change of the agent's view as one JSON
 //! object with a monotonic `seq`, kept in a bounded ring (for `Last-Event-ID` resumes) and
-//! fanned out to live subscribers. A resume from before the ring's oldest entry gets
+//! fanned out to live subscribers. Event ids are `<boot>-<seq>`, the boot being random per
+//! process start, so a resume from before the ring's oldest entry, from another run of the
+//! daemon (sequence numbers start again at 1), or from ahead of the newest event gets
 //! `resync.required` instead of a silent gap.
 
 use std::collections::VecDeque;
@@ -22,6 +24,7 @@ pub struct Event {
 
 /// The bus.
 pub struct EventBus {
+    boot: String,
     ring: Mutex<VecDeque<Event>>,
     tx: broadcast::Sender<Event>,
     capacity: usize,
@@ -43,6 +46,7 @@ impl EventBus {
     pub fn new(capacity: usize) -> Self {
         let (tx, _) = broadcast::channel(capacity.max(16));
         Self {
+            boot: format!("{:08x}", rand::random::<u32>()),
             ring: Mutex::new(VecDeque::with_capacity(capacity)),
             tx,
             capacity,
@@ -74,21 +78,29 @@ impl EventBus {
         seq
     }
 
-    /// Subscribes, and returns what to replay after `last_id` (None: nothing to replay).
-    pub fn subscribe(&self, last_id: Option<u64>) -> (Replay, broadcast::Receiver<Event>) {
+    /// The id of event `seq` (`<boot>-<seq>`), as sent in SSE `id:` lines.
+    pub fn event_id(&self, seq: u64) -> String {
+        format!("{}-{seq}", self.boot)
+    }
+
+    /// Subscribes, and returns what to replay after the event id `last_id` (None: nothing to
+    /// replay).
+    pub fn subscribe(&self, last_id: Option<&str>) -> (Replay, broadcast::Receiver<Event>) {
         let ring = self.ring();
         let rx = self.tx.subscribe();
-        let replay = match last_id {
+        let oldest = ring.front().map_or(1, |e| e.seq);
+        let newest = ring.back().map_or(0, |e| e.seq);
+        let ours = |id: &str| {
+            let (boot, seq) = id.trim().split_once('-')?;
+            (boot == self.boot).then(|| seq.parse::<u64>().ok())?
+        };
+        let replay = match last_id.map(ours) {
             None => Replay::Events(Vec::new()),
-            Some(last) => {
-                let oldest = ring.front().map_or(last + 1, |e| e.seq);
-                let newest = ring.back().map_or(0, |e| e.seq);
-                if last + 1 < oldest && last < newest {
-                    Replay::ResyncRequired { oldest }
-                } else {
-                    Replay::Events(ring.iter().filter(|e| e.seq > last).cloned().collect())
-                }
+            Some(Some(last)) if last <= newest && (last + 1 >= oldest || last == newest) => {
+                Replay::Events(ring.iter().filter(|e| e.seq > last).cloned().collect())
             }
+            // Another run's id, one ahead of the newest, or one the ring no longer reaches.
+            Some(_) => Replay::ResyncRequired { oldest },
         };
         (replay, rx)
     }
@@ -111,7 +123,7 @@ mod tests {
             1
         );
         assert_eq!(bus.publish(EventKind::LinkUp, json!({ "link": "xmpp" })), 2);
-        let (Replay::Events(ev), _) = bus.subscribe(Some(0)) else {
+        let (Replay::Events(ev), _) = bus.subscribe(Some(&bus.event_id(0))) else {
             panic!("events")
         };
         let v: Value = serde_json::from_str(&ev[1].json).unwrap();
@@ -124,15 +136,44 @@ mod tests {
         for i in 0..10 {
             bus.publish(EventKind::Phase, json!({ "i": i }));
         }
-        let (Replay::Events(ev), _) = bus.subscribe(Some(7)) else {
+        let (Replay::Events(ev), _) = bus.subscribe(Some(&bus.event_id(7))) else {
             panic!("replay")
         };
         assert_eq!(ev.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![8, 9, 10]);
         assert!(matches!(
-            bus.subscribe(Some(2)).0,
+            bus.subscribe(Some(&bus.event_id(2))).0,
             Replay::ResyncRequired { oldest: 7 }
         ));
-        assert!(matches!(bus.subscribe(Some(10)).0, Replay::Events(e) if e.is_empty()));
+        assert!(
+            matches!(bus.subscribe(Some(&bus.event_id(10))).0, Replay::Events(e) if e.is_empty())
+        );
+    }
+
+    #[test]
+    fn an_id_from_another_run_or_from_the_future_requires_a_resync() {
+        let bus = EventBus::new(8);
+        for i in 0..3 {
+            bus.publish(EventKind::Phase, json!({ "i": i }));
+        }
+        let before_restart = EventBus::new(8);
+        for id in [
+            before_restart.event_id(2),
+            "2".to_owned(),
+            bus.event_id(4),
+            "garbage".to_owned(),
+        ] {
+            assert!(
+                matches!(
+                    bus.subscribe(Some(&id)).0,
+                    Replay::ResyncRequired { oldest: 1 }
+                ),
+                "{id}"
+            );
+        }
+        assert_ne!(bus.event_id(1), before_restart.event_id(1), "boots differ");
+        assert!(
+            matches!(bus.subscribe(Some(&bus.event_id(0))).0, Replay::Events(e) if e.len() == 3)
+        );
     }
 
     #[tokio::test]

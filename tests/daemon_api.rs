@@ -70,7 +70,7 @@ async fn an_sse_client_across_a_failover_sees_the_links_and_the_resync_and_ends_
             s["phase"] == "steady" && s["node"] == sim.node("B").rest.as_str()
         })
         .await;
-    let last = s["lastEventId"].as_u64().unwrap();
+    let last = s["lastSeq"].as_u64().unwrap();
     while applied.last_seq < last {
         let e = tokio::time::timeout(LIMIT, events.recv())
             .await
@@ -105,7 +105,7 @@ async fn last_event_id_replays_missed_events_and_an_overflowed_ring_says_resync_
         },
     )
     .await;
-    let from = d.state().await["lastEventId"].as_u64().unwrap();
+    let from = d.state().await["lastSeq"].as_u64().unwrap();
     let one = sim.offer(json!({})).await;
     d.wait_state(LIMIT, "dialog held", |s| dialog_ids(s).contains(&one))
         .await;
@@ -122,7 +122,7 @@ async fn last_event_id_replays_missed_events_and_an_overflowed_ring_says_resync_
             .await;
     }
     d.wait_state(LIMIT, "ring overflowed", |s| {
-        s["lastEventId"].as_u64().unwrap() > from + 17
+        s["lastSeq"].as_u64().unwrap() > from + 17
     })
     .await;
     let mut stale = d.events(Some(from)).await;

@@ -123,7 +123,8 @@ async fn view(State(s): State<ApiState>) -> Response {
     // applying an event is idempotent).
     let last = s.shared.events.last_seq();
     let mut v = s.shared.snapshot().to_json();
-    v["lastEventId"] = json!(last);
+    v["lastEventId"] = json!(s.shared.events.event_id(last));
+    v["lastSeq"] = json!(last);
     Json(v).into_response()
 }
 
@@ -139,8 +140,8 @@ async fn metrics(State(s): State<ApiState>) -> Response {
         .into_response()
 }
 
-fn sse_event(seq: u64, json: &str) -> SseEvent {
-    SseEvent::default().id(seq.to_string()).data(json)
+fn sse_event(bus: &crate::events::EventBus, seq: u64, json: &str) -> SseEvent {
+    SseEvent::default().id(bus.event_id(seq)).data(json)
 }
 
 async fn events(
@@ -149,20 +150,23 @@ async fn events(
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let last = headers
         .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+        .map(|v| v.to_str().unwrap_or("unreadable"));
     let (replay, mut rx) = s.shared.events.subscribe(last);
     let head: Vec<SseEvent> = match replay {
-        Replay::Events(list) => list.iter().map(|e| sse_event(e.seq, &e.json)).collect(),
+        Replay::Events(list) => list
+            .iter()
+            .map(|e| sse_event(&s.shared.events, e.seq, &e.json))
+            .collect(),
         Replay::ResyncRequired { oldest } => {
             let seq = s.shared.events.last_seq();
             let body = json!({ "seq": seq, "type": EventKind::ResyncRequired, "oldest": oldest })
                 .to_string();
-            vec![sse_event(seq, &body)]
+            vec![sse_event(&s.shared.events, seq, &body)]
         }
     };
     // `subscribe` took the receiver under the ring's lock: it holds exactly the events after
     // the replay, so nothing is lost or sent twice.
+    let shared = s.shared.clone();
     let live = async_stream(move |tx| async move {
         for e in head {
             if tx.send(Ok(e)).await.is_err() {
@@ -172,7 +176,11 @@ async fn events(
         loop {
             match rx.recv().await {
                 Ok(e) => {
-                    if tx.send(Ok(sse_event(e.seq, &e.json))).await.is_err() {
+                    if tx
+                        .send(Ok(sse_event(&shared.events, e.seq, &e.json)))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }

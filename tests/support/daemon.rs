@@ -204,16 +204,36 @@ impl Daemon {
         &self.http
     }
 
-    /// Opens `/v1/events` (resuming after `last_id`) and returns the parsed events as they
+    /// Opens `/v1/events` (resuming after this run's event `last_seq`) and returns the parsed events as they
     /// arrive. The connection closes when the receiver is dropped.
     pub async fn events(
         &self,
-        last_id: Option<u64>,
+        last_seq: Option<u64>,
+    ) -> tokio::sync::mpsc::UnboundedReceiver<Value> {
+        let id = match last_seq {
+            Some(seq) => {
+                let at = self.state().await["lastEventId"].clone();
+                let boot = at
+                    .as_str()
+                    .and_then(|id| id.split_once('-'))
+                    .expect("boot-seq")
+                    .0;
+                Some(format!("{boot}-{seq}"))
+            }
+            None => None,
+        };
+        self.events_from(id.as_deref()).await
+    }
+
+    /// Opens `/v1/events` with `last_id` as the `Last-Event-ID` header, verbatim.
+    pub async fn events_from(
+        &self,
+        last_id: Option<&str>,
     ) -> tokio::sync::mpsc::UnboundedReceiver<Value> {
         let client = reqwest::Client::new();
         let mut req = client.get(format!("{}/v1/events", self.api));
         if let Some(id) = last_id {
-            req = req.header("Last-Event-ID", id.to_string());
+            req = req.header("Last-Event-ID", id);
         }
         let resp = req.send().await.expect("events");
         assert_eq!(resp.status(), 200);
