@@ -130,6 +130,9 @@ impl Sim {
         let http = reqwest::Client::builder()
             .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("CA PEM"))
             .timeout(Duration::from_secs(10))
+            // A new connection per request: a pooled one would hide a closed port (the
+            // `refused` fault) behind a reset instead of a refused connection.
+            .pool_max_idle_per_host(0)
             .build()
             .expect("http client");
         Sim {
