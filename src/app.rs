@@ -80,6 +80,7 @@ pub async fn run(config: Config, control: Control) -> Result<(), AppError> {
             config.api_origins.clone(),
             config.api_token.clone(),
         )),
+        sse_slots: Arc::new(tokio::sync::Semaphore::new(config.max_sse_clients)),
     });
     let api_task = listen(&config, api, shutdown.clone()).await?;
     let mut driver = Driver::new(config, shared, shutdown.clone(), commands_rx, reloads)?;

@@ -12,30 +12,27 @@
 //!
 //! It never calls Finesse itself.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use futures::Stream;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::mpsc;
 
 pub mod guard;
+mod sse;
 
 use crate::command::{Command, CommandError, Request};
 use crate::config::DesiredState;
-use crate::events::Replay;
 use crate::hub::{STALL, Shared};
 use crate::model::may;
-use crate::vocab::{Cause, DialogAction, EventKind, Phase};
+use crate::vocab::{Cause, DialogAction, Phase};
 
 /// Request bodies above this are refused with 413.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -55,6 +52,8 @@ pub struct ApiState {
     pub metrics: Arc<dyn Fn() -> String + Send + Sync>,
     /// Who may drive the API (see [`guard`]).
     pub guard: Arc<guard::Guard>,
+    /// One permit per event-stream client (`[api] max_sse_clients`).
+    pub sse_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// The API router.
@@ -63,7 +62,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/v1/state", get(view))
-        .route("/v1/events", get(events))
+        .route("/v1/events", get(sse::events))
         .route("/v1/dialogs/{id}/actions", post(dialog_action))
         .route("/v1/media/{id}/state", put(media_state))
         .route("/v1/media/{id}/routable", put(media_routable))
@@ -138,80 +137,6 @@ async fn metrics(State(s): State<ApiState>) -> Response {
         body,
     )
         .into_response()
-}
-
-fn sse_event(bus: &crate::events::EventBus, seq: u64, json: &str) -> SseEvent {
-    SseEvent::default().id(bus.event_id(seq)).data(json)
-}
-
-async fn events(
-    State(s): State<ApiState>,
-    headers: HeaderMap,
-) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
-    let last = headers
-        .get("last-event-id")
-        .map(|v| v.to_str().unwrap_or("unreadable"));
-    let (replay, mut rx) = s.shared.events.subscribe(last);
-    let head: Vec<SseEvent> = match replay {
-        Replay::Events(list) => list
-            .iter()
-            .map(|e| sse_event(&s.shared.events, e.seq, &e.json))
-            .collect(),
-        Replay::ResyncRequired { oldest } => {
-            let seq = s.shared.events.last_seq();
-            let body = json!({ "seq": seq, "type": EventKind::ResyncRequired, "oldest": oldest })
-                .to_string();
-            vec![sse_event(&s.shared.events, seq, &body)]
-        }
-    };
-    // `subscribe` took the receiver under the ring's lock: it holds exactly the events after
-    // the replay, so nothing is lost or sent twice.
-    let shared = s.shared.clone();
-    let live = async_stream(move |tx| async move {
-        for e in head {
-            if tx.send(Ok(e)).await.is_err() {
-                return;
-            }
-        }
-        loop {
-            match rx.recv().await {
-                Ok(e) => {
-                    if tx
-                        .send(Ok(sse_event(&shared.events, e.seq, &e.json)))
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    // A slow client: tell it to refetch the state, then drop it.
-                    let body =
-                        json!({ "type": EventKind::ResyncRequired, "reason": "slow client" })
-                            .to_string();
-                    let _ = tx.send(Ok(SseEvent::default().data(body))).await;
-                    return;
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-            }
-        }
-    });
-    Sse::new(live).keep_alive(KeepAlive::default())
-}
-
-/// A stream fed by a task through a small bounded channel (backpressure per client).
-fn async_stream<F, Fut>(f: F) -> impl Stream<Item = Result<SseEvent, Infallible>>
-where
-    F: FnOnce(mpsc::Sender<Result<SseEvent, Infallible>>) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let (tx, rx) = mpsc::channel(16);
-    tokio::spawn(f(tx));
-    tokio_stream_from(rx)
-}
-
-fn tokio_stream_from<T: Send + 'static>(mut rx: mpsc::Receiver<T>) -> impl Stream<Item = T> {
-    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
 /// Queues a command and waits for its answer.

@@ -14,7 +14,44 @@ fn state(ring: usize) -> ApiState {
         request_timeout: Duration::from_millis(10),
         metrics: Arc::new(String::new),
         guard: Arc::default(),
+        sse_slots: Arc::new(tokio::sync::Semaphore::new(2)),
     }
+}
+
+#[tokio::test]
+async fn event_clients_above_the_cap_get_503_and_a_gone_client_frees_its_slot() {
+    let app = router(state(16));
+    let open = || {
+        let app = app.clone();
+        async move {
+            let req = axum::http::Request::get("/v1/events")
+                .body(Body::empty())
+                .unwrap();
+            app.oneshot(req).await.unwrap()
+        }
+    };
+    let first = open().await;
+    let second = open().await;
+    assert_eq!(
+        (first.status(), second.status()),
+        (StatusCode::OK, StatusCode::OK)
+    );
+    let third = open().await;
+    assert_eq!(third.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body = third.into_body().collect().await.unwrap().to_bytes();
+    assert!(String::from_utf8_lossy(&body).contains("too_many_event_clients"));
+    // The first client goes away: its task sees the closed stream and frees the slot.
+    drop(first);
+    let mut again = open().await;
+    for _ in 0..100 {
+        if again.status() == StatusCode::OK {
+            break;
+        }
+        tokio::task::yield_now().await;
+        again = open().await;
+    }
+    assert_eq!(again.status(), StatusCode::OK, "the slot came back");
+    drop(second);
 }
 
 #[tokio::test]

@@ -147,6 +147,8 @@ pub struct Config {
     pub transfer_target_element: String,
     /// How many events the resume ring keeps.
     pub event_ring: usize,
+    /// Event-stream clients at once (`[api] max_sse_clients`); more get 503.
+    pub max_sse_clients: usize,
     /// auto | text | json.
     pub log_format: LogFormat,
     /// What to do with the agent's media when the daemon stops.
@@ -236,6 +238,13 @@ impl Config {
         let recovery = check::recovery(f, &raw.recovery)?;
         check::lockout(f, &raw.finesse, recovery.auth_retry)?;
         let log_format = choice(f, "log.format", &raw.log.format, LogFormat::CHOICES)?;
+        if !(1..=10_000).contains(&raw.api.max_sse_clients) {
+            return Err(err(
+                f,
+                "api.max_sse_clients",
+                format!("{} is out of range 1..=10000", raw.api.max_sse_clients),
+            ));
+        }
         if !(16..=1_000_000).contains(&raw.api.event_ring) {
             return Err(err(
                 f,
@@ -271,6 +280,7 @@ impl Config {
                 &raw.finesse.transfer_target_element,
             )?,
             event_ring: raw.api.event_ring,
+            max_sse_clients: raw.api.max_sse_clients,
             log_format,
             shutdown: ShutdownConfig {
                 on_stop: choice(
@@ -328,7 +338,7 @@ impl Config {
                 "resync_every": humantime::format_duration(self.recovery.resync_every).to_string(),
                 "maintenance_reason_code_id": self.recovery.maintenance_reason_code_id,
             },
-            "api": { "listen": self.api_listen.to_string(), "allowed_origins": self.api_origins, "token": self.api_token.as_ref().map(|_| "<redacted>"), "action_wait": humantime::format_duration(self.action_wait).to_string(), "outcome_wait": humantime::format_duration(self.outcome_wait).to_string(), "event_ring": self.event_ring },
+            "api": { "listen": self.api_listen.to_string(), "allowed_origins": self.api_origins, "token": self.api_token.as_ref().map(|_| "<redacted>"), "action_wait": humantime::format_duration(self.action_wait).to_string(), "outcome_wait": humantime::format_duration(self.outcome_wait).to_string(), "event_ring": self.event_ring, "max_sse_clients": self.max_sse_clients },
             "log": { "format": self.log_format.as_str() },
             "shutdown": { "on_stop": self.shutdown.on_stop.as_str(), "reason_code_id": self.shutdown.reason_code_id, "timeout": humantime::format_duration(self.shutdown.timeout).to_string() },
         })

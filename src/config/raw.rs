@@ -224,6 +224,7 @@ pub(super) struct RawApi {
     #[serde(with = "humantime_serde")]
     pub(super) outcome_wait: Duration,
     pub(super) event_ring: usize,
+    pub(super) max_sse_clients: usize,
     pub(super) allowed_origins: Vec<String>,
     pub(super) token_file: Option<PathBuf>,
     pub(super) token_credential: Option<String>,
@@ -239,6 +240,7 @@ impl Default for RawApi {
             token_file: None,
             token_credential: None,
             event_ring: 1024,
+            max_sse_clients: 32,
         }
     }
 }
