@@ -203,6 +203,10 @@ impl Driver {
         let mut up = false;
         let mut pending: Vec<String> = Vec::new();
         let mut optional: Vec<String> = Vec::new();
+        // A refused subscription to one of the agent's own nodes means notifications would
+        // be lost (e.g. a restarted server that has not recreated its nodes yet): the set-up
+        // fails and is retried on the backoff rather than going steady deaf.
+        let mut refused = 0usize;
         let mut wait = None;
         while Instant::now() < deadline {
             if up && pending.is_empty() {
@@ -238,6 +242,7 @@ impl Driver {
                 Some(LinkEvent::IqResult { id, ok }) => {
                     if pending.contains(&id) && !ok {
                         warn!(%id, "a pubsub subscription was refused");
+                        refused += 1;
                     }
                     if optional.contains(&id) && !ok {
                         tracing::debug!(%id, "a per-MRD Media node refused the subscription");
@@ -253,10 +258,11 @@ impl Driver {
                 }
             }
         }
-        if !(up && pending.is_empty()) {
+        if !(up && pending.is_empty()) || refused > 0 {
             warn!(
                 up,
                 pending = pending.len(),
+                refused,
                 "XMPP session set-up incomplete"
             );
             self.link.drop_session();
