@@ -1,11 +1,10 @@
 //! The desired READY/NOT_READY the API set, kept in the state directory (file
 //! `desired-state`, a line per MRD: `mrd state reason file_state file_reason`, `-` for no
 //! reason) so that a SIGHUP or a restart does not end an agent's break. The config file's own
-//! value wins only when it changed since the line was written. Written atomically: a
-//! temporary file, fsync, then a rename.
+//! value wins only when it changed since the line was written. Written atomically
+//! (`persist::write_atomic`).
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 
 use tracing::{info, warn};
@@ -99,10 +98,8 @@ impl Driver {
                 text.push_str(&format!("{} {} {r} {fs} {fr}\n", m.id, m.state));
             }
         }
-        let (file, tmp) = (dir.join(DESIRED), dir.join(format!("{DESIRED}.tmp")));
-        let written = std::fs::File::create(&tmp)
-            .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|()| f.sync_all()))
-            .and_then(|()| std::fs::rename(&tmp, &file));
+        let file = dir.join(DESIRED);
+        let written = super::persist::write_atomic(&file, &text);
         if let Err(e) = written {
             warn!(file = %file.display(), error = %e, "cannot record the desired state");
         }

@@ -2,12 +2,12 @@
 //! systemd's `$STATE_DIRECTORY`): the end of the auth hold a refused password began, with a
 //! salted SHA-256 fingerprint of that password. A restart (an upgrade, `Restart=on-failure`)
 //! inside the hold waits out its rest instead of sending the same password again at once; a
-//! restart with a changed password starts at once, as a reload would. Written atomically (a
-//! temporary file, then a rename), mode 0600 like the password file.
+//! restart with a changed password starts at once, as a reload would. Both files the driver
+//! keeps here are written by [`write_atomic`].
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
@@ -17,6 +17,21 @@ use super::Driver;
 use crate::tls::sha256;
 
 const HELD_UNTIL: &str = "auth-held-until";
+
+/// Replaces `file` with `text` so that a crash leaves the old or the new content, never a
+/// mix: a temporary file (mode 0600: these files are the agent's), fsync, then a rename.
+pub(super) fn write_atomic(file: &Path, text: &str) -> std::io::Result<()> {
+    let mut tmp = file.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|()| f.sync_all()))
+        .and_then(|()| std::fs::rename(&tmp, file))
+}
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -64,15 +79,7 @@ impl Driver {
         let ms = end.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
         let salt = format!("{:016x}", rand::random::<u64>());
         let line = format!("{ms} {salt} {}\n", self.fingerprint(&salt));
-        let tmp = file.with_extension("tmp");
-        let written = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .and_then(|mut f| f.write_all(line.as_bytes()))
-            .and_then(|()| std::fs::rename(&tmp, &file));
+        let written = write_atomic(&file, &line);
         if let Err(e) = written {
             warn!(file = %file.display(), error = %e, "cannot record the password refusal");
         }
