@@ -325,6 +325,14 @@ async fn a_changed_password_is_refused_by_xmpp_as_an_auth_error() {
         .err()
         .expect("old password refused");
     assert!(is_auth_error(&err), "{err}");
+    // The refusal counts toward the lockout, like a REST 401 (the XMPP server checks the
+    // password; the simulator reads its log).
+    sim.eventually(
+        Duration::from_secs(20),
+        "the XMPP refusal counted",
+        || async { sim.truth().await["xmppAuthFailures"] == 1 },
+    )
+    .await;
     assert!(
         login(&login_params(&sim, "rotated", TlsMode::StartTls))
             .await

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod authlog;
 mod body;
 mod certs;
 mod chat;
@@ -302,6 +303,15 @@ async fn run(cli: Cli, config: SimConfig) -> anyhow::Result<()> {
         ));
     }
     tokio::spawn(watchers::forced_logout(cluster.clone(), cancel.clone()));
+    for node in &nodes {
+        if let Some(p) = node.prosody.lock().await.as_ref() {
+            tokio::spawn(authlog::watch(
+                p.log_file(),
+                cluster.clone(),
+                cancel.clone(),
+            ));
+        }
+    }
 
     for node in &nodes {
         if !node.publisher.wait_online(Duration::from_secs(30)).await {

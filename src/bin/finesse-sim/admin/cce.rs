@@ -159,7 +159,7 @@ pub(super) async fn password(
         a.password = b.password.clone();
     }
     for n in &st.cluster.nodes {
-        if let Some(p) = n.prosody.lock().await.as_ref() {
+        if let Some(p) = n.prosody.lock().await.as_mut() {
             if let Err(e) = p.set_password(&agent, &b.password).await {
                 return err(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"));
             }

@@ -143,6 +143,12 @@ fn agent_json(cluster: &Cluster, agent: &str) -> Option<Value> {
         "id": a.id,
         "locked": lockout_remaining(a, now).is_some(),
         "lockouts": a.lockouts,
+        "xmppAuthFailures": a.xmpp_auth_failures,
+        "refusalsAtMs": a
+            .refusals
+            .iter()
+            .map(|t| t.saturating_duration_since(cluster.started).as_millis() as u64)
+            .collect::<Vec<_>>(),
         "presence": presence,
         "media": media,
     }))

@@ -54,10 +54,12 @@ fn provision(spec: &ProsodySpec) -> String {
     let domain = bin(&spec.domain);
     let mut steps = vec!["{ok, _} = application:ensure_all_started(ejabberd)".to_owned()];
     for (user, password) in &spec.accounts {
+        // A restarted node keeps its spool; the spec's password (changed since) wins.
         steps.push(format!(
-            "ejabberd_auth:try_register({}, {domain}, {})",
-            bin(user),
-            bin(password)
+            "ejabberd_auth:try_register({u}, {domain}, {p}), \
+             ok = ejabberd_auth:set_password({u}, {domain}, {p})",
+            u = bin(user),
+            p = bin(password)
         ));
     }
     for (user, _) in spec.accounts.iter().filter(|(u, _)| *u != spec.publisher) {

@@ -26,6 +26,38 @@ pub(super) fn roster_item(jid: &str) -> String {
     )
 }
 
+/// A Prosody module that logs every failed SASL authentication with the user it named
+/// (Prosody itself does not at `info`), so that the simulator can count XMPP password failures
+/// toward its lockout as Finesse's directory does. PLAIN names the user in its one message,
+/// SCRAM in its first; the failure may come on a later step.
+const AUTHLOG_PLUGIN: &str = r#"-- Written by finesse-sim.
+local base64 = require "util.encodings".base64;
+module:hook("stanza/urn:ietf:params:xml:ns:xmpp-sasl:auth", function(event)
+	local text = event.stanza:get_text();
+	local raw = text and base64.decode(text);
+	if not raw then return; end
+	local user = raw:match("^[nyp][^,]*,[^,]*,n=([^,]*)");
+	if not user then
+		local first = raw:find("\0", 1, true);
+		local second = first and raw:find("\0", first + 1, true);
+		user = second and raw:sub(first + 1, second - 1);
+	end
+	event.origin.finesse_sim_user = user;
+end, 1000);
+module:hook("authentication-failure", function(event)
+	module:log("info", "finesse-sim-auth-failure user=%s condition=%s",
+		tostring(event.session.finesse_sim_user), tostring(event.condition));
+end);
+"#;
+
+/// Writes [`AUTHLOG_PLUGIN`] into the node's `plugins` directory.
+pub(super) fn write_plugins(spec: &ProsodySpec) -> anyhow::Result<()> {
+    let dir = spec.dir.join("plugins");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join("mod_finesse_sim_authlog.lua");
+    std::fs::write(&path, AUTHLOG_PLUGIN).with_context(|| format!("writing {}", path.display()))
+}
+
 pub(super) fn config_text(spec: &ProsodySpec) -> String {
     let dir = spec.dir.display().to_string();
     let smacks = if spec.smacks { "\"smacks\";" } else { "" };
@@ -45,7 +77,8 @@ component_ports = {{ }}
 http_ports = {{ }}
 https_ports = {{ }}
 admins = {{ {admin} }}
-modules_enabled = {{ "disco"; "roster"; "saslauth"; "tls"; "ping"; {smacks} }}
+plugin_paths = {{ {plugins} }}
+modules_enabled = {{ "disco"; "roster"; "saslauth"; "tls"; "ping"; "finesse_sim_authlog"; {smacks} }}
 modules_disabled = {{ "s2s"; "offline"; "c2s_csi"; "mam"; }}
 authentication = "internal_plain"
 storage = "internal"
@@ -67,6 +100,7 @@ Component {pubsub} "pubsub"
             .map(|p| p.display().to_string())
             .unwrap_or_default()),
         logfile = lua(&format!("{dir}/prosody.log")),
+        plugins = lua(&format!("{dir}/plugins")),
         c2s = spec.c2s_port,
         dtls = spec.direct_tls_port,
         admin = lua(&format!("{}@{}", spec.publisher, spec.domain)),

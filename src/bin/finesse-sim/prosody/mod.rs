@@ -25,7 +25,7 @@ use crate::ports::{self, Listener};
 
 pub mod ejabberd;
 mod files;
-use files::{config_text, roster_item, write_account};
+use files::{config_text, roster_item, write_account, write_plugins};
 
 /// Which XMPP server serves a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -144,6 +144,7 @@ impl Prosody {
                 .join(format!("{}.dat", encode(&spec.publisher))),
             format!("return {{\n{all_agents}}};\n"),
         )?;
+        write_plugins(&spec)?;
         Self::launch_with(spec, config_text, "prosody.cfg.lua").await
     }
 
@@ -176,6 +177,14 @@ impl Prosody {
                 }
                 result => return result.map(|()| prosody),
             }
+        }
+    }
+
+    /// The server's log file, where failed logins are written (see [`crate::authlog`]).
+    pub fn log_file(&self) -> PathBuf {
+        match self.spec.kind {
+            ServerKind::Prosody => self.spec.dir.join("prosody.log"),
+            ServerKind::Ejabberd => self.spec.dir.join("ejabberd.log"),
         }
     }
 
@@ -322,10 +331,18 @@ impl Prosody {
     }
 
     /// Replaces an account's password in the running server's storage.
-    pub async fn set_password(&self, user: &str, password: &str) -> anyhow::Result<()> {
+    /// Also for the next start: ejabberd provisions the accounts from the spec each time.
+    pub async fn set_password(&mut self, user: &str, password: &str) -> anyhow::Result<()> {
+        for account in self.spec.accounts.iter_mut().filter(|(u, _)| u == user) {
+            account.1 = password.to_owned();
+        }
+        let running = self.is_running();
         match self.spec.kind {
             ServerKind::Prosody => write_account(&self.spec, user, password),
-            ServerKind::Ejabberd => ejabberd::set_password(&self.spec, user, password).await,
+            ServerKind::Ejabberd if running => {
+                ejabberd::set_password(&self.spec, user, password).await
+            }
+            ServerKind::Ejabberd => Ok(()),
         }
     }
 }

@@ -68,6 +68,10 @@ pub struct Agent {
     locked_until: Option<Instant>,
     /// How many times the account was locked.
     pub lockouts: u64,
+    /// Passwords the XMPP server refused (counted toward the lockout too).
+    pub xmpp_auth_failures: u64,
+    /// When each refused password (REST or XMPP) was counted, oldest first.
+    pub refusals: Vec<Instant>,
 }
 
 /// Static MRD facts.
@@ -268,6 +272,8 @@ impl Truth {
                     bad_logins: VecDeque::new(),
                     locked_until: None,
                     lockouts: 0,
+                    xmpp_auth_failures: 0,
+                    refusals: Vec::new(),
                 };
                 (a.id.clone(), agent)
             })
@@ -315,20 +321,24 @@ impl Truth {
             agent.bad_logins.clear();
             return Ok(());
         }
-        agent.bad_logins.push_back(now);
-        while agent
-            .bad_logins
-            .front()
-            .is_some_and(|&t| now.duration_since(t) > window)
-        {
-            agent.bad_logins.pop_front();
-        }
-        if agent.bad_logins.len() >= attempts {
-            agent.bad_logins.clear();
-            agent.locked_until = Some(now + duration);
-            agent.lockouts += 1;
-        }
+        count_failure(agent, (attempts, window, duration), now);
         Err(AuthFailure::BadPassword)
+    }
+
+    /// Counts a password the XMPP server refused toward the same lockout (a failed login is a
+    /// failed login to the directory behind both). Unknown users are ignored.
+    pub fn xmpp_auth_failed(&mut self, user: &str, now: Instant) {
+        let policy = (
+            self.behaviour.lockout_attempts as usize,
+            self.behaviour.lockout_window,
+            self.behaviour.lockout_duration,
+        );
+        if let Some(agent) = self.agents.get_mut(user) {
+            agent.xmpp_auth_failures += 1;
+            if agent.locked_until.is_none_or(|until| now >= until) {
+                count_failure(agent, policy, now);
+            }
+        }
     }
 
     /// Default settings a node reports where the agent never signed in.
@@ -353,6 +363,29 @@ impl Truth {
         let id = self.next_call;
         self.next_call += 1;
         id
+    }
+}
+
+/// Records one refused password at `now`; the `attempts`-th within `window` locks the account
+/// for `duration`.
+fn count_failure(
+    agent: &mut Agent,
+    (attempts, window, duration): (usize, Duration, Duration),
+    now: Instant,
+) {
+    agent.bad_logins.push_back(now);
+    agent.refusals.push(now);
+    while agent
+        .bad_logins
+        .front()
+        .is_some_and(|&t| now.duration_since(t) > window)
+    {
+        agent.bad_logins.pop_front();
+    }
+    if agent.bad_logins.len() >= attempts {
+        agent.bad_logins.clear();
+        agent.locked_until = Some(now + duration);
+        agent.lockouts += 1;
     }
 }
 
