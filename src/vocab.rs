@@ -8,6 +8,10 @@ use std::fmt;
 
 use serde::{Serialize, Serializer};
 
+/// The most passwords one XMPP login sends: a channel-binding attempt and, when that is
+/// refused, one fallback without. The login gate waits out `auth_retry` for each refusal.
+pub const MAX_REFUSALS: u32 = 2;
+
 macro_rules! wire_enum {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal,)+ }) => {
         $(#[$meta])*

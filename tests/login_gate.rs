@@ -163,3 +163,87 @@ async fn a_restart_inside_an_auth_hold_waits_it_out_unless_the_password_changed(
     assert!(!hold.exists(), "a working password clears the record");
     assert_eq!(sim.truth().await["lockouts"], 0);
 }
+
+/// Issue 14's arithmetic across the operator's moves: the password changes at Finesse (REST
+/// and XMPP), the XMPP server restarts (so logins go to XMPP's SASL too), and meanwhile the
+/// daemon gets SIGHUPs with an unchanged file and two restarts. The simulator counts XMPP
+/// refusals and REST 401s toward one lockout (5 in 4 s, the daemon's configured policy, with
+/// `auth_retry` 1.2 s); it must never trigger, and the refusals stay at one per `auth_retry`.
+#[tokio::test]
+async fn sighups_and_restarts_during_a_password_change_never_lock_the_account() {
+    use nix::sys::signal::Signal;
+    let sim = Sim::start(&[]).await;
+    sim.behaviour(json!({
+        "lockout_attempts": 5,
+        "lockout_window_ms": 4000,
+        "lockout_duration_ms": 60000,
+    }))
+    .await;
+    let state = tempfile::tempdir().unwrap();
+    // 1.2 s rather than the 1 s minimum: the simulator times an XMPP refusal when it reads
+    // the server's log, up to ~100 ms late, and must not see two closer than they were.
+    let cfg = || DaemonConfig {
+        resync_every: "500ms",
+        auth_retry: "1200ms",
+        env: vec![(
+            "STATE_DIRECTORY".to_owned(),
+            state.path().display().to_string(),
+        )],
+        ..Default::default()
+    };
+    let mut d = Daemon::start_steady(&sim, cfg()).await;
+    sim.admin(
+        Method::PUT,
+        &format!("/admin/agents/{AGENT}/password"),
+        Some(json!({ "password": "rotated-by-an-admin" })),
+    )
+    .await;
+    sim.prosody("A", "kill").await;
+    sim.prosody("A", "start").await;
+    let started = Instant::now();
+    let mut moves = 0;
+    while started.elapsed() < Duration::from_secs(12) {
+        let at = started.elapsed().as_millis() / 1500;
+        if at > moves {
+            moves = at;
+            if moves % 3 == 0 {
+                drop(d);
+                d = Daemon::start(&sim, cfg()).await;
+            } else {
+                d.signal(Signal::SIGHUP);
+            }
+        }
+        assert_eq!(sim.truth().await["lockouts"], 0, "the account was locked");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let truth = sim.truth().await;
+    let xmpp = truth["xmppAuthFailures"].as_u64().unwrap();
+    let times: Vec<u64> = truth["refusalsAtMs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_u64().unwrap())
+        .collect();
+    println!(
+        "{moves} moves: {xmpp} XMPP refusals of {} at {times:?} ms",
+        times.len()
+    );
+    assert!(
+        xmpp >= 1,
+        "the XMPP server was asked (and refused) at least once"
+    );
+    // One per auth_retry, except that a channel-binding login and its fallback may be
+    // refused back to back, which the daemon then waits out twice. XMPP refusals are timed
+    // when the simulator reads the server's log (every 50 ms).
+    for (i, a) in times.iter().enumerate() {
+        for (k, b) in times[i + 1..].iter().enumerate() {
+            assert!(
+                b - a >= k as u64 * 1100,
+                "more refused passwords than one per auth_retry: {times:?}"
+            );
+        }
+    }
+    assert_eq!(truth["lockouts"], 0);
+    let s = d.state().await;
+    assert_eq!(s["phase"], "auth_failed", "{s}");
+}

@@ -2,6 +2,8 @@
 //! bringing the XMPP session up on the chosen node: login, presence, and the full-JID
 //! subscriptions.
 
+use std::sync::atomic::Ordering;
+
 use tokio::time::Instant;
 use tokio_xmpp::jid::Jid;
 use tokio_xmpp::xmlstream::Timeouts;
@@ -135,13 +137,14 @@ impl Driver {
                 channel_binding: self.cfg.xmpp.channel_binding,
                 mechanisms: self.cfg.xmpp.sasl_mechanisms.clone(),
                 binding_refused: self.memo.binding_refused.clone(),
+                ..SaslOptions::default()
             },
         })
     }
 
     /// Logs in to node `idx`, sends presence and subscribes, as the machine's answer.
     pub(super) async fn connect_xmpp(&mut self, idx: usize) -> Input {
-        let failed = |cause: Cause| Input::ConnectFailed { cause, auth: false };
+        let failed = |cause: Cause| Input::ConnectFailed { cause, refusals: 0 };
         let Some(info) = self.last_info.clone() else {
             warn!("no SystemInfo for the XMPP login");
             return failed(Cause::XmppConfig);
@@ -195,7 +198,13 @@ impl Driver {
             } else {
                 Cause::XmppUnreachable
             };
-            return Input::ConnectFailed { cause, auth };
+            // Both passwords a channel-binding fallback sent count (the gate waits each out).
+            let refusals = if auth {
+                params.sasl.last_refusals.load(Ordering::Relaxed).max(1)
+            } else {
+                0
+            };
+            return Input::ConnectFailed { cause, refusals };
         }
         // Wait for the stream to report the new session, then set it up. Events read
         // meanwhile are applied; a wait they ask for is handed to the machine.

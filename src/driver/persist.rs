@@ -68,7 +68,7 @@ impl Driver {
         let rest = end
             .duration_since(SystemTime::now())
             .ok()?
-            .min(self.cfg.recovery.auth_retry);
+            .min(self.cfg.recovery.auth_retry * crate::vocab::MAX_REFUSALS);
         (!rest.is_zero()).then(|| Instant::now() + rest)
     }
 

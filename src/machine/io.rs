@@ -84,8 +84,10 @@ pub enum Input {
     ConnectFailed {
         /// Why.
         cause: Cause,
-        /// The server rejected the credentials.
-        auth: bool,
+        /// How many times the server refused the password in this attempt: 0 when the
+        /// failure was not about the credentials, 2 when a channel-binding login and its
+        /// fallback both were (each refusal is waited out for `auth_retry`).
+        refusals: u32,
     },
     /// [`Action::Resync`] completed; these sign-ins were sent.
     Resynced {

@@ -5,8 +5,8 @@
 use tokio::time::Instant;
 
 use super::transitions::{
-    Out, answered, attempt, choose, count, hold, node_down, phase, reconnect_reload, resync,
-    resync_wanted, signed_in, stop,
+    Out, answered, attempt, choose, count, hold, hold_for, node_down, phase, reconnect_reload,
+    resync, resync_wanted, signed_in, stop,
 };
 use super::{Action, Count, Input, Machine, Reload, SleepKind, State, WaitEnd};
 use crate::vocab::{Cause, Phase, ReconnectScope, ResyncReason};
@@ -41,12 +41,12 @@ pub(super) fn step(m: &mut Machine, input: Input, now: Instant, out: &mut Out) {
                 None => resync(m, node, out),
             }
         }
-        (State::Connecting { .. }, Input::ConnectFailed { cause, auth }) => {
+        (State::Connecting { .. }, Input::ConnectFailed { cause, refusals }) => {
             m.xmpp_up = false;
-            if auth {
+            if refusals > 0 {
                 count(m, Count::AuthFailure, out);
                 phase(m, Phase::AuthFailed, Some(Cause::AuthFailed), out);
-                hold(m, now, out);
+                hold_for(m, refusals, now, out);
             } else {
                 phase(m, Phase::Recovering, Some(cause), out);
                 attempt(m, now, true, out);

@@ -35,7 +35,7 @@ fn input() -> impl Strategy<Value = Input> {
         4 => (0..3usize, answer()).prop_map(|(node, answer)| Input::SystemInfo { node, answer }),
         3 => prop::option::weighted(0.2, prop::sample::select(vec![Cause::OutOfService, Cause::FinesseUnavailable]))
             .prop_map(|pending| Input::Connected { pending }),
-        2 => (cause(), any::<bool>()).prop_map(|(cause, auth)| Input::ConnectFailed { cause, auth }),
+        2 => (cause(), 0..=crate::vocab::MAX_REFUSALS).prop_map(|(cause, refusals)| Input::ConnectFailed { cause, refusals }),
         3 => (signins(), prop::bool::weighted(0.2)).prop_map(|(signins, refused)| Input::Resynced { signins, refused }),
         1 => Just(Input::SigninRefused),
         1 => Just(Input::Maintenance),

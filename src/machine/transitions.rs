@@ -6,7 +6,7 @@
 use tokio::time::Instant;
 
 use super::{Action, Count, Machine, NodeAnswer, SleepKind, State};
-use crate::vocab::{Cause, Phase, ReconnectScope, ResyncReason, SigninReason};
+use crate::vocab::{Cause, MAX_REFUSALS, Phase, ReconnectScope, ResyncReason, SigninReason};
 
 pub(super) type Out = Vec<Action>;
 
@@ -81,7 +81,13 @@ pub(super) fn attempt(m: &mut Machine, now: Instant, delay: bool, out: &mut Out)
 
 /// The auth hold: nothing carrying the credentials until `auth_retry` has passed.
 pub(super) fn hold(m: &mut Machine, now: Instant, out: &mut Out) {
-    let until = now + m.timing.auth_retry;
+    hold_for(m, 1, now, out);
+}
+
+/// The auth hold after `refusals` refused passwords (at most [`MAX_REFUSALS`]): one
+/// `auth_retry` each, so that the rate stays one per `auth_retry`.
+pub(super) fn hold_for(m: &mut Machine, refusals: u32, now: Instant, out: &mut Out) {
+    let until = now + m.timing.auth_retry * refusals.clamp(1, MAX_REFUSALS);
     m.state = State::AuthHold { until };
     out.push(Action::Sleep {
         until,

@@ -12,7 +12,9 @@
 use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+use crate::vocab::MAX_REFUSALS;
 
 use tokio_xmpp::connect::ServerConnector;
 use tokio_xmpp::error::AuthError;
@@ -35,6 +37,10 @@ pub struct SaslOptions {
     pub mechanisms: Vec<String>,
     /// Set once this server refused channel binding (auto mode): later logins go without.
     pub binding_refused: Arc<AtomicBool>,
+    /// How many times the last login sent the password and had it refused: 2 when the
+    /// channel-binding login and its fallback both were, which the login gate must wait out
+    /// twice (see [`MAX_REFUSALS`]).
+    pub last_refusals: Arc<AtomicU32>,
 }
 
 /// Everything one login needs. The password is kept out of `Debug`.
@@ -75,6 +81,8 @@ pub async fn login(params: &LoginParams) -> Result<Connection, Error> {
         ChannelBinding::Required => true,
         ChannelBinding::Auto => !refused,
     };
+    let refusals = |n: u32| sasl.last_refusals.store(n, Ordering::Relaxed);
+    refusals(0);
     match attempt(params, bind).await {
         Err(Attempt { error, plus: true })
             if sasl.channel_binding == ChannelBinding::Auto && is_auth_error(&error) =>
@@ -82,11 +90,27 @@ pub async fn login(params: &LoginParams) -> Result<Connection, Error> {
             tracing::warn!(
                 "the server refused the login with channel binding; trying once without it"
             );
-            let connection = attempt(params, false).await.map_err(|a| a.error)?;
-            sasl.binding_refused.store(true, Ordering::Relaxed);
-            Ok(connection)
+            refusals(1);
+            match attempt(params, false).await {
+                Ok(connection) => {
+                    sasl.binding_refused.store(true, Ordering::Relaxed);
+                    Ok(connection)
+                }
+                Err(Attempt { error, .. }) => {
+                    if is_auth_error(&error) {
+                        refusals(MAX_REFUSALS);
+                    }
+                    Err(error)
+                }
+            }
         }
-        result => result.map_err(|a| a.error),
+        Err(Attempt { error, .. }) => {
+            if is_auth_error(&error) {
+                refusals(1);
+            }
+            Err(error)
+        }
+        Ok(connection) => Ok(connection),
     }
 }
 

@@ -85,7 +85,7 @@ fn time_to_ready(actions: &[Action]) -> Option<Duration> {
 fn auth_failed() -> Input {
     Input::ConnectFailed {
         cause: Cause::AuthFailed,
-        auth: true,
+        refusals: 1,
     }
 }
 

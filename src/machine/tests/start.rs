@@ -190,6 +190,22 @@ pub(super) fn rows() -> Vec<Row> {
             then: |_, a| operation(a) == Some(&Action::AskSystemInfo { node: 0 }),
         },
         Row {
+            says: "a login whose channel-binding attempt and fallback were both refused holds twice as long",
+            given: vec![
+                (0, Input::Start),
+                (0, si(0, OK)),
+                (
+                    0,
+                    Input::ConnectFailed {
+                        cause: Cause::AuthFailed,
+                        refusals: 2,
+                    },
+                ),
+            ],
+            when: (119_999, Input::Timer),
+            then: |m, a| a.is_empty() && matches!(m.state(), State::AuthHold { .. }),
+        },
+        Row {
             says: "a reload that changes nothing the login uses does not end the auth hold",
             given: vec![(0, Input::Start), (0, si(0, OK)), (0, auth_failed())],
             when: (1_000, Input::Reloaded(Reload::Unchanged)),
