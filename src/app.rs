@@ -11,8 +11,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::api::{ApiState, router};
-use crate::config::{Config, Listen};
+use crate::api::{ApiState, router, serve};
+use crate::config::Config;
 use crate::driver::{Driver, SetupError};
 use crate::hub::Shared;
 use crate::orphan::Guard;
@@ -80,7 +80,9 @@ pub async fn run(config: Config, control: Control) -> Result<(), AppError> {
             config.api_origins.clone(),
             config.api_token.clone(),
         )),
-        sse_slots: Arc::new(tokio::sync::Semaphore::new(config.max_sse_clients)),
+        sse_slots: Arc::new(tokio::sync::Semaphore::new(
+            config.api_limits.max_sse_clients,
+        )),
     });
     let api_task = listen(&config, api, shutdown.clone()).await?;
     let mut driver = Driver::new(config, shared, shutdown.clone(), commands_rx, reloads)?;
@@ -99,43 +101,21 @@ async fn listen(
     api: axum::Router,
     stop: CancellationToken,
 ) -> Result<tokio::task::JoinHandle<()>, AppError> {
-    let bind_error = |source| AppError::Bind {
-        listen: config.api_listen.to_string(),
-        source,
-    };
-    match &config.api_listen {
-        Listen::Unix(path) => {
-            let _ = std::fs::remove_file(path);
-            let listener = tokio::net::UnixListener::bind(path).map_err(bind_error)?;
-            {
-                use std::os::unix::fs::PermissionsExt;
-                let mode = std::fs::Permissions::from_mode(0o660);
-                if let Err(e) = std::fs::set_permissions(path, mode) {
-                    warn!(error = %e, "cannot set the API socket's mode to 0660");
-                }
-            }
-            info!(addr = %config.api_listen, agent = %config.agent_id, "local API listening");
-            Ok(tokio::spawn(serve(listener, api, stop)))
-        }
-        Listen::Tcp(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(bind_error)?;
-            match listener.local_addr() {
-                Ok(addr) => info!(%addr, agent = %config.agent_id, "local API listening"),
-                Err(e) => warn!(error = %e, "local API address unknown"),
-            }
-            Ok(tokio::spawn(serve(listener, api, stop)))
+    let bound = serve::bind(&config.api_listen, &config.api_socket)
+        .await
+        .map_err(|source| AppError::Bind {
+            listen: config.api_listen.to_string(),
+            source,
+        })?;
+    match &bound {
+        serve::Bound::Tcp(l) => match l.local_addr() {
+            Ok(addr) => info!(%addr, agent = %config.agent_id, "local API listening"),
+            Err(e) => warn!(error = %e, "local API address unknown"),
+        },
+        serve::Bound::Unix(_) => {
+            info!(addr = %config.api_listen, agent = %config.agent_id, "local API listening")
         }
     }
-}
-
-async fn serve<L>(listener: L, api: axum::Router, stop: CancellationToken)
-where
-    L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug,
-{
-    let _ = axum::serve(listener, api)
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await;
+    let limits = config.api_limits.clone();
+    Ok(tokio::spawn(serve::serve(bound, api, limits, stop)))
 }

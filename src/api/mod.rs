@@ -26,6 +26,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 pub mod guard;
+pub mod serve;
 mod sse;
 
 use crate::command::{Command, CommandError, Request};

@@ -10,12 +10,14 @@ use std::time::Duration;
 use crate::secret::Secret;
 use raw::RawConfig;
 
+mod api;
 mod check;
 mod probe;
 mod raw;
 mod secrets;
 mod types;
 
+pub use api::{ApiLimits, SocketAccess};
 pub use probe::{ProbeAction, ProbeConfig, ProbeMethod, Segment, Template, Unrenderable};
 pub use types::{
     ChannelBinding, DesiredState, InterruptAction, Listen, LogFormat, LogoutAction, OnStop, TlsMode,
@@ -147,8 +149,10 @@ pub struct Config {
     pub transfer_target_element: String,
     /// How many events the resume ring keeps.
     pub event_ring: usize,
-    /// Event-stream clients at once (`[api] max_sse_clients`); more get 503.
-    pub max_sse_clients: usize,
+    /// What local clients can hold (`[api] max_connections`, `max_sse_clients`, timeouts).
+    pub api_limits: ApiLimits,
+    /// Who may connect to the API's Unix socket (`[api] socket_mode`, `socket_group`).
+    pub api_socket: SocketAccess,
     /// auto | text | json.
     pub log_format: LogFormat,
     /// What to do with the agent's media when the daemon stops.
@@ -238,13 +242,8 @@ impl Config {
         let recovery = check::recovery(f, &raw.recovery)?;
         check::lockout(f, &raw.finesse, recovery.auth_retry)?;
         let log_format = choice(f, "log.format", &raw.log.format, LogFormat::CHOICES)?;
-        if !(1..=10_000).contains(&raw.api.max_sse_clients) {
-            return Err(err(
-                f,
-                "api.max_sse_clients",
-                format!("{} is out of range 1..=10000", raw.api.max_sse_clients),
-            ));
-        }
+        let api_limits = api::limits(f, &raw.api)?;
+        let api_socket = api::socket(f, &raw.api)?;
         if !(16..=1_000_000).contains(&raw.api.event_ring) {
             return Err(err(
                 f,
@@ -280,7 +279,8 @@ impl Config {
                 &raw.finesse.transfer_target_element,
             )?,
             event_ring: raw.api.event_ring,
-            max_sse_clients: raw.api.max_sse_clients,
+            api_limits,
+            api_socket,
             log_format,
             shutdown: ShutdownConfig {
                 on_stop: choice(
@@ -338,7 +338,7 @@ impl Config {
                 "resync_every": humantime::format_duration(self.recovery.resync_every).to_string(),
                 "maintenance_reason_code_id": self.recovery.maintenance_reason_code_id,
             },
-            "api": { "listen": self.api_listen.to_string(), "allowed_origins": self.api_origins, "token": self.api_token.as_ref().map(|_| "<redacted>"), "action_wait": humantime::format_duration(self.action_wait).to_string(), "outcome_wait": humantime::format_duration(self.outcome_wait).to_string(), "event_ring": self.event_ring, "max_sse_clients": self.max_sse_clients },
+            "api": { "listen": self.api_listen.to_string(), "allowed_origins": self.api_origins, "token": self.api_token.as_ref().map(|_| "<redacted>"), "action_wait": humantime::format_duration(self.action_wait).to_string(), "outcome_wait": humantime::format_duration(self.outcome_wait).to_string(), "event_ring": self.event_ring, "max_sse_clients": self.api_limits.max_sse_clients, "max_connections": self.api_limits.max_connections, "header_read_timeout": humantime::format_duration(self.api_limits.header_read_timeout).to_string(), "write_timeout": humantime::format_duration(self.api_limits.write_timeout).to_string(), "socket_mode": format!("{:04o}", self.api_socket.mode), "socket_group": self.api_socket.group.as_ref().map(|g| &g.0) },
             "log": { "format": self.log_format.as_str() },
             "shutdown": { "on_stop": self.shutdown.on_stop.as_str(), "reason_code_id": self.shutdown.reason_code_id, "timeout": humantime::format_duration(self.shutdown.timeout).to_string() },
         })

@@ -225,6 +225,13 @@ pub(super) struct RawApi {
     pub(super) outcome_wait: Duration,
     pub(super) event_ring: usize,
     pub(super) max_sse_clients: usize,
+    pub(super) max_connections: usize,
+    #[serde(with = "humantime_serde")]
+    pub(super) header_read_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub(super) write_timeout: Duration,
+    pub(super) socket_mode: String,
+    pub(super) socket_group: Option<String>,
     pub(super) allowed_origins: Vec<String>,
     pub(super) token_file: Option<PathBuf>,
     pub(super) token_credential: Option<String>,
@@ -241,6 +248,11 @@ impl Default for RawApi {
             token_credential: None,
             event_ring: 1024,
             max_sse_clients: 32,
+            max_connections: 256,
+            header_read_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(30),
+            socket_mode: "0660".into(),
+            socket_group: None,
         }
     }
 }

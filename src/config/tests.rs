@@ -106,6 +106,31 @@ fn mistakes_name_the_file_and_key() {
             "media[0].orphan_probe.action",
             "nuke",
         ),
+        (
+            format!("{ok}[api]\nsocket_mode = \"0666\"\n"),
+            "api.socket_mode",
+            "every local user",
+        ),
+        (
+            format!("{ok}[api]\nsocket_mode = \"rw\"\n"),
+            "api.socket_mode",
+            "not an octal mode",
+        ),
+        (
+            format!("{ok}[api]\nsocket_group = \"no-such-group-here\"\n"),
+            "api.socket_group",
+            "no group",
+        ),
+        (
+            format!("{ok}[api]\nmax_connections = 16\nmax_sse_clients = 16\n"),
+            "api.max_sse_clients",
+            "below api.max_connections",
+        ),
+        (
+            format!("{ok}[api]\nwrite_timeout = \"0s\"\n"),
+            "api.write_timeout",
+            "above zero",
+        ),
     ];
     for (text, key, msg) in cases {
         let e = parse(&text).expect_err(key);

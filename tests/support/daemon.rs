@@ -40,6 +40,8 @@ pub struct DaemonConfig {
     pub env: Vec<(String, String)>,
     /// Hand the password over as a systemd credential instead of a file.
     pub credential: bool,
+    /// Run under this file-descriptor limit (soft and hard, through `prlimit`).
+    pub nofile: Option<u64>,
 }
 
 impl Default for DaemonConfig {
@@ -57,6 +59,7 @@ impl Default for DaemonConfig {
             xmpp_extra: String::new(),
             env: Vec::new(),
             credential: false,
+            nofile: None,
         }
     }
 }
@@ -133,7 +136,17 @@ impl Daemon {
         let config = dir.path().join("agent.toml");
         std::fs::write(&config, toml).expect("config");
         let log_path = dir.path().join("daemon.log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_finesse-taskd"))
+        let bin = env!("CARGO_BIN_EXE_finesse-taskd");
+        let mut command = match cfg.nofile {
+            // prlimit execs the daemon: the pid stays the daemon's.
+            Some(n) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={n}:{n}")).arg("--").arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let mut child = command
             .arg("--config")
             .arg(&config)
             .env("RUST_LOG", "info,finesse_taskd=debug")
