@@ -122,3 +122,55 @@ async fn a_break_set_through_the_api_survives_sighup_and_restart_until_the_file_
     reload(&d).await;
     forced_logout_comes_back_as(&sim, &d, "NOT_READY", json!(3)).await;
 }
+
+/// Forces a logout and waits until the agent is signed in again with `routable`.
+async fn forced_logout_comes_back_routable(sim: &Sim, d: &Daemon, routable: bool) {
+    sim.admin(
+        Method::POST,
+        &format!("/admin/agents/{AGENT}/forced-logout"),
+        None,
+    )
+    .await;
+    let what = format!("signed in again with routable {routable}");
+    sim.eventually(LIMIT, &what, || async {
+        let m = sim.media_truth().await;
+        m["loginNode"] == "A" && m["routable"] == routable
+    })
+    .await;
+    d.wait_steady(LIMIT).await;
+}
+
+#[tokio::test]
+async fn not_routable_set_through_the_api_survives_sighup_restart_and_a_new_sign_in() {
+    let sim = Sim::start(&[]).await;
+    let state = tempfile::tempdir().unwrap();
+    let cfg = || DaemonConfig {
+        env: vec![(
+            "STATE_DIRECTORY".to_owned(),
+            state.path().display().to_string(),
+        )],
+        ..Default::default()
+    };
+    let d = Daemon::start_steady(&sim, cfg()).await;
+    let put = |d: &Daemon, routable: bool| {
+        d.http()
+            .put(format!("{}/v1/media/{MRD}/routable", d.api))
+            .json(&json!({ "routable": routable }))
+            .send()
+    };
+    assert_eq!(put(&d, false).await.unwrap().status(), 202);
+    assert_eq!(sim.media_truth().await["routable"], false);
+    // A sign-in lands routable; the daemon puts the API's choice back, after a SIGHUP too.
+    reload(&d).await;
+    forced_logout_comes_back_routable(&sim, &d, false).await;
+    // And after a restart (an upgrade), which leaves the live session as it is.
+    drop(d);
+    let d = Daemon::start_steady(&sim, cfg()).await;
+    assert_eq!(sim.media_truth().await["routable"], false);
+    forced_logout_comes_back_routable(&sim, &d, false).await;
+    // Routable again through the API: a new sign-in stays routable.
+    assert_eq!(put(&d, true).await.unwrap().status(), 202);
+    forced_logout_comes_back_routable(&sim, &d, true).await;
+    let recorded = std::fs::read_to_string(state.path().join("unroutable")).unwrap();
+    assert_eq!(recorded, "", "nothing left to restore");
+}

@@ -200,11 +200,16 @@ impl Driver {
             }
             Command::SetRoutable { mrd, routable } => {
                 if self.cfg.media.iter().any(|m| m.id == mrd) {
-                    self.rest
+                    let sent = self
+                        .rest
                         .set_routable(&node, mrd, routable)
                         .await
                         .map(|_| ())
-                        .map_err(rest_err)
+                        .map_err(rest_err);
+                    if sent.is_ok() {
+                        self.want_routable(mrd, routable);
+                    }
+                    sent
                 } else {
                     Err(CommandError::NotFound(format!(
                         "MRD {mrd} is not configured"

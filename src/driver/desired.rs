@@ -1,10 +1,12 @@
-//! The desired READY/NOT_READY the API set, kept in the state directory (file
-//! `desired-state`, a line per MRD: `mrd state reason file_state file_reason`, `-` for no
-//! reason) so that a SIGHUP or a restart does not end an agent's break. The config file's own
-//! value wins only when it changed since the line was written. Written atomically
+//! The desired READY/NOT_READY and routable flag the API set, kept in the state directory so
+//! that a SIGHUP or a restart does not end an agent's break. File `desired-state`: a line per
+//! MRD, `mrd state reason file_state file_reason` (`-` for no reason); the config file's own
+//! value wins only when it changed since the line was written. File `unroutable`: the MRDs the
+//! API made unroutable, one per line (the config has no routable setting; a sign-in lands
+//! routable, and the resync then restores it). Both written atomically
 //! (`persist::write_atomic`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use tracing::{info, warn};
@@ -13,6 +15,23 @@ use super::Driver;
 use crate::config::{DesiredState, MediaConfig};
 
 const DESIRED: &str = "desired-state";
+const UNROUTABLE: &str = "unroutable";
+
+/// The MRDs the API made unroutable, as recorded in `dir` (none without one).
+pub(super) fn unroutable(dir: Option<&Path>) -> BTreeSet<u32> {
+    let Some(text) = dir.and_then(|d| std::fs::read_to_string(d.join(UNROUTABLE)).ok()) else {
+        return BTreeSet::new();
+    };
+    text.lines()
+        .filter_map(|line| match line.trim().parse() {
+            Ok(mrd) => Some(mrd),
+            Err(_) => {
+                warn!(line, "ignoring an unreadable line of the unroutable file");
+                None
+            }
+        })
+        .collect()
+}
 
 /// Per MRD: a desired state and its reason code.
 pub(super) type Wanted = BTreeMap<u32, (DesiredState, Option<u32>)>;
@@ -85,6 +104,24 @@ pub(super) fn overlay(dir: Option<&Path>, media: &mut [MediaConfig]) {
 }
 
 impl Driver {
+    /// Keeps what Finesse accepted for `mrd`'s routable flag, and records it.
+    pub(super) fn want_routable(&mut self, mrd: u32, routable: bool) {
+        let changed = if routable {
+            self.unroutable.remove(&mrd)
+        } else {
+            self.unroutable.insert(mrd)
+        };
+        info!(mrd, routable, "desired routable flag set by the API");
+        let Some(dir) = self.cfg.state_dir.as_ref().filter(|_| changed) else {
+            return;
+        };
+        let text: String = self.unroutable.iter().map(|m| format!("{m}\n")).collect();
+        let file = dir.join(UNROUTABLE);
+        if let Err(e) = super::persist::write_atomic(&file, &text) {
+            warn!(file = %file.display(), error = %e, "cannot record the routable flag");
+        }
+    }
+
     /// Records every MRD whose desired state differs from the file's, atomically.
     pub(super) fn persist_desired(&self) {
         let Some(dir) = self.cfg.state_dir.as_ref() else {

@@ -74,6 +74,8 @@ pub struct Driver {
     held_until: Option<Instant>,
     /// The config file's own desired states (before the API's are put on top).
     file_desired: desired::Wanted,
+    /// The MRDs the API made unroutable (restored after a sign-in).
+    unroutable: std::collections::BTreeSet<u32>,
 }
 
 impl Driver {
@@ -96,6 +98,7 @@ impl Driver {
         let machine = Machine::new(&cfg.recovery, cfg.nodes.len());
         let file_desired = desired::file_values(&cfg.media);
         desired::overlay(cfg.state_dir.as_deref(), &mut cfg.media);
+        let unroutable = desired::unroutable(cfg.state_dir.as_deref());
         Ok(Self {
             cfg,
             rest,
@@ -114,6 +117,7 @@ impl Driver {
             memo: memo::Memo::default(),
             held_until: None,
             file_desired,
+            unroutable,
         })
     }
 

@@ -224,6 +224,13 @@ async fn sync_media(
         s.shared.beat();
         media = confirm(s, node, mrd, sent, None, |m| m.state() == state.as_str()).await?;
     }
+    // A sign-in lands routable; the API's "not routable" is restored.
+    if s.unroutable.contains(&mrd) && media.is_routable() == Some(true) {
+        info!(mrd, "restoring routable=false as set through the API");
+        s.rest.set_routable(node, mrd, false).await?;
+        s.shared.beat();
+        media = confirm(s, node, mrd, sent, None, |m| m.is_routable() != Some(true)).await?;
+    }
     publish(s, idx, mrd, &media, want);
     Ok(true)
 }
