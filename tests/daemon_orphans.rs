@@ -22,6 +22,7 @@ fn probe_media_with(sim: &Sim, action: &str, interval: &str, timeout: &str) -> S
     format!(
         "[[media]]\nid = 5002\nmax_dialog_limit = 5\ninterrupt_action = \"ACCEPT\"\nstate = \"READY\"\n\
          [media.orphan_probe]\nurl = \"{}/sessions/{{callvariable:callVariable1}}\"\nattempts = 3\n\
+         gone_header = \"X-Session-State: gone\"\n\
          interval = \"{interval}\"\ntimeout = \"{timeout}\"\naction = \"{action}\"\nmax_in_flight = 2\n",
         sim.info.chat
     )
@@ -125,6 +126,42 @@ async fn a_probe_target_that_hangs_or_answers_5xx_never_closes_a_dialog() {
     let s = d.state().await;
     assert!(held(&s, &a) && held(&s, &b), "{s}");
     assert_eq!(dialog_puts(&sim).await, 0, "unknown is never gone");
+}
+
+/// A proxy or load balancer in front of the session service answers 404 for its own reasons
+/// (a route missing during a deploy): the same status, without the service's marker. It must
+/// never close a live chat.
+#[tokio::test]
+async fn a_proxys_bare_404_without_the_services_marker_never_closes_a_dialog() {
+    let sim = Sim::start(&[]).await;
+    sim.chat("behind-proxy", "proxy404").await;
+    // Here the marker is the service's JSON body (the other tests use its header).
+    let media = probe_media(&sim, "close", "200ms").replace(
+        "gone_header = \"X-Session-State: gone\"",
+        "gone_body_contains = \"session_gone\"",
+    );
+    assert!(media.contains("gone_body_contains"));
+    let d = Daemon::start(
+        &sim,
+        DaemonConfig {
+            media,
+            ..Default::default()
+        },
+    )
+    .await;
+    d.wait_steady(LIMIT).await;
+    let live = offer(&sim, "behind-proxy").await;
+    let gone = offer(&sim, "really-gone").await;
+    sim.eventually(LIMIT, "the really gone session closed", || async {
+        closes(&sim, &gone).await == 1
+    })
+    .await;
+    sim.eventually(LIMIT, "more probes than attempts", || async {
+        sim.chat_probes("behind-proxy").await >= 5
+    })
+    .await;
+    assert!(held(&d.state().await, &live));
+    assert_eq!(closes(&sim, &live).await, 0, "a bare 404 is not gone");
 }
 
 #[tokio::test]

@@ -4,11 +4,10 @@
 
 use std::path::Path;
 
-use super::raw::{RawAgent, RawFinesse, RawMedia, RawProbe, RawRecovery, RawXmpp};
+use super::raw::{RawAgent, RawFinesse, RawMedia, RawRecovery, RawXmpp};
 use super::{
     ChannelBinding, ConfigError, DesiredState, InterruptAction, LogoutAction, MediaConfig,
-    ProbeAction, ProbeConfig, ProbeMethod, RecoveryConfig, Template, TlsMode, XmppConfig, choice,
-    err,
+    RecoveryConfig, TlsMode, XmppConfig, choice, err,
 };
 
 /// `agent.id`: a Finesse user id.
@@ -188,7 +187,7 @@ pub(super) fn media(
             },
             orphan_probe: match &m.orphan_probe {
                 None => None,
-                Some(p) => Some(probe(f, i, p)?),
+                Some(p) => Some(super::probe::check(f, i, p)?),
             },
             state,
         });
@@ -234,69 +233,6 @@ pub(super) fn recovery(f: &Path, r: &RawRecovery) -> Result<RecoveryConfig, Conf
         failover_after: r.failover_after,
         resync_every: r.resync_every,
         maintenance_reason_code_id: r.maintenance_reason_code_id,
-    })
-}
-
-/// `media[i].orphan_probe`.
-fn probe(f: &Path, i: usize, p: &RawProbe) -> Result<ProbeConfig, ConfigError> {
-    let key = |k: &str| format!("media[{i}].orphan_probe.{k}");
-    let url = Template::parse(&p.url).map_err(|e| err(f, key("url"), e))?;
-    if !(p.url.starts_with("http://") || p.url.starts_with("https://")) {
-        return Err(err(
-            f,
-            key("url"),
-            format!("{:?} must start with http:// or https://", p.url),
-        ));
-    }
-    let method = choice(
-        f,
-        &key("method"),
-        &p.method,
-        &[("GET", ProbeMethod::Get), ("HEAD", ProbeMethod::Head)],
-    )?;
-    if p.gone_status.is_empty() || p.gone_status.iter().any(|s| !(100..=599).contains(s)) {
-        return Err(err(
-            f,
-            key("gone_status"),
-            "needs HTTP statuses (100..=599)",
-        ));
-    }
-    if p.attempts == 0 {
-        return Err(err(f, key("attempts"), "must be at least 1"));
-    }
-    if p.timeout.is_zero() {
-        return Err(err(f, key("timeout"), "must be above zero"));
-    }
-    if p.max_in_flight == 0 {
-        return Err(err(f, key("max_in_flight"), "must be at least 1"));
-    }
-    let action = choice(
-        f,
-        &key("action"),
-        &p.action,
-        &[
-            ("close", ProbeAction::Close),
-            ("report", ProbeAction::Report),
-        ],
-    )?;
-    let ca_pem = match &p.ca_file {
-        None => None,
-        Some(c) => Some(
-            std::fs::read(c)
-                .map_err(|e| err(f, key("ca_file"), format!("{}: {e}", c.display())))?,
-        ),
-    };
-    Ok(ProbeConfig {
-        url,
-        url_text: p.url.clone(),
-        method,
-        gone_status: p.gone_status.clone(),
-        attempts: p.attempts,
-        interval: p.interval,
-        timeout: p.timeout,
-        action,
-        ca_pem,
-        max_in_flight: p.max_in_flight,
     })
 }
 

@@ -18,7 +18,9 @@ mod secrets;
 mod types;
 
 pub use api::{ApiLimits, SocketAccess};
-pub use probe::{ProbeAction, ProbeConfig, ProbeMethod, Segment, Template, Unrenderable};
+pub use probe::{
+    GoneMarker, ProbeAction, ProbeConfig, ProbeMethod, Segment, Template, Unrenderable,
+};
 pub use types::{
     ChannelBinding, DesiredState, InterruptAction, Listen, LogFormat, LogoutAction, OnStop, TlsMode,
 };

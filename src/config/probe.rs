@@ -8,6 +8,10 @@ use std::time::Duration;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::view::DialogView;
+use std::path::Path;
+
+use super::raw::RawProbe;
+use super::{ConfigError, choice, err};
 
 /// GET or HEAD.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,6 +149,28 @@ impl Template {
     }
 }
 
+/// What else a gone status must come with to count: something only the session service
+/// sends, so that a proxy's default 404 never closes a live chat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoneMarker {
+    /// A header (lower-case name), with the value it must have if one was given.
+    pub header: Option<(String, Option<String>)>,
+    /// Text the body must contain (GET only; the first 64 KiB are read).
+    pub body_contains: Option<String>,
+    /// The operator accepts a bare status (`accept_bare_status = true`).
+    pub bare_status: bool,
+}
+
+/// `Name` or `Name: value`.
+fn header_marker(text: &str) -> Option<(String, Option<String>)> {
+    let (name, value) = match text.split_once(':') {
+        Some((n, v)) => (n.trim(), Some(v.trim().to_owned())),
+        None => (text.trim(), None),
+    };
+    let valid = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    valid.then(|| (name.to_ascii_lowercase(), value.filter(|v| !v.is_empty())))
+}
+
 /// `[media.orphan_probe]`, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProbeConfig {
@@ -154,8 +180,10 @@ pub struct ProbeConfig {
     pub url_text: String,
     /// GET or HEAD.
     pub method: ProbeMethod,
-    /// Statuses that mean "gone".
+    /// Statuses that mean "gone" …
     pub gone_status: Vec<u16>,
+    /// … when the answer also carries this marker.
+    pub marker: GoneMarker,
     /// Consecutive gone answers needed.
     pub attempts: u32,
     /// Between attempts.
@@ -168,4 +196,98 @@ pub struct ProbeConfig {
     pub ca_pem: Option<Vec<u8>>,
     /// Probes in flight at most.
     pub max_in_flight: usize,
+}
+
+/// `media[i].orphan_probe`.
+pub(super) fn check(f: &Path, i: usize, p: &RawProbe) -> Result<ProbeConfig, ConfigError> {
+    let key = |k: &str| format!("media[{i}].orphan_probe.{k}");
+    let url = Template::parse(&p.url).map_err(|e| err(f, key("url"), e))?;
+    if !(p.url.starts_with("http://") || p.url.starts_with("https://")) {
+        return Err(err(
+            f,
+            key("url"),
+            format!("{:?} must start with http:// or https://", p.url),
+        ));
+    }
+    let method = choice(
+        f,
+        &key("method"),
+        &p.method,
+        &[("GET", ProbeMethod::Get), ("HEAD", ProbeMethod::Head)],
+    )?;
+    if p.gone_status.is_empty() || p.gone_status.iter().any(|s| !(100..=599).contains(s)) {
+        return Err(err(
+            f,
+            key("gone_status"),
+            "needs HTTP statuses (100..=599)",
+        ));
+    }
+    if p.attempts == 0 {
+        return Err(err(f, key("attempts"), "must be at least 1"));
+    }
+    if p.timeout.is_zero() {
+        return Err(err(f, key("timeout"), "must be above zero"));
+    }
+    if p.max_in_flight == 0 {
+        return Err(err(f, key("max_in_flight"), "must be at least 1"));
+    }
+    let action = choice(
+        f,
+        &key("action"),
+        &p.action,
+        &[
+            ("close", ProbeAction::Close),
+            ("report", ProbeAction::Report),
+        ],
+    )?;
+    let ca_pem = match &p.ca_file {
+        None => None,
+        Some(c) => Some(
+            std::fs::read(c)
+                .map_err(|e| err(f, key("ca_file"), format!("{}: {e}", c.display())))?,
+        ),
+    };
+    let marker = GoneMarker {
+        header: match p.gone_header.as_deref() {
+            None => None,
+            Some(h) => Some(header_marker(h).ok_or_else(|| {
+                err(
+                    f,
+                    key("gone_header"),
+                    format!("{h:?} is not \"Name\" or \"Name: value\""),
+                )
+            })?),
+        },
+        body_contains: p.gone_body_contains.clone().filter(|b| !b.is_empty()),
+        bare_status: p.accept_bare_status,
+    };
+    if marker.body_contains.is_some() && method == ProbeMethod::Head {
+        return Err(err(
+            f,
+            key("gone_body_contains"),
+            "a HEAD answer has no body: use method = \"GET\" or gone_header",
+        ));
+    }
+    if marker.header.is_none() && marker.body_contains.is_none() && !marker.bare_status {
+        return Err(err(
+            f,
+            key("gone_status"),
+            "a gone status alone could be a proxy's or load balancer's own 404, and would close \
+             live chats: set gone_header or gone_body_contains to what only the session service \
+             sends, or accept_bare_status = true to take that risk",
+        ));
+    }
+    Ok(ProbeConfig {
+        url,
+        url_text: p.url.clone(),
+        method,
+        gone_status: p.gone_status.clone(),
+        marker,
+        attempts: p.attempts,
+        interval: p.interval,
+        timeout: p.timeout,
+        action,
+        ca_pem,
+        max_in_flight: p.max_in_flight,
+    })
 }

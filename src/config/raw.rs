@@ -138,6 +138,10 @@ pub(super) struct RawProbe {
     pub(super) method: String,
     #[serde(default = "d_gone")]
     pub(super) gone_status: Vec<u16>,
+    pub(super) gone_header: Option<String>,
+    pub(super) gone_body_contains: Option<String>,
+    #[serde(default)]
+    pub(super) accept_bare_status: bool,
     #[serde(default = "d_attempts")]
     pub(super) attempts: u32,
     #[serde(default = "d_interval", with = "humantime_serde")]

@@ -107,6 +107,25 @@ fn mistakes_name_the_file_and_key() {
             "nuke",
         ),
         (
+            format!("{ok}[media.orphan_probe]\nurl = \"https://chat/{{id}}\"\n"),
+            "media[0].orphan_probe.gone_status",
+            "proxy's or load balancer's own 404",
+        ),
+        (
+            format!(
+                "{ok}[media.orphan_probe]\nurl = \"https://chat/{{id}}\"\nmethod = \"HEAD\"\ngone_body_contains = \"gone\"\n"
+            ),
+            "media[0].orphan_probe.gone_body_contains",
+            "no body",
+        ),
+        (
+            format!(
+                "{ok}[media.orphan_probe]\nurl = \"https://chat/{{id}}\"\ngone_header = \"X Bad\"\n"
+            ),
+            "media[0].orphan_probe.gone_header",
+            "is not",
+        ),
+        (
             format!("{ok}[api]\nsocket_mode = \"0666\"\n"),
             "api.socket_mode",
             "every local user",

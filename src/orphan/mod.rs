@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::command::{Command, Request};
-use crate::config::{ProbeAction, ProbeConfig, ProbeMethod};
+use crate::config::{GoneMarker, ProbeAction, ProbeConfig, ProbeMethod};
 use crate::hub::Shared;
 use crate::view::DialogView;
 use crate::vocab::{DialogAction, EventKind};
@@ -52,6 +52,43 @@ pub fn step(count: u32, probe: Probe, attempts: u32) -> (u32, Verdict) {
         Probe::Gone if count + 1 >= attempts => (count + 1, Verdict::Orphan),
         Probe::Gone => (count + 1, Verdict::Again),
     }
+}
+
+/// The most of a gone answer's body searched for the marker.
+const MARKER_BODY: usize = 64 * 1024;
+
+/// True when a gone-status answer carries what only the session service sends (or the
+/// operator accepted bare statuses).
+async fn marked(marker: &GoneMarker, mut r: reqwest::Response) -> bool {
+    if let Some((name, value)) = &marker.header {
+        let found = r.headers().get_all(name.as_str()).iter().any(|v| {
+            value.as_ref().is_none_or(|want| {
+                v.to_str()
+                    .is_ok_and(|v| v.trim().eq_ignore_ascii_case(want))
+            })
+        });
+        if found {
+            return true;
+        }
+    }
+    if let Some(text) = &marker.body_contains {
+        let mut body = Vec::new();
+        while body.len() < MARKER_BODY {
+            match r.chunk().await {
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                _ => break,
+            }
+        }
+        body.truncate(MARKER_BODY);
+        if String::from_utf8_lossy(&body).contains(text.as_str()) {
+            return true;
+        }
+    }
+    let bare = marker.bare_status;
+    if !bare {
+        tracing::debug!(status = %r.status(), "a gone status without the configured marker: not counted");
+    }
+    bare
 }
 
 /// A URL with userinfo and query removed, for logs.
@@ -152,7 +189,14 @@ impl Guard {
             mrd.http.get(url)
         };
         match req.send().await {
-            Ok(r) if mrd.cfg.gone_status.contains(&r.status().as_u16()) => Probe::Gone,
+            Ok(r) if mrd.cfg.gone_status.contains(&r.status().as_u16()) => {
+                if marked(&mrd.cfg.marker, r).await {
+                    Probe::Gone
+                } else {
+                    // Perhaps a proxy's own 404: no verdict.
+                    Probe::Unknown
+                }
+            }
             Ok(r) if r.status().is_server_error() => Probe::Unknown,
             Ok(_) => Probe::Alive,
             Err(_) => Probe::Unknown,

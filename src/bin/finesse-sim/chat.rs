@@ -1,6 +1,7 @@
 //! A tiny chat-session service, the kind of backend a task's dialog points at: `GET` or
-//! `HEAD /sessions/{id}` answers 200 (alive), 404 (gone), 503 (error) or never (hang), as the
-//! admin API sets per session. Unknown sessions are gone. Every probe is counted, so tests can
+//! `HEAD /sessions/{id}` answers 200 (alive), 404 (gone, with the service's own
+//! `X-Session-State: gone` header and JSON body), a proxy's bare 404 (`proxy404`: the same
+//! status, neither marker), 503 (error) or never (hang), as the admin API sets per session. Unknown sessions are gone. Every probe is counted, so tests can
 //! check how many a client made.
 
 use std::collections::HashMap;
@@ -21,8 +22,10 @@ use crate::locks::lock;
 pub enum Mode {
     /// 200.
     Alive,
-    /// 404.
+    /// 404 from the service: `X-Session-State: gone`, `{"error":"session_gone"}`.
     Gone,
+    /// 404 from a proxy in front of it: an HTML page, no marker.
+    Proxy404,
     /// 503.
     Error,
     /// Never answers.
@@ -87,7 +90,17 @@ async fn session(State(chat): State<Arc<Chat>>, Path(id): Path<String>) -> Respo
     let mode = lock(&chat.modes).get(&id).copied().unwrap_or(Mode::Gone);
     match mode {
         Mode::Alive => (StatusCode::OK, "alive").into_response(),
-        Mode::Gone => (StatusCode::NOT_FOUND, "gone").into_response(),
+        Mode::Gone => (
+            StatusCode::NOT_FOUND,
+            [("x-session-state", "gone")],
+            r#"{"error":"session_gone"}"#,
+        )
+            .into_response(),
+        Mode::Proxy404 => (
+            StatusCode::NOT_FOUND,
+            "<html><head><title>404 Not Found</title></head><body>nginx</body></html>",
+        )
+            .into_response(),
         Mode::Error => (StatusCode::SERVICE_UNAVAILABLE, "error").into_response(),
         Mode::Slow => {
             tokio::time::sleep(std::time::Duration::from_millis(400)).await;
