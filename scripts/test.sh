@@ -14,9 +14,10 @@ cargo clippy --all-targets --locked -- -D warnings
 # (Threads through RUST_TEST_THREADS: the criterion bench, run once here as a check, takes
 # no libtest flags.)
 SOAK_SEED="${SOAK_SEED:-20261122}" RUST_TEST_THREADS=4 cargo test --all-targets --locked
-# The recovery scenarios once more, with ejabberd serving the simulated nodes instead of
-# Prosody (a second real XMPP server, with its own SASL and pubsub).
-FINESSE_TEST_XMPP_SERVER=ejabberd RUST_TEST_THREADS=4 cargo test --locked --test daemon_recovery
+# The recovery scenarios and the login gate once more, with ejabberd serving the simulated
+# nodes instead of Prosody (a second real XMPP server, with its own SASL, channel binding and
+# pubsub).
+FINESSE_TEST_XMPP_SERVER=ejabberd RUST_TEST_THREADS=4 cargo test --locked --test daemon_recovery --test login_gate
 # The benches must keep compiling. The dev profile reuses the test build: the release profile
 # (fat LTO) would add minutes of dependency builds; scripts/bench.sh builds it for real runs.
 cargo bench --no-run --locked --profile dev

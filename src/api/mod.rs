@@ -21,22 +21,20 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::mpsc;
 
+pub mod bodies;
 pub mod guard;
 pub mod serve;
 mod sse;
 
 use crate::command::{Command, CommandError, Request};
-use crate::config::DesiredState;
 use crate::hub::{STALL, Shared};
 use crate::model::may;
-use crate::vocab::{Cause, DialogAction, Phase};
+use crate::vocab::{Cause, Phase};
 
-/// Request bodies above this are refused with 413.
-pub const MAX_BODY: usize = 64 * 1024;
+pub use bodies::MAX_BODY;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -201,37 +199,15 @@ async fn submit(s: &ApiState, command: Command) -> Response {
     }
 }
 
-fn parse_body<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, Box<Response>> {
-    serde_json::from_slice(body).map_err(|e| {
-        let field = e.to_string().split('`').nth(1).map(str::to_owned);
-        Box::new(error(
-            StatusCode::BAD_REQUEST,
-            format!("invalid JSON body: {e}"),
-            field.as_deref(),
-        ))
-    })
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ActionBody {
-    action: String,
-    #[serde(default)]
-    target: Option<String>,
+fn rejected(r: bodies::Rejection) -> Response {
+    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST);
+    error(status, r.message, Some(&r.field))
 }
 
 async fn dialog_action(State(s): State<ApiState>, Path(id): Path<String>, body: Bytes) -> Response {
-    let b: ActionBody = match parse_body(&body) {
+    let (action, target) = match bodies::dialog_action(&body) {
         Ok(b) => b,
-        Err(r) => return *r,
-    };
-    let Some(action) = DialogAction::parse(&b.action.trim().to_ascii_uppercase()) else {
-        let all: Vec<&str> = DialogAction::ALL.iter().map(|a| a.as_str()).collect();
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!("unknown action {:?}; one of {}", b.action, all.join(", ")),
-            Some("action"),
-        );
+        Err(r) => return rejected(r),
     };
     // Answer what the daemon already knows at once; the driver checks again before sending.
     match s.shared.with(|v| v.dialogs.get(&id).cloned()) {
@@ -245,73 +221,28 @@ async fn dialog_action(State(s): State<ApiState>, Path(id): Path<String>, body: 
         }
         Some(_) => {}
     }
-    submit(
-        &s,
-        Command::DialogAction {
-            id,
-            action,
-            target: b.target,
-        },
-    )
-    .await
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct StateBody {
-    state: String,
-    #[serde(default)]
-    reason_code_id: Option<u32>,
+    submit(&s, Command::DialogAction { id, action, target }).await
 }
 
 async fn media_state(State(s): State<ApiState>, Path(id): Path<u32>, body: Bytes) -> Response {
-    let b: StateBody = match parse_body(&body) {
-        Ok(b) => b,
-        Err(r) => return *r,
-    };
-    let upper = b.state.trim().to_ascii_uppercase();
-    let Some(&(_, state)) = DesiredState::CHOICES.iter().find(|(t, _)| *t == upper) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!("state {:?}: use READY or NOT_READY", b.state),
-            Some("state"),
-        );
-    };
-    let reason = if state == DesiredState::NotReady {
-        b.reason_code_id
-    } else {
-        None
-    };
-    submit(
-        &s,
-        Command::SetState {
-            mrd: id,
-            state,
-            reason,
-        },
-    )
-    .await
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RoutableBody {
-    routable: bool,
+    match bodies::media_state(&body) {
+        Ok((state, reason)) => {
+            let command = Command::SetState {
+                mrd: id,
+                state,
+                reason,
+            };
+            submit(&s, command).await
+        }
+        Err(r) => rejected(r),
+    }
 }
 
 async fn media_routable(State(s): State<ApiState>, Path(id): Path<u32>, body: Bytes) -> Response {
-    let b: RoutableBody = match parse_body(&body) {
-        Ok(b) => b,
-        Err(r) => return *r,
-    };
-    submit(
-        &s,
-        Command::SetRoutable {
-            mrd: id,
-            routable: b.routable,
-        },
-    )
-    .await
+    match bodies::routable(&body) {
+        Ok(routable) => submit(&s, Command::SetRoutable { mrd: id, routable }).await,
+        Err(r) => rejected(r),
+    }
 }
 
 #[cfg(test)]
