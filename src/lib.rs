@@ -37,7 +37,7 @@
 
 pub(crate) mod command;
 pub mod config;
-pub(crate) mod secret;
+pub mod secret;
 pub(crate) mod tls;
 pub(crate) mod view;
 pub mod vocab;

@@ -298,7 +298,7 @@ fn login_params(
         jid: format!("{AGENT}@{}/taskd", sim.info.domain)
             .parse()
             .unwrap(),
-        password: password.to_owned(),
+        password: finesse_taskd::secret::Secret::new(password),
         timeouts: tokio_xmpp::xmlstream::Timeouts::tight(),
         sasl: Default::default(),
         disable_sm: true,

@@ -127,6 +127,7 @@ where
             () = stop.cancelled() => break,
             (io, _) = listener.accept() => io,
         };
+        tracing::trace!(free = slots.available_permits(), "API connection accepted");
         let mut io = tokio_io_timeout::TimeoutStream::new(io);
         io.set_write_timeout(Some(limits.write_timeout));
         let service = TowerToHyperService::new(app.clone());

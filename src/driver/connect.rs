@@ -127,7 +127,7 @@ impl Driver {
             connector: Connector::new(addr, self.cfg.xmpp.tls, self.tls.clone())
                 .with_round_trips(self.shared.metrics.xmpp_round_trips()),
             jid,
-            password: self.cfg.password.expose().to_owned(),
+            password: self.cfg.password.clone(),
             timeouts: Timeouts {
                 read_timeout: self.cfg.xmpp.ping_interval,
                 response_timeout: self.cfg.xmpp.ping_timeout,

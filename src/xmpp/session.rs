@@ -50,8 +50,9 @@ pub struct LoginParams {
     pub connector: Connector,
     /// The JID to log in as; a full JID binds that resource.
     pub jid: Jid,
-    /// The account password.
-    pub password: String,
+    /// The account password (shared with the config's; tokio-xmpp takes a copy for the
+    /// SASL exchange only).
+    pub password: crate::secret::Secret,
     /// Silence before a ping, and the wait for its answer.
     pub timeouts: Timeouts,
     /// Ignore the server's offer of stream management.
@@ -169,7 +170,7 @@ async fn attempt(params: &LoginParams, bind: bool) -> Result<Connection, Attempt
         && mechanisms.iter().any(|m| m.ends_with("-PLUS"));
     let creds = sasl::common::Credentials::default()
         .with_username(username)
-        .with_password(params.password.clone())
+        .with_password(params.password.expose().to_owned())
         .with_channel_binding(binding);
     let stream = client_login(stream, mechanisms, creds)
         .await
