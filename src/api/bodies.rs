@@ -45,7 +45,9 @@ fn parse<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, Rejection> {
         let path = e.path().to_string();
         let inner = e.into_inner();
         // An unknown key is named in the message, not in the path.
-        let unknown = inner.to_string().split('`').nth(1).map(str::to_owned);
+        let unknown = (inner.to_string().split('`').nth(1))
+            .filter(|name| !name.is_empty())
+            .map(str::to_owned);
         let field = match path.as_str() {
             "." | "" => unknown
                 .filter(|_| inner.is_data())
@@ -122,7 +124,7 @@ mod tests {
 
     #[test]
     fn every_rejection_is_a_4xx_naming_its_field() {
-        let cases: [(&[u8], &str); 9] = [
+        let cases: [(&[u8], &str); 10] = [
             (b"{\"action\": 7}", "action"),
             (b"{}", "action"),
             (b"{\"action\": \"ACCEPT\", \"extra\": 1}", "extra"),
@@ -132,6 +134,7 @@ mod tests {
             (b"[1, 2]", "body"),
             (b"{\"action\": \"ACCEPT\", \"target\": []}", "target"),
             (b"", "body"),
+            (b"{\"\": 1}", "body"),
         ];
         for (body, field) in cases {
             let e = dialog_action(body).expect_err(&String::from_utf8_lossy(body));
