@@ -111,6 +111,34 @@ def recovery(name, rtt, results, sim=None):
             f"{ratio:.1f}", "<= 1.5 x floor, <= 50 ms", verdict(ratio <= 1.5 and took <= 0.05))
 
 
+def transports(bins, work, n):
+    """The XMPP server restart over TCP, then over WebSocket, against one simulator, each
+    measured like the other recoveries (from the start of the attempt that succeeded)."""
+    sim = Sim(bins, work)
+    rows, medians = [], {}
+    try:
+        rtt = sim.rtt()
+        call = sim.call
+        for name, xmpp in (("TCP (direct TLS)", ""), ("WebSocket (wss, RFC 7395, HTTPS front end)", 'transport = "websocket"')):
+            d = Daemon(bins, work, sim, "ws" if xmpp else "tcp", recovery=RECOVERY_NORMAL, xmpp=xmpp)
+            try:
+                wait(d.steady_and_up, what="first steady")
+                runs = [recover_once(sim, d, lambda: call("POST", "/admin/nodes/A/prosody/kill"),
+                                     lambda: call("POST", "/admin/nodes/A/prosody/start")) for _ in range(n)]
+            finally:
+                d.stop()
+            medians[name] = statistics.median(r["took"] for r in runs)
+            rows.append(recovery(f"XMPP server restart over {name}", rtt, runs))
+        tcp, ws = medians.values()
+        goal = tcp * 1.2 + rtt
+        rows.append(("recovery: XMPP server restart, WebSocket against TCP",
+                     f"{ws * 1000:.1f} ms against {tcp * 1000:.1f} ms", f"TCP x 1.2 + 1 RTT = {goal * 1000:.1f} ms",
+                     f"{ws / tcp:.2f}", "<= 1.2 x TCP + the upgrade's round trip", verdict(ws <= goal)))
+    finally:
+        sim.stop()
+    return rows
+
+
 def blips(sim, d, n):
     total, after = [], []
     for _ in range(n):
@@ -183,9 +211,14 @@ def main():
     ap.add_argument("--idle", type=int, default=60)
     ap.add_argument("--herd", type=int, default=200)
     ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--only-transports", action="store_true",
+                    help="only the XMPP restart over TCP and over WebSocket, side by side")
     a = ap.parse_args()
     bins = f"{ROOT}/target/release"
     work = workdir()
+    if a.only_transports:
+        print(table(transports(bins, work, a.recoveries)))
+        return
     rows = [] if a.skip_throughput else [throughput()]
     sim = Sim(bins, work)
     try:
@@ -223,6 +256,7 @@ def main():
         rows.append(idle(sim, bins, work, a.idle))
     finally:
         sim.stop()
+    rows += transports(bins, work, a.recoveries)
     # The same XMPP restart against a Prosody that keeps Nagle's algorithm on (its default).
     sim = Sim(bins, work, args=["--xmpp-nagle"])
     try:

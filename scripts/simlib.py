@@ -116,7 +116,7 @@ class Daemon:
     """One finesse-taskd with JSON logs in a file; `listen` = host:port or unix:/path."""
 
     def __init__(self, bins, work, sim, name, agent="1001001", password="agent-1001001-secret",
-                 ping="1s", timeout="1s", recovery="", listen=None, env=None):
+                 ping="1s", timeout="1s", recovery="", listen=None, env=None, xmpp=""):
         self.dir = f"{work}/{name}"
         os.makedirs(self.dir, exist_ok=True)
         pw = f"{self.dir}/pw"
@@ -134,6 +134,7 @@ request_timeout = "2s"
 [xmpp]
 ping_interval = "{ping}"
 ping_timeout = "{timeout}"
+{xmpp}
 [[media]]
 id = 5002
 max_dialog_limit = 3

@@ -53,6 +53,14 @@ async fn a_cold_start_signs_in_with_the_config_settings_reaches_ready_and_lists_
     assert_eq!(s["links"], json!({ "rest": "up", "xmpp": "up" }));
     assert!(dialog_ids(&s).contains(&existing), "the LIST was read: {s}");
     assert_eq!(s["counters"]["signins"], 1);
+    // The transport the run asked for is the one used (scripts/test.sh runs both).
+    let over_ws = std::env::var("FINESSE_TEST_XMPP_TRANSPORT").as_deref() == Ok("websocket");
+    let relayed = sim.admin(Method::GET, "/admin/requests", None).await["wsSessions"]["A"].clone();
+    assert_eq!(
+        relayed,
+        json!(u64::from(over_ws)),
+        "WebSocket sessions relayed"
+    );
 
     let offered = sim.offer(json!({})).await;
     d.wait_state(LIMIT, "offered dialog via notification", |s| {

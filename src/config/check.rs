@@ -7,7 +7,7 @@ use std::path::Path;
 use super::raw::{RawAgent, RawFinesse, RawMedia, RawRecovery, RawXmpp};
 use super::{
     ChannelBinding, ConfigError, DesiredState, InterruptAction, LogoutAction, MediaConfig,
-    RecoveryConfig, TlsMode, XmppConfig, choice, err,
+    RecoveryConfig, TlsMode, Transport, XmppConfig, choice, err,
 };
 
 /// `agent.id`: a Finesse user id.
@@ -124,7 +124,24 @@ pub(super) fn xmpp(f: &Path, x: &RawXmpp) -> Result<XmppConfig, ConfigError> {
             ));
         }
     }
+    let transport = choice(f, "xmpp.transport", &x.transport, Transport::CHOICES)?;
+    if !x.websocket_path.starts_with('/')
+        || x.websocket_path
+            .contains(|c: char| c.is_whitespace() || c == '?' || c == '#')
+    {
+        return Err(err(
+            f,
+            "xmpp.websocket_path",
+            format!("{:?} must be a path such as \"/ws/\"", x.websocket_path),
+        ));
+    }
+    if x.websocket_port == Some(0) {
+        return Err(err(f, "xmpp.websocket_port", "must be above zero"));
+    }
     Ok(XmppConfig {
+        transport,
+        websocket_port: x.websocket_port,
+        websocket_path: x.websocket_path.clone(),
         channel_binding,
         sasl_mechanisms: x.sasl_mechanisms.clone(),
         port: x.port,

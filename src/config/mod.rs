@@ -22,7 +22,8 @@ pub use probe::{
     GoneMarker, ProbeAction, ProbeConfig, ProbeMethod, Segment, Template, Unrenderable,
 };
 pub use types::{
-    ChannelBinding, DesiredState, InterruptAction, Listen, LogFormat, LogoutAction, OnStop, TlsMode,
+    ChannelBinding, DesiredState, InterruptAction, Listen, LogFormat, LogoutAction, OnStop,
+    TlsMode, Transport,
 };
 
 /// A configuration error: `file: key: message`.
@@ -56,6 +57,12 @@ pub struct XmppConfig {
     pub channel_binding: ChannelBinding,
     /// SASL mechanisms in order of preference (empty: the client's own order).
     pub sasl_mechanisms: Vec<String>,
+    /// TCP or WebSocket.
+    pub transport: Transport,
+    /// WebSocket port; `None` takes the node URL's port (8445 on Finesse 12.6+).
+    pub websocket_port: Option<u16>,
+    /// WebSocket path (`/ws/` by default; `/ws` is tried once when it is refused).
+    pub websocket_path: String,
 }
 
 /// One MRD's desired settings and state.

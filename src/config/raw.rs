@@ -98,6 +98,9 @@ pub(super) struct RawXmpp {
     pub(super) insecure: bool,
     pub(super) channel_binding: String,
     pub(super) sasl_mechanisms: Vec<String>,
+    pub(super) transport: String,
+    pub(super) websocket_port: Option<u16>,
+    pub(super) websocket_path: String,
 }
 
 impl Default for RawXmpp {
@@ -112,6 +115,9 @@ impl Default for RawXmpp {
             insecure: false,
             channel_binding: "auto".into(),
             sasl_mechanisms: Vec::new(),
+            transport: "tcp".into(),
+            websocket_port: None,
+            websocket_path: "/ws/".into(),
         }
     }
 }

@@ -112,6 +112,16 @@ spelled! {
     }
 }
 
+spelled! {
+    /// `[xmpp] transport`: how the XMPP session reaches the Notification Service.
+    Transport {
+        /// TCP on 5223 (direct TLS) or 5222 (STARTTLS).
+        Tcp => "tcp",
+        /// WebSocket (RFC 7395) on the node's HTTPS port, as Cisco recommends.
+        WebSocket => "websocket",
+    }
+}
+
 // The `spelled!` enums derive no `Default`; this one needs it.
 #[allow(clippy::derivable_impls)]
 impl Default for ChannelBinding {

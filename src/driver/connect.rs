@@ -10,12 +10,14 @@ use tokio_xmpp::xmlstream::Timeouts;
 use tracing::{info, warn};
 
 use super::Driver;
+use crate::config::Transport;
 use crate::finesse::model::SystemInfo;
 use crate::finesse::rest::{RestError, error_chain};
 use crate::machine::{Input, NodeAnswer};
 use crate::vocab::{Cause, LinkKind};
 use crate::xmpp::link::LinkEvent;
 use crate::xmpp::session::{LoginParams, SaslOptions, is_auth_error, is_sasl_error};
+use crate::xmpp::websocket::Endpoint;
 use crate::xmpp::{Connector, Error as XmppError, TlsMode};
 
 impl Driver {
@@ -97,15 +99,24 @@ impl Driver {
             };
             p.as_deref().and_then(|p| p.trim().parse::<u16>().ok())
         });
-        let port = self
-            .cfg
-            .xmpp
-            .port
-            .or(from_info)
-            .unwrap_or(match self.cfg.xmpp.tls {
-                TlsMode::Direct => 5223,
-                _ => 5222,
-            });
+        let websocket = self.cfg.xmpp.transport == Transport::WebSocket;
+        let port = if websocket {
+            // The node's HTTPS front end: 8445 on Finesse 12.6+, 7443 on 12.0/12.5.
+            self.cfg
+                .xmpp
+                .websocket_port
+                .or(url.port_or_known_default())
+                .unwrap_or(8445)
+        } else {
+            self.cfg
+                .xmpp
+                .port
+                .or(from_info)
+                .unwrap_or(match self.cfg.xmpp.tls {
+                    TlsMode::Direct => 5223,
+                    _ => 5222,
+                })
+        };
         // A bracketed IPv6 literal resolves without them.
         let bare = host.trim_start_matches('[').trim_end_matches(']');
         let addr = tokio::net::lookup_host((bare, port))
@@ -123,9 +134,18 @@ impl Driver {
         let jid: Jid = format!("{}@{domain}/{}", self.cfg.agent_id, self.cfg.xmpp.resource)
             .parse()
             .map_err(|e: tokio_xmpp::jid::Error| XmppError::Jid(e.to_string()))?;
+        let mut connector = Connector::new(addr, self.cfg.xmpp.tls, self.tls.clone())
+            .with_round_trips(self.shared.metrics.xmpp_round_trips());
+        if websocket {
+            let endpoint = Endpoint {
+                host: bare.to_owned(),
+                port,
+                path: self.cfg.xmpp.websocket_path.clone(),
+            };
+            connector = connector.over_websocket(endpoint, self.memo.redirect.clone());
+        }
         Ok(LoginParams {
-            connector: Connector::new(addr, self.cfg.xmpp.tls, self.tls.clone())
-                .with_round_trips(self.shared.metrics.xmpp_round_trips()),
+            connector,
             jid,
             password: self.cfg.password.clone(),
             timeouts: Timeouts {

@@ -43,6 +43,8 @@ pub(super) struct Memo {
     pub outcomes: Vec<Outcome>,
     /// This server refused SCRAM channel binding once (auto mode): log in without it.
     pub binding_refused: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// A `see-other-uri` the WebSocket server sent, for the next login.
+    pub redirect: crate::xmpp::websocket::Redirect,
 }
 
 impl Memo {

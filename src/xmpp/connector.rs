@@ -30,6 +30,7 @@ use tokio_xmpp::xmlstream::{
 use tokio_xmpp::{Error, rustls};
 
 use super::turns::Turns;
+use super::websocket::{self, Endpoint, Redirect};
 use crate::config::TlsMode;
 
 /// Connects to one address with the given TLS mode and trust store.
@@ -42,6 +43,7 @@ pub struct Connector {
     conflict: Option<Arc<AtomicBool>>,
     round_trips: Option<Counter>,
     no_binding: bool,
+    websocket: Option<(Endpoint, Redirect)>,
 }
 
 /// The TCP stream under TLS, with its round trips counted.
@@ -67,7 +69,16 @@ impl Connector {
             conflict: None,
             round_trips: None,
             no_binding: false,
+            websocket: None,
         }
+    }
+
+    /// The same connector, speaking XMPP over WebSocket to `endpoint` (`addr` is where its
+    /// host resolved; TLS verifies the endpoint's host, and `tls` modes do not apply). A
+    /// `see-other-uri` the server sends is kept in `redirect` for the next connection.
+    pub fn over_websocket(mut self, endpoint: Endpoint, redirect: Redirect) -> Self {
+        self.websocket = Some((endpoint, redirect));
+        self
     }
 
     /// The same connector, offering no channel binding to SASL (for clients that log in with
@@ -147,6 +158,48 @@ impl Connector {
     }
 }
 
+impl Connector {
+    /// TCP, TLS to the endpoint's host and the upgrade; on a refused upgrade, the other
+    /// spelling of the path once. Gives the pipe tokio-xmpp reads and writes.
+    async fn open_websocket(
+        &self,
+        endpoint: &Endpoint,
+        redirect: &Redirect,
+    ) -> Result<tokio::io::DuplexStream, Error> {
+        let moved = redirect.lock().ok().and_then(|mut slot| slot.take());
+        let (target, addr) = match moved {
+            Some(t) => {
+                let found = tokio::net::lookup_host((t.host.as_str(), t.port))
+                    .await?
+                    .next();
+                let addr = found.ok_or_else(|| io::Error::other("see-other-uri: no address"))?;
+                (t, addr)
+            }
+            None => (endpoint.clone(), self.addr),
+        };
+        let attempt = |path: String| {
+            let target = target.clone();
+            async move {
+                let tcp = TcpStream::connect(addr).await?;
+                let _ = tcp.set_nodelay(true);
+                let tcp = Turns::connected(tcp, self.round_trips.clone());
+                let (tls, _) = self.tls(tcp, &target.host).await?;
+                Ok::<_, Error>(websocket::upgrade(tls, &target.url(&path)).await)
+            }
+        };
+        let ws = match attempt(target.path.clone()).await? {
+            Err(e) if websocket::path_may_fix(&e) && target.alternate_path().is_some() => {
+                let alt = target.alternate_path().unwrap_or_default();
+                tracing::warn!(path = %target.path, error = %e, alternate = %alt, "the WebSocket upgrade was refused; trying the other path once");
+                attempt(alt).await?
+            }
+            other => other,
+        };
+        let ws = ws.map_err(|e| Error::Io(io::Error::other(e)))?;
+        Ok(websocket::bridge(ws, redirect.clone()))
+    }
+}
+
 fn header(domain: &str) -> StreamHeader<'_> {
     StreamHeader {
         to: Some(Cow::Borrowed(domain)),
@@ -171,6 +224,13 @@ impl ServerConnector for Connector {
         Error,
     > {
         let domain = jid.domain().as_str();
+        if let Some((endpoint, redirect)) = &self.websocket {
+            let pipe = self.open_websocket(endpoint, redirect).await?;
+            let io: Self::Stream = self.wrap(BufStream::new(pipe));
+            let pending = initiate_stream(io, ns, header(domain), timeouts).await?;
+            // The TLS session ends at the server's HTTPS front end: nothing to bind to.
+            return Ok((pending, sasl::common::ChannelBinding::None));
+        }
         let tcp = TcpStream::connect(self.addr).await?;
         let _ = tcp.set_nodelay(true);
         let tcp = Turns::connected(tcp, self.round_trips.clone());

@@ -1,13 +1,16 @@
 //! XMPP transport for Finesse's Notification Service: the connector that opens a TCP,
-//! direct-TLS or STARTTLS stream with a caller-chosen trust store, the socket wrapper that
+//! direct-TLS or STARTTLS stream, or XMPP over WebSocket (`websocket`, `framing`), with a
+//! caller-chosen trust store, the socket wrapper that
 //! counts round trips and acknowledges at once (`turns`), the login (`session`) and the
 //! long-lived stanza stream with liveness and pubsub (`link`).
 
 pub mod connector;
+pub mod framing;
 mod keepalive;
 pub mod link;
 pub mod session;
 pub mod turns;
+pub mod websocket;
 
 pub use crate::config::TlsMode;
 pub use connector::Connector;

@@ -110,7 +110,7 @@ impl Daemon {
             "[agent]\nid = \"{agent}\"\n{password_line}\n\n\
              [finesse]\nnodes = [{nodes}]\nca_file = {ca:?}\nrequest_timeout = \"2s\"\n\
              lockout_window = \"4s\"\n\n\
-             [xmpp]\nping_interval = \"{pi}\"\nping_timeout = \"{pt}\"\n{xmpp_extra}\n{media}\n\
+             [xmpp]\nping_interval = \"{pi}\"\nping_timeout = \"{pt}\"\n{transport}{xmpp_extra}\n{media}\n\
              [recovery]\nfirst_retry_window = \"300ms\"\nbackoff_initial = \"200ms\"\nbackoff_max = \"1s\"\n\
              systeminfo_poll = \"300ms\"\nhealthy_after = \"5s\"\nresync_every = \"{re}\"\nauth_retry = \"{ar}\"\nfailover_after = \"{fa}\"\n\n\
              [api]\nlisten = \"{listen}\"\n{api_extra}\n[log]\nformat = \"json\"\n\n{extra}",
@@ -132,6 +132,14 @@ impl Daemon {
             api_extra = cfg.api_extra,
             extra = cfg.extra_toml,
             xmpp_extra = cfg.xmpp_extra,
+            // `FINESSE_TEST_XMPP_TRANSPORT=websocket` runs a test's daemon over XMPP over
+            // WebSocket (scripts/test.sh runs the recovery scenarios both ways).
+            transport = match std::env::var("FINESSE_TEST_XMPP_TRANSPORT").as_deref() {
+                Ok("websocket") if !cfg.xmpp_extra.contains("transport") => {
+                    "transport = \"websocket\"\n"
+                }
+                _ => "",
+            },
         );
         let config = dir.path().join("agent.toml");
         std::fs::write(&config, toml).expect("config");

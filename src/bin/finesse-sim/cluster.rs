@@ -97,6 +97,8 @@ pub struct Node {
     pub presence: Mutex<HashMap<String, (bool, Instant)>>,
     /// REST connections accepted (each one cost its client a TCP and a TLS handshake).
     pub connections: std::sync::atomic::AtomicU64,
+    /// XMPP-over-WebSocket sessions relayed by the HTTPS front end.
+    pub ws_sessions: std::sync::atomic::AtomicU64,
 }
 
 impl Node {

@@ -151,6 +151,9 @@ pub struct Behaviour {
     /// Dialog actions refused with this ARM error (asynchronously, with the requestId, when
     /// `arm_errors` is async).
     pub refuse_dialog_actions: Option<Refusal>,
+    /// Which spellings of the WebSocket path the HTTPS front end serves: `both` (Openfire
+    /// does), `slash` (`/ws/` only) or `bare` (`/ws` only).
+    pub ws_paths: String,
 }
 
 /// A sign-in refusal the simulator answers with.
@@ -190,6 +193,7 @@ impl Default for Behaviour {
             refuse_dialog_actions: None,
             media_per_mrd_node: false,
             cisco_element_order: true,
+            ws_paths: "both".into(),
         }
     }
 }

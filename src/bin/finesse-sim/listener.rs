@@ -79,11 +79,11 @@ pub async fn serve(
                         Some(acceptor) => {
                             let handshake = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream));
                             let Ok(Ok(stream)) = handshake.await else { return };
-                            let conn = builder.serve_connection(TokioIo::new(stream), service);
+                            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                             tokio::select! { () = stop.cancelled() => {}, _ = conn => {} }
                         }
                         None => {
-                            let conn = builder.serve_connection(TokioIo::new(stream), service);
+                            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                             tokio::select! { () = stop.cancelled() => {}, _ = conn => {} }
                         }
                     }

@@ -180,6 +180,7 @@ async fn run(cli: Cli, config: SimConfig) -> anyhow::Result<()> {
                 domain: config.domain.clone(),
                 c2s_port: 0,
                 direct_tls_port: 0,
+                websocket_port: 0,
                 smacks: cli.smacks,
                 nagle: cli.xmpp_nagle,
                 plain: cli.plain_xmpp,
@@ -215,6 +216,7 @@ async fn run(cli: Cli, config: SimConfig) -> anyhow::Result<()> {
             prosody: tokio::sync::Mutex::new(prosody),
             presence: Mutex::new(Default::default()),
             connections: Default::default(),
+            ws_sessions: Default::default(),
         }));
         inboxes.push(inbox);
         listeners.push(listener);

@@ -34,6 +34,7 @@ pub(super) async fn get_behaviour(State(st): State<Admin>) -> Response {
         "refuse_dialog_actions": b.refuse_dialog_actions,
         "media_per_mrd_node": b.media_per_mrd_node,
         "cisco_element_order": b.cisco_element_order,
+        "ws_paths": b.ws_paths,
     }))
     .into_response()
 }
@@ -57,6 +58,7 @@ pub(super) struct BehaviourPatch {
     routable_error_data_one: Option<bool>,
     media_per_mrd_node: Option<bool>,
     cisco_element_order: Option<bool>,
+    ws_paths: Option<String>,
     /// `null` clears it.
     #[serde(default, deserialize_with = "some")]
     refuse_signin: Option<Option<crate::config::Refusal>>,
@@ -76,6 +78,14 @@ pub(super) async fn put_behaviour(
     State(st): State<Admin>,
     Json(p): Json<BehaviourPatch>,
 ) -> Response {
+    if let Some(v) = p
+        .ws_paths
+        .as_deref()
+        .filter(|v| !["both", "slash", "bare"].contains(v))
+    {
+        let body = format!("ws_paths {v:?}: one of both, slash, bare");
+        return (axum::http::StatusCode::BAD_REQUEST, body).into_response();
+    }
     {
         let mut t = lock(&st.cluster.truth);
         let b = &mut t.behaviour;
@@ -99,6 +109,9 @@ pub(super) async fn put_behaviour(
         }
         if let Some(v) = p.failover_state {
             b.failover_state = v;
+        }
+        if let Some(v) = p.ws_paths {
+            b.ws_paths = v;
         }
         let flags = [
             (

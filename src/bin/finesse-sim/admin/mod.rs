@@ -198,7 +198,17 @@ async fn requests(State(st): State<Admin>, Query(q): Query<RequestQuery>) -> Res
             (n.name.clone(), accepted.into())
         })
         .collect();
-    Json(json!({ "requests": records, "connections": connections })).into_response()
+    let ws_sessions: serde_json::Map<_, _> = st
+        .cluster
+        .nodes
+        .iter()
+        .map(|n| {
+            let relayed = n.ws_sessions.load(std::sync::atomic::Ordering::Relaxed);
+            (n.name.clone(), relayed.into())
+        })
+        .collect();
+    Json(json!({ "requests": records, "connections": connections, "wsSessions": ws_sessions }))
+        .into_response()
 }
 
 async fn clear_requests(State(st): State<Admin>) -> Response {

@@ -154,6 +154,12 @@ listen:
     ip: "127.0.0.1"
     module: ejabberd_c2s
     tls: true
+  -
+    port: {ws}
+    ip: "127.0.0.1"
+    module: ejabberd_http
+    request_handlers:
+      "{ws_path}": ejabberd_http_ws
 auth_method: internal
 auth_password_format: plain
 acl:
@@ -186,6 +192,8 @@ modules:
         key = spec.pki.key_file.display(),
         c2s = spec.c2s_port,
         dtls = spec.direct_tls_port,
+        ws = spec.websocket_port,
+        ws_path = super::WEBSOCKET_PATH,
         publisher = spec.publisher,
     )
 }

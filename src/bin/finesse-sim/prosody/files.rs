@@ -74,11 +74,15 @@ c2s_ports = {{ {c2s} }}
 c2s_direct_tls_ports = {{ {dtls} }}
 s2s_ports = {{ }}
 component_ports = {{ }}
-http_ports = {{ }}
+http_ports = {{ {ws} }}
+http_interfaces = {{ "127.0.0.1" }}
 https_ports = {{ }}
+http_paths = {{ websocket = {ws_path} }}
+-- The simulator's HTTPS front end terminates TLS, as Finesse's does.
+consider_websocket_secure = true
 admins = {{ {admin} }}
 plugin_paths = {{ {plugins} }}
-modules_enabled = {{ "disco"; "roster"; "saslauth"; "tls"; "ping"; "finesse_sim_authlog"; {smacks} }}
+modules_enabled = {{ "disco"; "roster"; "saslauth"; "tls"; "ping"; "websocket"; "finesse_sim_authlog"; {smacks} }}
 modules_disabled = {{ "s2s"; "offline"; "c2s_csi"; "mam"; }}
 authentication = "internal_plain"
 storage = "internal"
@@ -103,6 +107,8 @@ Component {pubsub} "pubsub"
         plugins = lua(&format!("{dir}/plugins")),
         c2s = spec.c2s_port,
         dtls = spec.direct_tls_port,
+        ws = spec.websocket_port,
+        ws_path = lua(super::WEBSOCKET_PATH),
         admin = lua(&format!("{}@{}", spec.publisher, spec.domain)),
         nagle = spec.nagle,
         require = !spec.plain,

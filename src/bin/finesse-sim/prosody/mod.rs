@@ -36,6 +36,9 @@ pub enum ServerKind {
     Ejabberd,
 }
 
+/// Where the server serves XMPP over WebSocket (both servers' default spelling).
+pub const WEBSOCKET_PATH: &str = "/xmpp-websocket";
+
 /// Launch attempts with freshly drawn ports when another process took one.
 const LAUNCHES: usize = 5;
 
@@ -57,6 +60,10 @@ pub struct ProsodySpec {
     pub c2s_port: u16,
     /// The direct-TLS port, like Finesse's 5223 (drawn by [`Prosody::launch`]).
     pub direct_tls_port: u16,
+    /// The plain-HTTP XMPP-over-WebSocket port (RFC 7395, path [`WEBSOCKET_PATH`]), which
+    /// the node's HTTPS front end proxies `/ws/` to, as Finesse's does to Openfire (drawn by
+    /// [`Prosody::launch`]).
+    pub websocket_port: u16,
     /// Offer XEP-0198 stream management.
     pub smacks: bool,
     /// Keep Nagle's algorithm on (Prosody's default); off unless asked for.
@@ -161,12 +168,13 @@ impl Prosody {
         };
         let mut attempt = 1;
         loop {
-            let held = ports::reserve(2)?;
-            let [c2s, dtls] = held.as_slice() else {
-                bail!("asked for 2 ports, got {}", held.len());
+            let held = ports::reserve(3)?;
+            let [c2s, dtls, ws] = held.as_slice() else {
+                bail!("asked for 3 ports, got {}", held.len());
             };
             prosody.spec.c2s_port = ports::port(c2s)?;
             prosody.spec.direct_tls_port = ports::port(dtls)?;
+            prosody.spec.websocket_port = ports::port(ws)?;
             std::fs::create_dir_all(&prosody.spec.dir)?;
             std::fs::write(prosody.spec.dir.join(file), config(&prosody.spec))?;
             drop(held);
@@ -242,7 +250,11 @@ impl Prosody {
 
     async fn wait_listening(&mut self) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        let addrs = [self.spec.c2s_port, self.spec.direct_tls_port];
+        let addrs = [
+            self.spec.c2s_port,
+            self.spec.direct_tls_port,
+            self.spec.websocket_port,
+        ];
         loop {
             if !self.is_running() {
                 bail!(

@@ -15,6 +15,7 @@ async fn a_port_taken_by_another_process_fails_the_start_and_leaves_nothing_runn
         domain,
         c2s_port: 0,
         direct_tls_port: 0,
+        websocket_port: 0,
         smacks: false,
         nagle: false,
         plain: false,

@@ -1,6 +1,7 @@
 //! One node's Finesse REST API (axum): SystemInfo, User, Media (GET, PUT), MediaList, the
 //! nonvoice Dialogs LIST and Dialog actions, with Basic auth, the sign-in lockout, the
-//! `requestId` echo, the request log, and the per-node faults (hang, 500, OUT_OF_SERVICE).
+//! `requestId` echo, the request log, and the per-node faults (hang, 500, OUT_OF_SERVICE);
+//! and XMPP over WebSocket on the same port ([`ws`]).
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -19,6 +20,7 @@ use crate::truth::{MediaRequest, OpError};
 use crate::xml::{self, ApiError};
 
 mod auth;
+mod ws;
 use auth::{authenticate, basic_credentials, request_id, with_request_id};
 
 /// Request bodies above this size are refused.
@@ -46,6 +48,8 @@ pub fn router(cluster: Arc<Cluster>, node: usize) -> Router {
             get(get_dialogs),
         )
         .route("/finesse/api/Dialog/{id}", put(put_dialog))
+        .route("/ws", get(ws::front_end))
+        .route("/ws/", get(ws::front_end))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             state.clone(),
