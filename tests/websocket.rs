@@ -74,3 +74,29 @@ async fn a_front_end_that_serves_only_ws_without_the_slash_is_found_after_one_re
     );
     assert_eq!(ws_sessions(&sim, "A").await, 1);
 }
+
+#[tokio::test]
+async fn a_see_other_uri_in_close_is_where_the_next_login_goes() {
+    let sim = Sim::start(&[]).await;
+    // The first session is told to go to `/ws` on the same front end instead.
+    sim.behaviour(json!({ "ws_see_other_path": "/ws" })).await;
+    let d = Daemon::start_steady(&sim, over_websocket()).await;
+    d.wait_log("the server asked to reconnect elsewhere").await;
+    let paths: Vec<String> = sim
+        .requests()
+        .await
+        .iter()
+        .filter(|r| r["path"].as_str().is_some_and(|p| p.starts_with("/ws")))
+        .map(|r| r["path"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        paths,
+        ["/ws/", "/ws"],
+        "redirected once, then the named path"
+    );
+    assert_eq!(
+        ws_sessions(&sim, "A").await,
+        1,
+        "one relayed session after the redirect"
+    );
+}

@@ -154,6 +154,9 @@ pub struct Behaviour {
     /// Which spellings of the WebSocket path the HTTPS front end serves: `both` (Openfire
     /// does), `slash` (`/ws/` only) or `bare` (`/ws` only).
     pub ws_paths: String,
+    /// One-shot: the next WebSocket session is answered with `<close see-other-uri=…/>`
+    /// naming this path on the same host and port (RFC 7395's redirect).
+    pub ws_see_other_path: Option<String>,
 }
 
 /// A sign-in refusal the simulator answers with.
@@ -194,6 +197,7 @@ impl Default for Behaviour {
             media_per_mrd_node: false,
             cisco_element_order: true,
             ws_paths: "both".into(),
+            ws_see_other_path: None,
         }
     }
 }

@@ -35,6 +35,7 @@ pub(super) async fn get_behaviour(State(st): State<Admin>) -> Response {
         "media_per_mrd_node": b.media_per_mrd_node,
         "cisco_element_order": b.cisco_element_order,
         "ws_paths": b.ws_paths,
+        "ws_see_other_path": b.ws_see_other_path,
     }))
     .into_response()
 }
@@ -59,6 +60,7 @@ pub(super) struct BehaviourPatch {
     media_per_mrd_node: Option<bool>,
     cisco_element_order: Option<bool>,
     ws_paths: Option<String>,
+    ws_see_other_path: Option<String>,
     /// `null` clears it.
     #[serde(default, deserialize_with = "some")]
     refuse_signin: Option<Option<crate::config::Refusal>>,
@@ -112,6 +114,9 @@ pub(super) async fn put_behaviour(
         }
         if let Some(v) = p.ws_paths {
             b.ws_paths = v;
+        }
+        if let Some(v) = p.ws_see_other_path {
+            b.ws_see_other_path = Some(v);
         }
         let flags = [
             (

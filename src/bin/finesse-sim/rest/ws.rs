@@ -3,7 +3,8 @@
 //! relayed to and from the node's own XMPP server's WebSocket endpoint, as Finesse's proxy
 //! does to Openfire. Which spellings of the path are served is the `ws_paths` switch
 //! (`both`, `slash`, `bare`): whether Finesse's front end takes both is unknown. A killed
-//! server makes the upgrade fail (502); a frozen one leaves the relay silent.
+//! server makes the upgrade fail (502); a frozen one leaves the relay silent. The one-shot
+//! `ws_see_other_path` answers the next session's `<open/>` with RFC 7395's redirect.
 
 use axum::extract::ws::{Message as AxMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{OriginalUri, State};
@@ -22,7 +23,13 @@ pub(super) async fn front_end(
     OriginalUri(uri): OriginalUri,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
-    let served = lock(&st.cluster.truth).behaviour.ws_paths.clone();
+    let (served, see_other) = {
+        let mut t = lock(&st.cluster.truth);
+        (
+            t.behaviour.ws_paths.clone(),
+            t.behaviour.ws_see_other_path.take(),
+        )
+    };
     let slash = uri.path().ends_with('/');
     let ok = match served.as_str() {
         "slash" => slash,
@@ -35,6 +42,23 @@ pub(super) async fn front_end(
     let Ok(upgrade) = upgrade else {
         return (StatusCode::UPGRADE_REQUIRED, "WebSocket only").into_response();
     };
+    if let Some(path) = see_other {
+        let uri = format!(
+            "wss://127.0.0.1:{}{path}",
+            st.cluster.nodes[st.node].rest_port
+        );
+        return upgrade
+            .protocols(["xmpp"])
+            .on_upgrade(move |mut client| async move {
+                // Answer the client's <open/> with the redirect.
+                let _ = client.recv().await;
+                let close = format!(
+                    "<close xmlns=\"urn:ietf:params:xml:ns:xmpp-framing\" see-other-uri=\"{uri}\"/>"
+                );
+                let _ = client.send(AxMessage::text(close)).await;
+                let _ = client.send(AxMessage::Close(None)).await;
+            });
+    }
     let port = {
         let node = &st.cluster.nodes[st.node];
         let guard = node.prosody.lock().await;
