@@ -17,7 +17,7 @@ pub struct ApiLimits {
     /// Event-stream clients at once (`max_sse_clients`); more get 503.
     pub max_sse_clients: usize,
     /// A client that has not sent a request's headers this long after connecting (or after
-    /// its last answer) is dropped.
+    /// its last answer: an idle keep-alive connection) is dropped.
     pub header_read_timeout: Duration,
     /// A client that takes nothing of what it was sent this long is dropped (a stuck event
     /// stream frees its slot; on reconnecting it is told to resync).

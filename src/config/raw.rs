@@ -259,7 +259,7 @@ impl Default for RawApi {
             event_ring: 1024,
             max_sse_clients: 32,
             max_connections: 256,
-            header_read_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(30),
             write_timeout: Duration::from_secs(30),
             socket_mode: "0660".into(),
             socket_group: None,

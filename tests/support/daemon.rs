@@ -204,6 +204,10 @@ impl Daemon {
             dir,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(5))
+                // Idle connections are dropped well before the API's header-read timeout
+                // closes them (30 s by default; tests use shorter ones too), as the README
+                // advises task applications.
+                .pool_idle_timeout(Duration::from_millis(500))
                 .build()
                 .expect("client"),
         }
