@@ -329,6 +329,9 @@ impl Config {
                 "ping_timeout": humantime::format_duration(self.xmpp.ping_timeout).to_string(),
                 "channel_binding": self.xmpp.channel_binding.as_str(),
                 "sasl_mechanisms": self.xmpp.sasl_mechanisms,
+                "transport": self.xmpp.transport.as_str(),
+                "websocket_port": self.xmpp.websocket_port,
+                "websocket_path": self.xmpp.websocket_path,
             },
             "media": self.media.iter().map(|m| serde_json::json!({
                 "id": m.id, "max_dialog_limit": m.max_dialog_limit, "interrupt_action": m.interrupt_action.as_str(),

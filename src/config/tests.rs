@@ -126,6 +126,16 @@ fn mistakes_name_the_file_and_key() {
             "is not",
         ),
         (
+            format!("{ok}[xmpp]\ntransport = \"bosh\"\n"),
+            "xmpp.transport",
+            "\"bosh\" is not one of tcp, websocket",
+        ),
+        (
+            format!("{ok}[xmpp]\nwebsocket_path = \"ws\"\n"),
+            "xmpp.websocket_path",
+            "must be a path",
+        ),
+        (
             format!("{ok}[api]\nsocket_mode = \"0666\"\n"),
             "api.socket_mode",
             "every local user",
