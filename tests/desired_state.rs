@@ -12,6 +12,17 @@ use support::{AGENT, MRD, Sim};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
+/// A daemon whose state directory is `state` (as systemd's `StateDirectory=` gives it).
+fn with_state_dir(state: &tempfile::TempDir) -> DaemonConfig {
+    DaemonConfig {
+        env: vec![(
+            "STATE_DIRECTORY".to_owned(),
+            state.path().display().to_string(),
+        )],
+        ..Default::default()
+    }
+}
+
 #[tokio::test]
 async fn a_state_change_finesse_refused_does_not_become_the_desired_state() {
     let sim = Sim::start(&[]).await;
@@ -64,34 +75,37 @@ async fn reload(d: &Daemon) {
     }
 }
 
-/// Forces a logout and waits until the daemon signed the agent in again as `base`/`reason`.
-async fn forced_logout_comes_back_as(sim: &Sim, d: &Daemon, base: &str, reason: Value) {
+/// Forces a logout and waits until the daemon signed the agent in again on A with a Media
+/// truth that `back` accepts.
+async fn forced_logout_until(sim: &Sim, d: &Daemon, what: &str, back: impl Fn(&Value) -> bool) {
     sim.admin(
         Method::POST,
         &format!("/admin/agents/{AGENT}/forced-logout"),
         None,
     )
     .await;
-    let what = format!("signed in again as {base}/{reason}");
-    sim.eventually(LIMIT, &what, || async {
+    sim.eventually(LIMIT, what, || async {
         let m = sim.media_truth().await;
-        m["loginNode"] == "A" && m["base"] == base && m["reasonCodeId"] == reason
+        m["loginNode"] == "A" && back(&m)
     })
     .await;
     d.wait_steady(LIMIT).await;
+}
+
+/// Forces a logout and waits until the daemon signed the agent in again as `base`/`reason`.
+async fn forced_logout_comes_back_as(sim: &Sim, d: &Daemon, base: &str, reason: Value) {
+    let what = format!("signed in again as {base}/{reason}");
+    forced_logout_until(sim, d, &what, |m| {
+        m["base"] == base && m["reasonCodeId"] == reason
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn a_break_set_through_the_api_survives_sighup_and_restart_until_the_file_changes() {
     let sim = Sim::start(&[]).await;
     let state = tempfile::tempdir().unwrap();
-    let cfg = || DaemonConfig {
-        env: vec![(
-            "STATE_DIRECTORY".to_owned(),
-            state.path().display().to_string(),
-        )],
-        ..Default::default()
-    };
+    let cfg = || with_state_dir(&state);
     let d = Daemon::start_steady(&sim, cfg()).await;
     let r = d
         .http()
@@ -125,32 +139,15 @@ async fn a_break_set_through_the_api_survives_sighup_and_restart_until_the_file_
 
 /// Forces a logout and waits until the agent is signed in again with `routable`.
 async fn forced_logout_comes_back_routable(sim: &Sim, d: &Daemon, routable: bool) {
-    sim.admin(
-        Method::POST,
-        &format!("/admin/agents/{AGENT}/forced-logout"),
-        None,
-    )
-    .await;
     let what = format!("signed in again with routable {routable}");
-    sim.eventually(LIMIT, &what, || async {
-        let m = sim.media_truth().await;
-        m["loginNode"] == "A" && m["routable"] == routable
-    })
-    .await;
-    d.wait_steady(LIMIT).await;
+    forced_logout_until(sim, d, &what, |m| m["routable"] == routable).await;
 }
 
 #[tokio::test]
 async fn not_routable_set_through_the_api_survives_sighup_restart_and_a_new_sign_in() {
     let sim = Sim::start(&[]).await;
     let state = tempfile::tempdir().unwrap();
-    let cfg = || DaemonConfig {
-        env: vec![(
-            "STATE_DIRECTORY".to_owned(),
-            state.path().display().to_string(),
-        )],
-        ..Default::default()
-    };
+    let cfg = || with_state_dir(&state);
     let d = Daemon::start_steady(&sim, cfg()).await;
     let put = |d: &Daemon, routable: bool| {
         d.http()

@@ -20,6 +20,18 @@ fn over_websocket() -> DaemonConfig {
     }
 }
 
+/// The WebSocket upgrade requests the simulator logged: (path, status).
+async fn upgrades(sim: &Sim) -> Vec<(String, u64)> {
+    sim.requests()
+        .await
+        .iter()
+        .filter_map(|r| {
+            let path = r["path"].as_str().filter(|p| p.starts_with("/ws"))?;
+            Some((path.to_owned(), r["status"].as_u64()?))
+        })
+        .collect()
+}
+
 async fn ws_sessions(sim: &Sim, node: &str) -> u64 {
     let log: Value = sim
         .admin(reqwest::Method::GET, "/admin/requests", None)
@@ -38,15 +50,7 @@ async fn a_cold_start_over_websocket_gets_notifications_through_the_https_front_
         dialog_ids(s).contains(&offered)
     })
     .await;
-    let upgrades: Vec<Value> = sim
-        .requests()
-        .await
-        .into_iter()
-        .filter(|r| r["path"].as_str().is_some_and(|p| p.starts_with("/ws")))
-        .collect();
-    assert_eq!(upgrades.len(), 1, "{upgrades:?}");
-    assert_eq!(upgrades[0]["path"], "/ws/");
-    assert_eq!(upgrades[0]["status"], 101);
+    assert_eq!(upgrades(&sim).await, [("/ws/".into(), 101)]);
 }
 
 #[tokio::test]

@@ -189,24 +189,15 @@ async fn requests(State(st): State<Admin>, Query(q): Query<RequestQuery>) -> Res
         .cloned()
         .collect();
     drop(log);
-    let connections: serde_json::Map<_, _> = st
-        .cluster
-        .nodes
-        .iter()
-        .map(|n| {
-            let accepted = n.connections.load(std::sync::atomic::Ordering::Relaxed);
-            (n.name.clone(), accepted.into())
-        })
-        .collect();
-    let ws_sessions: serde_json::Map<_, _> = st
-        .cluster
-        .nodes
-        .iter()
-        .map(|n| {
-            let relayed = n.ws_sessions.load(std::sync::atomic::Ordering::Relaxed);
-            (n.name.clone(), relayed.into())
-        })
-        .collect();
+    let per_node = |count: fn(&crate::cluster::Node) -> u64| -> serde_json::Map<_, _> {
+        st.cluster
+            .nodes
+            .iter()
+            .map(|n| (n.name.clone(), count(n).into()))
+            .collect()
+    };
+    let connections = per_node(|n| n.connections.load(std::sync::atomic::Ordering::Relaxed));
+    let ws_sessions = per_node(|n| n.ws_sessions.load(std::sync::atomic::Ordering::Relaxed));
     Json(json!({ "requests": records, "connections": connections, "wsSessions": ws_sessions }))
         .into_response()
 }
