@@ -55,7 +55,7 @@ pub mod model;
 pub(crate) mod driver;
 pub(crate) mod machine;
 
-pub(crate) mod api;
+pub mod api;
 pub(crate) mod orphan;
 
 pub mod app;
