@@ -45,11 +45,27 @@ pub(super) fn read_password(
         }
         (None, None) => return Err(err(f, "agent.password_file", "missing")),
     };
-    let meta =
-        std::fs::metadata(&path).map_err(|e| err(f, key, format!("{}: {e}", path.display())))?;
-    // A password file others can read is refused; a systemd credential is the service's own.
-    if key == "agent.password_file" {
+    let text = read_secret_file(f, key, &path, key == "agent.password_file")?;
+    let password = text.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        return Err(err(f, key, format!("{} is empty", path.display())));
+    }
+    Ok(Secret::new(password))
+}
+
+/// The text of a secret's file, in a buffer wiped when dropped. A file the operator wrote
+/// (`owner_only`) is refused when group or others can read or write it; a systemd credential
+/// is the service's own.
+fn read_secret_file(
+    f: &Path,
+    key: &str,
+    path: &Path,
+    owner_only: bool,
+) -> Result<zeroize::Zeroizing<String>, ConfigError> {
+    let failed = |e: std::io::Error| err(f, key, format!("{}: {e}", path.display()));
+    if owner_only {
         use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(path).map_err(failed)?;
         if meta.permissions().mode() & 0o077 != 0 {
             return Err(err(
                 f,
@@ -61,13 +77,9 @@ pub(super) fn read_password(
             ));
         }
     }
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| err(f, key, format!("{}: {e}", path.display())))?;
-    let password = text.trim_end_matches(['\r', '\n']);
-    if password.is_empty() {
-        return Err(err(f, key, format!("{} is empty", path.display())));
-    }
-    Ok(Secret::new(password))
+    std::fs::read_to_string(path)
+        .map(zeroize::Zeroizing::new)
+        .map_err(failed)
 }
 
 /// The local API's token: from `[api] token_file` or the systemd credential
@@ -94,23 +106,7 @@ pub(super) fn api_token(f: &Path, a: &RawApi) -> Result<Option<Secret>, ConfigEr
             ("api.token_credential", PathBuf::from(dir).join(name))
         }
     };
-    if key == "api.token_file" {
-        use std::os::unix::fs::PermissionsExt;
-        let meta = std::fs::metadata(&path)
-            .map_err(|e| err(f, key, format!("{}: {e}", path.display())))?;
-        if meta.permissions().mode() & 0o077 != 0 {
-            return Err(err(
-                f,
-                key,
-                format!(
-                    "{} is readable by group or others; chmod 600 it",
-                    path.display()
-                ),
-            ));
-        }
-    }
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| err(f, key, format!("{}: {e}", path.display())))?;
+    let text = read_secret_file(f, key, &path, key == "api.token_file")?;
     let token = text.trim();
     if token.len() < 16 {
         return Err(err(f, key, "the token must be at least 16 characters"));
