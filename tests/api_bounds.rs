@@ -48,8 +48,7 @@ async fn eleven_hundred_idle_local_connections_do_not_stop_a_failover() {
     )
     .await;
     let offered = sim.offer(json!({})).await;
-    d.wait_state(LIMIT, "dialog held", |s| dialog_ids(s).contains(&offered))
-        .await;
+    d.wait_dialog(&offered).await;
     let addr = d.api.trim_start_matches("http://").to_owned();
     let mut idle = Vec::with_capacity(IDLE);
     for i in 0..IDLE {

@@ -9,32 +9,19 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use support::Sim;
 use support::daemon::{Daemon, DaemonConfig};
-use support::{Sim, dialog_ids};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
 /// Dialog PUTs the simulator received.
-async fn dialog_puts(sim: &Sim) -> usize {
-    sim.requests()
-        .await
-        .iter()
-        .filter(|r| {
-            r["method"] == "PUT"
-                && r["path"]
-                    .as_str()
-                    .is_some_and(|p| p.starts_with("/finesse/api/Dialog/"))
-        })
-        .count()
-}
 
 #[tokio::test]
 async fn a_web_page_can_neither_post_actions_nor_read_the_state() {
     let sim = Sim::start(&[]).await;
     let d = Daemon::start_steady(&sim, DaemonConfig::default()).await;
     let id = sim.offer(json!({})).await;
-    d.wait_state(LIMIT, "dialog held", |s| dialog_ids(s).contains(&id))
-        .await;
+    d.wait_dialog(&id).await;
     let url = format!("{}/v1/dialogs/{id}/actions", d.api);
     // A form or text/plain post needs no CORS preflight: refused for its content type.
     let r = d
@@ -65,7 +52,7 @@ async fn a_web_page_can_neither_post_actions_nor_read_the_state() {
         .await
         .unwrap();
     assert_eq!(r.status(), 421);
-    assert_eq!(dialog_puts(&sim).await, 0, "nothing reached Finesse");
+    assert_eq!(sim.dialog_puts().await, 0, "nothing reached Finesse");
     // The task application itself still drives it.
     let r = d
         .http()
@@ -75,7 +62,7 @@ async fn a_web_page_can_neither_post_actions_nor_read_the_state() {
         .await
         .unwrap();
     assert_eq!(r.status(), 202);
-    assert_eq!(dialog_puts(&sim).await, 1);
+    assert_eq!(sim.dialog_puts().await, 1);
 }
 
 #[tokio::test]
@@ -158,8 +145,7 @@ async fn an_action_whose_answer_never_comes_is_outcome_unknown_and_sent_once() {
     let sim = Sim::start(&[]).await;
     let d = Daemon::start_steady(&sim, DaemonConfig::default()).await;
     let id = sim.offer(json!({})).await;
-    d.wait_state(LIMIT, "dialog held", |s| dialog_ids(s).contains(&id))
-        .await;
+    d.wait_dialog(&id).await;
     // Finesse takes the request and never answers (request_timeout is 2 s in the tests).
     sim.faults("A", json!({ "rest": "hang" })).await;
     let r = d
@@ -179,5 +165,5 @@ async fn an_action_whose_answer_never_comes_is_outcome_unknown_and_sent_once() {
     assert_eq!(body["error"], "outcome_unknown");
     sim.faults("A", json!({ "rest": "up" })).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(dialog_puts(&sim).await, 1, "sent once, never again");
+    assert_eq!(sim.dialog_puts().await, 1, "sent once, never again");
 }

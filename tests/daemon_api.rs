@@ -10,7 +10,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 use support::daemon::{Daemon, DaemonConfig};
-use support::{AGENT, MRD, Sim, dialog_ids};
+use support::{MRD, Sim, dialog_ids};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -59,8 +59,7 @@ async fn an_sse_client_across_a_failover_sees_the_links_and_the_resync_and_ends_
     let sim = Sim::start(&[]).await;
     let d = Daemon::start_steady(&sim, DaemonConfig::default()).await;
     let kept = sim.offer(json!({})).await;
-    d.wait_state(LIMIT, "dialog held", |s| dialog_ids(s).contains(&kept))
-        .await;
+    d.wait_dialog(&kept).await;
     let mut events = d.events(Some(0)).await;
     let mut applied = Applied::default();
     sim.faults("A", json!({ "rest": "refused" })).await;
@@ -107,8 +106,7 @@ async fn last_event_id_replays_missed_events_and_an_overflowed_ring_says_resync_
     .await;
     let from = d.state().await["lastSeq"].as_u64().unwrap();
     let one = sim.offer(json!({})).await;
-    d.wait_state(LIMIT, "dialog held", |s| dialog_ids(s).contains(&one))
-        .await;
+    d.wait_dialog(&one).await;
     let mut resumed = d.events(Some(from)).await;
     let first = tokio::time::timeout(LIMIT, resumed.recv())
         .await
@@ -145,8 +143,7 @@ async fn an_accept_sent_during_recovery_is_delivered_exactly_once_after_steady()
     )
     .await;
     let id = sim.offer(json!({})).await;
-    d.wait_state(LIMIT, "dialog held", |s| dialog_ids(s).contains(&id))
-        .await;
+    d.wait_dialog(&id).await;
     sim.faults("A", json!({ "out_of_service": true })).await;
     d.wait_state(LIMIT, "recovering", |s| s["phase"] == "recovering")
         .await;
@@ -199,8 +196,7 @@ async fn an_action_that_cannot_wait_is_refused_with_503_and_never_sent() {
     )
     .await;
     let id = sim.offer(json!({})).await;
-    d.wait_state(LIMIT, "dialog held", |s| dialog_ids(s).contains(&id))
-        .await;
+    d.wait_dialog(&id).await;
     sim.faults("A", json!({ "out_of_service": true })).await;
     d.wait_state(LIMIT, "recovering", |s| s["phase"] == "recovering")
         .await;
@@ -242,12 +238,7 @@ async fn a_not_ready_set_through_the_api_survives_a_forced_logout() {
         (m["base"].clone(), m["reasonCodeId"].clone()),
         (json!("NOT_READY"), json!(7))
     );
-    sim.admin(
-        Method::POST,
-        &format!("/admin/agents/{AGENT}/forced-logout"),
-        None,
-    )
-    .await;
+    sim.forced_logout().await;
     sim.eventually(LIMIT, "signed in again as NOT_READY/7", || async {
         let m = sim.media_truth().await;
         m["loginNode"] == "A" && m["base"] == "NOT_READY" && m["reasonCodeId"] == json!(7)
@@ -334,8 +325,7 @@ async fn bad_requests_get_clear_errors_naming_the_field() {
     let sim = Sim::start(&[]).await;
     let d = Daemon::start_steady(&sim, DaemonConfig::default()).await;
     let id = sim.offer(json!({})).await;
-    d.wait_state(LIMIT, "dialog held", |s| dialog_ids(s).contains(&id))
-        .await;
+    d.wait_dialog(&id).await;
     let post = |path: String, body: String| {
         let http = d.http().clone();
         let url = format!("{}{path}", d.api);

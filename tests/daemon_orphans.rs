@@ -60,19 +60,6 @@ async fn closes(sim: &Sim, id: &str) -> usize {
         .count()
 }
 
-async fn dialog_puts(sim: &Sim) -> usize {
-    sim.requests()
-        .await
-        .iter()
-        .filter(|r| {
-            r["path"]
-                .as_str()
-                .unwrap_or("")
-                .starts_with("/finesse/api/Dialog/")
-        })
-        .count()
-}
-
 fn held(s: &Value, id: &str) -> bool {
     s["dialogs"]
         .as_array()
@@ -125,7 +112,7 @@ async fn a_probe_target_that_hangs_or_answers_5xx_never_closes_a_dialog() {
     .await;
     let s = d.state().await;
     assert!(held(&s, &a) && held(&s, &b), "{s}");
-    assert_eq!(dialog_puts(&sim).await, 0, "unknown is never gone");
+    assert_eq!(sim.dialog_puts().await, 0, "unknown is never gone");
 }
 
 /// A proxy or load balancer in front of the session service answers 404 for its own reasons
@@ -210,7 +197,7 @@ async fn probes_in_flight_never_exceed_max_in_flight_after_a_resync_of_many_dial
         v["maxInFlight"], 2,
         "max_in_flight = 2 bounds the probes at once"
     );
-    assert_eq!(dialog_puts(&sim).await, 0);
+    assert_eq!(sim.dialog_puts().await, 0);
 }
 
 #[tokio::test]
@@ -230,7 +217,7 @@ async fn a_session_that_comes_back_alive_after_one_gone_answer_is_not_closed() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(sim.chat_probes("flaky").await, 2, "alive ends the probing");
     assert!(held(&d.state().await, &id));
-    assert_eq!(dialog_puts(&sim).await, 0);
+    assert_eq!(sim.dialog_puts().await, 0);
 }
 
 #[tokio::test]
@@ -294,6 +281,6 @@ async fn with_report_nothing_is_closed_but_the_event_and_the_metric_appear() {
         metrics.contains("finesse_taskd_orphans_total{media=\"5002\",action=\"report\"} 1"),
         "{metrics}"
     );
-    assert_eq!(dialog_puts(&sim).await, 0);
+    assert_eq!(sim.dialog_puts().await, 0);
     assert!(held(&d.state().await, &id));
 }

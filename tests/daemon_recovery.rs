@@ -187,8 +187,7 @@ async fn node_a_dying_fails_over_to_b_with_exactly_one_sign_in_there() {
     let sim = Sim::start(&[]).await;
     let d = Daemon::start_steady(&sim, DaemonConfig::default()).await;
     let offered = sim.offer(json!({})).await;
-    d.wait_state(LIMIT, "dialog held", |s| dialog_ids(s).contains(&offered))
-        .await;
+    d.wait_dialog(&offered).await;
     sim.faults("A", json!({ "rest": "refused" })).await;
     sim.prosody("A", "kill").await;
     let died = Instant::now();
@@ -273,12 +272,7 @@ async fn a_forced_logout_is_followed_by_sign_in_and_the_desired_not_ready_reason
         (m["base"].clone(), m["reasonCodeId"].clone()),
         (json!("NOT_READY"), json!(12))
     );
-    sim.admin(
-        Method::POST,
-        &format!("/admin/agents/{AGENT}/forced-logout"),
-        None,
-    )
-    .await;
+    sim.forced_logout().await;
     let out = Instant::now();
     sim.eventually(LIMIT, "signed in again with reason 12", || async {
         let m = sim.media_truth().await;
@@ -302,8 +296,7 @@ async fn after_a_double_pg_failure_the_next_resync_makes_the_dialogs_equal_the_t
     )
     .await;
     let a = sim.offer(json!({})).await;
-    d.wait_state(LIMIT, "dialog held", |s| dialog_ids(s).contains(&a))
-        .await;
+    d.wait_dialog(&a).await;
     sim.admin(
         Method::POST,
         &format!("/admin/agents/{AGENT}/media/{MRD}/double-pg-failure"),
@@ -419,8 +412,7 @@ async fn a_dialog_offered_and_another_closed_in_the_middle_of_a_resync_end_equal
     )
     .await;
     let doomed = sim.offer(json!({})).await;
-    d.wait_state(LIMIT, "dialog held", |s| dialog_ids(s).contains(&doomed))
-        .await;
+    d.wait_dialog(&doomed).await;
     let resyncs = d.state().await["counters"]["resyncs"].as_u64().unwrap();
     // Every REST answer now takes 300 ms, so the resync below takes over a second.
     sim.faults("A", json!({ "out_of_service": true })).await;

@@ -5,10 +5,9 @@ mod support;
 
 use std::time::Duration;
 
-use reqwest::Method;
 use serde_json::{Value, json};
 use support::daemon::{Daemon, DaemonConfig};
-use support::{AGENT, MRD, Sim};
+use support::{MRD, Sim};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -41,12 +40,7 @@ async fn a_state_change_finesse_refused_does_not_become_the_desired_state() {
     sim.faults("A", json!({ "http_500": false })).await;
     d.wait_steady(LIMIT).await;
     // A forced logout makes the daemon sign in again and restore what it believes is wanted.
-    sim.admin(
-        Method::POST,
-        &format!("/admin/agents/{AGENT}/forced-logout"),
-        None,
-    )
-    .await;
+    sim.forced_logout().await;
     sim.eventually(LIMIT, "signed in again as READY", || async {
         let m = sim.media_truth().await;
         m["loginNode"] == "A" && m["base"] == "READY"
@@ -78,12 +72,7 @@ async fn reload(d: &Daemon) {
 /// Forces a logout and waits until the daemon signed the agent in again on A with a Media
 /// truth that `back` accepts.
 async fn forced_logout_until(sim: &Sim, d: &Daemon, what: &str, back: impl Fn(&Value) -> bool) {
-    sim.admin(
-        Method::POST,
-        &format!("/admin/agents/{AGENT}/forced-logout"),
-        None,
-    )
-    .await;
+    sim.forced_logout().await;
     sim.eventually(LIMIT, what, || async {
         let m = sim.media_truth().await;
         m["loginNode"] == "A" && back(&m)

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::{Value, json};
 use support::daemon::{Daemon, DaemonConfig};
-use support::{AGENT, Sim, dialog_ids};
+use support::{AGENT, Sim};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -40,8 +40,7 @@ async fn a_password_changed_mid_session_never_locks_the_account_and_actions_are_
     )
     .await;
     let id = sim.offer(json!({})).await;
-    d.wait_state(LIMIT, "dialog held", |s| dialog_ids(s).contains(&id))
-        .await;
+    d.wait_dialog(&id).await;
     sim.admin(
         Method::PUT,
         &format!("/admin/agents/{AGENT}/password"),
@@ -64,15 +63,7 @@ async fn a_password_changed_mid_session_never_locks_the_account_and_actions_are_
     }
     let requests = sim.requests().await;
     let refused: Vec<&Value> = requests.iter().filter(|r| r["status"] == 401).collect();
-    let dialog_puts = requests
-        .iter()
-        .filter(|r| {
-            r["method"] == "PUT"
-                && r["path"]
-                    .as_str()
-                    .is_some_and(|p| p.starts_with("/finesse/api/Dialog/"))
-        })
-        .count();
+    let dialog_puts = sim.dialog_puts().await;
     println!(
         "{} answers {:?}; {} REST 401s in 8 s; {dialog_puts} dialog PUTs",
         answers.len(),

@@ -135,12 +135,7 @@ async fn out_of_service_publishes_system_info_and_silences_other_events() {
         update.contains("<status>OUT_OF_SERVICE</status>"),
         "{update}"
     );
-    sim.admin(
-        Method::POST,
-        &format!("/admin/agents/{AGENT}/forced-logout"),
-        None,
-    )
-    .await;
+    sim.forced_logout().await;
     sim.faults("A", json!({ "out_of_service": false })).await;
     let (_, update) = agent.next_notification().await;
     assert!(

@@ -109,12 +109,7 @@ async fn inject(sim: &Sim, node: &str, fault: Fault, rng: &mut StdRng) {
             .await;
         }
         Fault::ForcedLogout => {
-            sim.admin(
-                Method::POST,
-                &format!("/admin/agents/{AGENT}/forced-logout"),
-                None,
-            )
-            .await;
+            sim.forced_logout().await;
         }
         Fault::DoublePg => {
             let add = rng.gen_range(0..=2);

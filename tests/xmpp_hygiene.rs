@@ -114,8 +114,7 @@ async fn a_forged_event_from_a_second_account_changes_nothing_and_emits_nothing(
     let sim = Sim::start(&[]).await;
     let d = Daemon::start_steady(&sim, DaemonConfig::default()).await;
     let id = sim.offer(json!({})).await;
-    d.wait_state(LIMIT, "dialog held", |s| dialog_ids(s).contains(&id))
-        .await;
+    d.wait_dialog(&id).await;
     let mut events = d.events(None).await;
     let other = Agent::connect_as(
         &sim.info,

@@ -293,6 +293,14 @@ impl Daemon {
         rx
     }
 
+    /// Waits until the daemon holds dialog `id`.
+    pub async fn wait_dialog(&self, id: &str) -> Value {
+        self.wait_state(Duration::from_secs(30), "dialog held", |s| {
+            super::dialog_ids(s).contains(id)
+        })
+        .await
+    }
+
     /// `/v1/state`.
     pub async fn state(&self) -> Value {
         let r = self

@@ -269,6 +269,30 @@ impl Sim {
             .await
     }
 
+    /// Finesse logs the demo agent out (as its forced logout does after lost presence).
+    pub async fn forced_logout(&self) {
+        self.admin(
+            reqwest::Method::POST,
+            &format!("/admin/agents/{AGENT}/forced-logout"),
+            None,
+        )
+        .await;
+    }
+
+    /// How many Dialog PUTs (actions) the simulator received.
+    pub async fn dialog_puts(&self) -> usize {
+        self.requests()
+            .await
+            .iter()
+            .filter(|r| {
+                r["method"] == "PUT"
+                    && r["path"]
+                        .as_str()
+                        .is_some_and(|p| p.starts_with("/finesse/api/Dialog/"))
+            })
+            .count()
+    }
+
     /// The truth of the demo agent's MRD 5002.
     pub async fn media_truth(&self) -> Value {
         let t = self.truth().await;
