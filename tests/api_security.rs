@@ -12,10 +12,6 @@ use serde_json::{Value, json};
 use support::Sim;
 use support::daemon::{Daemon, DaemonConfig};
 
-const LIMIT: Duration = Duration::from_secs(30);
-
-/// Dialog PUTs the simulator received.
-
 #[tokio::test]
 async fn a_web_page_can_neither_post_actions_nor_read_the_state() {
     let sim = Sim::start(&[]).await;
@@ -148,14 +144,7 @@ async fn an_action_whose_answer_never_comes_is_outcome_unknown_and_sent_once() {
     d.wait_dialog(&id).await;
     // Finesse takes the request and never answers (request_timeout is 2 s in the tests).
     sim.faults("A", json!({ "rest": "hang" })).await;
-    let r = d
-        .http()
-        .post(format!("{}/v1/dialogs/{id}/actions", d.api))
-        .json(&json!({ "action": "ACCEPT" }))
-        .timeout(LIMIT)
-        .send()
-        .await
-        .unwrap();
+    let r = d.post_action(&id, &json!({ "action": "ACCEPT" })).await;
     assert_eq!(r.status(), 504);
     assert!(
         r.headers().get("retry-after").is_none(),

@@ -173,14 +173,7 @@ async fn an_accept_sent_during_recovery_is_delivered_exactly_once_after_steady()
     let resp = pending.await.unwrap().unwrap();
     assert_eq!(resp.status(), 202);
     assert_eq!(dialog_puts(&sim.requests().await), 1, "sent exactly once");
-    d.wait_state(LIMIT, "dialog accepted", |s| {
-        s["dialogs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|x| x["id"] == id.as_str() && x["state"] == "ACCEPTED")
-    })
-    .await;
+    d.wait_dialog_in(&id, "ACCEPTED").await;
 }
 
 #[tokio::test]
@@ -200,13 +193,7 @@ async fn an_action_that_cannot_wait_is_refused_with_503_and_never_sent() {
     sim.faults("A", json!({ "out_of_service": true })).await;
     d.wait_state(LIMIT, "recovering", |s| s["phase"] == "recovering")
         .await;
-    let r = d
-        .http()
-        .post(format!("{}/v1/dialogs/{id}/actions", d.api))
-        .json(&json!({ "action": "ACCEPT" }))
-        .send()
-        .await
-        .unwrap();
+    let r = d.post_action(&id, &json!({ "action": "ACCEPT" })).await;
     assert_eq!(r.status(), 503);
     assert_eq!(r.headers()["retry-after"], "5");
     sim.faults("A", json!({ "out_of_service": false })).await;

@@ -244,14 +244,7 @@ async fn the_old_shapes_still_work_when_the_simulator_is_switched_to_them() {
         Some(json!({ "action": "ACCEPT" })),
     )
     .await;
-    d.wait_state(LIMIT, "accepted", |s| {
-        s["dialogs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|x| x["id"] == id.as_str() && x["state"] == "ACCEPTED")
-    })
-    .await;
+    d.wait_dialog_in(&id, "ACCEPTED").await;
 }
 
 #[tokio::test]
@@ -269,15 +262,7 @@ async fn a_changed_dialog_in_ciscos_wrapper_form_reaches_the_state() {
         Some(json!({ "action": "ACCEPT" })),
     )
     .await;
-    let s = d
-        .wait_state(LIMIT, "accepted", |s| {
-            s["dialogs"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|x| x["id"] == id.as_str() && x["state"] == "ACCEPTED")
-        })
-        .await;
+    let s = d.wait_dialog_in(&id, "ACCEPTED").await;
     assert_eq!(s["counters"]["malformed"], 0);
 }
 
@@ -336,13 +321,7 @@ async fn maintenance_mode_moves_the_agent_within_seconds_and_sends_the_marker_on
 
 /// Posts a dialog action through the local API; returns the status and the body.
 async fn act(d: &Daemon, id: &str, body: Value) -> (u16, Value) {
-    let r = d
-        .http()
-        .post(format!("{}/v1/dialogs/{id}/actions", d.api))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let r = d.post_action(id, &body).await;
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
 }
@@ -354,14 +333,7 @@ async fn accepted_dialog(sim: &Sim, d: &Daemon) -> String {
         .await;
     let (status, body) = act(d, &id, json!({ "action": "ACCEPT" })).await;
     assert_eq!(status, 202, "{body}");
-    d.wait_state(LIMIT, "accepted", |s| {
-        s["dialogs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|x| x["id"] == id.as_str() && x["state"] == "ACCEPTED")
-    })
-    .await;
+    d.wait_dialog_in(&id, "ACCEPTED").await;
     id
 }
 

@@ -50,13 +50,7 @@ async fn a_password_changed_mid_session_never_locks_the_account_and_actions_are_
     let started = Instant::now();
     let mut answers: Vec<u16> = Vec::new();
     while started.elapsed() < Duration::from_secs(8) {
-        let r = d
-            .http()
-            .post(format!("{}/v1/dialogs/{id}/actions", d.api))
-            .json(&json!({ "action": "ACCEPT" }))
-            .send()
-            .await
-            .unwrap();
+        let r = d.post_action(&id, &json!({ "action": "ACCEPT" })).await;
         answers.push(r.status().as_u16());
         assert_eq!(sim.truth().await["lockouts"], 0, "the account was locked");
         tokio::time::sleep(Duration::from_millis(300)).await;

@@ -301,6 +301,27 @@ impl Daemon {
         .await
     }
 
+    /// Waits until the daemon holds dialog `id` in `state`.
+    pub async fn wait_dialog_in(&self, id: &str, state: &str) -> Value {
+        self.wait_state(Duration::from_secs(30), state, |s| {
+            s["dialogs"]
+                .as_array()
+                .is_some_and(|ds| ds.iter().any(|x| x["id"] == id && x["state"] == state))
+        })
+        .await
+    }
+
+    /// `POST /v1/dialogs/{id}/actions` with a JSON `body`.
+    pub async fn post_action(&self, id: &str, body: &Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}/v1/dialogs/{id}/actions", self.api))
+            .json(body)
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .expect("action request")
+    }
+
     /// `/v1/state`.
     pub async fn state(&self) -> Value {
         let r = self
