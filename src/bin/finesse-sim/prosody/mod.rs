@@ -238,17 +238,23 @@ impl Prosody {
             .stdout(log.try_clone()?)
             .stderr(log)
             .kill_on_drop(true);
+        let log_start = std::fs::metadata(self.log_file()).map_or(0, |m| m.len());
         let child = cmd.spawn().context("spawning prosody")?;
         self.child = Some(child);
         self.frozen = false;
-        let listening = self.wait_listening().await;
+        let listening = self.wait_listening(log_start).await;
         if listening.is_err() {
             self.kill().await?;
         }
         listening
     }
 
-    async fn wait_listening(&mut self) -> anyhow::Result<()> {
+    /// Waits until the server's own process listens on all its ports. A port that another
+    /// process held for a moment while the server bound it stays unserved once that process
+    /// lets go (Prosody logs the failure and carries on), so a bind failure in the log written
+    /// since `log_start`, or 20 s with a port still unserved, counts as [`PortTaken`] and the
+    /// launch draws new ports.
+    async fn wait_listening(&mut self, log_start: u64) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         let addrs = [
             self.spec.c2s_port,
@@ -256,7 +262,11 @@ impl Prosody {
             self.spec.websocket_port,
         ];
         loop {
+            let bind_failed = self.bind_failure_logged(log_start);
             if !self.is_running() {
+                if bind_failed {
+                    return Err(PortTaken(addrs[0]).into());
+                }
                 bail!(
                     "prosody exited during start-up; see {}",
                     self.spec.dir.join("prosody.log").display()
@@ -274,11 +284,35 @@ impl Prosody {
             if found.iter().all(|l| *l == Listener::Ours) {
                 return Ok(());
             }
+            let unserved = addrs
+                .iter()
+                .zip(&found)
+                .find(|(_, l)| **l == Listener::Nobody)
+                .map(|(port, _)| *port);
+            if let Some(port) = unserved {
+                if bind_failed || tokio::time::Instant::now() > deadline {
+                    tracing::warn!(port, bind_failed, "prosody did not open a port");
+                    return Err(PortTaken(port).into());
+                }
+            }
             if tokio::time::Instant::now() > deadline {
                 bail!("prosody did not open ports {addrs:?} within 20 s");
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// True when the server's log, from byte `from` on, reports a port it could not bind.
+    fn bind_failure_logged(&self, from: u64) -> bool {
+        use std::io::{Read, Seek, SeekFrom};
+        let Ok(mut file) = std::fs::File::open(self.log_file()) else {
+            return false;
+        };
+        let mut text = String::new();
+        if file.seek(SeekFrom::Start(from)).is_err() || file.read_to_string(&mut text).is_err() {
+            return false;
+        }
+        text.contains("Failed to open server port") || text.contains("eaddrinuse")
     }
 
     fn pid(&self) -> Option<Pid> {
