@@ -7,6 +7,7 @@
 //!
 //! 0. Shared vocabulary:
 //!    - [`secret`]: a string that never prints itself.
+//!    - [`sso`]: the SSO token pair, its kept copy, and the cell with the current token.
 //!    - [`vocab`]: phases, causes, link and event kinds, dialog actions, as types.
 //!    - [`view`]: the published state as plain data (media, dialogs, counters).
 //!    - [`tls`]: the one TLS configuration and HTTP client builder for every connection.
@@ -38,6 +39,7 @@
 pub(crate) mod command;
 pub mod config;
 pub mod secret;
+pub mod sso;
 pub(crate) mod tls;
 pub(crate) mod view;
 pub mod vocab;

@@ -75,6 +75,7 @@ pub struct Metrics {
     time_to_ready: Histogram,
     notifications: Family<Labels, Counter>,
     auth_failures: Counter,
+    sso_refreshes: Family<Labels, Counter>,
     orphans: Family<Labels, Counter>,
     xmpp_round_trips: Counter,
     xmpp_pings: Counter,
@@ -105,6 +106,7 @@ impl Metrics {
             time_to_ready: Histogram::new(exponential_buckets(0.05, 2.0, 14)),
             notifications: Family::default(),
             auth_failures: Counter::default(),
+            sso_refreshes: Family::default(),
             orphans: Family::default(),
             xmpp_round_trips: Counter::default(),
             xmpp_pings: Counter::default(),
@@ -123,6 +125,11 @@ impl Metrics {
             "reconnects",
             "Recoveries started after a loss",
             m.reconnects.clone(),
+        );
+        r.register(
+            "sso_refreshes",
+            "SSO token refreshes, by outcome (ok, refused, expired, failed)",
+            m.sso_refreshes.clone(),
         );
         r.register(
             "failovers",
@@ -233,6 +240,12 @@ impl Metrics {
     pub fn orphan(&self, media: &str, action: &str) {
         self.orphans
             .get_or_create(&labels(&[("media", media), ("action", action)]))
+            .inc();
+    }
+    /// An SSO token refresh ended with `outcome`.
+    pub fn sso_refresh(&self, outcome: &str) {
+        self.sso_refreshes
+            .get_or_create(&labels(&[("outcome", outcome)]))
             .inc();
     }
     /// Credentials rejected.

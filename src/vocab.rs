@@ -64,6 +64,12 @@ wire_enum! {
         Steady => "steady",
         /// Credentials rejected; waiting `auth_retry` before one more try.
         AuthFailed => "auth_failed",
+        /// The SSO refresh token has expired: an operator must fetch a new token pair
+        /// (retried once per `auth_retry` meanwhile).
+        AuthExpired => "auth_expired",
+        /// Credentials rejected while SystemInfo's `systemAuthMode` disagrees with `[agent]
+        /// auth`: the config's mode is probably wrong for this site.
+        AuthModeMismatch => "auth_mode_mismatch",
         /// Another session took our XMPP resource.
         Conflict => "conflict",
         /// Shutting down.
@@ -90,6 +96,10 @@ wire_enum! {
         FinesseUnavailable => "finesse_unavailable",
         /// Credentials rejected (REST 401 or SASL not-authorized).
         AuthFailed => "auth_failed",
+        /// The SSO refresh token has expired, so no valid access token can be had.
+        AuthExpired => "auth_expired",
+        /// Credentials rejected while `systemAuthMode` disagrees with the config.
+        AuthModeMismatch => "auth_mode_mismatch",
         /// Another session took our XMPP resource.
         Conflict => "conflict",
         /// The XMPP session closed or broke.
@@ -115,6 +125,25 @@ wire_enum! {
         SigninFailed => "signin_failed",
         /// The node is in maintenance mode (`finesseMMode`): desktops move to the other.
         Maintenance => "maintenance",
+    }
+}
+
+impl Cause {
+    /// True for the causes that hold everything carrying the credentials for `auth_retry`.
+    pub const fn is_auth(self) -> bool {
+        matches!(
+            self,
+            Self::AuthFailed | Self::AuthExpired | Self::AuthModeMismatch
+        )
+    }
+
+    /// The phase an auth hold for this cause shows (`auth_failed` for any other cause).
+    pub const fn auth_phase(self) -> Phase {
+        match self {
+            Self::AuthExpired => Phase::AuthExpired,
+            Self::AuthModeMismatch => Phase::AuthModeMismatch,
+            _ => Phase::AuthFailed,
+        }
     }
 }
 

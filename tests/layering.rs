@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 #[rustfmt::skip]
 const ORDER: &[&str] = &[
     // 0: the shared vocabulary
-    "secret", "vocab", "view", "tls", "config", "command",
+    "secret", "sso", "vocab", "view", "tls", "config", "command",
     // 1: protocols and outputs
     "finesse", "xmpp", "events", "metrics", "notify", "backoff",
     // 2: the agent's view

@@ -15,9 +15,11 @@ mod check;
 mod probe;
 mod raw;
 mod secrets;
+mod sso;
 mod types;
 
 pub use api::{ApiLimits, SocketAccess};
+pub use sso::{Auth, SsoConfig, XmppUsername};
 pub use probe::{
     GoneMarker, ProbeAction, ProbeConfig, ProbeMethod, Segment, Template, Unrenderable,
 };
@@ -121,8 +123,8 @@ pub struct Config {
     pub source: PathBuf,
     /// Finesse user id.
     pub agent_id: String,
-    /// The agent's password.
-    pub password: Secret,
+    /// The agent's credentials: a password, or an SSO token pair.
+    pub auth: Auth,
     /// Node base URLs, side A first.
     pub nodes: Vec<reqwest::Url>,
     /// Extra trust anchor (PEM) for REST and XMPP.
@@ -235,7 +237,7 @@ impl Config {
         let mut warnings = Vec::new();
         let f = path;
         let agent_id = check::agent_id(f, &raw.agent)?;
-        let password = secrets::read_password(f, &raw.agent, &mut warnings)?;
+        let auth = sso::read(f, &raw.agent, &raw.sso, &mut warnings)?;
         let nodes = check::nodes(f, &raw.finesse, raw.xmpp.insecure, &mut warnings)?;
         let ca_pem = check::ca(f, raw.finesse.ca_file.as_deref())?;
         if raw.finesse.request_timeout.is_zero() {
@@ -264,7 +266,7 @@ impl Config {
         Ok(Config {
             source: path.to_path_buf(),
             agent_id,
-            password,
+            auth,
             nodes,
             ca_pem,
             request_timeout: raw.finesse.request_timeout,
@@ -310,7 +312,8 @@ impl Config {
     /// The validated configuration as JSON, with the password replaced by `<redacted>`.
     pub fn redacted(&self) -> serde_json::Value {
         serde_json::json!({
-            "agent": { "id": self.agent_id, "password": "<redacted>" },
+            "agent": { "id": self.agent_id, "auth": self.auth.mode(), "password": matches!(self.auth, Auth::Basic(_)).then_some("<redacted>"), "sso_token_file": match &self.auth { Auth::Sso(s) => Some(s.token_file.display().to_string()), Auth::Basic(_) => None } },
+            "sso": match &self.auth { Auth::Sso(s) => serde_json::json!({ "xmpp_username": s.xmpp_username.as_str(), "xmpp_mechanisms": s.xmpp_mechanisms, "refresh_at": s.refresh_at, "refresh_query_fallback": s.refresh_query_fallback }), Auth::Basic(_) => serde_json::Value::Null },
             "finesse": {
                 "nodes": self.nodes.iter().map(|u| u.as_str()).collect::<Vec<_>>(),
                 "ca_file": self.ca_pem.is_some(),

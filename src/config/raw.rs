@@ -25,6 +25,8 @@ pub(super) struct RawConfig {
     pub(super) log: RawLog,
     #[serde(default)]
     pub(super) shutdown: RawShutdown,
+    #[serde(default)]
+    pub(super) sso: super::sso::RawSso,
 }
 
 #[derive(Debug, Deserialize)]
@@ -54,6 +56,14 @@ pub(super) struct RawAgent {
     pub(super) password_credential: Option<String>,
     pub(super) password: Option<Secret>,
     pub(super) state_dir: Option<PathBuf>,
+    #[serde(default = "d_auth")]
+    pub(super) auth: String,
+    pub(super) sso_token_file: Option<PathBuf>,
+    pub(super) sso_token_credential: Option<String>,
+}
+
+fn d_auth() -> String {
+    "basic".into()
 }
 
 #[derive(Debug, Deserialize)]

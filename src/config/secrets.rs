@@ -56,7 +56,7 @@ pub(super) fn read_password(
 /// The text of a secret's file, in a buffer wiped when dropped. A file the operator wrote
 /// (`owner_only`) is refused when group or others can read or write it; a systemd credential
 /// is the service's own.
-fn read_secret_file(
+pub(super) fn read_secret_file(
     f: &Path,
     key: &str,
     path: &Path,

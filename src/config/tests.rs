@@ -39,7 +39,7 @@ fn the_shipped_example_parses_with_its_password_file_swapped_in() {
         )
         .replace("ca_file = \"/etc/finesse-taskd/ca.pem\"", "");
     let c = parse(&example).unwrap();
-    assert_eq!(c.password.expose(), "s3cret-value");
+    assert!(matches!(&c.auth, Auth::Basic(p) if p.expose() == "s3cret-value"));
     assert_eq!(c.nodes.len(), 2);
     assert_eq!(c.media[0].max_dialog_limit, 3);
     assert_eq!(c.recovery.auth_retry, Duration::from_secs(360));

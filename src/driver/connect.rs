@@ -31,13 +31,7 @@ impl Driver {
         };
         let answer = match result {
             Ok(info) if info.in_service() => {
-                if info.is_sso() && !self.memo.warned_sso {
-                    self.memo.warned_sso = true;
-                    tracing::error!(
-                        node = %url,
-                        "the site uses single sign-on (SystemInfo systemAuthMode SSO) but this daemon signs in with a password; Finesse will refuse it"
-                    );
-                }
+                self.check_auth_mode(&url, &info);
                 let maintenance = info.in_maintenance();
                 if maintenance {
                     warn!(node = %url, "node in maintenance mode: moving to the other node");
@@ -131,7 +125,8 @@ impl Driver {
                 host: host.clone(),
                 port,
             })?;
-        let jid: Jid = format!("{}@{domain}/{}", self.cfg.agent_id, self.cfg.xmpp.resource)
+        let (user, password, mechanisms) = self.xmpp_login();
+        let jid: Jid = format!("{user}@{domain}/{}", self.cfg.xmpp.resource)
             .parse()
             .map_err(|e: tokio_xmpp::jid::Error| XmppError::Jid(e.to_string()))?;
         let mut connector = Connector::new(addr, self.cfg.xmpp.tls, self.tls.clone())
@@ -147,7 +142,7 @@ impl Driver {
         Ok(LoginParams {
             connector,
             jid,
-            password: self.cfg.password.clone(),
+            password,
             timeouts: Timeouts {
                 read_timeout: self.cfg.xmpp.ping_interval,
                 response_timeout: self.cfg.xmpp.ping_timeout,
@@ -155,15 +150,52 @@ impl Driver {
             disable_sm: true,
             sasl: SaslOptions {
                 channel_binding: self.cfg.xmpp.channel_binding,
-                mechanisms: self.cfg.xmpp.sasl_mechanisms.clone(),
+                mechanisms,
                 binding_refused: self.memo.binding_refused.clone(),
                 ..SaslOptions::default()
             },
         })
     }
 
-    /// Logs in to node `idx`, sends presence and subscribes, as the machine's answer.
+    /// Logs in to node `idx`, sends presence and subscribes, as the machine's answer. With
+    /// SSO, a due refresh comes first, and a token refused right after a refresh is refreshed
+    /// once more and retried before it counts as a refusal (Cisco documents no XMPP login for
+    /// SSO; a server that had not yet seen the newest token is the benign reading).
     pub(super) async fn connect_xmpp(&mut self, idx: usize) -> Input {
+        if let Err(cause) = self.before_login(idx).await {
+            return Input::ConnectFailed {
+                cause,
+                refusals: 1,
+            };
+        }
+        let first = self.connect_once(idx).await;
+        let refused = matches!(first, Input::ConnectFailed { refusals, .. } if refusals > 0);
+        let Some(run) = self.sso.as_mut() else {
+            return first;
+        };
+        let after_refresh = std::mem::take(&mut run.refreshed_since_login);
+        if matches!(first, Input::Connected { .. }) || !refused || !after_refresh {
+            return first;
+        }
+        info!("the XMPP server refused the token right after a refresh: refreshing once more");
+        match self.refresh_token(idx).await {
+            Ok(()) => match self.connect_once(idx).await {
+                Input::ConnectFailed { cause, refusals } if refusals > 0 => Input::ConnectFailed {
+                    cause,
+                    refusals: crate::vocab::MAX_REFUSALS,
+                },
+                other => other,
+            },
+            Err(Some(cause)) => Input::ConnectFailed {
+                cause,
+                refusals: crate::vocab::MAX_REFUSALS,
+            },
+            Err(None) => first,
+        }
+    }
+
+    /// One XMPP login on node `idx` with presence and subscriptions.
+    async fn connect_once(&mut self, idx: usize) -> Input {
         let failed = |cause: Cause| Input::ConnectFailed { cause, refusals: 0 };
         let Some(info) = self.last_info.clone() else {
             warn!("no SystemInfo for the XMPP login");

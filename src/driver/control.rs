@@ -34,7 +34,7 @@ impl Driver {
         super::desired::overlay(new.state_dir.as_deref(), &mut new.media);
         let reconnect = new.nodes != self.cfg.nodes
             || new.agent_id != self.cfg.agent_id
-            || new.password != self.cfg.password
+            || new.auth != self.cfg.auth
             || new.ca_pem != self.cfg.ca_pem
             || new.xmpp.port != self.cfg.xmpp.port
             || new.xmpp.tls != self.cfg.xmpp.tls
@@ -46,10 +46,11 @@ impl Driver {
         if new.api_listen != self.cfg.api_listen {
             warn!("api.listen changed: it takes effect at the next restart");
         }
+        let sso = super::sso::SsoRun::reloaded(&new, self.sso.as_ref());
         let built = crate::tls::client_config(new.ca_pem.as_deref()).and_then(|tls| {
             let rest = Rest::new(
                 &new.agent_id,
-                new.password.clone(),
+                Self::credentials(&new, sso.as_ref()),
                 &tls,
                 new.request_timeout,
                 new.max_body,
@@ -60,6 +61,7 @@ impl Driver {
             Ok((tls, rest)) => {
                 self.rest = rest;
                 self.tls = tls;
+                self.sso = sso;
             }
             Err(e) => {
                 warn!(error = %e, "reload refused: keeping the running configuration");
@@ -68,7 +70,7 @@ impl Driver {
             }
         }
         self.machine.reconfigure(&new.recovery, new.nodes.len());
-        let credentials = new.password != self.cfg.password;
+        let credentials = new.auth != self.cfg.auth;
         self.cfg = new;
         self.file_desired = file_desired;
         self.persist_desired();
@@ -229,7 +231,9 @@ impl Driver {
         let rejected = result == Err(CommandError::AuthFailed);
         let _ = req.reply.send(result);
         // The password was refused: hold everything that carries it.
-        rejected.then_some(Input::CredentialsRejected)
+        rejected.then(|| Input::CredentialsRejected {
+            cause: self.auth_cause(),
+        })
     }
 
     /// Answers a request at once, unsent, while the password is held back.

@@ -37,7 +37,11 @@ pub(super) struct Memo {
     pub refused: BTreeMap<u32, SigninFailure>,
     pub pending: HashMap<String, u32>,
     pub warned_ineligible: BTreeSet<u32>,
-    pub warned_sso: bool,
+    /// SystemInfo's `systemAuthMode` disagrees with `[agent] auth` (one error line each time
+    /// it starts to).
+    pub mode_mismatch: bool,
+    /// The SSO token's loginName was resolved to this agent's loginId.
+    pub login_id_checked: bool,
     pub log_limit: LogLimit,
     /// Dialog actions accepted by Finesse whose answer waits for an asynchronous refusal.
     pub outcomes: Vec<Outcome>,

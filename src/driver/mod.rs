@@ -10,6 +10,7 @@
 //!   the wait for a node to come back.
 //! - [`apply`]: what one link event changes in the view, and what it asks of the machine.
 //! - [`control`]: API commands, reloads and the stop policy.
+//! - [`sso`]: the SSO token pair, its refresh, and what a refusal means.
 //!
 //! Watchdog pings follow progress: every input fed to the machine, every REST answer in a
 //! resync and every step of a login counts, and idle waits beat on a timer. A single step
@@ -22,6 +23,7 @@ mod desired;
 mod memo;
 mod persist;
 mod resync;
+mod sso;
 mod steady;
 pub mod test_hook;
 
@@ -76,6 +78,8 @@ pub struct Driver {
     file_desired: desired::Wanted,
     /// The MRDs the API made unroutable (restored after a sign-in).
     unroutable: std::collections::BTreeSet<u32>,
+    /// The SSO token pair and its refresh state (`auth = "sso"` only).
+    sso: Option<sso::SsoRun>,
 }
 
 impl Driver {
@@ -88,9 +92,10 @@ impl Driver {
         reloads: tokio::sync::mpsc::UnboundedReceiver<()>,
     ) -> Result<Self, SetupError> {
         let tls = crate::tls::client_config(cfg.ca_pem.as_deref())?;
+        let sso = sso::SsoRun::new(&cfg);
         let rest = Rest::new(
             &cfg.agent_id,
-            cfg.password.clone(),
+            Self::credentials(&cfg, sso.as_ref()),
             &tls,
             cfg.request_timeout,
             cfg.max_body,
@@ -118,6 +123,7 @@ impl Driver {
             held_until: None,
             file_desired,
             unroutable,
+            sso,
         })
     }
 
@@ -141,7 +147,7 @@ impl Driver {
             None => Input::Start,
         };
         loop {
-            let actions = self.machine.step(input, Instant::now());
+            let actions = self.machine.step(self.refine(input), Instant::now());
             self.shared.beat();
             let mut operation = None;
             for action in actions {
@@ -169,6 +175,43 @@ impl Driver {
             input = self.perform(op).await;
         }
         self.apply_stop_policy().await;
+    }
+
+    /// A refusal of the credentials with the cause it has now ([`Driver::auth_cause`]): the
+    /// layers below only know "401" or "not-authorized".
+    fn refine(&self, input: Input) -> Input {
+        use crate::machine::NodeAnswer;
+        use crate::vocab::Cause;
+        let auth = |c: Cause| if c == Cause::AuthFailed { self.auth_cause() } else { c };
+        match input {
+            Input::SystemInfo {
+                node,
+                answer: NodeAnswer::Failed { cause, malformed },
+            } => Input::SystemInfo {
+                node,
+                answer: NodeAnswer::Failed {
+                    cause: auth(cause),
+                    malformed,
+                },
+            },
+            Input::ConnectFailed { cause, refusals } => Input::ConnectFailed {
+                cause: auth(cause),
+                refusals,
+            },
+            Input::ResyncFailed {
+                cause,
+                malformed,
+                signins,
+            } => Input::ResyncFailed {
+                cause: auth(cause),
+                malformed,
+                signins,
+            },
+            Input::CredentialsRejected { cause } => Input::CredentialsRejected {
+                cause: auth(cause),
+            },
+            other => other,
+        }
     }
 
     /// Carries out one action that takes no time.

@@ -47,7 +47,11 @@ impl Driver {
         data.push(0);
         data.extend_from_slice(self.cfg.agent_id.as_bytes());
         data.push(0);
-        data.extend_from_slice(self.cfg.password.expose().as_bytes());
+        let secret = match &self.sso {
+            Some(run) => run.tokens.refresh_token.expose(),
+            None => self.cfg.auth.fingerprint_material(),
+        };
+        data.extend_from_slice(secret.as_bytes());
         let digest = hex(&sha256(&data));
         zeroize::Zeroize::zeroize(&mut data);
         digest

@@ -1,7 +1,7 @@
 //! Steady state and the wait for a node to come back. Steady state applies notifications,
 //! serves commands and reloads, and sleeps until the next thing is due (the health beat, or a
-//! deadline of the machine: the backoff reset, the periodic resync); it returns the first
-//! input the machine must see. The wait keeps the XMPP session and polls SystemInfo until
+//! deadline of the machine: the backoff reset, the periodic resync, or the SSO token's
+//! refresh); it returns the first input the machine must see. The wait keeps the XMPP session and polls SystemInfo until
 //! the node is in service again, or the other node is.
 
 use tokio::time::Instant;
@@ -22,7 +22,8 @@ impl Driver {
         loop {
             let due = self.machine.deadline();
             let outcome = self.memo.next_outcome();
-            let next = [Some(beat_at), due, outcome]
+            let refresh = self.refresh_at();
+            let next = [Some(beat_at), due, outcome, refresh]
                 .into_iter()
                 .flatten()
                 .min()
@@ -36,6 +37,11 @@ impl Driver {
                         self.hook.hold().await;
                         self.shared.beat();
                         beat_at = Instant::now() + self.beat_every();
+                    }
+                    if refresh.is_some_and(|r| now >= r) {
+                        if let Err(Some(cause)) = self.refresh_token(idx).await {
+                            return Input::CredentialsRejected { cause };
+                        }
                     }
                     if due.is_some_and(|d| now >= d) {
                         return Input::Timer;

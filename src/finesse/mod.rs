@@ -1,8 +1,10 @@
 //! Finesse's REST side: the typed XML model ([`model`]) shared with the XMPP decoder, and the
-//! REST client ([`rest`]) with capped bodies, Basic auth and errors classified by cause.
+//! REST client ([`rest`]) with capped bodies, Basic auth and errors classified by cause, and
+//! SSO's token refresh and loginName lookup ([`sso`]).
 
 pub mod model;
 mod pull;
 mod read;
 pub mod rest;
+pub mod sso;
 mod system_info;

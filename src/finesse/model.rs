@@ -115,6 +115,30 @@ impl MediaList {
     }
 }
 
+/// `<User>`: only what SSO's loginName → loginId lookup needs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct User {
+    /// The loginId (REST paths and the XMPP JID use it).
+    pub login_id: Option<String>,
+    /// The loginName.
+    pub login_name: Option<String>,
+}
+
+impl User {
+    /// Parses a User document.
+    pub fn parse(xml: &str) -> Result<Self, XmlError> {
+        parse("User", &["User"], xml, |p| {
+            let mut u = User::default();
+            p.fields(&mut [
+                ("loginId", &mut u.login_id),
+                ("loginName", &mut u.login_name),
+            ])?;
+            u.login_id = u.login_id.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+            Ok(u)
+        })
+    }
+}
+
 /// `<actions><action>…</action></actions>`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Actions {

@@ -1,4 +1,4 @@
-//! The Finesse REST client: Basic auth, the custom CA, per-request timeouts, response bodies
+//! The Finesse REST client: Basic auth (or SSO's Bearer token, see [`super::sso`]), the custom CA, per-request timeouts, response bodies
 //! capped at `max_body`, and errors classified by cause so the recovery machine can decide between
 //! "retry later", "fail over" and "stop: credentials rejected".
 
@@ -9,6 +9,7 @@ use reqwest::{Method, Url};
 use super::model::{ApiError, ApiErrors, Dialog, Dialogs, Media, SystemInfo, XmlError};
 use crate::config::{InterruptAction, LogoutAction};
 use crate::secret::Secret;
+use crate::sso::TokenCell;
 use crate::vocab::{Cause, DialogAction};
 
 /// A REST failure.
@@ -83,20 +84,29 @@ pub struct SignIn {
     pub dialog_logout_action: LogoutAction,
 }
 
+/// What every authenticated request carries.
+#[derive(Clone, Debug)]
+pub enum Credentials {
+    /// `Authorization: Basic` with the agent's id and password.
+    Basic(Secret),
+    /// `Authorization: Bearer` with the current SSO access token (never Basic).
+    Bearer(TokenCell),
+}
+
 /// The REST client for one agent.
 #[derive(Clone)]
 pub struct Rest {
-    http: reqwest::Client,
-    user: String,
-    password: Secret,
-    max_body: u64,
+    pub(super) http: reqwest::Client,
+    pub(super) user: String,
+    credentials: Credentials,
+    pub(super) max_body: u64,
 }
 
 impl Rest {
     /// A client over `tls` (see [`crate::tls`]), each request bounded by `timeout`.
     pub fn new(
         user: &str,
-        password: Secret,
+        credentials: Credentials,
         tls: &rustls::ClientConfig,
         timeout: Duration,
         max_body: u64,
@@ -105,12 +115,12 @@ impl Rest {
         Ok(Self {
             http,
             user: user.to_owned(),
-            password,
+            credentials,
             max_body,
         })
     }
 
-    async fn call(
+    pub(super) async fn call(
         &self,
         method: Method,
         url: Url,
@@ -120,7 +130,12 @@ impl Rest {
         let sends_body = body.is_some();
         let mut req = self.http.request(method, url);
         if auth {
-            req = req.basic_auth(&self.user, Some(self.password.expose()));
+            req = match &self.credentials {
+                Credentials::Basic(password) => {
+                    req.basic_auth(&self.user, Some(password.expose()))
+                }
+                Credentials::Bearer(cell) => req.bearer_auth(cell.current().expose()),
+            };
         }
         if let Some((b, request_id)) = body {
             req = req
@@ -128,7 +143,29 @@ impl Rest {
                 .header("requestId", request_id)
                 .body(b);
         }
+        let (status, text) = self.send(req, sends_body).await?;
+        match status {
+            401 => Err(RestError::Unauthorized),
+            500..=599 => Err(RestError::Server { status }),
+            400..=499 => Err(RestError::Client {
+                status,
+                errors: ApiErrors::parse(&text)
+                    .map(|e| e.errors)
+                    .unwrap_or_default(),
+            }),
+            _ => Ok((status, text)),
+        }
+    }
+
+    /// Sends `req` and reads the body (capped at `max_body`), whatever the status.
+    pub(super) async fn send(
+        &self,
+        req: reqwest::RequestBuilder,
+        sends_body: bool,
+    ) -> Result<(u16, String), RestError> {
         let mut resp = req.send().await.map_err(|e| {
+            // The URL can carry a secret (SSO's query-form refresh): never in an error.
+            let e = e.without_url();
             // Only a request that never reached a connection surely was not sent.
             if sends_body && !e.is_connect() {
                 RestError::Ambiguous(error_chain(&e))
@@ -144,28 +181,17 @@ impl Rest {
         while let Some(chunk) = resp
             .chunk()
             .await
-            .map_err(|e| RestError::Transport(error_chain(&e)))?
+            .map_err(|e| RestError::Transport(error_chain(&e.without_url())))?
         {
             if bytes.len() as u64 + chunk.len() as u64 > self.max_body {
                 return Err(RestError::TooLarge(self.max_body));
             }
             bytes.extend_from_slice(&chunk);
         }
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        match status {
-            401 => Err(RestError::Unauthorized),
-            500..=599 => Err(RestError::Server { status }),
-            400..=499 => Err(RestError::Client {
-                status,
-                errors: ApiErrors::parse(&text)
-                    .map(|e| e.errors)
-                    .unwrap_or_default(),
-            }),
-            _ => Ok((status, text)),
-        }
+        Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
     }
 
-    fn url(node: &Url, path: &str) -> Url {
+    pub(super) fn url(node: &Url, path: &str) -> Url {
         let mut u = node.clone();
         u.set_path(path);
         u

@@ -119,8 +119,12 @@ pub enum Input {
     SigninRefused,
     /// Steady state saw the current node enter maintenance mode: migrate now.
     Maintenance,
-    /// A request carrying the password was refused with 401 outside a resync.
-    CredentialsRejected,
+    /// A request carrying the credentials was refused with 401 outside a resync (or an SSO
+    /// refresh was refused, or found its refresh token expired).
+    CredentialsRejected {
+        /// Why ([`Cause::is_auth`]; any other cause counts as `auth_failed`).
+        cause: Cause,
+    },
     /// Steady state saw a notification that needs a resync.
     ResyncWanted {
         /// Why.

@@ -11,6 +11,16 @@ use super::transitions::{
 use super::{Action, Count, Input, Machine, Reload, SleepKind, State, WaitEnd};
 use crate::vocab::{Cause, Phase, ReconnectScope, ResyncReason};
 
+/// `cause` when it is an auth cause, else `auth_failed` (a refusal is always about the
+/// credentials).
+fn auth_cause(cause: Cause) -> Cause {
+    if cause.is_auth() {
+        cause
+    } else {
+        Cause::AuthFailed
+    }
+}
+
 pub(super) fn step(m: &mut Machine, input: Input, now: Instant, out: &mut Out) {
     if m.state == State::Stopping {
         return;
@@ -44,8 +54,9 @@ pub(super) fn step(m: &mut Machine, input: Input, now: Instant, out: &mut Out) {
         (State::Connecting { .. }, Input::ConnectFailed { cause, refusals }) => {
             m.xmpp_up = false;
             if refusals > 0 {
+                let cause = auth_cause(cause);
                 count(m, Count::AuthFailure, out);
-                phase(m, Phase::AuthFailed, Some(Cause::AuthFailed), out);
+                phase(m, cause.auth_phase(), Some(cause), out);
                 hold_for(m, refusals, now, out);
             } else {
                 phase(m, Phase::Recovering, Some(cause), out);
@@ -88,10 +99,10 @@ pub(super) fn step(m: &mut Machine, input: Input, now: Instant, out: &mut Out) {
             if malformed {
                 count(m, Count::Malformed, out);
             }
-            if cause == Cause::AuthFailed {
+            if cause.is_auth() {
                 // A REST 401: the same hold as a rejected XMPP login, never the backoff.
                 count(m, Count::AuthFailure, out);
-                phase(m, Phase::AuthFailed, Some(cause), out);
+                phase(m, cause.auth_phase(), Some(cause), out);
                 hold(m, now, out);
             } else {
                 phase(m, Phase::Recovering, Some(cause), out);
@@ -121,12 +132,16 @@ pub(super) fn step(m: &mut Machine, input: Input, now: Instant, out: &mut Out) {
         }
         // A REST 401 seen in steady state (an API action, a password changed mid-session):
         // nothing carrying the password goes out until the hold has passed.
-        (state @ (State::Steady { .. } | State::Waiting { .. }), Input::CredentialsRejected) => {
+        (
+            state @ (State::Steady { .. } | State::Waiting { .. }),
+            Input::CredentialsRejected { cause },
+        ) => {
             if matches!(state, State::Steady { .. }) {
                 m.failure_at.get_or_insert(now);
             }
+            let cause = auth_cause(cause);
             count(m, Count::AuthFailure, out);
-            phase(m, Phase::AuthFailed, Some(Cause::AuthFailed), out);
+            phase(m, cause.auth_phase(), Some(cause), out);
             hold(m, now, out);
         }
         (State::Steady { node, .. }, Input::NodeDown { cause }) => {

@@ -39,7 +39,7 @@ fn input() -> impl Strategy<Value = Input> {
         3 => (signins(), prop::bool::weighted(0.2)).prop_map(|(signins, refused)| Input::Resynced { signins, refused }),
         1 => Just(Input::SigninRefused),
         1 => Just(Input::Maintenance),
-        1 => Just(Input::CredentialsRejected),
+        1 => cause().prop_map(|cause| Input::CredentialsRejected { cause }),
         1 => (cause(), any::<bool>(), signins()).prop_map(|(cause, malformed, signins)| Input::ResyncFailed { cause, malformed, signins }),
         2 => cause().prop_map(|cause| Input::LinkDown { cause }),
         1 => cause().prop_map(|cause| Input::NodeDown { cause }),
@@ -63,7 +63,7 @@ fn script() -> impl Strategy<Value = Vec<(u64, Input)>> {
 /// Is this failure exit from steady one that must count in `time_to_ready`?
 fn is_failure_exit(input: &Input) -> bool {
     match input {
-        Input::LinkDown { .. } | Input::NodeDown { .. } | Input::CredentialsRejected => true,
+        Input::LinkDown { .. } | Input::NodeDown { .. } | Input::CredentialsRejected { .. } => true,
         Input::ResyncWanted { reason } => reason.is_failure(),
         _ => false,
     }

@@ -133,13 +133,10 @@ pub(super) fn answered(
             fallback = fallback.or(Some(node));
             Cause::Maintenance
         }
-        NodeAnswer::Failed {
-            cause: Cause::AuthFailed,
-            ..
-        } => {
+        NodeAnswer::Failed { cause, .. } if cause.is_auth() => {
             // SystemInfo refused the credentials too: the auth hold, not the backoff.
             count(m, Count::AuthFailure, out);
-            phase(m, Phase::AuthFailed, Some(Cause::AuthFailed), out);
+            phase(m, cause.auth_phase(), Some(cause), out);
             return hold(m, now, out);
         }
         NodeAnswer::NotInService => Cause::OutOfService,
