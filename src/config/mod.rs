@@ -19,10 +19,10 @@ mod sso;
 mod types;
 
 pub use api::{ApiLimits, SocketAccess};
-pub use sso::{Auth, SsoConfig, XmppUsername};
 pub use probe::{
     GoneMarker, ProbeAction, ProbeConfig, ProbeMethod, Segment, Template, Unrenderable,
 };
+pub use sso::{Auth, SsoConfig, XmppUsername};
 pub use types::{
     ChannelBinding, DesiredState, InterruptAction, Listen, LogFormat, LogoutAction, OnStop,
     TlsMode, Transport,

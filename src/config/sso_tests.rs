@@ -57,7 +57,10 @@ fn sso_mistakes_name_the_key() {
     let good = token_file(PAIR, 0o600);
     let readable = token_file(PAIR, 0o644);
     let no_refresh = token_file(r#"{"token":"a","expires_in":300}"#, 0o600);
-    let no_user = token_file(r#"{"token":"a","refresh_token":"r","expires_in":300}"#, 0o600);
+    let no_user = token_file(
+        r#"{"token":"a","refresh_token":"r","expires_in":300}"#,
+        0o600,
+    );
     let cases = [
         (
             with_agent(&format!(
@@ -86,14 +89,21 @@ fn sso_mistakes_name_the_key() {
             "\"oauth\" is not one of basic, sso",
         ),
         (sso(readable.path()), "agent.sso_token_file", "chmod 600"),
-        (sso(no_refresh.path()), "agent.sso_token_file", "refresh_token: missing"),
+        (
+            sso(no_refresh.path()),
+            "agent.sso_token_file",
+            "refresh_token: missing",
+        ),
         (
             format!("{}[sso]\nrefresh_at = 0.99\n", sso(good.path())),
             "sso.refresh_at",
             "out of range",
         ),
         (
-            format!("{}[sso]\nxmpp_username = \"login_name\"\n", sso(no_user.path())),
+            format!(
+                "{}[sso]\nxmpp_username = \"login_name\"\n",
+                sso(no_user.path())
+            ),
             "sso.xmpp_username",
             "has none",
         ),

@@ -163,10 +163,7 @@ impl Driver {
     /// SSO; a server that had not yet seen the newest token is the benign reading).
     pub(super) async fn connect_xmpp(&mut self, idx: usize) -> Input {
         if let Err(cause) = self.before_login(idx).await {
-            return Input::ConnectFailed {
-                cause,
-                refusals: 1,
-            };
+            return Input::ConnectFailed { cause, refusals: 1 };
         }
         let first = self.connect_once(idx).await;
         let refused = matches!(first, Input::ConnectFailed { refusals, .. } if refusals > 0);

@@ -182,7 +182,13 @@ impl Driver {
     fn refine(&self, input: Input) -> Input {
         use crate::machine::NodeAnswer;
         use crate::vocab::Cause;
-        let auth = |c: Cause| if c == Cause::AuthFailed { self.auth_cause() } else { c };
+        let auth = |c: Cause| {
+            if c == Cause::AuthFailed {
+                self.auth_cause()
+            } else {
+                c
+            }
+        };
         match input {
             Input::SystemInfo {
                 node,
@@ -207,9 +213,9 @@ impl Driver {
                 malformed,
                 signins,
             },
-            Input::CredentialsRejected { cause } => Input::CredentialsRejected {
-                cause: auth(cause),
-            },
+            Input::CredentialsRejected { cause } => {
+                Input::CredentialsRejected { cause: auth(cause) }
+            }
             other => other,
         }
     }
@@ -288,7 +294,18 @@ impl Driver {
                 node,
                 signins_before,
                 maintenance,
-            } => self.resync(node, signins_before, maintenance).await,
+            } => {
+                // After an auth hold the session may still be up: the due SSO refresh
+                // comes here then, not before a login.
+                if let Err(cause) = self.before_login(node).await {
+                    return Input::ResyncFailed {
+                        cause,
+                        malformed: false,
+                        signins: Vec::new(),
+                    };
+                }
+                self.resync(node, signins_before, maintenance).await
+            }
             Action::Steady { node } => self.steady(node).await,
             Action::Wait { node } => self.wait_in_service(node).await,
             Action::Sleep { until, kind } => {

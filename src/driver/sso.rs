@@ -206,7 +206,11 @@ impl Driver {
         let refreshed = match answer {
             Ok(body) => tokens.refreshed(&body, now).map_err(|e| e.to_string()),
             Err(RefreshError::Refused { status, expired }) => {
-                return Err(Some(self.refresh_refused(expired, Some(status), auth_retry)));
+                return Err(Some(self.refresh_refused(
+                    expired,
+                    Some(status),
+                    auth_retry,
+                )));
             }
             Err(RefreshError::Failed(e)) => Err(e.to_string()),
         };
@@ -277,8 +281,8 @@ impl Driver {
         cause
     }
 
-    /// Before a login on node `idx`: the refresh when it is due, and the loginName lookup
-    /// once. `Err(cause)` when the credentials were refused.
+    /// Before a login or a resync on node `idx`: the refresh when it is due, and the
+    /// loginName lookup once. `Err(cause)` when the credentials were refused.
     pub(super) async fn before_login(&mut self, idx: usize) -> Result<(), Cause> {
         if self.refresh_at().is_some_and(|at| Instant::now() >= at) {
             if let Err(Some(cause)) = self.refresh_token(idx).await {

@@ -133,7 +133,10 @@ impl User {
                 ("loginId", &mut u.login_id),
                 ("loginName", &mut u.login_name),
             ])?;
-            u.login_id = u.login_id.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+            u.login_id = u
+                .login_id
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty());
             Ok(u)
         })
     }

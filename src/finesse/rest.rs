@@ -131,9 +131,7 @@ impl Rest {
         let mut req = self.http.request(method, url);
         if auth {
             req = match &self.credentials {
-                Credentials::Basic(password) => {
-                    req.basic_auth(&self.user, Some(password.expose()))
-                }
+                Credentials::Basic(password) => req.basic_auth(&self.user, Some(password.expose())),
                 Credentials::Bearer(cell) => req.bearer_auth(cell.current().expose()),
             };
         }

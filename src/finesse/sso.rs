@@ -78,13 +78,11 @@ impl Rest {
             .pop_if_empty()
             .push(login_name);
         let (_, body) = self.call(Method::GET, url, None, true).await?;
-        super::model::User::parse(&body)?
-            .login_id
-            .ok_or_else(|| {
-                RestError::Malformed(super::model::XmlError {
-                    what: "User",
-                    message: "no <loginId>".into(),
-                })
+        super::model::User::parse(&body)?.login_id.ok_or_else(|| {
+            RestError::Malformed(super::model::XmlError {
+                what: "User",
+                message: "no <loginId>".into(),
             })
+        })
     }
 }

@@ -57,7 +57,10 @@ mod tests {
         let file = pair("from-file", 1_000);
         assert_eq!(newest(&file, Some(dir.path())), file, "nothing kept yet");
         save(dir.path(), &pair("refreshed", 2_000)).unwrap();
-        let mode = std::fs::metadata(dir.path().join(KEPT)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.path().join(KEPT))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         assert_eq!(newest(&file, Some(dir.path())).token.expose(), "refreshed");
         let new_file = pair("operator-new", 3_000);

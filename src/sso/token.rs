@@ -106,7 +106,10 @@ fn parse(text: &str) -> Result<Raw, TokenError> {
             serde_json::error::Category::Eof => "the document ends early",
             _ => "not JSON",
         };
-        bad("(json)", format!("{what} (line {}, column {})", e.line(), e.column()))
+        bad(
+            "(json)",
+            format!("{what} (line {}, column {})", e.line(), e.column()),
+        )
     })
 }
 

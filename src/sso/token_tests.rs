@@ -28,12 +28,18 @@ fn ciscos_example_shape_reads_with_expiry_from_the_files_time() {
 
 #[test]
 fn a_jwt_exp_and_iat_decide_over_the_files_time() {
-    let token = jwt(&format!(r#"{{"sub":"1001","iat":{T0},"exp":{}}}"#, T0 + 400));
+    let token = jwt(&format!(
+        r#"{{"sub":"1001","iat":{T0},"exp":{}}}"#,
+        T0 + 400
+    ));
     let refresh = jwt(&format!(r#"{{"exp":{}}}"#, T0 + 3600));
     let text = format!(r#"{{"token":"{token}","refresh_token":"{refresh}","expires_in":"300"}}"#);
     let t = TokenSet::from_json(&text, UNIX_EPOCH).unwrap();
     assert_eq!(t.expires_at(), UNIX_EPOCH + Duration::from_secs(T0 + 400));
-    assert_eq!(t.refresh_due(0.75), UNIX_EPOCH + Duration::from_secs(T0 + 300));
+    assert_eq!(
+        t.refresh_due(0.75),
+        UNIX_EPOCH + Duration::from_secs(T0 + 300)
+    );
     let end = UNIX_EPOCH + Duration::from_secs(T0 + 3600);
     assert!(!t.refresh_expired(end - Duration::from_secs(1)));
     assert!(t.refresh_expired(end));
@@ -56,7 +62,10 @@ fn a_refresh_answer_without_a_refresh_token_keeps_the_old_one() {
     assert_eq!(r.expires_at(), later + Duration::from_secs(120));
     assert_eq!(r.user_id.as_deref(), Some("jdoe"));
     let r2 = r
-        .refreshed(r#"{"token":"a3","refresh_token":"r2","expires_in":120}"#, later)
+        .refreshed(
+            r#"{"token":"a3","refresh_token":"r2","expires_in":120}"#,
+            later,
+        )
         .unwrap();
     assert_eq!(r2.refresh_token.expose(), "r2");
 }
@@ -64,8 +73,8 @@ fn a_refresh_answer_without_a_refresh_token_keeps_the_old_one() {
 #[test]
 fn the_kept_copy_reads_back_with_its_own_time() {
     let at = UNIX_EPOCH + Duration::from_millis(T0 * 1000 + 123);
-    let t = TokenSet::from_json(r#"{"token":"a","refresh_token":"r","expires_in":60}"#, at)
-        .unwrap();
+    let t =
+        TokenSet::from_json(r#"{"token":"a","refresh_token":"r","expires_in":60}"#, at).unwrap();
     let back = TokenSet::from_json(&t.to_json(), UNIX_EPOCH).unwrap();
     assert_eq!(back, t);
 }
@@ -74,12 +83,24 @@ fn the_kept_copy_reads_back_with_its_own_time() {
 fn bad_documents_name_the_field_and_never_quote_a_token() {
     let cases = [
         (r#"{"refresh_token":"r","expires_in":60}"#, "token"),
-        (r#"{"token":"","refresh_token":"r","expires_in":60}"#, "token"),
+        (
+            r#"{"token":"","refresh_token":"r","expires_in":60}"#,
+            "token",
+        ),
         (r#"{"token":"a","expires_in":60}"#, "refresh_token"),
         (r#"{"token":"a","refresh_token":"r"}"#, "expires_in"),
-        (r#"{"token":"a","refresh_token":"r","expires_in":"soon"}"#, "expires_in"),
-        (r#"{"token":"a","refresh_token":"r","expires_in":0}"#, "expires_in"),
-        (r#"{"token":"SECRETTOKEN","refresh_token":7,"expires_in":60}"#, "(json)"),
+        (
+            r#"{"token":"a","refresh_token":"r","expires_in":"soon"}"#,
+            "expires_in",
+        ),
+        (
+            r#"{"token":"a","refresh_token":"r","expires_in":0}"#,
+            "expires_in",
+        ),
+        (
+            r#"{"token":"SECRETTOKEN","refresh_token":7,"expires_in":60}"#,
+            "(json)",
+        ),
         ("<html>", "(json)"),
     ];
     for (text, field) in cases {

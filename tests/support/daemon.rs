@@ -42,6 +42,11 @@ pub struct DaemonConfig {
     pub credential: bool,
     /// Run under this file-descriptor limit (soft and hard, through `prlimit`).
     pub nofile: Option<u64>,
+    /// `auth = "sso"` with this token document (written to a 0600 file) instead of the
+    /// password.
+    pub sso_tokens: Option<String>,
+    /// The token file's modification time (when the pair was obtained); now when `None`.
+    pub sso_written: Option<std::time::SystemTime>,
 }
 
 impl Default for DaemonConfig {
@@ -60,6 +65,8 @@ impl Default for DaemonConfig {
             env: Vec::new(),
             credential: false,
             nofile: None,
+            sso_tokens: None,
+            sso_written: None,
         }
     }
 }
@@ -115,7 +122,21 @@ impl Daemon {
              systeminfo_poll = \"300ms\"\nhealthy_after = \"5s\"\nresync_every = \"{re}\"\nauth_retry = \"{ar}\"\nfailover_after = \"{fa}\"\n\n\
              [api]\nlisten = \"{listen}\"\n{api_extra}\n[log]\nformat = \"json\"\n\n{extra}",
             agent = super::AGENT,
-            password_line = if cfg.credential {
+            password_line = if let Some(tokens) = &cfg.sso_tokens {
+                let file = dir.path().join("sso.json");
+                std::fs::write(&file, tokens).expect("token file");
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                    .expect("chmod");
+                if let Some(t) = cfg.sso_written {
+                    std::fs::File::options()
+                        .write(true)
+                        .open(&file)
+                        .and_then(|f| f.set_modified(t))
+                        .expect("token file time");
+                }
+                format!("auth = \"sso\"\nsso_token_file = {file:?}")
+            } else if cfg.credential {
                 "password_credential = \"password\"".to_owned()
             } else {
                 format!("password_file = {pw:?}")

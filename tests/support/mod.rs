@@ -264,6 +264,22 @@ impl Sim {
             .await
     }
 
+    /// A new SSO token pair for the demo agent, in Cisco's JSON shape (`--sso` only).
+    pub async fn sso_issue(&self) -> Value {
+        self.admin(
+            reqwest::Method::POST,
+            &format!("/admin/sso/{AGENT}/token"),
+            None,
+        )
+        .await
+    }
+
+    /// The IdS's counts for the demo agent, and every token it was issued.
+    pub async fn sso_stats(&self) -> Value {
+        self.admin(reqwest::Method::GET, &format!("/admin/sso/{AGENT}"), None)
+            .await
+    }
+
     pub async fn truth(&self) -> Value {
         self.admin(reqwest::Method::GET, &format!("/admin/truth/{AGENT}"), None)
             .await

@@ -69,6 +69,10 @@ pub struct RequestRecord {
     pub status: u16,
     /// The Basic-auth user, if any.
     pub user: Option<String>,
+    /// The `Authorization` scheme, lower case (`basic`, `bearer`), if any.
+    pub auth: Option<String>,
+    /// The IdS's sequence number of the Bearer token sent, if it issued it.
+    pub token_seq: Option<u64>,
 }
 
 /// A simulated Finesse node.
@@ -145,6 +149,8 @@ pub struct Cluster {
     pub chat: Arc<crate::chat::Chat>,
     /// Canned REST answers by (node, path), for bad-input tests.
     pub overrides: Mutex<HashMap<(usize, String), Override>>,
+    /// The IdS (SSO mode and its tokens).
+    pub ids: Mutex<crate::ids::Ids>,
 }
 
 /// A canned REST answer that replaces the normal one for a path.
@@ -197,6 +203,17 @@ impl crate::publisher::NodeState for Node {
 }
 
 impl Cluster {
+    /// Makes `password` (an SSO access token) the agent's XMPP password on every node's
+    /// server, and in the truth's copy.
+    pub async fn set_xmpp_password(&self, agent: &str, password: &str) -> anyhow::Result<()> {
+        for n in &self.nodes {
+            if let Some(p) = n.prosody.lock().await.as_mut() {
+                p.set_password(agent, password).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// The node by name (case-insensitive) or index.
     pub fn node(&self, name: &str) -> Option<&Arc<Node>> {
         self.nodes.iter().find(|n| {
@@ -312,6 +329,7 @@ impl Cluster {
                 secondary.as_ref(),
                 with_ports,
                 node.faults().maintenance,
+                lock(&self.ids).enabled,
             ),
             None => String::new(),
         }

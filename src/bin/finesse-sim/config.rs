@@ -29,6 +29,9 @@ pub struct SimConfig {
     /// The publisher account used without `--spawn-prosody`.
     #[serde(default)]
     pub publisher: Publisher,
+    /// The IdS's token lifetimes and shapes (used with `--sso`).
+    #[serde(default)]
+    pub sso: crate::ids::IdsSettings,
 }
 
 /// One agent.

@@ -13,6 +13,7 @@ mod certs;
 mod chat;
 mod cluster;
 mod config;
+mod ids;
 mod listener;
 mod locks;
 mod ports;
@@ -70,6 +71,10 @@ struct Cli {
     /// The XMPP server spawned for each node (with --spawn-prosody).
     #[arg(long, value_enum, default_value = "prosody")]
     xmpp_server: prosody::ServerKind,
+    /// Single sign-on mode: SystemInfo says SSO, REST takes only Bearer tokens from the
+    /// simulated IdS, and each issued token is the agent's XMPP password.
+    #[arg(long)]
+    sso: bool,
     /// Serve REST over plain HTTP instead of HTTPS (loopback tests only).
     #[arg(long)]
     plain_rest: bool,
@@ -231,6 +236,7 @@ async fn run(cli: Cli, config: SimConfig) -> anyhow::Result<()> {
         published: Mutex::new(vec![(0, 0); nodes.len()]),
         chat: Arc::new(chat::Chat::default()),
         overrides: Mutex::new(Default::default()),
+        ids: Mutex::new(ids::Ids::new(cli.sso, config.sso.clone())),
     });
     let chat_listener = TcpListener::bind("127.0.0.1:0").await?;
     let chat_url = format!("http://{}", chat_listener.local_addr()?);

@@ -212,6 +212,7 @@ pub fn system_info(
     secondary: Option<&NodeAddr>,
     with_ports: bool,
     maintenance: bool,
+    sso: bool,
 ) -> String {
     let node = |tag: &str, n: &NodeAddr| {
         let ports = if with_ports {
@@ -234,7 +235,8 @@ pub fn system_info(
          <deploymentType>UCCE</deploymentType><status>{status}</status><statusReason>{reason}</statusReason>\
          <ctiHeartbeatInterval>5</ctiHeartbeatInterval>{primary}{secondary}\
          <xmppDomain>{domain}</xmppDomain><xmppPubSubDomain>pubsub.{domain}</xmppPubSubDomain>\
-         <systemAuthMode>NON_SSO</systemAuthMode>{mmode}</SystemInfo>",
+         <systemAuthMode>{auth_mode}</systemAuthMode>{mmode}</SystemInfo>",
+        auth_mode = if sso { "SSO" } else { "NON_SSO" },
         mmode = if with_ports {
             // 12.6 and later: the maintenance-mode fields.
             let (mode, time) = if maintenance {

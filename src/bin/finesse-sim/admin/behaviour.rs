@@ -14,9 +14,10 @@ use crate::cluster::lock;
 use crate::config::ErrorForm;
 
 pub(super) async fn get_behaviour(State(st): State<Admin>) -> Response {
+    let sso = super::sso::shown(&lock(&st.cluster.ids).settings);
     let t = lock(&st.cluster.truth);
     let b = &t.behaviour;
-    Json(json!({
+    let mut shown = json!({
         "arm_errors": b.arm_errors,
         "forced_logout_after_ms": b.forced_logout_after.map(|d| d.as_millis() as u64),
         "lockout_attempts": b.lockout_attempts,
@@ -36,13 +37,21 @@ pub(super) async fn get_behaviour(State(st): State<Admin>) -> Response {
         "cisco_element_order": b.cisco_element_order,
         "ws_paths": b.ws_paths,
         "ws_see_other_path": b.ws_see_other_path,
-    }))
-    .into_response()
+    });
+    if let (Some(all), Some(sso)) = (shown.as_object_mut(), sso.as_object()) {
+        all.extend(sso.clone());
+    }
+    Json(shown).into_response()
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct BehaviourPatch {
+    sso_token_lifetime_ms: Option<u64>,
+    sso_refresh_lifetime_ms: Option<u64>,
+    sso_jwt: Option<bool>,
+    sso_returns_refresh_token: Option<bool>,
+    sso_refresh_forms: Option<String>,
     arm_errors: Option<ErrorForm>,
     /// 0 disables the forced logout.
     forced_logout_after_ms: Option<u64>,
@@ -88,6 +97,17 @@ pub(super) async fn put_behaviour(
         let body = format!("ws_paths {v:?}: one of both, slash, bare");
         return (axum::http::StatusCode::BAD_REQUEST, body).into_response();
     }
+    let sso = super::sso::SsoPatch {
+        sso_token_lifetime_ms: p.sso_token_lifetime_ms,
+        sso_refresh_lifetime_ms: p.sso_refresh_lifetime_ms,
+        sso_jwt: p.sso_jwt,
+        sso_returns_refresh_token: p.sso_returns_refresh_token,
+        sso_refresh_forms: p.sso_refresh_forms.clone(),
+    };
+    if let Err(body) = sso.check() {
+        return (axum::http::StatusCode::BAD_REQUEST, body).into_response();
+    }
+    sso.apply(&mut lock(&st.cluster.ids).settings);
     {
         let mut t = lock(&st.cluster.truth);
         let b = &mut t.behaviour;

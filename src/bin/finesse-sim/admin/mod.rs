@@ -21,6 +21,7 @@ use crate::truth::{OpError, lockout_remaining, reported_state};
 
 mod behaviour;
 mod cce;
+mod sso;
 use behaviour::{get_behaviour, put_behaviour};
 use cce::{dialog_action, double_pg, drift, end_dialog, forced_logout, offer, password};
 
@@ -50,6 +51,12 @@ pub fn router(cluster: Arc<Cluster>, info: Value) -> Router {
         )
         .route("/admin/nodes/{node}/prosody/{op}", post(prosody_op))
         .route("/admin/behaviour", get(get_behaviour).put(put_behaviour))
+        .route("/admin/sso/{agent}", get(sso::stats))
+        .route("/admin/sso/{agent}/token", post(sso::issue))
+        .route(
+            "/admin/sso/{agent}/expire-refresh",
+            post(sso::expire_refresh),
+        )
         .route("/admin/agents/{agent}/media/{mrd}/offer", post(offer))
         .route("/admin/agents/{agent}/media/{mrd}/drift", post(drift))
         .route(

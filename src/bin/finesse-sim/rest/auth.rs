@@ -1,5 +1,6 @@
-//! Basic authentication as Finesse answers it (the lockout counted in the truth, the user in
-//! the URI checked against the credentials), and the `requestId` echo.
+//! Authentication as Finesse answers it: Basic (the lockout counted in the truth) or, in SSO
+//! mode, Bearer tokens checked by the IdS ([`crate::ids`]) with their expiry (and Basic
+//! refused); the user in the URI checked against the credentials; and the `requestId` echo.
 
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::Response;
@@ -23,12 +24,43 @@ pub(super) fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)>
     Some((user.to_owned(), password.to_owned()))
 }
 
-/// Checks Basic auth; `owner` is the user id in the URI, which must match.
+/// The Bearer token of a request, if it carries one.
+pub(super) fn bearer_token(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get("authorization")?.to_str().ok()?;
+    value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(|t| t.trim().to_owned())
+}
+
+/// The scheme a request authenticated with, for the request log.
+pub(super) fn scheme(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get("authorization")?.to_str().ok()?;
+    Some(value.split(' ').next().unwrap_or("").to_ascii_lowercase())
+}
+
+fn unauthorized(message: &str) -> Box<Response> {
+    Box::new(error_response(401, "Authorization Failure", message, ""))
+}
+
+/// Checks the credentials (Basic, or Bearer in SSO mode); `owner` is the user id in the
+/// URI, which must match.
 pub(super) fn authenticate(
     st: &NodeState,
     headers: &HeaderMap,
     owner: Option<&str>,
 ) -> Result<String, Box<Response>> {
+    if lock(&st.cluster.ids).enabled {
+        let Some(token) = bearer_token(headers) else {
+            return Err(unauthorized(
+                "single sign-on is enabled: a Bearer token is required",
+            ));
+        };
+        let user = lock(&st.cluster.ids)
+            .check(&token, std::time::SystemTime::now())
+            .map_err(|r| unauthorized(r.message()))?;
+        return owned(user, owner);
+    }
     let Some((user, password)) = basic_credentials(headers) else {
         return Err(Box::new(error_response(
             401,
@@ -57,6 +89,10 @@ pub(super) fn authenticate(
             )));
         }
     }
+    owned(user, owner)
+}
+
+fn owned(user: String, owner: Option<&str>) -> Result<String, Box<Response>> {
     if owner.is_some_and(|o| o != user) {
         return Err(Box::new(error_response(
             401,

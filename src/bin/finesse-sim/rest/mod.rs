@@ -20,6 +20,7 @@ use crate::truth::{MediaRequest, OpError};
 use crate::xml::{self, ApiError};
 
 mod auth;
+mod sso;
 mod ws;
 use auth::{authenticate, basic_credentials, request_id, with_request_id};
 
@@ -48,6 +49,10 @@ pub fn router(cluster: Arc<Cluster>, node: usize) -> Router {
             get(get_dialogs),
         )
         .route("/finesse/api/Dialog/{id}", put(put_dialog))
+        .route(
+            "/desktop/sso/token",
+            get(sso::token_get).post(sso::refresh_post),
+        )
         .route("/ws", get(ws::front_end))
         .route("/ws/", get(ws::front_end))
         .fallback(not_found)
@@ -87,6 +92,9 @@ async fn faults_and_log(State(st): State<NodeState>, req: Request, next: Next) -
     };
     let node = &st.cluster.nodes[st.node];
     let user = basic_credentials(&parts.headers).map(|(u, _)| u);
+    let auth_scheme = auth::scheme(&parts.headers);
+    let token_seq =
+        auth::bearer_token(&parts.headers).and_then(|t| lock(&st.cluster.ids).seq_of(&t));
     let seq = st.cluster.log_request(RequestRecord {
         seq: 0,
         node: node.name.clone(),
@@ -101,6 +109,8 @@ async fn faults_and_log(State(st): State<NodeState>, req: Request, next: Next) -
         at_ms: 0,
         status: 0,
         user,
+        auth: auth_scheme,
+        token_seq,
     });
     let is_system_info = parts.uri.path() == "/finesse/api/SystemInfo";
     let canned = lock(&st.cluster.overrides)
@@ -199,6 +209,7 @@ fn answer(
 
 async fn system_info(State(st): State<NodeState>) -> Response {
     let ports = lock(&st.cluster.truth).behaviour.systeminfo_ports;
+    // SystemInfo needs no credentials (Cisco's client integration reads it first).
     xml_response(
         200,
         st.cluster.system_info(&st.cluster.nodes[st.node], ports),

@@ -1,0 +1,234 @@
+//! SSO against the simulator's IdS (`finesse-sim --sso`, real Prosody or ejabberd): token
+//! pairs with a 6 s lifetime, so that refreshes come every 4.5 s.
+//!
+//! - REST carries only the current Bearer token and is never refused; an XMPP server restart
+//!   after refreshes logs in with the newest token (the server accepts only that one).
+//! - A restart resumes from the pair kept in the state directory, not the stale file.
+//! - An expired refresh token shows `auth_expired`, with one refresh attempt per
+//!   `auth_retry`, and a new pair dropped into the token file ends it.
+//! - A password daemon against an SSO site shows `auth_mode_mismatch`.
+
+mod support;
+
+use std::time::{Duration, SystemTime};
+
+use serde_json::{Value, json};
+use support::daemon::{Daemon, DaemonConfig};
+use support::{Sim, metric};
+
+/// A simulator in SSO mode whose tokens live `lifetime_ms`, and a first pair from it.
+async fn sso_sim(patch: Value) -> (Sim, Value) {
+    let sim = Sim::start(&["--sso"]).await;
+    let mut p = json!({ "sso_token_lifetime_ms": 6000 });
+    if let (Some(all), Some(more)) = (p.as_object_mut(), patch.as_object()) {
+        all.extend(more.clone());
+    }
+    sim.behaviour(p).await;
+    let pair = sim.sso_issue().await;
+    assert!(pair["refresh_token"].is_string(), "{pair}");
+    (sim, pair)
+}
+
+fn sso_cfg(pair: &Value, state_dir: &std::path::Path) -> DaemonConfig {
+    DaemonConfig {
+        sso_tokens: Some(pair.to_string()),
+        env: vec![(
+            "STATE_DIRECTORY".into(),
+            state_dir.to_string_lossy().into_owned(),
+        )],
+        ..Default::default()
+    }
+}
+
+/// Requests that carried credentials, with their scheme and status.
+fn credentialed(requests: &[Value]) -> Vec<&Value> {
+    requests
+        .iter()
+        .filter(|r| {
+            r["path"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("/finesse/api/User"))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn refreshes_keep_rest_on_bearer_and_an_xmpp_restart_logs_in_with_the_newest_token() {
+    let (sim, pair) = sso_sim(json!({})).await;
+    let state_dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start_steady(&sim, sso_cfg(&pair, state_dir.path())).await;
+    sim.eventually(Duration::from_secs(30), "two refreshes", || async {
+        sim.sso_stats().await["stats"]["refreshes"].as_u64() >= Some(2)
+    })
+    .await;
+    let reconnects = d.state().await["counters"]["reconnects"].as_u64().unwrap();
+    // The server now accepts only the newest token as the agent's password.
+    sim.prosody("A", "kill").await;
+    sim.prosody("A", "start").await;
+    d.wait_state(
+        Duration::from_secs(30),
+        "steady after the XMPP restart",
+        |s| s["phase"] == "steady" && s["counters"]["reconnects"].as_u64() > Some(reconnects),
+    )
+    .await;
+    let truth = sim.truth().await;
+    assert_eq!(
+        truth["xmppAuthFailures"], 0,
+        "a stale token was sent: {truth}"
+    );
+    let stats = sim.sso_stats().await;
+    let requests = sim.requests().await;
+    let sent = credentialed(&requests);
+    assert!(sent.len() >= 4, "{} credentialed requests", sent.len());
+    for r in &sent {
+        assert_eq!(r["auth"], "bearer", "{r}");
+        assert_ne!(r["status"], 401, "{r}");
+    }
+    assert!(
+        requests.iter().all(|r| r["auth"] != "basic"),
+        "Basic was sent"
+    );
+    // The calls after the last refresh carry the newest token.
+    let newest = stats["stats"]["newestSeq"].as_u64().unwrap();
+    let last = sent.last().unwrap();
+    assert!(
+        last["token_seq"].as_u64() >= Some(newest - 1),
+        "{last} vs {stats}"
+    );
+    let m = d.metrics().await;
+    assert!(
+        metric(&m, "finesse_taskd_sso_refreshes_total{outcome=\"ok\"}") >= Some(2.0),
+        "{m}"
+    );
+    let log = d.log();
+    for token in stats["tokens"].as_array().unwrap() {
+        let t = token.as_str().unwrap();
+        assert!(!log.contains(t), "a token is in the log");
+        assert!(
+            !d.state().await.to_string().contains(t),
+            "a token is in the state"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_restart_resumes_from_the_kept_pair_not_the_stale_token_file() {
+    let written = SystemTime::now();
+    let (sim, pair) = sso_sim(json!({})).await;
+    let state_dir = tempfile::tempdir().unwrap();
+    let mut cfg = sso_cfg(&pair, state_dir.path());
+    cfg.sso_written = Some(written);
+    let d = Daemon::start_steady(&sim, cfg.clone()).await;
+    let kept_file = state_dir.path().join("sso-token.json");
+    sim.eventually(Duration::from_secs(30), "a refreshed pair kept", || async {
+        kept_file.exists()
+    })
+    .await;
+    let kept = std::fs::read_to_string(&kept_file).unwrap();
+    let kept: Value = serde_json::from_str(&kept).unwrap();
+    assert_ne!(
+        kept["token"], pair["token"],
+        "the refreshed pair was not kept"
+    );
+    assert_eq!(
+        kept["refresh_token"], pair["refresh_token"],
+        "Cisco keeps the refresh token"
+    );
+    drop(d);
+    let before = sim.sso_stats().await["stats"].clone();
+    let since = sim.requests().await.len();
+    let d = Daemon::start_steady(&sim, cfg).await;
+    let requests = sim.requests().await;
+    let after = &requests[since..];
+    let first = credentialed(after)
+        .first()
+        .map(|r| (*r).clone())
+        .expect("a credentialed request after the restart");
+    assert_eq!(first["status"], 200, "{first}");
+    // The kept pair is not yet due: the restart uses it as is, with no refresh first (the
+    // file's pair is past 75 % of its life and would have to be refreshed).
+    assert_eq!(
+        first["token_seq"], before["newestSeq"],
+        "the restart did not use the kept token: {first} {before}"
+    );
+    let refreshed_first = after
+        .iter()
+        .take_while(|r| r["seq"] != first["seq"])
+        .any(|r| {
+            r["path"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("/desktop/sso/token"))
+        });
+    assert!(
+        !refreshed_first,
+        "a refresh came before the first call: {after:?}"
+    );
+    d.wait_steady(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn an_expired_refresh_token_shows_auth_expired_with_one_refresh_per_auth_retry() {
+    // Opaque tokens: the daemon cannot read the refresh token's expiry and must ask.
+    let (sim, pair) = sso_sim(json!({ "sso_jwt": false })).await;
+    let state_dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start_steady(&sim, sso_cfg(&pair, state_dir.path())).await;
+    sim.admin(
+        reqwest::Method::POST,
+        &format!("/admin/sso/{}/expire-refresh", support::AGENT),
+        None,
+    )
+    .await;
+    let s = d
+        .wait_state(Duration::from_secs(20), "auth_expired", |s| {
+            s["phase"] == "auth_expired"
+        })
+        .await;
+    assert_eq!(s["cause"], "auth_expired", "{s}");
+    d.wait_log("sign in once with a browser").await;
+    // Watch the attempts for a while: at most one per auth_retry (2 s).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while sim.sso_stats().await["stats"]["refusedRefreshes"].as_u64() < Some(3) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "three refused refreshes never came: {}\nlog:\n{}",
+            sim.sso_stats().await["stats"],
+            d.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stats = sim.sso_stats().await["stats"].clone();
+    let at: Vec<u64> = stats["refreshAtMs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    let refused = stats["refusedRefreshes"].as_u64().unwrap() as usize;
+    let attempts = &at[at.len() - refused..];
+    for w in attempts.windows(2) {
+        assert!(
+            w[1] - w[0] >= 1_900,
+            "refresh attempts {attempts:?} closer than auth_retry"
+        );
+    }
+    // The operator installs a new pair: no reload needed, the next attempt takes it.
+    let fresh = sim.sso_issue().await;
+    let file = d.config_path().with_file_name("sso.json");
+    std::fs::write(&file, fresh.to_string()).unwrap();
+    d.wait_steady(Duration::from_secs(20)).await;
+}
+
+#[tokio::test]
+async fn a_password_daemon_at_an_sso_site_shows_auth_mode_mismatch() {
+    let sim = Sim::start(&["--sso"]).await;
+    let d = Daemon::start(&sim, DaemonConfig::default()).await;
+    let s = d
+        .wait_state(Duration::from_secs(20), "auth_mode_mismatch", |s| {
+            s["phase"] == "auth_mode_mismatch"
+        })
+        .await;
+    assert_eq!(s["cause"], "auth_mode_mismatch", "{s}");
+    d.wait_log("systemAuthMode disagrees with [agent] auth")
+        .await;
+    assert_eq!(d.log_count("SystemInfo's systemAuthMode disagrees with [agent] auth: set auth = \"sso\" (README, Single sign-on) if the site's mode is right"), 1);
+}
