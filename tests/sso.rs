@@ -232,3 +232,56 @@ async fn a_password_daemon_at_an_sso_site_shows_auth_mode_mismatch() {
         .await;
     assert_eq!(d.log_count("SystemInfo's systemAuthMode disagrees with [agent] auth: set auth = \"sso\" (README, Single sign-on) if the site's mode is right"), 1);
 }
+
+#[tokio::test]
+async fn a_site_serving_only_the_tech_notes_query_form_is_refreshed_through_it() {
+    let (sim, pair) = sso_sim(json!({ "sso_refresh_forms": "query" })).await;
+    let state_dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start_steady(&sim, sso_cfg(&pair, state_dir.path())).await;
+    let kept = state_dir.path().join("sso-token.json");
+    sim.eventually(Duration::from_secs(30), "a refreshed pair kept", || async {
+        kept.exists()
+    })
+    .await;
+    let requests = sim.requests().await;
+    let refreshes: Vec<(&str, u64)> = requests
+        .iter()
+        .filter(|r| {
+            r["path"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("/desktop/sso/token"))
+        })
+        .map(|r| (r["method"].as_str().unwrap(), r["status"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        refreshes[..2],
+        [("POST", 405), ("GET", 200)],
+        "{refreshes:?}"
+    );
+    d.wait_steady(Duration::from_secs(5)).await;
+    // The query form puts the refresh token in the URL: never in the log.
+    assert!(!d.log().contains(pair["refresh_token"].as_str().unwrap()));
+}
+
+#[tokio::test]
+async fn a_token_the_xmpp_server_refuses_right_after_a_refresh_is_refreshed_again_not_held() {
+    let (sim, pair) = sso_sim(json!({ "sso_token_lifetime_ms": 12000 })).await;
+    let state_dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start_steady(&sim, sso_cfg(&pair, state_dir.path())).await;
+    sim.behaviour(json!({ "sso_xmpp_stale_once": true })).await;
+    sim.eventually(Duration::from_secs(30), "a refresh", || async {
+        sim.sso_stats().await["stats"]["refreshes"].as_u64() >= Some(1)
+    })
+    .await;
+    // The servers still hold the old token; the daemon logs in with the new one.
+    sim.prosody("A", "kill").await;
+    sim.prosody("A", "start").await;
+    d.wait_log("refreshing once more").await;
+    d.wait_state(Duration::from_secs(20), "steady again", |s| {
+        s["phase"] == "steady" && s["links"]["xmpp"] == "up"
+    })
+    .await;
+    let log = d.log();
+    assert!(!log.contains("\"phase\":\"AuthFailed\""), "it held:\n{log}");
+    assert_eq!(sim.sso_stats().await["stats"]["refreshes"], 2);
+}

@@ -170,8 +170,11 @@ impl Driver {
         let Some(run) = self.sso.as_mut() else {
             return first;
         };
-        let after_refresh = std::mem::take(&mut run.refreshed_since_login);
-        if matches!(first, Input::Connected { .. }) || !refused || !after_refresh {
+        // Only a login the server answered settles whether the newest token works.
+        if matches!(first, Input::Connected { .. }) {
+            run.refreshed_since_login = false;
+        }
+        if !refused || !std::mem::take(&mut run.refreshed_since_login) {
             return first;
         }
         info!("the XMPP server refused the token right after a refresh: refreshing once more");

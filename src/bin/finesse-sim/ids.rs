@@ -99,6 +99,9 @@ pub struct Ids {
     seq: u64,
     /// Counts per agent.
     pub stats: BTreeMap<String, IdsStats>,
+    /// One-shot: the next refresh leaves the XMPP servers on the old token (a server that
+    /// has not seen the new one yet), so the next XMPP login is refused once.
+    pub stale_xmpp_once: bool,
 }
 
 /// A new pair or a refreshed token, as the JSON answer carries it.

@@ -52,6 +52,7 @@ pub(super) struct BehaviourPatch {
     sso_jwt: Option<bool>,
     sso_returns_refresh_token: Option<bool>,
     sso_refresh_forms: Option<String>,
+    sso_xmpp_stale_once: Option<bool>,
     arm_errors: Option<ErrorForm>,
     /// 0 disables the forced logout.
     forced_logout_after_ms: Option<u64>,
@@ -103,11 +104,12 @@ pub(super) async fn put_behaviour(
         sso_jwt: p.sso_jwt,
         sso_returns_refresh_token: p.sso_returns_refresh_token,
         sso_refresh_forms: p.sso_refresh_forms.clone(),
+        sso_xmpp_stale_once: p.sso_xmpp_stale_once,
     };
     if let Err(body) = sso.check() {
         return (axum::http::StatusCode::BAD_REQUEST, body).into_response();
     }
-    sso.apply(&mut lock(&st.cluster.ids).settings);
+    sso.apply(&mut lock(&st.cluster.ids));
     {
         let mut t = lock(&st.cluster.truth);
         let b = &mut t.behaviour;

@@ -52,6 +52,7 @@ pub(super) struct SsoPatch {
     pub(super) sso_jwt: Option<bool>,
     pub(super) sso_returns_refresh_token: Option<bool>,
     pub(super) sso_refresh_forms: Option<String>,
+    pub(super) sso_xmpp_stale_once: Option<bool>,
 }
 
 impl SsoPatch {
@@ -66,7 +67,11 @@ impl SsoPatch {
     }
 
     /// Applies the patch.
-    pub(super) fn apply(self, s: &mut IdsSettings) {
+    pub(super) fn apply(self, ids: &mut crate::ids::Ids) {
+        if let Some(v) = self.sso_xmpp_stale_once {
+            ids.stale_xmpp_once = v;
+        }
+        let s = &mut ids.settings;
         if let Some(ms) = self.sso_token_lifetime_ms {
             s.token_lifetime = Duration::from_millis(ms.max(1_000));
         }

@@ -72,10 +72,20 @@ fn url_decode_pairs(text: &str) -> HashMap<String, String> {
 
 async fn refresh(cluster: &Cluster, refresh_token: &str) -> Response {
     let at_ms = cluster.started.elapsed().as_millis() as u64;
-    let grant = lock(&cluster.ids).refresh(refresh_token, SystemTime::now(), at_ms);
+    let (grant, stale) = {
+        let mut ids = lock(&cluster.ids);
+        let grant = ids.refresh(refresh_token, SystemTime::now(), at_ms);
+        let stale = grant.is_ok() && std::mem::take(&mut ids.stale_xmpp_once);
+        (grant, stale)
+    };
     match grant {
         Ok(grant) => {
-            if let Err(e) = cluster.set_xmpp_password(&grant.agent, &grant.token).await {
+            let updated = if stale {
+                Ok(())
+            } else {
+                cluster.set_xmpp_password(&grant.agent, &grant.token).await
+            };
+            if let Err(e) = updated {
                 return refused(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}"));
             }
             Json(grant.json(&cluster.domain)).into_response()
