@@ -6,7 +6,8 @@
 //! - A restart resumes from the pair kept in the state directory, not the stale file.
 //! - An expired refresh token shows `auth_expired`, with one refresh attempt per
 //!   `auth_retry`, and a new pair dropped into the token file ends it.
-//! - A password daemon against an SSO site shows `auth_mode_mismatch`.
+//! - A password daemon against an SSO site shows `auth_mode_mismatch`; a token issued for
+//!   another agent is refused after the loginName lookup.
 
 mod support;
 
@@ -88,6 +89,15 @@ async fn refreshes_keep_rest_on_bearer_and_an_xmpp_restart_logs_in_with_the_newe
         requests.iter().all(|r| r["auth"] != "basic"),
         "Basic was sent"
     );
+    // The token names the agent by its loginName: looked up once, to the loginId.
+    let lookups: Vec<&Value> = requests
+        .iter()
+        .filter(|r| r["path"] == "/finesse/api/User/alovelace")
+        .collect();
+    assert_eq!(lookups.len(), 1, "{lookups:?}");
+    assert_eq!(lookups[0]["status"], 200);
+    d.wait_log("the SSO token's loginName resolves to this agent")
+        .await;
     // The calls after the last refresh carry the newest token.
     let newest = stats["stats"]["newestSeq"].as_u64().unwrap();
     let last = sent.last().unwrap();
@@ -284,4 +294,31 @@ async fn a_token_the_xmpp_server_refuses_right_after_a_refresh_is_refreshed_agai
     let log = d.log();
     assert!(!log.contains("\"phase\":\"AuthFailed\""), "it held:\n{log}");
     assert_eq!(sim.sso_stats().await["stats"]["refreshes"], 2);
+}
+
+#[tokio::test]
+async fn a_token_issued_for_another_agent_is_refused_after_the_login_name_lookup() {
+    let sim = Sim::start(&["--sso"]).await;
+    let other = sim
+        .admin(reqwest::Method::POST, "/admin/sso/1001002/token", None)
+        .await;
+    let state_dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&sim, sso_cfg(&other, state_dir.path())).await;
+    let s = d
+        .wait_state(Duration::from_secs(20), "auth_failed", |s| {
+            s["phase"] == "auth_failed"
+        })
+        .await;
+    assert_eq!(s["cause"], "auth_failed", "{s}");
+    d.wait_log("the SSO token was issued for another agent")
+        .await;
+    // Nothing was sent as this agent with the other agent's token.
+    let requests = sim.requests().await;
+    assert!(
+        requests.iter().all(|r| !r["path"]
+            .as_str()
+            .unwrap()
+            .starts_with("/finesse/api/User/1001001")),
+        "{requests:?}"
+    );
 }

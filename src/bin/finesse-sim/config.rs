@@ -50,6 +50,9 @@ pub struct AgentConfig {
     /// Display name.
     #[serde(default)]
     pub last_name: Option<String>,
+    /// The loginName (UCCE: differs from the loginId; the IdS names the user by it).
+    #[serde(default)]
+    pub login_name: Option<String>,
 }
 
 /// One media routing domain.

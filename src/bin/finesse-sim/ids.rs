@@ -99,6 +99,8 @@ pub struct Ids {
     seq: u64,
     /// Counts per agent.
     pub stats: BTreeMap<String, IdsStats>,
+    /// Each agent's loginName by loginId (the IdS's `user_id`), where it differs.
+    pub login_names: BTreeMap<String, String>,
     /// One-shot: the next refresh leaves the XMPP servers on the old token (a server that
     /// has not seen the new one yet), so the next XMPP login is refused once.
     pub stale_xmpp_once: bool,
@@ -109,6 +111,8 @@ pub struct Ids {
 pub struct Grant {
     /// The agent.
     pub agent: String,
+    /// Its loginName (the `user_id` the IdS answers with).
+    pub user_id: String,
     /// The access token.
     pub token: String,
     /// A refresh token, when the answer carries one.
@@ -123,9 +127,9 @@ impl Grant {
         let mut v = serde_json::json!({
             "token": self.token,
             "expires_in": self.expires_in,
-            "user_id": self.agent,
+            "user_id": self.user_id,
             "realm": domain,
-            "user_principal": format!("{}@{domain}", self.agent),
+            "user_principal": format!("{}@{domain}", self.user_id),
         });
         if let Some(r) = &self.refresh_token {
             v["refresh_token"] = serde_json::Value::String(r.clone());
@@ -148,6 +152,12 @@ impl Ids {
             settings,
             ..Self::default()
         }
+    }
+
+    /// The IdS names these agents (loginId, loginName) by their loginName.
+    pub fn with_login_names(mut self, names: impl IntoIterator<Item = (String, String)>) -> Self {
+        self.login_names.extend(names);
+        self
     }
 
     fn mint(
@@ -199,6 +209,7 @@ impl Ids {
         s.newest_seq = seq;
         Grant {
             agent: agent.to_owned(),
+            user_id: self.login_name(agent),
             token,
             refresh_token: Some(refresh),
             expires_in: self.settings.token_lifetime.as_secs().max(1),
@@ -251,11 +262,28 @@ impl Ids {
         s.refreshes += 1;
         s.newest_seq = seq;
         Ok(Grant {
+            user_id: self.login_name(&r.agent),
             agent: r.agent,
             token,
             refresh_token,
             expires_in: self.settings.token_lifetime.as_secs().max(1),
         })
+    }
+
+    /// The loginName of agent `id` (its id when none is configured).
+    pub fn login_name(&self, id: &str) -> String {
+        self.login_names
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| id.to_owned())
+    }
+
+    /// The loginId named by `name`, a loginName or a loginId.
+    pub fn login_id(&self, name: &str) -> String {
+        self.login_names
+            .iter()
+            .find(|(_, n)| n.as_str() == name)
+            .map_or_else(|| name.to_owned(), |(id, _)| id.clone())
     }
 
     /// The sequence number of an issued access token (for the request log).

@@ -236,7 +236,14 @@ async fn run(cli: Cli, config: SimConfig) -> anyhow::Result<()> {
         published: Mutex::new(vec![(0, 0); nodes.len()]),
         chat: Arc::new(chat::Chat::default()),
         overrides: Mutex::new(Default::default()),
-        ids: Mutex::new(ids::Ids::new(cli.sso, config.sso.clone())),
+        ids: Mutex::new(
+            ids::Ids::new(cli.sso, config.sso.clone()).with_login_names(
+                config
+                    .agents
+                    .iter()
+                    .filter_map(|a| Some((a.id.clone(), a.login_name.clone()?))),
+            ),
+        ),
     });
     let chat_listener = TcpListener::bind("127.0.0.1:0").await?;
     let chat_url = format!("http://{}", chat_listener.local_addr()?);

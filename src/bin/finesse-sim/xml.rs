@@ -171,7 +171,7 @@ pub fn dialog(d: &Dialog, mrd_name: &str) -> String {
 }
 
 /// The `<User>` object (the parts a task client reads).
-pub fn user(agent: &Agent, mrds: &[u32]) -> String {
+pub fn user(agent: &Agent, login_name: &str, mrds: &[u32]) -> String {
     let media: String = mrds
         .iter()
         .map(|m| {
@@ -182,10 +182,11 @@ pub fn user(agent: &Agent, mrds: &[u32]) -> String {
         })
         .collect();
     format!(
-        "<User><uri>/finesse/api/User/{id}</uri><loginId>{id}</loginId><loginName>{id}</loginName>\
+        "<User><uri>/finesse/api/User/{id}</uri><loginId>{id}</loginId><loginName>{name}</loginName>\
          <firstName>{first}</firstName><lastName>{last}</lastName><roles><role>Agent</role></roles>\
          <state>LOGOUT</state><extension></extension><mediaList>{media}</mediaList></User>",
         id = esc(&agent.id),
+        name = esc(login_name),
         first = esc(&agent.first_name),
         last = esc(&agent.last_name),
     )

@@ -218,9 +218,16 @@ async fn system_info(State(st): State<NodeState>) -> Response {
 
 async fn get_user(
     State(st): State<NodeState>,
-    Path(id): Path<String>,
+    Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Response {
+    // The user by loginId or by loginName (Cisco's client integration looks it up so).
+    let (id, login_name) = {
+        let ids = lock(&st.cluster.ids);
+        let id = ids.login_id(&name);
+        let login_name = ids.login_name(&id);
+        (id, login_name)
+    };
     if let Err(r) = authenticate(&st, &headers, Some(&id)) {
         return *r;
     }
@@ -228,7 +235,7 @@ async fn get_user(
     match truth.agents.get(&id) {
         Some(agent) => {
             let mrds: Vec<u32> = agent.media.keys().copied().collect();
-            xml_response(200, xml::user(agent, &mrds))
+            xml_response(200, xml::user(agent, &login_name, &mrds))
         }
         None => error_response(404, "User Not Found", "UNKNOWN_USER", "4023"),
     }
