@@ -100,24 +100,26 @@ pub fn command(spec: &ProsodySpec) -> Command {
     cmd
 }
 
-/// Changes a password in the running node.
+/// Changes a password in the running node, through its HTTP API on the loopback WebSocket
+/// listener (milliseconds, where `ejabberdctl` starts a VM: a simulated IdS must answer a
+/// refresh as fast as a real one).
 pub async fn set_password(spec: &ProsodySpec, user: &str, password: &str) -> anyhow::Result<()> {
-    let status = Command::new("/usr/bin/erl")
-        .args([
-            "-sname",
-            &format!("ctl{}", std::process::id()),
-            "-hidden",
-            "-noinput",
-        ])
-        .args(["-s", "ejabberd_ctl", "-extra", &node_name(spec)])
-        .args(["change_password", user, &spec.domain, password])
-        .env("HOME", &spec.dir)
-        .env("ERL_LIBS", ERL_LIBS)
-        .status()
+    let url = format!(
+        "http://127.0.0.1:{}/api/change_password",
+        spec.websocket_port
+    );
+    let body = serde_json::json!({ "user": user, "host": spec.domain, "newpass": password });
+    let response = reqwest::Client::new()
+        .post(&url)
+        .json(&body)
+        .timeout(std::time::Duration::from_secs(10))
+        .send()
         .await
-        .context("running ejabberd_ctl")?;
-    if !status.success() {
-        bail!("ejabberd_ctl change_password failed: {status}");
+        .context("calling ejabberd's change_password")?;
+    let status = response.status();
+    if !status.is_success() {
+        let text = response.text().await.unwrap_or_default();
+        bail!("ejabberd change_password answered {status}: {text}");
     }
     Ok(())
 }
@@ -160,6 +162,19 @@ listen:
     module: ejabberd_http
     request_handlers:
       "{ws_path}": ejabberd_http_ws
+      "/api": mod_http_api
+api_permissions:
+  "console commands":
+    from:
+      - ejabberd_ctl
+    who: all
+    what: "*"
+  "loopback http":
+    from:
+      - mod_http_api
+    who:
+      ip: 127.0.0.1/8
+    what: "*"
 auth_method: internal
 auth_password_format: plain
 acl:
@@ -181,6 +196,7 @@ modules:
   mod_disco: {{}}
   mod_caps: {{}}
   mod_admin_extra: {{}}
+  mod_http_api: {{}}
 {smacks}  mod_pubsub:
     host: "pubsub.{domain}"
     access_createnode: pubsub_createnode
