@@ -45,58 +45,97 @@ pub struct Control {
     pub reloads: mpsc::UnboundedReceiver<()>,
 }
 
+/// What a fleet gives each of its agents: the shared herd cap, and how the agent's config
+/// is read again on a reload (its file with the fleet's tables).
+#[derive(Clone)]
+pub struct FleetLink {
+    /// The fleet's buckets.
+    pub herd: Arc<crate::herd::Herd>,
+    /// Reads the agent's config again.
+    pub loader: crate::config::Loader,
+}
+
+/// One agent, built and not yet running: its API state (for a router) and its driver.
+pub struct Agent {
+    /// What its API handlers share.
+    pub api: ApiState,
+    driver: Driver,
+}
+
+impl Agent {
+    /// Builds one agent's hub, command queue, orphan guard and driver.
+    pub fn new(
+        config: Config,
+        control: Control,
+        fleet: Option<FleetLink>,
+    ) -> Result<Self, AppError> {
+        let Control { shutdown, reloads } = control;
+        let shared = Arc::new(Shared::new(&config.agent_id, config.event_ring));
+        let (commands_tx, commands_rx) = mpsc::channel(64);
+        let probes: BTreeMap<u32, _> = config
+            .media
+            .iter()
+            .filter_map(|m| m.orphan_probe.clone().map(|p| (m.id, p)))
+            .collect();
+        let guard = if probes.is_empty() {
+            None
+        } else {
+            let g = Guard::new(
+                probes,
+                shared.clone(),
+                commands_tx.clone(),
+                shutdown.clone(),
+            )
+            .map_err(AppError::Orphan)?;
+            Some(g)
+        };
+        let metrics_view = shared.clone();
+        let api = ApiState {
+            shared: shared.clone(),
+            commands: commands_tx,
+            action_wait: config.action_wait,
+            // An action's answer may also wait for an asynchronous refusal.
+            request_timeout: config.request_timeout + config.outcome_wait,
+            metrics: Arc::new(move || metrics_view.render_metrics()),
+            guard: Arc::new(crate::api::guard::Guard::new(
+                &config.api_listen,
+                config.api_origins.clone(),
+                config.api_token.clone(),
+            )),
+            sse_slots: Arc::new(tokio::sync::Semaphore::new(
+                config.api_limits.max_sse_clients,
+            )),
+        };
+        let mut driver = Driver::new(config, shared, shutdown, commands_rx, reloads)?;
+        if let Some(g) = guard {
+            driver = driver.with_watcher(Box::new(move |d| g.watch(d)));
+        }
+        if let Some(f) = fleet {
+            driver = driver.with_fleet(f.herd, f.loader);
+        }
+        Ok(Self { api, driver })
+    }
+
+    /// Runs the agent until its shutdown token is cancelled (the stop policy included).
+    pub async fn run(self) {
+        self.driver.run().await;
+    }
+}
+
 /// Runs one agent's daemon until `control.shutdown` is cancelled.
 pub async fn run(config: Config, control: Control) -> Result<(), AppError> {
-    let Control { shutdown, reloads } = control;
-    let shared = Arc::new(Shared::new(&config.agent_id, config.event_ring));
-    let (commands_tx, commands_rx) = mpsc::channel(64);
-    let probes: BTreeMap<u32, _> = config
-        .media
-        .iter()
-        .filter_map(|m| m.orphan_probe.clone().map(|p| (m.id, p)))
-        .collect();
-    let guard = if probes.is_empty() {
-        None
-    } else {
-        let g = Guard::new(
-            probes,
-            shared.clone(),
-            commands_tx.clone(),
-            shutdown.clone(),
-        )
-        .map_err(AppError::Orphan)?;
-        Some(g)
-    };
-    let metrics_view = shared.clone();
-    let api = router(ApiState {
-        shared: shared.clone(),
-        commands: commands_tx,
-        action_wait: config.action_wait,
-        // An action's answer may also wait for an asynchronous refusal.
-        request_timeout: config.request_timeout + config.outcome_wait,
-        metrics: Arc::new(move || metrics_view.render_metrics()),
-        guard: Arc::new(crate::api::guard::Guard::new(
-            &config.api_listen,
-            config.api_origins.clone(),
-            config.api_token.clone(),
-        )),
-        sse_slots: Arc::new(tokio::sync::Semaphore::new(
-            config.api_limits.max_sse_clients,
-        )),
-    });
-    let api_task = listen(&config, api, shutdown.clone()).await?;
-    let mut driver = Driver::new(config, shared, shutdown.clone(), commands_rx, reloads)?;
-    if let Some(g) = guard {
-        driver = driver.with_watcher(Box::new(move |d| g.watch(d)));
-    }
-    driver.run().await;
+    let shutdown = control.shutdown.clone();
+    let listen_cfg = config.clone();
+    let agent = Agent::new(config, control, None)?;
+    let api_task = listen(&listen_cfg, router(agent.api.clone()), shutdown.clone()).await?;
+    agent.run().await;
     shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(2), api_task).await;
     Ok(())
 }
 
 /// Binds the local API and serves it until `stop`.
-async fn listen(
+pub(crate) async fn listen(
     config: &Config,
     api: axum::Router,
     stop: CancellationToken,

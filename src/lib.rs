@@ -13,6 +13,7 @@
 //!    - [`tls`]: the one TLS configuration and HTTP client builder for every connection.
 //!    - [`config`]: the per-agent TOML, validated into [`config::Config`] (errors name the key).
 //!    - [`command`]: the requests the API and the orphan guard queue for the driver.
+//!    - [`herd`]: a fleet's shared caps on logins and REST requests.
 //! 1. Protocols and outputs:
 //!    - [`finesse`]: the Finesse XML model and the REST client.
 //!    - [`xmpp`]: the TLS connector, one login attempt, and the link the driver reconnects.
@@ -29,7 +30,8 @@
 //! 4. Around the driver:
 //!    - [`orphan`]: the orphan-dialog guard (probe the task's session, close zombies).
 //!    - [`api`]: the local HTTP API (health, readiness, state, events, actions, metrics).
-//! 5. [`app`]: wires one agent's daemon together; `main` adds the CLI, logging and signals.
+//! 5. [`app`]: wires one agent's daemon together; [`fleet`] runs many agents in one process;
+//!    `main` adds the CLI, logging and signals.
 //!
 //! The Finesse simulator lives in `src/bin/finesse-sim/` and shares no module with the
 //! daemon, so that one misreading of the protocol cannot pass on both sides.
@@ -38,6 +40,7 @@
 
 pub(crate) mod command;
 pub mod config;
+pub mod herd;
 pub mod secret;
 pub mod sso;
 pub(crate) mod tls;
@@ -61,3 +64,4 @@ pub mod api;
 pub(crate) mod orphan;
 
 pub mod app;
+pub mod fleet;

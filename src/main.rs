@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use finesse_taskd::app;
-use finesse_taskd::config::{Config, LogFormat};
+use finesse_taskd::config::{Config, FleetConfig, LogFormat};
 
 const EX_CONFIG: u8 = 78;
 const EX_UNAVAILABLE: u8 = 69;
@@ -33,6 +33,9 @@ struct Cli {
 enum Command {
     /// Run the daemon (the default).
     Run,
+    /// Run many agents in one process: --config names the fleet file (shared tables and
+    /// `[fleet] agents_dir`, one agent file per agent there).
+    Fleet,
     /// Validate the config file, print it with the password redacted, and exit (0 valid,
     /// 78 invalid, with every error naming its key).
     CheckConfig {
@@ -53,6 +56,10 @@ fn main() -> ExitCode {
         eprintln!("finesse-taskd: --config FILE is required");
         return ExitCode::from(EX_CONFIG);
     };
+    let check = matches!(cli.command, Some(Command::CheckConfig { .. }));
+    if matches!(cli.command, Some(Command::Fleet)) || (check && is_fleet_file(&path)) {
+        return fleet(&path, check, dumpable_off);
+    }
     let config = match Config::load(&path) {
         Ok(c) => c,
         Err(e) => {
@@ -142,7 +149,84 @@ fn init_logging(format: LogFormat) {
         .init();
 }
 
+/// True when `path` is a fleet file (it has a `[fleet]` table).
+fn is_fleet_file(path: &std::path::Path) -> bool {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| t.parse::<toml::Table>().ok())
+        .is_some_and(|t| t.contains_key("fleet"))
+}
+
+/// `fleet` and `check-config` on a fleet file: the fleet file, then every agent file (each
+/// bad one named; with `check`, any bad one exits 78, while running it stops only that agent).
+fn fleet(path: &std::path::Path, check: bool, dumpable_off: bool) -> ExitCode {
+    let config = match FleetConfig::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("finesse-taskd: {e}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    if check {
+        let files = match config.agent_files() {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("finesse-taskd: {e}");
+                return ExitCode::from(EX_CONFIG);
+            }
+        };
+        let mut bad = 0;
+        for file in &files {
+            match config.load_agent(file) {
+                Ok(a) => println!("{}: valid (agent {})", file.display(), a.agent_id),
+                Err(e) => {
+                    bad += 1;
+                    eprintln!("finesse-taskd: {e}");
+                }
+            }
+        }
+        println!(
+            "{}: {} agent files, {bad} invalid",
+            path.display(),
+            files.len()
+        );
+        return if bad == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(EX_CONFIG)
+        };
+    }
+    init_logging(config.base.log_format);
+    if !dumpable_off {
+        warn!("cannot make the process non-dumpable; a core file could hold the passwords");
+    }
+    // Many agents: one worker per core.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            error!(error = %e, "cannot start the runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(with_signals(|control| {
+        finesse_taskd::fleet::run(config, control)
+    }))
+}
+
 async fn run(config: Config) -> ExitCode {
+    with_signals(|control| app::run(config, control)).await
+}
+
+/// Installs the signal handlers, then runs `daemon` with them: SIGTERM/SIGINT stop it,
+/// SIGHUP reloads.
+async fn with_signals<F, Fut>(daemon: F) -> ExitCode
+where
+    F: FnOnce(app::Control) -> Fut,
+    Fut: std::future::Future<Output = Result<(), app::AppError>>,
+{
     // Installed before anything announces that the daemon is up: a SIGTERM or SIGHUP sent
     // right after "local API listening" must reach these handlers, not the default action
     // (which would kill the daemon without its stop policy).
@@ -174,7 +258,7 @@ async fn run(config: Config) -> ExitCode {
         }
         signals.cancel();
     });
-    match app::run(config, app::Control { shutdown, reloads }).await {
+    match daemon(app::Control { shutdown, reloads }).await {
         Ok(()) => {
             info!("stopped");
             ExitCode::SUCCESS

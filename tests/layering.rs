@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 #[rustfmt::skip]
 const ORDER: &[&str] = &[
     // 0: the shared vocabulary
-    "secret", "sso", "vocab", "view", "tls", "config", "command",
+    "secret", "sso", "vocab", "view", "tls", "config", "command", "herd",
     // 1: protocols and outputs
     "finesse", "xmpp", "events", "metrics", "notify", "backoff",
     // 2: the agent's view
@@ -19,7 +19,7 @@ const ORDER: &[&str] = &[
     // 4: around the driver
     "orphan", "api",
     // 5: wiring
-    "app",
+    "app", "fleet",
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -25,6 +25,8 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 pub mod bodies;
+pub mod fleet;
+mod fleet_metrics;
 pub mod guard;
 pub mod serve;
 mod sse;

@@ -12,6 +12,7 @@ use raw::RawConfig;
 
 mod api;
 mod check;
+mod fleet;
 mod probe;
 mod raw;
 mod secrets;
@@ -19,6 +20,11 @@ mod sso;
 mod types;
 
 pub use api::{ApiLimits, SocketAccess};
+pub use fleet::FleetConfig;
+
+/// Reads an agent's config again on a reload: [`Config::load`] for a single agent, its file
+/// with the fleet's tables in fleet mode.
+pub type Loader = std::sync::Arc<dyn Fn(&Path) -> Result<Config, ConfigError> + Send + Sync>;
 pub use probe::{
     GoneMarker, ProbeAction, ProbeConfig, ProbeMethod, Segment, Template, Unrenderable,
 };

@@ -221,6 +221,10 @@ impl Driver {
             warn!(%pubsub, "the pubsub service's name is not a JID");
             return failed(Cause::XmppConfig);
         };
+        // A fleet's logins come no faster than its herd cap.
+        if let Some(h) = &self.herd {
+            h.login().await;
+        }
         // A server that accepts TCP and then says nothing must not hold us forever.
         let limit = self.cfg.request_timeout + self.cfg.xmpp.ping_timeout;
         let connected = tokio::select! {

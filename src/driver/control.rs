@@ -19,7 +19,11 @@ impl Driver {
     pub(super) fn reload(&mut self) -> Reload {
         self.shared.notifier.reloading();
         let status = |s: &Self| format!("{:?}", s.shared.snapshot().phase);
-        let mut new = match Config::load(&self.cfg.source) {
+        let loaded = match &self.loader {
+            Some(load) => load(&self.cfg.source),
+            None => Config::load(&self.cfg.source),
+        };
+        let mut new = match loaded {
             Ok(c) => c,
             Err(e) => {
                 warn!(error = %e, "reload refused: keeping the running configuration");
@@ -59,7 +63,7 @@ impl Driver {
         });
         match built {
             Ok((tls, rest)) => {
-                self.rest = rest;
+                self.rest = rest.with_herd(self.herd.clone());
                 self.tls = tls;
                 self.sso = sso;
             }

@@ -80,6 +80,10 @@ pub struct Driver {
     unroutable: std::collections::BTreeSet<u32>,
     /// The SSO token pair and its refresh state (`auth = "sso"` only).
     sso: Option<sso::SsoRun>,
+    /// A fleet's herd cap (none for a single agent).
+    herd: Option<Arc<crate::herd::Herd>>,
+    /// How a reload reads the config (a fleet's agent file with its tables).
+    loader: Option<crate::config::Loader>,
 }
 
 impl Driver {
@@ -124,12 +128,26 @@ impl Driver {
             file_desired,
             unroutable,
             sso,
+            herd: None,
+            loader: None,
         })
     }
 
     /// Dialogs worth a check are handed to `watcher` (the orphan guard).
     pub fn with_watcher(mut self, watcher: Watcher) -> Self {
         self.watcher = Some(watcher);
+        self
+    }
+
+    /// Runs as an agent of a fleet: under its herd cap, reloading through `loader`.
+    pub fn with_fleet(
+        mut self,
+        herd: Arc<crate::herd::Herd>,
+        loader: crate::config::Loader,
+    ) -> Self {
+        self.rest = self.rest.clone().with_herd(Some(herd.clone()));
+        self.herd = Some(herd);
+        self.loader = Some(loader);
         self
     }
 
@@ -175,49 +193,6 @@ impl Driver {
             input = self.perform(op).await;
         }
         self.apply_stop_policy().await;
-    }
-
-    /// A refusal of the credentials with the cause it has now ([`Driver::auth_cause`]): the
-    /// layers below only know "401" or "not-authorized".
-    fn refine(&self, input: Input) -> Input {
-        use crate::machine::NodeAnswer;
-        use crate::vocab::Cause;
-        let auth = |c: Cause| {
-            if c == Cause::AuthFailed {
-                self.auth_cause()
-            } else {
-                c
-            }
-        };
-        match input {
-            Input::SystemInfo {
-                node,
-                answer: NodeAnswer::Failed { cause, malformed },
-            } => Input::SystemInfo {
-                node,
-                answer: NodeAnswer::Failed {
-                    cause: auth(cause),
-                    malformed,
-                },
-            },
-            Input::ConnectFailed { cause, refusals } => Input::ConnectFailed {
-                cause: auth(cause),
-                refusals,
-            },
-            Input::ResyncFailed {
-                cause,
-                malformed,
-                signins,
-            } => Input::ResyncFailed {
-                cause: auth(cause),
-                malformed,
-                signins,
-            },
-            Input::CredentialsRejected { cause } => {
-                Input::CredentialsRejected { cause: auth(cause) }
-            }
-            other => other,
-        }
     }
 
     /// Carries out one action that takes no time.

@@ -17,6 +17,7 @@ use crate::config::{Auth, Config, XmppUsername};
 use crate::finesse::model::SystemInfo;
 use crate::finesse::rest::Credentials;
 use crate::finesse::sso::RefreshError;
+use crate::machine::{Input, NodeAnswer};
 use crate::secret::Secret;
 use crate::sso::token::TokenSet;
 use crate::sso::{TokenCell, store};
@@ -343,5 +344,46 @@ impl Driver {
             );
         }
         self.memo.mode_mismatch = mismatch;
+    }
+
+    /// A refusal of the credentials with the cause it has now ([`Driver::auth_cause`]): the
+    /// layers below only know "401" or "not-authorized".
+    pub(super) fn refine(&self, input: Input) -> Input {
+        let auth = |c: Cause| {
+            if c == Cause::AuthFailed {
+                self.auth_cause()
+            } else {
+                c
+            }
+        };
+        match input {
+            Input::SystemInfo {
+                node,
+                answer: NodeAnswer::Failed { cause, malformed },
+            } => Input::SystemInfo {
+                node,
+                answer: NodeAnswer::Failed {
+                    cause: auth(cause),
+                    malformed,
+                },
+            },
+            Input::ConnectFailed { cause, refusals } => Input::ConnectFailed {
+                cause: auth(cause),
+                refusals,
+            },
+            Input::ResyncFailed {
+                cause,
+                malformed,
+                signins,
+            } => Input::ResyncFailed {
+                cause: auth(cause),
+                malformed,
+                signins,
+            },
+            Input::CredentialsRejected { cause } => {
+                Input::CredentialsRejected { cause: auth(cause) }
+            }
+            other => other,
+        }
     }
 }

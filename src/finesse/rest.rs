@@ -7,9 +7,8 @@ use std::time::Duration;
 use reqwest::{Method, Url};
 
 use super::model::{ApiError, ApiErrors, Dialog, Dialogs, Media, SystemInfo, XmlError};
+pub use super::sso::Credentials;
 use crate::config::{InterruptAction, LogoutAction};
-use crate::secret::Secret;
-use crate::sso::TokenCell;
 use crate::vocab::{Cause, DialogAction};
 
 /// A REST failure.
@@ -84,15 +83,6 @@ pub struct SignIn {
     pub dialog_logout_action: LogoutAction,
 }
 
-/// What every authenticated request carries.
-#[derive(Clone, Debug)]
-pub enum Credentials {
-    /// `Authorization: Basic` with the agent's id and password.
-    Basic(Secret),
-    /// `Authorization: Bearer` with the current SSO access token (never Basic).
-    Bearer(TokenCell),
-}
-
 /// The REST client for one agent.
 #[derive(Clone)]
 pub struct Rest {
@@ -100,6 +90,7 @@ pub struct Rest {
     pub(super) user: String,
     credentials: Credentials,
     pub(super) max_body: u64,
+    herd: Option<std::sync::Arc<crate::herd::Herd>>,
 }
 
 impl Rest {
@@ -117,7 +108,14 @@ impl Rest {
             user: user.to_owned(),
             credentials,
             max_body,
+            herd: None,
         })
+    }
+
+    /// The same client under a fleet's herd cap.
+    pub fn with_herd(mut self, herd: Option<std::sync::Arc<crate::herd::Herd>>) -> Self {
+        self.herd = herd;
+        self
     }
 
     pub(super) async fn call(
@@ -161,6 +159,9 @@ impl Rest {
         req: reqwest::RequestBuilder,
         sends_body: bool,
     ) -> Result<(u16, String), RestError> {
+        if let Some(h) = &self.herd {
+            h.request().await;
+        }
         let mut resp = req.send().await.map_err(|e| {
             // The URL can carry a secret (SSO's query-form refresh): never in an error.
             let e = e.without_url();
@@ -269,6 +270,10 @@ impl Rest {
         m: SignIn,
         request_id: &str,
     ) -> Result<PutOutcome, RestError> {
+        // A fleet spreads its sign-ins under the herd cap's login bucket.
+        if let Some(h) = &self.herd {
+            h.login().await;
+        }
         let body = format!(
             "<Media><state>LOGIN</state><maxDialogLimit>{}</maxDialogLimit><interruptAction>{}</interruptAction><dialogLogoutAction>{}</dialogLogoutAction></Media>",
             m.max_dialog_limit, m.interrupt_action, m.dialog_logout_action

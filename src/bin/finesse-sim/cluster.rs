@@ -203,8 +203,7 @@ impl crate::publisher::NodeState for Node {
 }
 
 impl Cluster {
-    /// Makes `password` (an SSO access token) the agent's XMPP password on every node's
-    /// server, and in the truth's copy.
+    /// Makes `password` (an SSO access token) the agent's XMPP password on every node.
     pub async fn set_xmpp_password(&self, agent: &str, password: &str) -> anyhow::Result<()> {
         for n in &self.nodes {
             if let Some(p) = n.prosody.lock().await.as_mut() {

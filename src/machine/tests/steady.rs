@@ -355,41 +355,6 @@ pub(super) fn rows() -> Vec<Row> {
             },
         },
         Row {
-            says: "a REST 401 in a resync while systemAuthMode disagrees holds in auth_mode_mismatch",
-            given: vec![
-                (0, Input::Start),
-                (0, si(0, OK)),
-                (0, Input::Connected { pending: None }),
-            ],
-            when: (
-                0,
-                Input::ResyncFailed {
-                    cause: Cause::AuthModeMismatch,
-                    malformed: false,
-                    signins: Vec::new(),
-                },
-            ),
-            then: |m, a| {
-                phase(a) == Some((Phase::AuthModeMismatch, Some(Cause::AuthModeMismatch)))
-                    && matches!(m.state(), State::AuthHold { .. })
-            },
-        },
-        Row {
-            says: "a refused XMPP token login with an expired refresh token holds in auth_expired",
-            given: vec![(0, Input::Start), (0, si(0, OK))],
-            when: (
-                0,
-                Input::ConnectFailed {
-                    cause: Cause::AuthExpired,
-                    refusals: 1,
-                },
-            ),
-            then: |m, a| {
-                phase(a) == Some((Phase::AuthExpired, Some(Cause::AuthExpired)))
-                    && matches!(m.state(), State::AuthHold { .. })
-            },
-        },
-        Row {
             says: "nothing happens after a stop",
             given: with(steady(), &[(10, Input::Stop)]),
             when: (

@@ -1,0 +1,217 @@
+//! Fleet mode's API on the one listener, with the same guard as a single agent's:
+//!
+//! - `GET /v1/agents`: every agent with its phase, cause and readiness, and every agent file
+//!   that could not be used, with its error;
+//! - `/v1/agents/{id}/…`: that agent's own API (`state`, `events`, `dialogs/{d}/actions`,
+//!   `media/{m}/state|routable`, `readyz`, `healthz`, `metrics`), the same handlers and rules
+//!   as a single-agent daemon's;
+//! - `GET /healthz`: the process (every agent's loop makes progress);
+//! - `GET /readyz`: at least `ready_ratio` of the agents (bad files count as not ready) are
+//!   steady and ready;
+//! - `GET /metrics`: every agent's families with an `agent` label, and the fleet's totals.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::{Json, Router};
+use serde_json::json;
+use tower::ServiceExt as _;
+
+use super::{ApiState, guard};
+use crate::hub::STALL;
+use crate::vocab::Phase;
+
+/// One running agent.
+#[derive(Clone)]
+pub struct Member {
+    /// Its file in the agents directory.
+    pub file: PathBuf,
+    /// Its API state (the single-agent handlers run on it).
+    pub api: ApiState,
+    /// Its API router.
+    pub router: Router,
+}
+
+/// The fleet's agents, shared with the fleet runtime (which adds and removes them).
+#[derive(Clone, Default)]
+pub struct Roster {
+    /// Running agents by id.
+    pub agents: Arc<RwLock<BTreeMap<String, Member>>>,
+    /// Agent files that cannot be used, with why.
+    pub bad: Arc<RwLock<BTreeMap<PathBuf, String>>>,
+}
+
+impl Roster {
+    fn members(&self) -> Vec<(String, Member)> {
+        read(&self.agents)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// What the fleet handlers share.
+#[derive(Clone)]
+pub struct FleetApi {
+    /// The agents.
+    pub roster: Roster,
+    /// `[fleet] ready_ratio`.
+    pub ready_ratio: f64,
+    /// Who may drive the API.
+    pub guard: Arc<guard::Guard>,
+}
+
+/// The fleet's router.
+pub fn router(state: FleetApi) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/v1/agents", get(list))
+        .route("/v1/agents/{id}/{*rest}", any(dispatch))
+        .layer(axum::middleware::from_fn_with_state(
+            state.guard.clone(),
+            guard::check,
+        ))
+        .with_state(state)
+}
+
+/// True when the agent is steady with no refused sign-in (its `/readyz`).
+fn is_ready(api: &ApiState) -> bool {
+    let v = api.shared.snapshot();
+    v.phase == Phase::Steady && !v.media.values().any(|m| m.eligible && m.signin.is_some())
+}
+
+async fn list(State(f): State<FleetApi>) -> Response {
+    let agents: Vec<_> = f
+        .roster
+        .members()
+        .into_iter()
+        .map(|(id, m)| {
+            let v = m.api.shared.snapshot();
+            json!({
+                "id": id, "file": m.file, "phase": v.phase, "cause": v.cause,
+                "node": v.node, "ready": is_ready(&m.api),
+            })
+        })
+        .collect();
+    let bad: Vec<_> = read(&f.roster.bad)
+        .iter()
+        .map(|(file, error)| json!({ "file": file, "error": error }))
+        .collect();
+    Json(json!({ "agents": agents, "bad": bad })).into_response()
+}
+
+async fn healthz(State(f): State<FleetApi>) -> Response {
+    let stalled: Vec<String> = f
+        .roster
+        .members()
+        .into_iter()
+        .filter(|(_, m)| m.api.shared.since_beat() >= STALL)
+        .map(|(id, _)| id)
+        .collect();
+    if stalled.is_empty() {
+        Json(json!({ "ok": true })).into_response()
+    } else {
+        let body = json!({ "ok": false, "stalled": stalled });
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+    }
+}
+
+/// (ready, total): bad files count in the total.
+fn readiness(f: &FleetApi) -> (usize, usize) {
+    let members = f.roster.members();
+    let ready = members.iter().filter(|(_, m)| is_ready(&m.api)).count();
+    (ready, members.len() + read(&f.roster.bad).len())
+}
+
+async fn readyz(State(f): State<FleetApi>) -> Response {
+    let (ready, total) = readiness(&f);
+    let ok = total > 0 && ready as f64 >= f.ready_ratio * total as f64;
+    let body = json!({ "ready": ok, "steady": ready, "agents": total, "ratio": f.ready_ratio });
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+async fn metrics(State(f): State<FleetApi>) -> Response {
+    let parts: Vec<(String, String)> = f
+        .roster
+        .members()
+        .into_iter()
+        .map(|(id, m)| (id, (m.api.metrics)()))
+        .collect();
+    let mut phases: BTreeMap<&str, u64> = Phase::ALL.iter().map(|p| (p.as_str(), 0)).collect();
+    for (_, m) in f.roster.members() {
+        *phases
+            .entry(m.api.shared.snapshot().phase.as_str())
+            .or_default() += 1;
+    }
+    let mut totals = String::from(
+        "# HELP finesse_taskd_fleet_agents Agents of the fleet by phase (config_error: unusable files).\n\
+         # TYPE finesse_taskd_fleet_agents gauge\n",
+    );
+    for (phase, n) in &phases {
+        totals.push_str(&format!(
+            "finesse_taskd_fleet_agents{{phase=\"{phase}\"}} {n}\n"
+        ));
+    }
+    let bad = read(&f.roster.bad).len();
+    totals.push_str(&format!(
+        "finesse_taskd_fleet_agents{{phase=\"config_error\"}} {bad}\n"
+    ));
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        super::fleet_metrics::merge(&parts, &totals),
+    )
+        .into_response()
+}
+
+/// `/v1/agents/{id}/{rest}` → the agent's `/v1/{rest}` (`/readyz`, `/healthz`, `/metrics`
+/// as they are).
+async fn dispatch(
+    State(f): State<FleetApi>,
+    Path((id, rest)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    let Some(member) = read(&f.roster.agents).get(&id).cloned() else {
+        let body = json!({ "error": format!("no agent {id}"), "field": null });
+        return (StatusCode::NOT_FOUND, Json(body)).into_response();
+    };
+    let path = match rest.as_str() {
+        "readyz" | "healthz" | "metrics" => format!("/{rest}"),
+        _ => format!("/v1/{rest}"),
+    };
+    let (mut parts, body) = req.into_parts();
+    let query = parts
+        .uri
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
+    match format!("{path}{query}").parse::<Uri>() {
+        Ok(uri) => parts.uri = uri,
+        Err(_) => return StatusCode::BAD_REQUEST.into_response(),
+    }
+    let req = Request::from_parts(parts, Body::new(body));
+    match member.router.oneshot(req).await {
+        Ok(r) => r,
+        Err(never) => match never {},
+    }
+}

@@ -1,0 +1,348 @@
+//! Fleet mode (`finesse-taskd fleet`) against the simulator, as a real process: several
+//! agents in one process recover together, a bad agent file stops only its agent, a SIGHUP
+//! adds and removes agents, and the herd cap spaces logins and REST requests.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::oneshot;
+
+use support::{Sim, metric};
+
+const LIMIT: Duration = Duration::from_secs(40);
+
+/// Each agent of `config/sim.toml` with its password.
+const AGENTS: [(&str, &str); 3] = [
+    ("1001001", "agent-1001001-secret"),
+    ("1001002", "agent-1001002-secret"),
+    ("1001003", "agent-1001003-secret"),
+];
+
+struct Fleet {
+    child: Child,
+    api: String,
+    dir: tempfile::TempDir,
+    log_path: PathBuf,
+    http: reqwest::Client,
+}
+
+fn agent_file(dir: &std::path::Path, id: &str, password: &str) -> String {
+    let pw = dir.join(format!("{id}.password"));
+    std::fs::write(&pw, format!("{password}\n")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+    format!(
+        "[agent]\nid = \"{id}\"\npassword_file = {pw:?}\n\n[[media]]\nid = 5002\n\
+         max_dialog_limit = 3\ninterrupt_action = \"ACCEPT\"\ndialog_logout_action = \"CLOSE\"\n\
+         state = \"READY\"\n"
+    )
+}
+
+impl Fleet {
+    /// Starts a fleet against `sim` with these agents and `[fleet]` keys.
+    async fn start(sim: &Sim, fleet_keys: &str, agents: &[(&str, &str)]) -> Fleet {
+        let dir = tempfile::Builder::new().prefix("fleet-").tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("agents")).unwrap();
+        let nodes: Vec<String> = sim
+            .info
+            .nodes
+            .iter()
+            .map(|n| format!("{:?}", n.rest))
+            .collect();
+        let fleet = format!(
+            "[fleet]\nagents_dir = \"agents\"\nstate_dir = \"state\"\n{fleet_keys}\n\n\
+             [finesse]\nnodes = [{nodes}]\nca_file = {ca:?}\nrequest_timeout = \"2s\"\n\
+             lockout_window = \"4s\"\n\n[xmpp]\nping_interval = \"1s\"\nping_timeout = \"1s\"\n\n\
+             [recovery]\nfirst_retry_window = \"300ms\"\nbackoff_initial = \"200ms\"\n\
+             backoff_max = \"1s\"\nsysteminfo_poll = \"300ms\"\nhealthy_after = \"5s\"\n\
+             auth_retry = \"2s\"\nfailover_after = \"1s\"\n\n[api]\nlisten = \"127.0.0.1:0\"\n\n\
+             [log]\nformat = \"json\"\n",
+            nodes = nodes.join(", "),
+            ca = sim.info.ca_file,
+        );
+        std::fs::write(dir.path().join("fleet.toml"), fleet).unwrap();
+        for (id, pw) in agents {
+            let text = agent_file(dir.path(), id, pw);
+            std::fs::write(dir.path().join("agents").join(format!("{id}.toml")), text).unwrap();
+        }
+        let log_path = dir.path().join("fleet.log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_finesse-taskd"))
+            .arg("fleet")
+            .arg("--config")
+            .arg(dir.path().join("fleet.toml"))
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = oneshot::channel();
+        let path = log_path.clone();
+        tokio::spawn(async move {
+            let mut file = tokio::fs::File::create(&path).await.unwrap();
+            let mut lines = BufReader::new(stderr).lines();
+            let mut tx = Some(tx);
+            while let Ok(Some(line)) = lines.next_line().await {
+                let _ = file.write_all(format!("{line}\n").as_bytes()).await;
+                let _ = file.flush().await;
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    if v["fields"]["message"] == "local API listening" {
+                        if let (Some(tx), Some(a)) = (tx.take(), v["fields"]["addr"].as_str()) {
+                            let _ = tx.send(a.to_owned());
+                        }
+                    }
+                }
+            }
+        });
+        let addr = tokio::time::timeout(Duration::from_secs(20), rx)
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "no API; log: {}",
+                    std::fs::read_to_string(&log_path).unwrap_or_default()
+                )
+            })
+            .expect("the fleet exited before its API listened");
+        Fleet {
+            child,
+            api: format!("http://{addr}"),
+            dir,
+            log_path,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.api))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Polls `/v1/agents` until `check` holds.
+    async fn wait(&self, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + LIMIT;
+        loop {
+            let (_, v) = self.get("/v1/agents").await;
+            if check(&v) {
+                return v;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}: {v}\nlog:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn hup(&self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id().unwrap() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    }
+
+    fn agents_dir(&self) -> PathBuf {
+        self.dir.path().join("agents")
+    }
+}
+
+/// True when exactly `ids` run, all steady (on `node` when given).
+fn all_steady(v: &Value, ids: &[&str], node: Option<&str>) -> bool {
+    let agents = v["agents"].as_array().cloned().unwrap_or_default();
+    agents.len() == ids.len()
+        && agents.iter().all(|a| {
+            ids.contains(&a["id"].as_str().unwrap_or(""))
+                && a["phase"] == "steady"
+                && node.is_none_or(|n| a["node"] == n)
+        })
+}
+
+#[tokio::test]
+async fn three_agents_recover_together_and_a_bad_file_stops_only_its_agent() {
+    let sim = Sim::start(&[]).await;
+    let fleet = Fleet::start(&sim, "ready_ratio = 0.75", &AGENTS).await;
+    std::fs::write(
+        fleet.agents_dir().join("bad.toml"),
+        "[agent]\nid = \"1009999\"\npassword = \"x\"\n[[media]]\nid = 5002\nmax_dialog_limit = 11\ninterrupt_action = \"ACCEPT\"\n",
+    )
+    .unwrap();
+    fleet.hup();
+    let ids: Vec<&str> = AGENTS.iter().map(|(id, _)| *id).collect();
+    let v = fleet
+        .wait("three steady agents and one bad file", |v| {
+            all_steady(v, &ids, None) && v["bad"].as_array().is_some_and(|b| b.len() == 1)
+        })
+        .await;
+    let error = v["bad"][0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("bad.toml") && error.contains("media[0].max_dialog_limit"),
+        "{error}"
+    );
+    let (status, ready) = fleet.get("/readyz").await;
+    assert_eq!(
+        (status, ready["steady"].clone(), ready["agents"].clone()),
+        (200, json!(3), json!(4))
+    );
+    // Each agent's own API, under its id.
+    let (status, state) = fleet.get("/v1/agents/1001002/state").await;
+    assert_eq!(status, 200);
+    assert_eq!(state["agent"], "1001002", "{state}");
+    assert_eq!(fleet.get("/v1/agents/1009999/state").await.0, 404);
+
+    // Side A dies: every agent fails over to B.
+    sim.faults("A", json!({ "rest": "refused" })).await;
+    sim.prosody("A", "kill").await;
+    let b = sim.node("B").rest.clone();
+    fleet
+        .wait("all steady on B", |v| all_steady(v, &ids, Some(b.as_str())))
+        .await;
+    let truth = sim.admin(reqwest::Method::GET, "/admin/truth", None).await;
+    for id in &ids {
+        let agent = truth["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["id"] == *id);
+        let media = agent.and_then(|a| a["media"].as_array()?.iter().find(|m| m["id"] == 5002));
+        assert_eq!(
+            media.map(|m| &m["loginNode"]),
+            Some(&json!("B")),
+            "{id}: {truth}"
+        );
+    }
+    let (_, metrics) = {
+        let r = fleet
+            .http
+            .get(format!("{}/metrics", fleet.api))
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.text().await.unwrap())
+    };
+    assert_eq!(
+        metric(&metrics, "finesse_taskd_fleet_agents{phase=\"steady\"}"),
+        Some(3.0)
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "finesse_taskd_fleet_agents{phase=\"config_error\"}"
+        ),
+        Some(1.0)
+    );
+    for id in &ids {
+        let series = format!("finesse_taskd_failovers_total{{agent=\"{id}\"}}");
+        assert_eq!(metric(&metrics, &series), Some(1.0), "{series}\n{metrics}");
+    }
+    assert_eq!(
+        metrics
+            .matches("# TYPE finesse_taskd_failovers counter")
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_sighup_adds_and_removes_agents_and_leaves_the_others_alone() {
+    let sim = Sim::start(&[]).await;
+    let fleet = Fleet::start(&sim, "", &AGENTS[..2]).await;
+    fleet
+        .wait("two steady", |v| {
+            all_steady(v, &["1001001", "1001002"], None)
+        })
+        .await;
+    let signins = sim.login_puts(None).await.len();
+    std::fs::remove_file(fleet.agents_dir().join("1001002.toml")).unwrap();
+    let (id, pw) = AGENTS[2];
+    std::fs::write(
+        fleet.agents_dir().join(format!("{id}.toml")),
+        agent_file(fleet.dir.path(), id, pw),
+    )
+    .unwrap();
+    fleet.hup();
+    fleet
+        .wait("1001001 and 1001003 steady, 1001002 gone", |v| {
+            all_steady(v, &["1001001", "1001003"], None)
+        })
+        .await;
+    // Only the new agent signed in; the one left alone kept its session.
+    let after = sim.login_puts(None).await;
+    let new: Vec<&Value> = after[signins..].iter().collect();
+    assert!(
+        new.iter()
+            .all(|r| r["path"].as_str().unwrap().contains("/User/1001003/")),
+        "{new:?}"
+    );
+    let (_, s) = fleet.get("/v1/agents/1001001/state").await;
+    assert_eq!(s["counters"]["reconnects"], 0, "{s}");
+    assert!(
+        fleet
+            .log()
+            .contains("agent file removed: stopping the agent")
+    );
+}
+
+#[tokio::test]
+async fn the_herd_cap_spaces_sign_ins_and_bounds_rest_requests() {
+    let sim = Sim::start(&[]).await;
+    let fleet = Fleet::start(
+        &sim,
+        "max_logins_per_second = 2\nmax_requests_per_second = 10",
+        &AGENTS,
+    )
+    .await;
+    let ids: Vec<&str> = AGENTS.iter().map(|(id, _)| *id).collect();
+    fleet
+        .wait("all steady", |v| all_steady(v, &ids, None))
+        .await;
+    // Side A's XMPP server restarts: all three log in again at once, under the cap.
+    sim.prosody("A", "kill").await;
+    sim.prosody("A", "start").await;
+    fleet
+        .wait("all steady again", |v| all_steady(v, &ids, None))
+        .await;
+    let requests = sim.requests().await;
+    let at: Vec<u64> = requests
+        .iter()
+        .map(|r| r["at_ms"].as_u64().unwrap())
+        .collect();
+    // A bucket of 10/s with a burst of 1: at most 11 in any second.
+    for (i, t) in at.iter().enumerate() {
+        let within = at[i..].iter().take_while(|u| **u < t + 1_000).count();
+        assert!(
+            within <= 11,
+            "{within} REST requests in the second from {t} ms"
+        );
+    }
+    let signins: Vec<u64> = sim
+        .login_puts(None)
+        .await
+        .iter()
+        .map(|r| r["at_ms"].as_u64().unwrap())
+        .collect();
+    assert!(signins.len() >= 3, "{signins:?}");
+    // Logins and sign-ins share a bucket of 2/s: sign-ins at least 0.5 s apart, give or take
+    // the simulator's clock.
+    for w in signins.windows(2) {
+        assert!(
+            w[1] - w[0] >= 450,
+            "sign-ins {signins:?} closer than the cap allows"
+        );
+    }
+}
