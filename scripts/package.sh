@@ -11,7 +11,9 @@ deb=$(cargo deb --locked "${profile[@]}" --no-strip | tail -n1)
 echo "built $deb"
 listing=$(dpkg-deb -c "$deb")
 for f in ./usr/bin/finesse-taskd ./lib/systemd/system/finesse-taskd@.service \
+         ./lib/systemd/system/finesse-taskd-fleet.service ./etc/finesse-taskd/fleet.toml.sample \
+         ./etc/finesse-taskd/agents.d/1001001.toml.sample \
          ./etc/finesse-taskd/example.toml.sample ./usr/share/doc/finesse-taskd/README.md; do
   grep -q " $f\$" <<<"$listing" || { echo "package check: $f missing from $deb" >&2; exit 1; }
 done
-echo "package check: all four files present"
+echo "package check: every file present"

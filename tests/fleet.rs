@@ -256,6 +256,11 @@ async fn three_agents_recover_together_and_a_bad_file_stops_only_its_agent() {
             .count(),
         1
     );
+    let per_agent = metrics
+        .lines()
+        .filter(|l| l.contains("agent=\"1001001\""))
+        .count();
+    eprintln!("series per agent: {per_agent}");
 }
 
 #[tokio::test]
