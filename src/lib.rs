@@ -31,6 +31,7 @@
 //!    - [`orphan`]: the orphan-dialog guard (probe the task's session, close zombies).
 //!    - [`api`]: the local HTTP API (health, readiness, state, events, actions, metrics).
 //! 5. [`app`]: wires one agent's daemon together; [`fleet`] runs many agents in one process;
+//!    [`status`] summarises a running one from its API;
 //!    `main` adds the CLI, logging and signals.
 //!
 //! The Finesse simulator lives in `src/bin/finesse-sim/` and shares no module with the
@@ -65,3 +66,4 @@ pub(crate) mod orphan;
 
 pub mod app;
 pub mod fleet;
+pub mod status;

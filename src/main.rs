@@ -33,6 +33,20 @@ struct Cli {
 enum Command {
     /// Run the daemon (the default).
     Run,
+    /// Print a short summary of a running daemon or fleet from its local API (exit 0 when
+    /// ready, 1 when not, 69 when the API cannot be reached).
+    Status {
+        /// The API: `host:port`, `http://host:port` or `unix:/path` (default: `[api] listen`
+        /// of --config, whose `[api]` token is sent too).
+        #[arg(long)]
+        api: Option<String>,
+        /// In fleet mode, this agent only.
+        #[arg(long)]
+        agent: Option<String>,
+        /// Print the API's JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run many agents in one process: --config names the fleet file (shared tables and
     /// `[fleet] agents_dir`, one agent file per agent there).
     Fleet,
@@ -48,6 +62,14 @@ fn main() -> ExitCode {
     // No core dump and no ptrace by other users of this uid: the password is in memory.
     let dumpable_off = nix::sys::prctl::set_dumpable(false).is_ok();
     let cli = Cli::parse();
+    if let Some(Command::Status { api, agent, json }) = &cli.command {
+        return status(
+            api.as_deref(),
+            agent.as_deref(),
+            *json,
+            cli.config.as_deref(),
+        );
+    }
     let positional = match &cli.command {
         Some(Command::CheckConfig { file }) => file.clone(),
         _ => None,
@@ -147,6 +169,94 @@ fn init_logging(format: LogFormat) {
     tracing_subscriber::registry()
         .with(layer.with_filter(filter).with_filter(clamp))
         .init();
+}
+
+/// `finesse-taskd status`.
+fn status(
+    api: Option<&str>,
+    agent: Option<&str>,
+    json: bool,
+    config: Option<&std::path::Path>,
+) -> ExitCode {
+    use finesse_taskd::status::{Target, fetch, parse_api, render_agent, render_fleet};
+    use std::io::IsTerminal as _;
+    let from_config = match config {
+        None => None,
+        Some(path) if is_fleet_file(path) => match FleetConfig::load(path) {
+            Ok(f) => Some((f.base.api_listen.clone(), f.base.api_token.clone())),
+            Err(e) => {
+                eprintln!("finesse-taskd: {e}");
+                return ExitCode::from(EX_CONFIG);
+            }
+        },
+        Some(path) => match Config::load(path) {
+            Ok(c) => Some((c.api_listen.clone(), c.api_token.clone())),
+            Err(e) => {
+                eprintln!("finesse-taskd: {e}");
+                return ExitCode::from(EX_CONFIG);
+            }
+        },
+    };
+    let target = match (api, from_config) {
+        (Some(a), c) => Target {
+            listen: parse_api(a),
+            token: c.and_then(|(_, t)| t),
+        },
+        (None, Some((listen, token))) => Target { listen, token },
+        (None, None) => {
+            eprintln!("finesse-taskd: status needs --api ADDR or --config FILE");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return ExitCode::FAILURE;
+    };
+    let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let shown = runtime.block_on(async {
+        if let Some(id) = agent {
+            let (code, v) = fetch(&target, &format!("/v1/agents/{id}/state")).await?;
+            let ready = code == 200 && v["phase"] == "steady";
+            return Ok((v.clone(), render_agent(&v, color), ready, code));
+        }
+        let (code, list) = fetch(&target, "/v1/agents").await?;
+        if code == 200 {
+            let (ready, _) = fetch(&target, "/readyz").await?;
+            return Ok((list.clone(), render_fleet(&list, color), ready == 200, code));
+        }
+        let (code, v) = fetch(&target, "/v1/state").await?;
+        let ready = code == 200 && v["phase"] == "steady";
+        Ok::<_, finesse_taskd::status::StatusError>((
+            v.clone(),
+            render_agent(&v, color),
+            ready,
+            code,
+        ))
+    });
+    match shown {
+        Ok((_, _, _, code)) if !(200..300).contains(&code) => {
+            eprintln!("finesse-taskd: the API answered {code}");
+            ExitCode::from(1)
+        }
+        Ok((v, text, ready, _)) => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            } else {
+                print!("{text}");
+            }
+            if ready {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("finesse-taskd: {e}");
+            ExitCode::from(EX_UNAVAILABLE)
+        }
+    }
 }
 
 /// True when `path` is a fleet file (it has a `[fleet]` table).

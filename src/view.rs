@@ -44,6 +44,12 @@ pub struct MediaView {
     /// The last sign-in Finesse refused, until one succeeds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signin: Option<SigninFailure>,
+    /// The state the daemon keeps the MRD in after a sign-in (the config's, or the API's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub desired_state: Option<String>,
+    /// Its reason code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub desired_reason_code_id: Option<u32>,
 }
 
 /// How an MRD's settings compare with the config.

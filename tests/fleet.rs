@@ -204,6 +204,28 @@ async fn three_agents_recover_together_and_a_bad_file_stops_only_its_agent() {
     assert_eq!(status, 200);
     assert_eq!(state["agent"], "1001002", "{state}");
     assert_eq!(fleet.get("/v1/agents/1009999/state").await.0, 404);
+    // The operator's summary, for the fleet and for one agent.
+    let status = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_finesse-taskd"))
+            .arg("status")
+            .args(["--api", &fleet.api])
+            .args(args)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (out.status.code(), text)
+    };
+    let (code, text) = status(&[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.starts_with("fleet: 3 of 4 agents steady, 1 bad agent files"),
+        "{text}"
+    );
+    assert!(text.contains("bad.toml: config error"), "{text}");
+    let (code, text) = status(&["--agent", "1001002"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.starts_with("agent 1001002: steady"), "{text}");
 
     // Side A dies: every agent fails over to B.
     sim.faults("A", json!({ "rest": "refused" })).await;

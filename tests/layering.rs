@@ -19,7 +19,7 @@ const ORDER: &[&str] = &[
     // 4: around the driver
     "orphan", "api",
     // 5: wiring
-    "app", "fleet",
+    "app", "fleet", "status",
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -36,6 +36,8 @@ impl MediaView {
             },
             drift_fields: fields,
             signin: None,
+            desired_state: want.map(|w| w.state.as_str().to_owned()),
+            desired_reason_code_id: want.and_then(|w| w.reason_code_id),
         }
     }
 }
