@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need beyond the Rust toolchain: Prosody and ejabberd
-# (the two XMPP servers a simulated Finesse node can run) and curl. Uses sudo when not root.
+# (the two XMPP servers a simulated Finesse node can run), curl, systemd-analyze and promtool
+# (Debian's prometheus: checks the alerting rules). Uses sudo when not root.
 set -euo pipefail
 need=()
 command -v prosody >/dev/null 2>&1 || need+=(prosody)
@@ -8,6 +9,7 @@ ls -d /usr/lib/x86_64-linux-gnu/ejabberd-* >/dev/null 2>&1 || need+=(ejabberd)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -ne 0 ] && sudo="sudo"
@@ -17,3 +19,4 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 command -v prosody >/dev/null 2>&1 || { echo "prosody is still missing: apt-get install -y prosody" >&2; exit 1; }
 ls -d /usr/lib/x86_64-linux-gnu/ejabberd-* >/dev/null 2>&1 || { echo "ejabberd is still missing: apt-get install -y ejabberd" >&2; exit 1; }
+command -v promtool >/dev/null 2>&1 || { echo "promtool is still missing: apt-get install -y prometheus" >&2; exit 1; }

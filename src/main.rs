@@ -47,6 +47,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print shell completions (bash, zsh, fish, elvish, powershell) on stdout.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout.
+    Man,
     /// Run many agents in one process: --config names the fleet file (shared tables and
     /// `[fleet] agents_dir`, one agent file per agent there).
     Fleet,
@@ -62,6 +69,31 @@ fn main() -> ExitCode {
     // No core dump and no ptrace by other users of this uid: the password is in memory.
     let dumpable_off = nix::sys::prctl::set_dumpable(false).is_ok();
     let cli = Cli::parse();
+    match &cli.command {
+        Some(Command::Completions { shell }) => {
+            use clap::CommandFactory as _;
+            let mut command = Cli::command();
+            clap_complete::generate(
+                *shell,
+                &mut command,
+                "finesse-taskd",
+                &mut std::io::stdout(),
+            );
+            return ExitCode::SUCCESS;
+        }
+        Some(Command::Man) => {
+            use clap::CommandFactory as _;
+            let page = clap_mangen::Man::new(Cli::command());
+            return match page.render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("finesse-taskd: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        _ => {}
+    }
     if let Some(Command::Status { api, agent, json }) = &cli.command {
         return status(
             api.as_deref(),
@@ -171,91 +203,37 @@ fn init_logging(format: LogFormat) {
         .init();
 }
 
-/// `finesse-taskd status`.
+/// `finesse-taskd status` (the work is in [`finesse_taskd::status::command`]).
 fn status(
     api: Option<&str>,
     agent: Option<&str>,
     json: bool,
     config: Option<&std::path::Path>,
 ) -> ExitCode {
-    use finesse_taskd::status::{Target, fetch, parse_api, render_agent, render_fleet};
-    use std::io::IsTerminal as _;
-    let from_config = match config {
-        None => None,
-        Some(path) if is_fleet_file(path) => match FleetConfig::load(path) {
-            Ok(f) => Some((f.base.api_listen.clone(), f.base.api_token.clone())),
-            Err(e) => {
-                eprintln!("finesse-taskd: {e}");
-                return ExitCode::from(EX_CONFIG);
-            }
-        },
-        Some(path) => match Config::load(path) {
-            Ok(c) => Some((c.api_listen.clone(), c.api_token.clone())),
-            Err(e) => {
-                eprintln!("finesse-taskd: {e}");
-                return ExitCode::from(EX_CONFIG);
-            }
-        },
-    };
-    let target = match (api, from_config) {
-        (Some(a), c) => Target {
-            listen: parse_api(a),
-            token: c.and_then(|(_, t)| t),
-        },
-        (None, Some((listen, token))) => Target { listen, token },
-        (None, None) => {
-            eprintln!("finesse-taskd: status needs --api ADDR or --config FILE");
-            return ExitCode::from(EX_CONFIG);
-        }
-    };
-    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    else {
-        return ExitCode::FAILURE;
-    };
-    let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let shown = runtime.block_on(async {
-        if let Some(id) = agent {
-            let (code, v) = fetch(&target, &format!("/v1/agents/{id}/state")).await?;
-            let ready = code == 200 && v["phase"] == "steady";
-            return Ok((v.clone(), render_agent(&v, color), ready, code));
-        }
-        let (code, list) = fetch(&target, "/v1/agents").await?;
-        if code == 200 {
-            let (ready, _) = fetch(&target, "/readyz").await?;
-            return Ok((list.clone(), render_fleet(&list, color), ready == 200, code));
-        }
-        let (code, v) = fetch(&target, "/v1/state").await?;
-        let ready = code == 200 && v["phase"] == "steady";
-        Ok::<_, finesse_taskd::status::StatusError>((
-            v.clone(),
-            render_agent(&v, color),
-            ready,
-            code,
-        ))
-    });
-    match shown {
-        Ok((_, _, _, code)) if !(200..300).contains(&code) => {
-            eprintln!("finesse-taskd: the API answered {code}");
-            ExitCode::from(1)
-        }
-        Ok((v, text, ready, _)) => {
-            if json {
-                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    use finesse_taskd::status::{Outcome, command};
+    let target = match (api, config) {
+        (api, Some(path)) => {
+            let from = if is_fleet_file(path) {
+                FleetConfig::load(path)
+                    .map(|f| (f.base.api_listen.clone(), f.base.api_token.clone()))
             } else {
-                print!("{text}");
-            }
-            if ready {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
+                Config::load(path).map(|c| (c.api_listen.clone(), c.api_token.clone()))
+            };
+            match from {
+                Ok((listen, token)) => (api.map(str::to_owned), Some((listen, token))),
+                Err(e) => {
+                    eprintln!("finesse-taskd: {e}");
+                    return ExitCode::from(EX_CONFIG);
+                }
             }
         }
-        Err(e) => {
-            eprintln!("finesse-taskd: {e}");
-            ExitCode::from(EX_UNAVAILABLE)
-        }
+        (api, None) => (api.map(str::to_owned), None),
+    };
+    match command(target.0.as_deref(), target.1, agent, json) {
+        Outcome::Ready => ExitCode::SUCCESS,
+        Outcome::NotReady => ExitCode::from(1),
+        Outcome::Unreachable => ExitCode::from(EX_UNAVAILABLE),
+        Outcome::Usage => ExitCode::from(EX_CONFIG),
     }
 }
 

@@ -247,6 +247,88 @@ pub fn render_fleet(list: &Value, color: bool) -> String {
     out
 }
 
+/// What `status` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Steady (an agent) or ready (a fleet's `/readyz`).
+    Ready,
+    /// Running but not ready, or the API refused the request.
+    NotReady,
+    /// The API could not be reached.
+    Unreachable,
+    /// Neither `--api` nor `--config`.
+    Usage,
+}
+
+/// `finesse-taskd status`: asks the API at `api` (else the config's `listen`, with its
+/// token) and prints the summary (or the JSON) on stdout.
+pub fn command(
+    api: Option<&str>,
+    from_config: Option<(Listen, Option<Secret>)>,
+    agent: Option<&str>,
+    json: bool,
+) -> Outcome {
+    use std::io::IsTerminal as _;
+    let target = match (api, from_config) {
+        (Some(a), c) => Target {
+            listen: parse_api(a),
+            token: c.and_then(|(_, t)| t),
+        },
+        (None, Some((listen, token))) => Target { listen, token },
+        (None, None) => {
+            eprintln!("finesse-taskd: status needs --api ADDR or --config FILE");
+            return Outcome::Usage;
+        }
+    };
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return Outcome::Unreachable;
+    };
+    let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let shown = runtime.block_on(async {
+        if let Some(id) = agent {
+            let (code, v) = fetch(&target, &format!("/v1/agents/{id}/state")).await?;
+            let ready = code == 200 && v["phase"] == "steady";
+            let text = render_agent(&v, color);
+            return Ok((v, text, ready, code));
+        }
+        let (code, list) = fetch(&target, "/v1/agents").await?;
+        if code == 200 {
+            let (ready, _) = fetch(&target, "/readyz").await?;
+            let text = render_fleet(&list, color);
+            return Ok((list, text, ready == 200, code));
+        }
+        let (code, v) = fetch(&target, "/v1/state").await?;
+        let ready = code == 200 && v["phase"] == "steady";
+        let text = render_agent(&v, color);
+        Ok::<_, StatusError>((v, text, ready, code))
+    });
+    match shown {
+        Ok((_, _, _, code)) if !(200..300).contains(&code) => {
+            eprintln!("finesse-taskd: the API answered {code}");
+            Outcome::NotReady
+        }
+        Ok((v, text, ready, _)) => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            } else {
+                print!("{text}");
+            }
+            if ready {
+                Outcome::Ready
+            } else {
+                Outcome::NotReady
+            }
+        }
+        Err(e) => {
+            eprintln!("finesse-taskd: {e}");
+            Outcome::Unreachable
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
