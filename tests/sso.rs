@@ -322,3 +322,68 @@ async fn a_token_issued_for_another_agent_is_refused_after_the_login_name_lookup
         "{requests:?}"
     );
 }
+
+#[tokio::test]
+async fn a_refused_refresh_holds_like_a_rejected_password_once_per_auth_retry() {
+    // A pair whose refresh token the IdS does not know (revoked): the access token works
+    // until the refresh, which is refused with 401.
+    let (sim, mut pair) = sso_sim(json!({})).await;
+    pair["refresh_token"] = json!("revoked-refresh-token");
+    let state_dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start_steady(&sim, sso_cfg(&pair, state_dir.path())).await;
+    let s = d
+        .wait_state(Duration::from_secs(20), "auth_failed", |s| {
+            s["phase"] == "auth_failed"
+        })
+        .await;
+    assert_eq!(s["cause"], "auth_failed", "{s}");
+    d.wait_log("the SSO token refresh was refused").await;
+    // Each later attempt waits auth_retry (2 s): count them over 7 s.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let at: Vec<u64> = sim
+        .requests()
+        .await
+        .iter()
+        .filter(|r| {
+            r["path"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("/desktop/sso/token"))
+        })
+        .map(|r| r["at_ms"].as_u64().unwrap())
+        .collect();
+    assert!((2..=5).contains(&at.len()), "{at:?}");
+    for w in at.windows(2) {
+        assert!(
+            w[1] - w[0] >= 1_900,
+            "refreshes {at:?} closer than auth_retry"
+        );
+    }
+    assert_eq!(sim.truth().await["lockouts"], 0);
+}
+
+#[tokio::test]
+async fn a_refresh_failing_with_5xx_is_retried_before_the_token_expires_without_a_hold() {
+    let (sim, pair) = sso_sim(json!({ "sso_token_lifetime_ms": 12000 })).await;
+    let state_dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start_steady(&sim, sso_cfg(&pair, state_dir.path())).await;
+    // Every REST call but SystemInfo answers 500 while the refresh falls due (at 9 s).
+    sim.faults("A", json!({ "http_500": true })).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while d.log_count("SSO token refresh failed; retrying while the token is still valid") < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no failed refresh:\n{}",
+            d.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sim.faults("A", json!({ "http_500": false })).await;
+    d.wait_log("SSO token refreshed").await;
+    let log = d.log();
+    assert!(!log.contains("\"phase\":\"AuthFailed\""), "it held:\n{log}");
+    assert!(
+        !log.contains("\"phase\":\"AuthExpired\""),
+        "it held:\n{log}"
+    );
+    assert_eq!(d.state().await["phase"], "steady");
+}

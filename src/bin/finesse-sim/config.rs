@@ -16,7 +16,9 @@ pub struct SimConfig {
     /// The XMPP domain of the cluster (Finesse `xmppDomain`); also the TLS name.
     #[serde(default = "default_domain")]
     pub domain: String,
-    /// The agents, with their passwords and MRDs.
+    /// The agents, with their passwords and MRDs: `[[agents]]` tables, or a range
+    /// `agents = { first = 1001001, count = 2000, mrds = [5002] }` (see [`AgentRange`]).
+    #[serde(deserialize_with = "agents")]
     pub agents: Vec<AgentConfig>,
     /// The media routing domains the agents may belong to.
     pub mrds: Vec<MrdConfig>,
@@ -53,6 +55,58 @@ pub struct AgentConfig {
     /// The loginName (UCCE: differs from the loginId; the IdS names the user by it).
     #[serde(default)]
     pub login_name: Option<String>,
+}
+
+/// Agents by the thousand: ids `first`, `first + 1`, … (`count` of them), each in `mrds`,
+/// with `password` (`{id}` is replaced by the agent's id, `{n}` by its index from 0).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentRange {
+    /// The first id.
+    pub first: u64,
+    /// How many.
+    pub count: u32,
+    /// The MRDs each is configured for.
+    pub mrds: Vec<u32>,
+    /// The password pattern.
+    #[serde(default = "default_range_password")]
+    pub password: String,
+}
+
+fn default_range_password() -> String {
+    "agent-{id}-secret".into()
+}
+
+/// `agents` as a list of tables or as an [`AgentRange`].
+fn agents<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<AgentConfig>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(
+        untagged,
+        expecting = "a list of [[agents]] tables, or a range { first, count, mrds, password }"
+    )]
+    enum Agents {
+        List(Vec<AgentConfig>),
+        Range(AgentRange),
+    }
+    Ok(match Agents::deserialize(d)? {
+        Agents::List(list) => list,
+        Agents::Range(r) => (0..r.count)
+            .map(|n| {
+                let id = (r.first + u64::from(n)).to_string();
+                AgentConfig {
+                    password: r
+                        .password
+                        .replace("{id}", &id)
+                        .replace("{n}", &n.to_string()),
+                    id,
+                    mrds: r.mrds.clone(),
+                    first_name: None,
+                    last_name: None,
+                    login_name: None,
+                }
+            })
+            .collect(),
+    })
 }
 
 /// One media routing domain.
@@ -301,5 +355,27 @@ impl SimConfig {
             bail!("behaviour.lockout_attempts: must be at least 1");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agents_as_a_range_expand_with_their_passwords_and_a_bad_shape_is_named() {
+        let text = r#"agents = { first = 2000000, count = 3, mrds = [5002], password = "herd-{n}-secret" }
+[[mrds]]
+id = 5002
+name = "Chat_MRD"
+"#;
+        let c: SimConfig = toml::from_str(text).unwrap();
+        let ids: Vec<&str> = c.agents.iter().map(|a| a.id.as_str()).collect();
+        assert_eq!(ids, ["2000000", "2000001", "2000002"]);
+        assert_eq!(c.agents[2].password, "herd-2-secret");
+        c.check().unwrap();
+        let bad = text.replace("count = 3", "count = \"many\"");
+        let e = toml::from_str::<SimConfig>(&bad).unwrap_err().to_string();
+        assert!(e.contains("a list of [[agents]] tables, or a range"), "{e}");
     }
 }
