@@ -53,6 +53,9 @@ pub struct FleetLink {
     pub herd: Arc<crate::herd::Herd>,
     /// Reads the agent's config again.
     pub loader: crate::config::Loader,
+    /// The fleet's TLS configuration and HTTP client (one connection pool per node), when
+    /// the agent's CA and request timeout are the fleet's.
+    pub shared: Option<(Arc<rustls::ClientConfig>, reqwest::Client)>,
 }
 
 /// One agent, built and not yet running: its API state (for a router) and its driver.
@@ -111,7 +114,7 @@ impl Agent {
             driver = driver.with_watcher(Box::new(move |d| g.watch(d)));
         }
         if let Some(f) = fleet {
-            driver = driver.with_fleet(f.herd, f.loader);
+            driver = driver.with_fleet(f.herd, f.loader, f.shared);
         }
         Ok(Self { api, driver })
     }

@@ -36,6 +36,8 @@ struct Running {
 struct Fleet {
     config: FleetConfig,
     herd: Arc<Herd>,
+    /// One TLS configuration and one HTTP client (a pool per node) for every agent.
+    shared: Option<(Arc<rustls::ClientConfig>, reqwest::Client)>,
     roster: Roster,
     running: BTreeMap<PathBuf, Running>,
     shutdown: CancellationToken,
@@ -63,9 +65,14 @@ impl Fleet {
         let id = config.agent_id.clone();
         let stop = self.shutdown.child_token();
         let (reload, reloads) = mpsc::unbounded_channel();
+        // The fleet's TLS configuration and connection pool, unless this agent's CA or
+        // timeout differ (they come from the shared tables, so only a file edited since).
+        let same = config.ca_pem == self.config.base.ca_pem
+            && config.request_timeout == self.config.base.request_timeout;
         let link = FleetLink {
             herd: self.herd.clone(),
             loader: self.loader(),
+            shared: self.shared.clone().filter(|_| same),
         };
         let control = Control {
             shutdown: stop.clone(),
@@ -180,9 +187,16 @@ pub async fn run(config: FleetConfig, control: Control) -> Result<(), AppError> 
             base.api_token.clone(),
         )),
     });
+    let shared = crate::tls::client_config(base.ca_pem.as_deref())
+        .and_then(|tls| {
+            let http = crate::tls::http_client(&tls, base.request_timeout)?;
+            Ok((tls, http))
+        })
+        .map_err(|e| AppError::Setup(e.into()))?;
     let mut fleet = Fleet {
         config,
         herd,
+        shared: Some(shared),
         roster,
         running: BTreeMap::new(),
         shutdown: shutdown.clone(),

@@ -63,6 +63,12 @@ impl Driver {
         });
         match built {
             Ok((tls, rest)) => {
+                let same = new.ca_pem == self.cfg.ca_pem
+                    && new.request_timeout == self.cfg.request_timeout;
+                let (tls, rest) = match (&self.pooled, same) {
+                    (Some((t, http)), true) => (t.clone(), rest.with_http(http.clone())),
+                    _ => (tls, rest),
+                };
                 self.rest = rest.with_herd(self.herd.clone());
                 self.tls = tls;
                 self.sso = sso;

@@ -84,6 +84,8 @@ pub struct Driver {
     herd: Option<Arc<crate::herd::Herd>>,
     /// How a reload reads the config (a fleet's agent file with its tables).
     loader: Option<crate::config::Loader>,
+    /// A fleet's shared TLS configuration and HTTP client.
+    pooled: Option<(Arc<rustls::ClientConfig>, reqwest::Client)>,
 }
 
 impl Driver {
@@ -130,6 +132,7 @@ impl Driver {
             sso,
             herd: None,
             loader: None,
+            pooled: None,
         })
     }
 
@@ -144,8 +147,14 @@ impl Driver {
         mut self,
         herd: Arc<crate::herd::Herd>,
         loader: crate::config::Loader,
+        pooled: Option<(Arc<rustls::ClientConfig>, reqwest::Client)>,
     ) -> Self {
         self.rest = self.rest.clone().with_herd(Some(herd.clone()));
+        if let Some((tls, http)) = &pooled {
+            self.tls = tls.clone();
+            self.rest = self.rest.clone().with_http(http.clone());
+        }
+        self.pooled = pooled;
         self.herd = Some(herd);
         self.loader = Some(loader);
         self

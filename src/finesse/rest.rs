@@ -112,6 +112,12 @@ impl Rest {
         })
     }
 
+    /// The same client on `http` (a fleet's one connection pool per node).
+    pub fn with_http(mut self, http: reqwest::Client) -> Self {
+        self.http = http;
+        self
+    }
+
     /// The same client under a fleet's herd cap.
     pub fn with_herd(mut self, herd: Option<std::sync::Arc<crate::herd::Herd>>) -> Self {
         self.herd = herd;
