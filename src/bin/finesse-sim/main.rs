@@ -328,11 +328,15 @@ async fn run(cli: Cli, config: SimConfig) -> anyhow::Result<()> {
         }
     }
 
+    // Setting up two pubsub nodes per agent takes time at fleet scale (2,000 agents: ~40 s).
+    let online_limit =
+        Duration::from_secs(30) + Duration::from_millis(25) * config.agents.len() as u32;
     for node in &nodes {
-        if !node.publisher.wait_online(Duration::from_secs(30)).await {
+        if !node.publisher.wait_online(online_limit).await {
             bail!(
-                "the publisher of node {} did not come online within 30 s",
-                node.name
+                "the publisher of node {} did not come online within {} s",
+                node.name,
+                online_limit.as_secs()
             );
         }
     }
