@@ -140,15 +140,8 @@ fn main() -> ExitCode {
         warn!("{w}");
     }
     // One agent's sessions are I/O-bound: one thread keeps the footprint and the wakeups low.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            error!(error = %e, "cannot start the runtime");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime(tokio::runtime::Builder::new_current_thread()) else {
+        return ExitCode::FAILURE;
     };
     runtime.block_on(run(config))
 }
@@ -237,6 +230,17 @@ fn status(
     }
 }
 
+/// The runtime `builder` makes, with I/O and time; the error logged.
+fn runtime(mut builder: tokio::runtime::Builder) -> Option<tokio::runtime::Runtime> {
+    match builder.enable_all().build() {
+        Ok(r) => Some(r),
+        Err(e) => {
+            error!(error = %e, "cannot start the runtime");
+            None
+        }
+    }
+}
+
 /// True when `path` is a fleet file (it has a `[fleet]` table).
 fn is_fleet_file(path: &std::path::Path) -> bool {
     std::fs::read_to_string(path)
@@ -289,15 +293,8 @@ fn fleet(path: &std::path::Path, check: bool, dumpable_off: bool) -> ExitCode {
         warn!("cannot make the process non-dumpable; a core file could hold the passwords");
     }
     // Many agents: one worker per core.
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            error!(error = %e, "cannot start the runtime");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime(tokio::runtime::Builder::new_multi_thread()) else {
+        return ExitCode::FAILURE;
     };
     runtime.block_on(with_signals(|control| {
         finesse_taskd::fleet::run(config, control)

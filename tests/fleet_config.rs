@@ -2,6 +2,8 @@
 //! `check-config` names every bad agent file (exit 78) and every table in the wrong file,
 //! and the fleet's systemd unit is as hardened as the per-agent one.
 
+mod support;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -98,21 +100,7 @@ fn the_fleet_unit_scores_an_exposure_of_at_most_1_5() {
         env!("CARGO_MANIFEST_DIR"),
         "/systemd/finesse-taskd-fleet.service"
     );
-    let out = Command::new("systemd-analyze")
-        .args(["security", "--offline=true", unit])
-        .output()
-        .expect("systemd-analyze must be installed (scripts/install-deps.sh installs systemd)");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .find(|l| l.contains("Overall exposure level"))
-        .unwrap_or_else(|| panic!("no score in: {text}"));
-    let score: f64 = line
-        .split(':')
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .and_then(|s| s.parse().ok())
-        .expect("score");
+    let (score, line) = support::unit::exposure(unit);
     assert!(score <= 1.5, "{line}");
     let body = std::fs::read_to_string(unit).unwrap();
     for setting in [

@@ -20,21 +20,7 @@ const UNIT: &str = concat!(
 
 #[test]
 fn the_unit_scores_an_exposure_of_at_most_1_5_and_has_the_required_settings() {
-    let out = Command::new("systemd-analyze")
-        .args(["security", "--offline=true", UNIT])
-        .output()
-        .expect("systemd-analyze must be installed (scripts/install-deps.sh installs the systemd package)");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .find(|l| l.contains("Overall exposure level"))
-        .unwrap_or_else(|| panic!("no score in: {text}"));
-    let score: f64 = line
-        .split(':')
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .and_then(|s| s.parse().ok())
-        .expect("score");
+    let (score, line) = support::unit::exposure(UNIT);
     eprintln!("systemd-analyze security exposure: {score}");
     assert!(score <= 1.5, "{line}");
     let unit = std::fs::read_to_string(UNIT).unwrap();

@@ -33,16 +33,10 @@ pub(super) fn read_password(
     }
     let (key, path) = match (&a.password_file, &a.password_credential) {
         (Some(p), _) => ("agent.password_file", p.clone()),
-        (None, Some(name)) => {
-            let dir = std::env::var_os("CREDENTIALS_DIRECTORY").ok_or_else(|| {
-                err(
-                    f,
-                    "agent.password_credential",
-                    "CREDENTIALS_DIRECTORY is not set (use LoadCredential= in the unit)",
-                )
-            })?;
-            ("agent.password_credential", PathBuf::from(dir).join(name))
-        }
+        (None, Some(name)) => (
+            "agent.password_credential",
+            credential(f, "agent.password_credential", name)?,
+        ),
         (None, None) => return Err(err(f, "agent.password_file", "missing")),
     };
     let text = read_secret_file(f, key, &path, key == "agent.password_file")?;
@@ -51,6 +45,19 @@ pub(super) fn read_password(
         return Err(err(f, key, format!("{} is empty", path.display())));
     }
     Ok(Secret::new(password))
+}
+
+/// The path of systemd credential `name` (`$CREDENTIALS_DIRECTORY/name`); `key` names the
+/// config key in the error when the unit hands over no credentials.
+pub(super) fn credential(f: &Path, key: &str, name: &str) -> Result<PathBuf, ConfigError> {
+    let dir = std::env::var_os("CREDENTIALS_DIRECTORY").ok_or_else(|| {
+        err(
+            f,
+            key,
+            "CREDENTIALS_DIRECTORY is not set (use LoadCredential= in the unit)",
+        )
+    })?;
+    Ok(PathBuf::from(dir).join(name))
 }
 
 /// The text of a secret's file, in a buffer wiped when dropped. A file the operator wrote

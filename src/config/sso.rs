@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::raw::RawAgent;
-use super::secrets::{read_password, read_secret_file};
+use super::secrets::{credential, read_password, read_secret_file};
 use super::{ConfigError, choice, err};
 use crate::secret::Secret;
 use crate::sso::token::TokenSet;
@@ -117,16 +117,10 @@ pub(super) fn read(
     }
     let (key, path) = match (&a.sso_token_file, &a.sso_token_credential) {
         (Some(p), None) => ("agent.sso_token_file", p.clone()),
-        (None, Some(name)) => {
-            let dir = std::env::var_os("CREDENTIALS_DIRECTORY").ok_or_else(|| {
-                err(
-                    f,
-                    "agent.sso_token_credential",
-                    "CREDENTIALS_DIRECTORY is not set (use LoadCredential= in the unit)",
-                )
-            })?;
-            ("agent.sso_token_credential", PathBuf::from(dir).join(name))
-        }
+        (None, Some(name)) => (
+            "agent.sso_token_credential",
+            credential(f, "agent.sso_token_credential", name)?,
+        ),
         _ => {
             return Err(err(
                 f,

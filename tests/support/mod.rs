@@ -5,6 +5,7 @@
 
 pub mod daemon;
 pub mod fleet;
+pub mod unit;
 pub mod xmpp;
 
 use std::path::PathBuf;
