@@ -149,17 +149,14 @@ async fn readyz(State(f): State<FleetApi>) -> Response {
 }
 
 async fn metrics(State(f): State<FleetApi>) -> Response {
-    let parts: Vec<(String, String)> = f
-        .roster
-        .members()
-        .into_iter()
-        .map(|(id, m)| (id, (m.api.metrics)()))
-        .collect();
+    // One pass over the roster: each agent's families and its phase.
     let mut phases: BTreeMap<&str, u64> = Phase::ALL.iter().map(|p| (p.as_str(), 0)).collect();
-    for (_, m) in f.roster.members() {
+    let mut parts: Vec<(String, String)> = Vec::new();
+    for (id, m) in f.roster.members() {
         *phases
             .entry(m.api.shared.snapshot().phase.as_str())
             .or_default() += 1;
+        parts.push((id, (m.api.metrics)()));
     }
     let mut totals = String::from(
         "# HELP finesse_taskd_fleet_agents Agents of the fleet by phase (config_error: unusable files).\n\

@@ -188,36 +188,7 @@ impl Daemon {
             .spawn()
             .expect("spawn finesse-taskd");
         let stderr = child.stderr.take().expect("stderr");
-        let (addr_tx, addr_rx) = oneshot::channel();
-        let path = log_path.clone();
-        tokio::spawn(async move {
-            let mut file = tokio::fs::File::create(&path).await.expect("log file");
-            let mut lines = BufReader::new(stderr).lines();
-            let mut addr_tx = Some(addr_tx);
-            while let Ok(Some(line)) = lines.next_line().await {
-                let _ = file.write_all(line.as_bytes()).await;
-                let _ = file.write_all(b"\n").await;
-                let _ = file.flush().await;
-                if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    if v["fields"]["message"] == "local API listening" {
-                        if let (Some(tx), Some(addr)) =
-                            (addr_tx.take(), v["fields"]["addr"].as_str())
-                        {
-                            let _ = tx.send(addr.to_owned());
-                        }
-                    }
-                }
-            }
-        });
-        let addr = tokio::time::timeout(Duration::from_secs(20), addr_rx)
-            .await
-            .unwrap_or_else(|_| {
-                panic!(
-                    "daemon API did not come up; log: {}",
-                    std::fs::read_to_string(&log_path).unwrap_or_default()
-                )
-            })
-            .expect("daemon exited before its API listened");
+        let addr = api_address(stderr, &log_path, "the daemon").await;
         Daemon {
             child,
             api: format!("http://{addr}"),
@@ -466,4 +437,40 @@ impl Daemon {
         self.wait_state(limit, "phase steady", |s| s["phase"] == "steady")
             .await
     }
+}
+
+/// Copies a process's JSON log from `stderr` to `log_path` line by line, and returns the
+/// address of its "local API listening" line (panics with the log after 20 s).
+pub async fn api_address(
+    stderr: tokio::process::ChildStderr,
+    log_path: &std::path::Path,
+    what: &str,
+) -> String {
+    let (addr_tx, addr_rx) = oneshot::channel();
+    let path = log_path.to_path_buf();
+    tokio::spawn(async move {
+        let mut file = tokio::fs::File::create(&path).await.expect("log file");
+        let mut lines = BufReader::new(stderr).lines();
+        let mut addr_tx = Some(addr_tx);
+        while let Ok(Some(line)) = lines.next_line().await {
+            let _ = file.write_all(format!("{line}\n").as_bytes()).await;
+            let _ = file.flush().await;
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                if v["fields"]["message"] == "local API listening" {
+                    if let (Some(tx), Some(addr)) = (addr_tx.take(), v["fields"]["addr"].as_str()) {
+                        let _ = tx.send(addr.to_owned());
+                    }
+                }
+            }
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(20), addr_rx)
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "{what}'s API did not come up; log: {}",
+                std::fs::read_to_string(log_path).unwrap_or_default()
+            )
+        })
+        .unwrap_or_else(|_| panic!("{what} exited before its API listened"))
 }

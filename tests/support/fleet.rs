@@ -6,9 +6,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
-use tokio::sync::oneshot;
 
 use super::Sim;
 
@@ -81,33 +79,7 @@ impl Fleet {
             .spawn()
             .unwrap();
         let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = oneshot::channel();
-        let path = log_path.clone();
-        tokio::spawn(async move {
-            let mut file = tokio::fs::File::create(&path).await.unwrap();
-            let mut lines = BufReader::new(stderr).lines();
-            let mut tx = Some(tx);
-            while let Ok(Some(line)) = lines.next_line().await {
-                let _ = file.write_all(format!("{line}\n").as_bytes()).await;
-                let _ = file.flush().await;
-                if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    if v["fields"]["message"] == "local API listening" {
-                        if let (Some(tx), Some(a)) = (tx.take(), v["fields"]["addr"].as_str()) {
-                            let _ = tx.send(a.to_owned());
-                        }
-                    }
-                }
-            }
-        });
-        let addr = tokio::time::timeout(Duration::from_secs(20), rx)
-            .await
-            .unwrap_or_else(|_| {
-                panic!(
-                    "no API; log: {}",
-                    std::fs::read_to_string(&log_path).unwrap_or_default()
-                )
-            })
-            .expect("the fleet exited before its API listened");
+        let addr = super::daemon::api_address(stderr, &log_path, "the fleet").await;
         Fleet {
             child,
             api: format!("http://{addr}"),

@@ -30,7 +30,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
@@ -328,18 +327,7 @@ async fn run(cli: Cli, config: SimConfig) -> anyhow::Result<()> {
         }
     }
 
-    // Setting up two pubsub nodes per agent takes time at fleet scale (2,000 agents: ~40 s).
-    let online_limit =
-        Duration::from_secs(30) + Duration::from_millis(25) * config.agents.len() as u32;
-    for node in &nodes {
-        if !node.publisher.wait_online(online_limit).await {
-            bail!(
-                "the publisher of node {} did not come online within {} s",
-                node.name,
-                online_limit.as_secs()
-            );
-        }
-    }
+    publisher::wait_all_online(&nodes, config.agents.len()).await?;
 
     let admin_listener = TcpListener::bind(cli.admin_listen).await?;
     let admin_url = format!("http://{}", admin_listener.local_addr()?);
