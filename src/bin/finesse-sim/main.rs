@@ -327,7 +327,8 @@ async fn run(cli: Cli, config: SimConfig) -> anyhow::Result<()> {
         }
     }
 
-    publisher::wait_all_online(&nodes, config.agents.len()).await?;
+    let publishers = nodes.iter().map(|n| (n.name.as_str(), &n.publisher));
+    publisher::wait_all_online(publishers, config.agents.len()).await?;
 
     let admin_listener = TcpListener::bind(cli.admin_listen).await?;
     let admin_url = format!("http://{}", admin_listener.local_addr()?);

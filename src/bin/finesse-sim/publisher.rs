@@ -319,18 +319,17 @@ fn on_presence(
     }
 }
 
-/// Waits until every node's publisher has set its nodes up: 30 s, plus 25 ms per agent (two
-/// pubsub nodes each take time at fleet scale: 2,000 agents need about 40 s).
-pub async fn wait_all_online(
-    nodes: &[std::sync::Arc<crate::cluster::Node>],
+/// Waits until every node's publisher (by node name) has set its nodes up: 30 s, plus 25 ms
+/// per agent (two pubsub nodes each take time at fleet scale: 2,000 agents need about 40 s).
+pub async fn wait_all_online<'a>(
+    publishers: impl IntoIterator<Item = (&'a str, &'a PublisherHandle)>,
     agents: usize,
 ) -> anyhow::Result<()> {
     let limit = Duration::from_secs(30) + Duration::from_millis(25) * agents as u32;
-    for node in nodes {
-        if !node.publisher.wait_online(limit).await {
+    for (name, publisher) in publishers {
+        if !publisher.wait_online(limit).await {
             anyhow::bail!(
-                "the publisher of node {} did not come online within {} s",
-                node.name,
+                "the publisher of node {name} did not come online within {} s",
                 limit.as_secs()
             );
         }
