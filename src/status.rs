@@ -141,6 +141,9 @@ pub fn render_agent(state: &Value, color: bool) -> String {
         s(&state["links"], "rest"),
         s(&state["links"], "xmpp"),
     );
+    if let Some(at) = state["nextAttemptAt"].as_str() {
+        let _ = writeln!(out, "  next try: {at}");
+    }
     for m in state["media"].as_array().into_iter().flatten() {
         let id = &m["id"];
         if m["eligible"] == false {
@@ -348,12 +351,13 @@ mod tests {
             "dialogs": [{ "id": "d1", "state": "ACTIVE" }, { "id": "d2", "state": "ACTIVE" }],
             "counters": { "reconnects": 2, "failovers": 1, "resyncs": 3, "signins": 4,
                           "driftCorrections": 1, "malformed": 0 },
-            "lastResyncAt": "2026-12-01T20:00:00Z",
+            "lastResyncAt": "2026-12-01T20:00:00Z", "nextAttemptAt": "2026-12-01T20:00:01.500Z",
         });
         let text = render_agent(&state, false);
         assert_eq!(
             text,
             "agent 1001001: recovering (xmpp_lost), node https://a:8445, links rest up, xmpp down\n\
+             \x20 next try: 2026-12-01T20:00:01.500Z\n\
              \x20 MRD 5002: NOT_READY (desired NOT_READY/12), routable, drift persistent, sign-in refused: E_ARM_STAT_CC_OFFLINE\n\
              \x20 MRD 5003: not eligible (the agent is in no skill group of it)\n\
              \x20 dialogs: 2 (ACTIVE 2)\n\

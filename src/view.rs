@@ -155,6 +155,8 @@ pub struct StateView {
     pub counters: Counters,
     /// When the last resync completed.
     pub last_resync_at: Option<SystemTime>,
+    /// When the next attempt is due while the daemon waits (an auth hold or a backoff).
+    pub next_attempt_at: Option<SystemTime>,
     /// When the phase last changed.
     pub phase_since: Instant,
 }
@@ -173,6 +175,7 @@ impl StateView {
             dialogs: BTreeMap::new(),
             counters: Counters::default(),
             last_resync_at: None,
+            next_attempt_at: None,
             phase_since: Instant::now(),
         }
     }
@@ -198,6 +201,7 @@ impl StateView {
             "dialogs": self.dialogs.values().collect::<Vec<_>>(),
             "counters": self.counters,
             "lastResyncAt": self.last_resync_at.map(|t| humantime::format_rfc3339_seconds(t).to_string()),
+            "nextAttemptAt": self.next_attempt_at.map(|t| humantime::format_rfc3339_millis(t).to_string()),
         })
     }
 }

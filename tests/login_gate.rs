@@ -88,6 +88,13 @@ async fn a_password_changed_mid_session_never_locks_the_account_and_actions_are_
     );
     let s = d.state().await;
     assert_eq!(s["phase"], "auth_failed", "{s}");
+    // The state says when the next try goes out: within one auth_retry from now.
+    let next = s["nextAttemptAt"].as_str().unwrap_or_else(|| panic!("{s}"));
+    let next = humantime::parse_rfc3339(next).unwrap();
+    let ahead = next
+        .duration_since(std::time::SystemTime::now() - Duration::from_millis(200))
+        .unwrap_or_else(|_| panic!("the next try is in the past: {s}"));
+    assert!(ahead <= Duration::from_millis(1200), "{ahead:?}: {s}");
     // The password is fixed at Finesse: the next try after the hold goes through.
     sim.admin(
         Method::PUT,
@@ -97,6 +104,7 @@ async fn a_password_changed_mid_session_never_locks_the_account_and_actions_are_
     .await;
     d.wait_steady(LIMIT).await;
     assert_eq!(sim.truth().await["lockouts"], 0);
+    assert_eq!(d.state().await["nextAttemptAt"], Value::Null);
 }
 
 #[tokio::test]

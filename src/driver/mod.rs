@@ -304,7 +304,12 @@ impl Driver {
                         attempt, "retrying after backoff"
                     );
                 }
-                self.sleep(until).await
+                let wait = until.saturating_duration_since(Instant::now());
+                let at = std::time::SystemTime::now() + wait;
+                self.shared.with(|v| v.next_attempt_at = Some(at));
+                let input = self.sleep(until).await;
+                self.shared.with(|v| v.next_attempt_at = None);
+                input
             }
             // Not operations: `run` records them and never passes them here.
             Action::Stop
