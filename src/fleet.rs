@@ -2,9 +2,11 @@
 //! XMPP session, state machine and driver, exactly as a single-agent daemon runs them; they
 //! share the runtime, the herd cap ([`crate::herd`]), and one API listener
 //! ([`crate::api::fleet`]). A SIGHUP reads the fleet file and the agents directory again:
-//! a new file starts its agent, a removed file stops its agent (with its stop policy), a
-//! changed file reloads that agent only, and a changed fleet file reloads them all. A file
-//! that cannot be used stops only its agent, and is shown in `/v1/agents` and the metrics.
+//! a new file starts its agent, a removed file stops its agent (with its stop policy), and
+//! every running agent reloads, which re-reads its files: the agent file may be unchanged
+//! while the password file it names changed (a rotation). A reload that changes nothing
+//! leaves the agent untouched. A file that cannot be used stops only its agent, and is
+//! shown in `/v1/agents` and the metrics.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -111,9 +113,10 @@ impl Fleet {
         }
     }
 
-    /// Brings the running agents in line with the agents directory. `all` reloads every
-    /// running agent (the fleet file changed).
-    async fn sync(&mut self, all: bool) {
+    /// Brings the running agents in line with the agents directory. `reload` reloads every
+    /// running agent (a SIGHUP: a password file may have changed under an unchanged agent
+    /// file; a reload that changes nothing leaves the agent untouched).
+    async fn sync(&mut self, reload: bool) {
         let files = match self.config.agent_files() {
             Ok(f) => f,
             Err(e) => {
@@ -134,8 +137,10 @@ impl Fleet {
         for file in files {
             let text = std::fs::read_to_string(&file).unwrap_or_default();
             if let Some(r) = self.running.get(&file) {
-                if all || r.text != text {
+                if r.text != text {
                     info!(agent = %r.id, "agent file changed: reloading that agent");
+                }
+                if reload || r.text != text {
                     let _ = r.reload.send(());
                     if let Some(r) = self.running.get_mut(&file) {
                         r.text = text;
@@ -209,9 +214,11 @@ pub async fn run(config: FleetConfig, control: Control) -> Result<(), AppError> 
             Some(()) = reloads.recv() => {
                 match FleetConfig::load(&fleet.config.source) {
                     Ok(new) => {
-                        let all = new.shared_text() != fleet.config.shared_text();
+                        if new.shared_text() != fleet.config.shared_text() {
+                            info!("fleet file changed: every agent reloads with it");
+                        }
                         fleet.config = new;
-                        fleet.sync(all).await;
+                        fleet.sync(true).await;
                     }
                     Err(e) => {
                         warn!(error = %e, "fleet file refused: keeping the running configuration");

@@ -206,8 +206,15 @@ async fn dispatch(
         Ok(uri) => parts.uri = uri,
         Err(_) => return StatusCode::BAD_REQUEST.into_response(),
     }
-    let req = Request::from_parts(parts, Body::new(body));
-    match member.router.oneshot(req).await {
+    // A new request, not `parts` as they are: their extensions hold this router's path
+    // parameters (`id`, `rest`), which the agent's router would see before its own
+    // (`/v1/dialogs/{id}/actions` would find three).
+    let mut inner = Request::new(Body::new(body));
+    *inner.method_mut() = parts.method;
+    *inner.uri_mut() = parts.uri;
+    *inner.version_mut() = parts.version;
+    *inner.headers_mut() = parts.headers;
+    match member.router.oneshot(inner).await {
         Ok(r) => r,
         Err(never) => match never {},
     }

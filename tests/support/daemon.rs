@@ -449,7 +449,13 @@ pub async fn api_address(
     let (addr_tx, addr_rx) = oneshot::channel();
     let path = log_path.to_path_buf();
     tokio::spawn(async move {
-        let mut file = tokio::fs::File::create(&path).await.expect("log file");
+        // Appended: a restarted process keeps the earlier run's lines in the same log.
+        let mut file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .await
+            .expect("log file");
         let mut lines = BufReader::new(stderr).lines();
         let mut addr_tx = Some(addr_tx);
         while let Ok(Some(line)) = lines.next_line().await {

@@ -67,19 +67,7 @@ impl Fleet {
             std::fs::write(dir.path().join("agents").join(format!("{id}.toml")), text).unwrap();
         }
         let log_path = dir.path().join("fleet.log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_finesse-taskd"))
-            .arg("fleet")
-            .arg("--config")
-            .arg(dir.path().join("fleet.toml"))
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let addr = super::daemon::api_address(stderr, &log_path, "the fleet").await;
+        let (child, addr) = spawn(dir.path(), &log_path).await;
         Fleet {
             child,
             api: format!("http://{addr}"),
@@ -87,6 +75,15 @@ impl Fleet {
             log_path,
             http: reqwest::Client::new(),
         }
+    }
+
+    /// Kills the fleet (as a crash or `systemctl kill` would) and starts it again on the
+    /// same files and state directory.
+    pub async fn restart(&mut self) {
+        self.child.kill().await.unwrap();
+        let (child, addr) = spawn(self.dir.path(), &self.log_path).await;
+        self.child = child;
+        self.api = format!("http://{addr}");
     }
 
     pub fn log(&self) -> String {
@@ -129,4 +126,22 @@ impl Fleet {
     pub fn agents_dir(&self) -> PathBuf {
         self.dir.path().join("agents")
     }
+}
+
+/// Starts `finesse-taskd fleet` on `dir`'s fleet file; its log is appended to `log_path`.
+async fn spawn(dir: &std::path::Path, log_path: &std::path::Path) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_finesse-taskd"))
+        .arg("fleet")
+        .arg("--config")
+        .arg(dir.join("fleet.toml"))
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let addr = super::daemon::api_address(stderr, log_path, "the fleet").await;
+    (child, addr)
 }
