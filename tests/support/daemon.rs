@@ -247,42 +247,7 @@ impl Daemon {
         &self,
         last_id: Option<&str>,
     ) -> tokio::sync::mpsc::UnboundedReceiver<Value> {
-        let client = reqwest::Client::new();
-        let mut req = client.get(format!("{}/v1/events", self.api));
-        if let Some(id) = last_id {
-            req = req.header("Last-Event-ID", id);
-        }
-        let resp = req.send().await.expect("events");
-        assert_eq!(resp.status(), 200);
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            let mut resp = resp;
-            let mut buf = String::new();
-            while let Ok(Some(chunk)) = resp.chunk().await {
-                buf.push_str(&String::from_utf8_lossy(&chunk));
-                while let Some(end) = buf.find("\n\n") {
-                    let block: String = buf.drain(..end + 2).collect();
-                    let data: String = block
-                        .lines()
-                        .filter_map(|l| l.strip_prefix("data:"))
-                        .map(str::trim_start)
-                        .collect::<Vec<_>>()
-                        .join("\n");
-                    if data.is_empty() {
-                        continue;
-                    }
-                    match serde_json::from_str::<Value>(&data) {
-                        Ok(v) => {
-                            if tx.send(v).is_err() {
-                                return;
-                            }
-                        }
-                        Err(e) => panic!("event is not JSON: {e}: {data}"),
-                    }
-                }
-            }
-        });
-        rx
+        events_at(&format!("{}/v1/events", self.api), last_id).await
     }
 
     /// Waits until the daemon holds dialog `id`.
@@ -479,4 +444,48 @@ pub async fn api_address(
             )
         })
         .unwrap_or_else(|_| panic!("{what} exited before its API listened"))
+}
+
+/// Opens the event stream at `url` (a daemon's `/v1/events` or a fleet agent's) with
+/// `last_id` as the `Last-Event-ID` header; each event arrives parsed.
+pub async fn events_at(
+    url: &str,
+    last_id: Option<&str>,
+) -> tokio::sync::mpsc::UnboundedReceiver<Value> {
+    let client = reqwest::Client::new();
+    let mut req = client.get(url);
+    if let Some(id) = last_id {
+        req = req.header("Last-Event-ID", id);
+    }
+    let resp = req.send().await.expect("events");
+    assert_eq!(resp.status(), 200);
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut resp = resp;
+        let mut buf = String::new();
+        while let Ok(Some(chunk)) = resp.chunk().await {
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buf.find("\n\n") {
+                let block: String = buf.drain(..end + 2).collect();
+                let data: String = block
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .map(str::trim_start)
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                if data.is_empty() {
+                    continue;
+                }
+                match serde_json::from_str::<Value>(&data) {
+                    Ok(v) => {
+                        if tx.send(v).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => panic!("event is not JSON: {e}: {data}"),
+                }
+            }
+        }
+    });
+    rx
 }
