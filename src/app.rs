@@ -53,9 +53,9 @@ pub struct FleetLink {
     pub herd: Arc<crate::herd::Herd>,
     /// Reads the agent's config again.
     pub loader: crate::config::Loader,
-    /// The fleet's TLS configuration and HTTP client (one connection pool per node), when
-    /// the agent's CA and request timeout are the fleet's.
-    pub shared: Option<(Arc<rustls::ClientConfig>, reqwest::Client)>,
+    /// The fleet's TLS configuration, HTTP client (one connection pool per node) and
+    /// SystemInfo answers, when the agent's CA and request timeout are the fleet's.
+    pub shared: Option<crate::finesse::share::Pool>,
 }
 
 /// One agent, built and not yet running: its API state (for a router) and its driver.

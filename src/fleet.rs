@@ -1,6 +1,7 @@
 //! Fleet mode: many agents in one process (`finesse-taskd fleet`). Each agent keeps its own
 //! XMPP session, state machine and driver, exactly as a single-agent daemon runs them; they
-//! share the runtime, the herd cap ([`crate::herd`]), and one API listener
+//! share the runtime, the herd cap ([`crate::herd`]), one TLS configuration, HTTP client and
+//! the nodes' SystemInfo answers ([`crate::finesse::share`]), and one API listener
 //! ([`crate::api::fleet`]). A SIGHUP reads the fleet file and the agents directory again:
 //! a new file starts its agent, a removed file stops its agent (with its stop policy), and
 //! every running agent reloads, which re-reads its files: the agent file may be unchanged
@@ -22,6 +23,7 @@ use crate::api::fleet::{FleetApi, Member, Roster};
 use crate::api::{guard::Guard, router};
 use crate::app::{Agent, AppError, Control, FleetLink};
 use crate::config::{Config, FleetConfig, Loader};
+use crate::finesse::share::{InfoShare, Pool};
 use crate::herd::Herd;
 
 /// A running agent of the fleet.
@@ -39,7 +41,7 @@ struct Fleet {
     config: FleetConfig,
     herd: Arc<Herd>,
     /// One TLS configuration and one HTTP client (a pool per node) for every agent.
-    shared: Option<(Arc<rustls::ClientConfig>, reqwest::Client)>,
+    shared: Option<Pool>,
     roster: Roster,
     running: BTreeMap<PathBuf, Running>,
     shutdown: CancellationToken,
@@ -192,10 +194,17 @@ pub async fn run(config: FleetConfig, control: Control) -> Result<(), AppError> 
             base.api_token.clone(),
         )),
     });
+    // SystemInfo answers are shared for half a poll (at most a second): a node's return is
+    // seen at most that much later by an agent that did not ask itself.
+    let fresh_for = (base.recovery.systeminfo_poll / 2).min(Duration::from_secs(1));
     let shared = crate::tls::client_config(base.ca_pem.as_deref())
         .and_then(|tls| {
             let http = crate::tls::http_client(&tls, base.request_timeout)?;
-            Ok((tls, http))
+            Ok(Pool {
+                tls,
+                http,
+                info: Arc::new(InfoShare::new(fresh_for)),
+            })
         })
         .map_err(|e| AppError::Setup(e.into()))?;
     let mut fleet = Fleet {

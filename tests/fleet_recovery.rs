@@ -2,7 +2,7 @@
 //! silent dead link) is detected by each agent's ping and recovered after the thaw, and a
 //! killed and restarted server is reconnected, resubscribed and resynced by every agent, each
 //! with the dialog offered to it during the outage, which its event stream under
-//! `/v1/agents/{id}/events` reports.
+//! `/v1/agents/{id}/events` reports. Agents waiting for a node share its SystemInfo answers.
 
 mod support;
 
@@ -139,4 +139,61 @@ async fn a_restarted_server_is_resynced_by_every_agent_with_its_outage_dialog() 
         signins,
         "nothing drifted: no agent signed in again"
     );
+}
+
+/// Requests for `/finesse/api/SystemInfo` without credentials at `node`, by arrival (ms).
+async fn anonymous_system_info_at(sim: &Sim, node: &str) -> Vec<u64> {
+    sim.requests()
+        .await
+        .iter()
+        .filter(|r| {
+            r["node"] == node
+                && r["path"] == "/finesse/api/SystemInfo"
+                && r["user"].is_null()
+                && r["auth"].is_null()
+        })
+        .map(|r| r["at_ms"].as_u64().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn agents_waiting_for_a_node_share_its_systeminfo_answers() {
+    let sim = Sim::start(&[]).await;
+    let fleet = Fleet::start(&sim, "", &AGENTS).await;
+    fleet.wait("three steady", |v| all(v, "steady")).await;
+    // Both sides out of service: each agent polls both every systeminfo_poll (300 ms); the
+    // fleet shares an answer for half of that.
+    let before = anonymous_system_info_at(&sim, "A").await.len();
+    for node in ["A", "B"] {
+        sim.faults(node, json!({ "out_of_service": true })).await;
+    }
+    fleet
+        .wait("every agent waits", |v| {
+            ids()
+                .iter()
+                .all(|id| agent(v, id)["cause"] == "out_of_service")
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for node in ["A", "B"] {
+        sim.faults(node, json!({ "out_of_service": false })).await;
+    }
+    fleet.wait("three steady again", |v| all(v, "steady")).await;
+    for node in ["A", "B"] {
+        let mut at = anonymous_system_info_at(&sim, node).await;
+        if node == "A" {
+            at.drain(..before);
+        }
+        println!("{node}: {} requests at {at:?}", at.len());
+        // Three agents polling every 300 ms would ask about 30 times in 3 s, often within
+        // milliseconds of each other; shared, a request waits for the last answer to age.
+        assert!(at.len() >= 5, "{node} was polled: {at:?}");
+        for pair in at.windows(2) {
+            assert!(
+                // 150 ms at the daemon; the simulator logs arrivals a little unevenly.
+                pair[1] - pair[0] >= 120,
+                "two SystemInfo requests to {node} within the 150 ms an answer is shared: {at:?}"
+            );
+        }
+    }
 }

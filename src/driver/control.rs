@@ -66,7 +66,7 @@ impl Driver {
                 let same = new.ca_pem == self.cfg.ca_pem
                     && new.request_timeout == self.cfg.request_timeout;
                 let (tls, rest) = match (&self.pooled, same) {
-                    (Some((t, http)), true) => (t.clone(), rest.with_http(http.clone())),
+                    (Some(pool), true) => (pool.tls.clone(), rest.with_pool(pool)),
                     _ => (tls, rest),
                 };
                 self.rest = rest.with_herd(self.herd.clone());

@@ -84,8 +84,8 @@ pub struct Driver {
     herd: Option<Arc<crate::herd::Herd>>,
     /// How a reload reads the config (a fleet's agent file with its tables).
     loader: Option<crate::config::Loader>,
-    /// A fleet's shared TLS configuration and HTTP client.
-    pooled: Option<(Arc<rustls::ClientConfig>, reqwest::Client)>,
+    /// A fleet's shared TLS configuration, HTTP client and SystemInfo answers.
+    pooled: Option<crate::finesse::share::Pool>,
 }
 
 impl Driver {
@@ -147,12 +147,12 @@ impl Driver {
         mut self,
         herd: Arc<crate::herd::Herd>,
         loader: crate::config::Loader,
-        pooled: Option<(Arc<rustls::ClientConfig>, reqwest::Client)>,
+        pooled: Option<crate::finesse::share::Pool>,
     ) -> Self {
         self.rest = self.rest.clone().with_herd(Some(herd.clone()));
-        if let Some((tls, http)) = &pooled {
-            self.tls = tls.clone();
-            self.rest = self.rest.clone().with_http(http.clone());
+        if let Some(pool) = &pooled {
+            self.tls = pool.tls.clone();
+            self.rest = self.rest.clone().with_pool(pool);
         }
         self.pooled = pooled;
         self.herd = Some(herd);

@@ -8,7 +8,7 @@
 use super::pull::Pull;
 
 /// Why a document could not be read.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("malformed {what}: {message}")]
 pub struct XmlError {
     /// The document kind.

@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use reqwest::{Method, Url};
 
-use super::model::{ApiError, ApiErrors, Dialog, Dialogs, Media, SystemInfo, XmlError};
+use super::model::{ApiError, ApiErrors, Dialog, Dialogs, Media, XmlError};
 pub use super::sso::Credentials;
 use crate::config::{InterruptAction, LogoutAction};
 use crate::vocab::{Cause, DialogAction};
 
 /// A REST failure.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum RestError {
     /// Connect error, TLS error or timeout: the node is unreachable.
     #[error("transport: {0}")]
@@ -91,6 +91,7 @@ pub struct Rest {
     credentials: Credentials,
     pub(super) max_body: u64,
     herd: Option<std::sync::Arc<crate::herd::Herd>>,
+    pub(super) info: Option<std::sync::Arc<super::share::InfoShare>>,
 }
 
 impl Rest {
@@ -109,12 +110,15 @@ impl Rest {
             credentials,
             max_body,
             herd: None,
+            info: None,
         })
     }
 
-    /// The same client on `http` (a fleet's one connection pool per node).
-    pub fn with_http(mut self, http: reqwest::Client) -> Self {
-        self.http = http;
+    /// The same client on a fleet's pool: its HTTP client (one connection pool per node)
+    /// and its shared SystemInfo answers.
+    pub fn with_pool(mut self, pool: &super::share::Pool) -> Self {
+        self.http = pool.http.clone();
+        self.info = Some(pool.info.clone());
         self
     }
 
@@ -200,25 +204,6 @@ impl Rest {
         let mut u = node.clone();
         u.set_path(path);
         u
-    }
-
-    /// `GET /finesse/api/SystemInfo`: without credentials first (direct access needs none),
-    /// and once more with them when that is refused with 401 (12.6's VPN-less proxy
-    /// authenticates it).
-    pub async fn system_info(&self, node: &Url) -> Result<SystemInfo, RestError> {
-        let url = Self::url(node, "/finesse/api/SystemInfo");
-        let (_, body) = match self.call(Method::GET, url.clone(), None, false).await {
-            Err(RestError::Unauthorized) => self.call(Method::GET, url, None, true).await?,
-            other => other?,
-        };
-        let info = SystemInfo::parse(&body)?;
-        if info.status.is_empty() {
-            return Err(RestError::Malformed(XmlError {
-                what: "SystemInfo",
-                message: "no <status>".into(),
-            }));
-        }
-        Ok(info)
     }
 
     /// `GET /finesse/api/User/{id}/Media/{mrd}`.
