@@ -4,7 +4,8 @@
 kind of agents as single-agent processes, as many as `--singles` (the host cannot hold 2,000
 of them), for the RSS ratio. Then the herd for the largest N: side A's Prosody killed and its
 REST refused for 8 s, then back; the REST requests per 100 ms at the simulator (peak, median),
-XMPP logins per second (the fleet's "XMPP session up" lines), and the time until all are
+XMPP logins started per second (the fleet's "XMPP login started" lines, which the bucket
+gates) beside those completed ("XMPP session up"), and the time until all are
 steady, against the caps.
 Usage: python3 scripts/fleet_bench.py [--n 100 500 2000] [--idle 60] [--singles 200]"""
 import argparse
@@ -205,7 +206,10 @@ def herd(bins, work, n):
         sim.call("PUT", "/admin/nodes/A/faults", {"rest": "up"})
         t_all = t_back + wait(lambda: fleet.steady() == n, limit=600, step=0.25, what="all steady again")
         reqs = sim.call("GET", f"/admin/requests?since={since}")[1]["requests"]
-        logins = [ts(e["timestamp"]) for e in fleet.lines()
+        lines = fleet.lines()
+        starts = [ts(e["timestamp"]) for e in lines
+                  if e.get("fields", {}).get("message") == "XMPP login started" and ts(e["timestamp"]) >= t_back]
+        logins = [ts(e["timestamp"]) for e in lines
                   if e.get("fields", {}).get("message") == "XMPP session up" and ts(e["timestamp"]) >= t_back]
     finally:
         fleet.stop()
@@ -214,9 +218,14 @@ def herd(bins, work, n):
     buckets = [0] * (int((t_all - t_back) / 0.1) + 1)
     for t in times:
         buckets[min(int((t - t_back) / 0.1), len(buckets) - 1)] += 1
-    per_s = [0] * (int(t_all - t_back) + 1)
-    for t in logins:
-        per_s[min(int(t - t_back), len(per_s) - 1)] += 1
+    def per_second(times):
+        per_s = [0] * (int(t_all - t_back) + 1)
+        for t in times:
+            per_s[min(int(t - t_back), len(per_s) - 1)] += 1
+        return per_s
+    per_s = per_second(starts)
+    done_s = per_second(logins)
+    burst = max(1, int(LOGINS / 10))
     busy = [b for b in buckets if b] or [0]
     cap_100ms = REQUESTS / 10 + max(1, REQUESTS / 10)
     goal_time = WINDOW + n / LOGINS + 10
@@ -227,9 +236,11 @@ def herd(bins, work, n):
          f"{len(times)} requests",
          f"cap {REQUESTS:.0f}/s = {REQUESTS / 10:.0f} per 100 ms + a burst of {max(1, REQUESTS / 10):.0f} (spike would be ~{n})",
          f"{max(buckets) / cap_100ms:.2f}", "peak <= the cap, no spike to N", "pass" if max(buckets) <= cap_100ms else "short"),
-        (f"fleet herd: XMPP logins per second after side A is back ({n} agents)",
-         f"peak {max(per_s)}/s, {len(logins)} logins", f"cap {LOGINS:.0f} logins and sign-ins per second",
-         f"{max(per_s) / LOGINS:.2f}", "<= the cap", "pass" if max(per_s) <= LOGINS + 1 else "short"),
+        (f"fleet herd: XMPP logins started per second after side A is back ({n} agents)",
+         f"peak {max(per_s)}/s, {len(starts)} started; completed ('XMPP session up'): peak {max(done_s)}/s, "
+         f"{len(logins)} in all",
+         f"cap {LOGINS:.0f} logins and sign-ins per second + a burst of {burst}",
+         f"{max(per_s) / LOGINS:.2f}", "started <= the cap", "pass" if max(per_s) <= LOGINS + burst else "short"),
         (f"fleet herd: all {n} steady after side A is back",
          f"{took:.1f} s; down at {t_kill - t_back:.0f} s",
          f"first_retry_window {WINDOW:.0f} s + N / max_logins_per_second {n / LOGINS:.0f} s + 10 s = {goal_time:.0f} s",

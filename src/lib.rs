@@ -14,6 +14,7 @@
 //!    - [`config`]: the per-agent TOML, validated into [`config::Config`] (errors name the key).
 //!    - [`command`]: the requests the API and the orphan guard queue for the driver.
 //!    - [`herd`]: a fleet's shared caps on logins and REST requests.
+//!    - [`cadence`]: one grid for periodic deadlines, so that many agents' timers wake together.
 //! 1. Protocols and outputs:
 //!    - [`finesse`]: the Finesse XML model and the REST client.
 //!    - [`xmpp`]: the TLS connector, one login attempt, and the link the driver reconnects.
@@ -39,6 +40,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub(crate) mod cadence;
 pub(crate) mod command;
 pub mod config;
 pub mod herd;

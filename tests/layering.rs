@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 #[rustfmt::skip]
 const ORDER: &[&str] = &[
     // 0: the shared vocabulary
-    "secret", "sso", "vocab", "view", "tls", "config", "command", "herd",
+    "secret", "sso", "vocab", "view", "tls", "config", "command", "herd", "cadence",
     // 1: protocols and outputs
     "finesse", "xmpp", "events", "metrics", "notify", "backoff",
     // 2: the agent's view

@@ -225,6 +225,7 @@ impl Driver {
         if let Some(h) = &self.herd {
             h.login().await;
         }
+        info!(addr = %params.connector_addr(), "XMPP login started");
         // A server that accepts TCP and then says nothing must not hold us forever.
         let limit = self.cfg.request_timeout + self.cfg.xmpp.ping_timeout;
         let connected = tokio::select! {

@@ -36,7 +36,8 @@ impl Driver {
                     if now >= beat_at {
                         self.hook.hold().await;
                         self.shared.beat();
-                        beat_at = Instant::now() + self.beat_every();
+                        // On the process's grid: a fleet's agents beat together.
+                        beat_at = crate::cadence::next_point(Instant::now(), self.beat_every());
                     }
                     if refresh.is_some_and(|r| now >= r) {
                         if let Err(Some(cause)) = self.refresh_token(idx).await {

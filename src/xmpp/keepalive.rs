@@ -43,6 +43,14 @@ impl Pinger {
 }
 
 impl Link {
+    /// When the ping after one sent at `now` goes out: a ping interval later, rounded down to
+    /// the process's grid (a hundredth of the interval), so that a fleet's pings leave in
+    /// groups and the runtime wakes once per group, never later than the interval.
+    fn next_ping(&self, now: tokio::time::Instant) -> tokio::time::Instant {
+        let every = self.pinger.every;
+        crate::cadence::round_down(now + every, every / 100, now)
+    }
+
     pub(super) fn on_iq(&mut self, iq: Iq) {
         match iq {
             Iq::Result { id, .. } | Iq::Error { id, .. }
@@ -102,7 +110,7 @@ impl Link {
             return;
         }
         if now >= self.pinger.next_at {
-            self.pinger.next_at = now + self.pinger.every;
+            self.pinger.next_at = self.next_ping(now);
             if self.pinger.awaiting.is_none() {
                 self.pinger.count += 1;
                 if let Some(c) = &self.pinger.counter {

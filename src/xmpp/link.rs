@@ -170,7 +170,11 @@ impl Link {
         self.pinger = Pinger {
             every: params.timeouts.read_timeout,
             timeout: params.timeouts.response_timeout,
-            next_at: tokio::time::Instant::now() + params.timeouts.read_timeout,
+            next_at: crate::cadence::round_down(
+                tokio::time::Instant::now() + params.timeouts.read_timeout,
+                params.timeouts.read_timeout / 100,
+                tokio::time::Instant::now(),
+            ),
             count: self.pinger.count,
             counter: self.pinger.counter.clone(),
             ..Pinger::new()
