@@ -7,7 +7,8 @@ REST refused for 8 s, then back; the REST requests per 100 ms at the simulator (
 XMPP logins started per second (the fleet's "XMPP login started" lines, which the bucket
 gates) beside those completed ("XMPP session up"), and the time until all are
 steady, against the caps.
-Usage: python3 scripts/fleet_bench.py [--n 100 500 2000] [--idle 60] [--singles 200]"""
+Usage: python3 scripts/fleet_bench.py [--n 100 500 2000] [--idle 60] [--singles 200]
+       [--herd-only] [--logins 50]"""
 import argparse
 import json
 import os
@@ -190,6 +191,17 @@ def singles(bins, work, n, fleet_per_agent):
             "-", "-")
 
 
+def sliding_peak(times, width):
+    """The most of `times` (sorted or not) in any window of `width` seconds."""
+    times = sorted(times)
+    best, j = 0, 0
+    for i, t in enumerate(times):
+        while j < len(times) and times[j] < t + width:
+            j += 1
+        best = max(best, j - i)
+    return best
+
+
 def herd(bins, work, n):
     sim = RangeSim(bins, work, n)
     fleet = Fleet(bins, work, sim, n, name="herd")
@@ -223,7 +235,8 @@ def herd(bins, work, n):
         for t in times:
             per_s[min(int(t - t_back), len(per_s) - 1)] += 1
         return per_s
-    per_s = per_second(starts)
+    starts = [t for t in starts if t <= t_all]
+    per_s = [sliding_peak(starts, 1.0)]
     done_s = per_second(logins)
     burst = max(1, int(LOGINS / 10))
     busy = [b for b in buckets if b] or [0]
@@ -237,7 +250,7 @@ def herd(bins, work, n):
          f"cap {REQUESTS:.0f}/s = {REQUESTS / 10:.0f} per 100 ms + a burst of {max(1, REQUESTS / 10):.0f} (spike would be ~{n})",
          f"{max(buckets) / cap_100ms:.2f}", "peak <= the cap, no spike to N", "pass" if max(buckets) <= cap_100ms else "short"),
         (f"fleet herd: XMPP logins started per second after side A is back ({n} agents)",
-         f"peak {max(per_s)}/s, {len(starts)} started; completed ('XMPP session up'): peak {max(done_s)}/s, "
+         f"peak {max(per_s)} in any 1 s, {len(starts)} started; completed ('XMPP session up'): peak {max(done_s)}/s, "
          f"{len(logins)} in all",
          f"cap {LOGINS:.0f} logins and sign-ins per second + a burst of {burst}",
          f"{max(per_s) / LOGINS:.2f}", "started <= the cap", "pass" if max(per_s) <= LOGINS + burst else "short"),
@@ -254,16 +267,20 @@ def main():
     ap.add_argument("--idle", type=int, default=60)
     ap.add_argument("--singles", type=int, default=200)
     ap.add_argument("--bins", default=f"{ROOT}/target/release")
+    ap.add_argument("--herd-only", action="store_true", help="skip the idle footprints and singles")
+    ap.add_argument("--logins", type=float, default=50.0, help="max_logins_per_second")
     a = ap.parse_args()
+    global LOGINS
+    LOGINS = a.logins
     work = workdir()
     rows = []
     base = empty_base(a.bins, work)
     per = None
-    for n in a.n:
+    for n in [] if a.herd_only else a.n:
         row, per = footprint(a.bins, work, n, a.idle, base)
         rows.append(row)
         print(table([row]), flush=True)
-    if a.singles:
+    if a.singles and not a.herd_only:
         rows.append(singles(a.bins, work, a.singles, per))
         print(table(rows[-1:]), flush=True)
     rows += herd(a.bins, work, max(a.n))
