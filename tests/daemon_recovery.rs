@@ -326,12 +326,7 @@ async fn a_wrong_password_shows_auth_failed_never_locks_the_account_and_recovers
         json!({ "lockout_attempts": 5, "lockout_window_ms": 3000, "lockout_duration_ms": 3000 }),
     )
     .await;
-    sim.admin(
-        Method::PUT,
-        &format!("/admin/agents/{AGENT}/password"),
-        Some(json!({ "password": "rotated" })),
-    )
-    .await;
+    sim.set_password(AGENT, "rotated").await;
     let d = Daemon::start(
         &sim,
         DaemonConfig {
@@ -356,12 +351,7 @@ async fn a_wrong_password_shows_auth_failed_never_locks_the_account_and_recovers
         (6..=14).contains(&attempts),
         "about one attempt per auth_retry (1 s) over 12 s = 4 lockout windows: {attempts}"
     );
-    sim.admin(
-        Method::PUT,
-        &format!("/admin/agents/{AGENT}/password"),
-        Some(json!({ "password": support::PASSWORD })),
-    )
-    .await;
+    sim.set_password(AGENT, support::PASSWORD).await;
     let fixed = Instant::now();
     d.wait_steady(LIMIT).await;
     recovered("password fixed to steady", fixed);

@@ -434,12 +434,7 @@ async fn five_bad_passwords_lock_the_account_and_a_changed_password_gives_401() 
     })
     .await;
 
-    sim.admin(
-        Method::PUT,
-        &format!("/admin/agents/{AGENT}/password"),
-        Some(json!({ "password": "new-secret" })),
-    )
-    .await;
+    sim.set_password(AGENT, "new-secret").await;
     assert_eq!(sim.get("A", &user).await.0, 401);
     let r = sim
         .rest_as("B", Method::GET, &user, AGENT, "new-secret")

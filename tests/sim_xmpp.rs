@@ -309,12 +309,7 @@ async fn a_changed_password_is_refused_by_xmpp_as_an_auth_error() {
             .await
             .is_ok()
     );
-    sim.admin(
-        Method::PUT,
-        &format!("/admin/agents/{AGENT}/password"),
-        Some(json!({ "password": "rotated" })),
-    )
-    .await;
+    sim.set_password(AGENT, "rotated").await;
     let err = login(&login_params(&sim, support::PASSWORD, TlsMode::Direct))
         .await
         .err()

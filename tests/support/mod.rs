@@ -287,6 +287,16 @@ impl Sim {
             .await
     }
 
+    /// An admin sets `agent`'s password at Finesse (REST and its XMPP server).
+    pub async fn set_password(&self, agent: &str, password: &str) {
+        self.admin(
+            reqwest::Method::PUT,
+            &format!("/admin/agents/{agent}/password"),
+            Some(json!({ "password": password })),
+        )
+        .await;
+    }
+
     /// Finesse logs the demo agent out (as its forced logout does after lost presence).
     pub async fn forced_logout(&self) {
         self.admin(
@@ -391,6 +401,31 @@ impl Sim {
                 "timed out waiting for: {what}"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// When (ms since the simulator started) it refused the password of the agent whose
+/// `/admin/truth/{agent}` is `truth`, REST and XMPP alike.
+pub fn refusals_at(truth: &Value) -> Vec<u64> {
+    truth["refusalsAtMs"]
+        .as_array()
+        .expect("refusalsAtMs")
+        .iter()
+        .map(|t| t.as_u64().expect("a time"))
+        .collect()
+}
+
+/// Asserts that refusals come at most one per `retry_ms`, except that a channel-binding
+/// login and its fallback may be refused back to back (the daemon then waits twice): any
+/// `k + 1` consecutive refusals span at least `k * retry_ms`.
+pub fn assert_one_refusal_per(times: &[u64], retry_ms: u64) {
+    for (i, a) in times.iter().enumerate() {
+        for (k, b) in times[i + 1..].iter().enumerate() {
+            assert!(
+                b - a >= k as u64 * retry_ms,
+                "more refused passwords than one per auth_retry ({retry_ms} ms): {times:?}"
+            );
         }
     }
 }
