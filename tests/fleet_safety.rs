@@ -28,20 +28,10 @@ async fn truth_of(sim: &Sim, id: &str) -> Value {
         .await
 }
 
-/// The fleet's policy (`lockout_window` 4 s, 5 attempts, `auth_retry` 2 s), as the site's.
-async fn site_policy(sim: &Sim) {
-    sim.behaviour(json!({
-        "lockout_attempts": 5,
-        "lockout_window_ms": 4000,
-        "lockout_duration_ms": 60000,
-    }))
-    .await;
-}
-
 #[tokio::test]
 async fn one_agents_changed_password_holds_only_that_agent_and_never_locks_it() {
     let sim = Sim::start(&[]).await;
-    site_policy(&sim).await;
+    sim.test_lockout_policy().await;
     let mut fleet = Fleet::start(&sim, "", &AGENTS).await;
     let ids: Vec<&str> = AGENTS.iter().map(|(id, _)| *id).collect();
     fleet

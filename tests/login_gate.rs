@@ -14,21 +14,10 @@ use support::{AGENT, Sim};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
-/// The site's policy, as the daemon's test config states it too: 5 bad passwords in 4 s lock
-/// the account for a minute.
-async fn site_policy(sim: &Sim) {
-    sim.behaviour(json!({
-        "lockout_attempts": 5,
-        "lockout_window_ms": 4000,
-        "lockout_duration_ms": 60000,
-    }))
-    .await;
-}
-
 #[tokio::test]
 async fn a_password_changed_mid_session_never_locks_the_account_and_actions_are_not_sent() {
     let sim = Sim::start(&[]).await;
-    site_policy(&sim).await;
+    sim.test_lockout_policy().await;
     let d = Daemon::start_steady(
         &sim,
         DaemonConfig {
@@ -168,7 +157,7 @@ async fn a_restart_inside_an_auth_hold_waits_it_out_unless_the_password_changed(
 async fn sighups_and_restarts_during_a_password_change_never_lock_the_account() {
     use nix::sys::signal::Signal;
     let sim = Sim::start(&[]).await;
-    site_policy(&sim).await;
+    sim.test_lockout_policy().await;
     let state = tempfile::tempdir().unwrap();
     // 1.2 s rather than the 1 s minimum: the simulator times an XMPP refusal when it reads
     // the server's log, up to ~100 ms late, and must not see two closer than they were.

@@ -287,6 +287,17 @@ impl Sim {
             .await
     }
 
+    /// The site's lockout policy as the daemons' test configs state it too (5 bad passwords
+    /// in a 4 s `lockout_window`), locking the account for a minute.
+    pub async fn test_lockout_policy(&self) {
+        self.behaviour(json!({
+            "lockout_attempts": 5,
+            "lockout_window_ms": 4000,
+            "lockout_duration_ms": 60000,
+        }))
+        .await;
+    }
+
     /// An admin sets `agent`'s password at Finesse (REST and its XMPP server).
     pub async fn set_password(&self, agent: &str, password: &str) {
         self.admin(
