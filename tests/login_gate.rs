@@ -71,7 +71,13 @@ async fn a_password_changed_mid_session_never_locks_the_account_and_actions_are_
     );
     let s = d.state().await;
     assert_eq!(s["phase"], "auth_failed", "{s}");
-    // The state says when the next try goes out: within one auth_retry from now.
+    // The state says when the next try goes out (between tries; not while one is under
+    // way): within one auth_retry from now.
+    let s = d
+        .wait_state(LIMIT, "held, with the next try's time", |s| {
+            s["phase"] == "auth_failed" && s["nextAttemptAt"].is_string()
+        })
+        .await;
     let next = s["nextAttemptAt"].as_str().unwrap_or_else(|| panic!("{s}"));
     let next = humantime::parse_rfc3339(next).unwrap();
     let ahead = next
@@ -207,4 +213,36 @@ async fn sighups_and_restarts_during_a_password_change_never_lock_the_account() 
     assert_eq!(truth["lockouts"], 0);
     let s = d.state().await;
     assert_eq!(s["phase"], "auth_failed", "{s}");
+}
+
+/// A SIGHUP with nothing changed during a hold neither ends it nor hides when it ends.
+#[tokio::test]
+async fn an_unchanged_sighup_during_a_hold_keeps_it_and_its_end() {
+    use nix::sys::signal::Signal;
+    let sim = Sim::start(&[]).await;
+    sim.test_lockout_policy().await;
+    sim.set_password(AGENT, "rotated-by-an-admin").await;
+    let d = Daemon::start(
+        &sim,
+        DaemonConfig {
+            auth_retry: "5s",
+            ..Default::default()
+        },
+    )
+    .await;
+    let held = d
+        .wait_state(LIMIT, "held with its end", |s| {
+            s["phase"] == "auth_failed" && s["nextAttemptAt"].is_string()
+        })
+        .await;
+    let reloads = d.log_count("configuration reloaded");
+    d.signal(Signal::SIGHUP);
+    let deadline = Instant::now() + LIMIT;
+    while d.log_count("configuration reloaded") == reloads {
+        assert!(Instant::now() < deadline, "the SIGHUP was never applied");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let s = d.state().await;
+    assert_eq!(s["phase"], "auth_failed", "{s}");
+    assert_eq!(s["nextAttemptAt"], held["nextAttemptAt"], "{s}");
 }

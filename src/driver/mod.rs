@@ -198,6 +198,10 @@ impl Driver {
                 // are answered now, not left waiting through a recovery.
                 self.memo.settle(None);
             }
+            if !matches!(op, Action::Sleep { .. }) {
+                // Not waiting any more (a sleep sets it, and keeps it through a reload).
+                self.shared.with(|v| v.next_attempt_at = None);
+            }
             self.current = Some(op.clone());
             input = self.perform(op).await;
         }
@@ -304,12 +308,7 @@ impl Driver {
                         attempt, "retrying after backoff"
                     );
                 }
-                let wait = until.saturating_duration_since(Instant::now());
-                let at = std::time::SystemTime::now() + wait;
-                self.shared.with(|v| v.next_attempt_at = Some(at));
-                let input = self.sleep(until).await;
-                self.shared.with(|v| v.next_attempt_at = None);
-                input
+                self.sleep(until).await
             }
             // Not operations: `run` records them and never passes them here.
             Action::Stop
@@ -346,6 +345,8 @@ impl Driver {
     /// Sleeps until `until` in short steps (so health keeps beating): a timer, a reload or
     /// shutdown, whichever comes first.
     async fn sleep(&mut self, until: Instant) -> Input {
+        let at = std::time::SystemTime::now() + until.saturating_duration_since(Instant::now());
+        self.shared.with(|v| v.next_attempt_at = Some(at));
         loop {
             self.shared.beat();
             let now = Instant::now();
