@@ -51,24 +51,27 @@ impl Driver {
             warn!("api.listen changed: it takes effect at the next restart");
         }
         let sso = super::sso::SsoRun::reloaded(&new, self.sso.as_ref());
-        let built = crate::tls::client_config(new.ca_pem.as_deref()).and_then(|tls| {
-            let rest = Rest::new(
-                &new.agent_id,
-                Self::credentials(&new, sso.as_ref()),
-                &tls,
-                new.request_timeout,
-                new.max_body,
-            )?;
-            Ok((tls, rest))
-        });
+        let credentials = Self::credentials(&new, sso.as_ref());
+        let same = new.ca_pem == self.cfg.ca_pem && new.request_timeout == self.cfg.request_timeout;
+        // A fleet's agent on the fleet's pool builds nothing (a SIGHUP reloads every agent).
+        let built = match (&self.pooled, same) {
+            (Some(pool), true) => Ok((
+                pool.tls.clone(),
+                Rest::on_pool(&new.agent_id, credentials, pool, new.max_body),
+            )),
+            _ => crate::tls::client_config(new.ca_pem.as_deref()).and_then(|tls| {
+                let rest = Rest::new(
+                    &new.agent_id,
+                    credentials,
+                    &tls,
+                    new.request_timeout,
+                    new.max_body,
+                )?;
+                Ok((tls, rest))
+            }),
+        };
         match built {
             Ok((tls, rest)) => {
-                let same = new.ca_pem == self.cfg.ca_pem
-                    && new.request_timeout == self.cfg.request_timeout;
-                let (tls, rest) = match (&self.pooled, same) {
-                    (Some(pool), true) => (pool.tls.clone(), rest.with_pool(pool)),
-                    _ => (tls, rest),
-                };
                 self.rest = rest.with_herd(self.herd.clone());
                 self.tls = tls;
                 self.sso = sso;

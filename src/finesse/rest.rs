@@ -114,8 +114,24 @@ impl Rest {
         })
     }
 
-    /// The same client on a fleet's pool: its HTTP client (one connection pool per node)
-    /// and its shared SystemInfo answers.
+    /// A client on a fleet's pool (its HTTP client and SystemInfo answers): nothing is built.
+    pub fn on_pool(
+        user: &str,
+        credentials: Credentials,
+        pool: &super::share::Pool,
+        max_body: u64,
+    ) -> Self {
+        Self {
+            http: pool.http.clone(),
+            user: user.to_owned(),
+            credentials,
+            max_body,
+            herd: None,
+            info: Some(pool.info.clone()),
+        }
+    }
+
+    /// The same client on a fleet's pool (its HTTP client and SystemInfo answers).
     pub fn with_pool(mut self, pool: &super::share::Pool) -> Self {
         self.http = pool.http.clone();
         self.info = Some(pool.info.clone());
