@@ -18,7 +18,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from simlib import ROOT, Daemon, call, machine, proc_stats, table, ts, wait, workdir  # noqa: E402
+from simlib import ROOT, Daemon, call, machine, proc_stats, stop_all, table, ts, wait, workdir  # noqa: E402
 
 WINDOW = 5.0
 DOWN = 8.0
@@ -178,10 +178,7 @@ def singles(bins, work, n, fleet_per_agent):
         time.sleep(5)
         rss = [proc_stats(d.proc.pid)[1] for d in daemons]
     finally:
-        for d in daemons:
-            d.proc.terminate()
-        for d in daemons:
-            d.stop()
+        stop_all(daemons)
         sim.stop()
     per = statistics.mean(rss)
     return ("the same agents as single-agent processes",

@@ -9,7 +9,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from simlib import ROOT, Daemon, Sim, table, ts, wait, workdir  # noqa: E402
+from simlib import ROOT, Daemon, Sim, stop_all, table, ts, wait, workdir  # noqa: E402
 
 WINDOW = 5.0
 DOWN = 8.0
@@ -52,10 +52,7 @@ systeminfo_poll = "1s"
         wait(all_back, limit=300, step=0.5, what="all steady again")
         reqs, _ = sim.requests()
     finally:
-        for d in daemons:
-            d.proc.terminate()
-        for d in daemons:
-            d.stop()
+        stop_all(daemons)
         sim.stop()
     end = max(steady)
     times = [ts(r["time"]) for r in reqs if t_back <= ts(r["time"]) <= end]

@@ -215,6 +215,14 @@ format = "json"
             self.proc.wait()
 
 
+def stop_all(daemons):
+    """Stops many daemons at once: all are told first, then each is waited for."""
+    for d in daemons:
+        d.proc.terminate()
+    for d in daemons:
+        d.stop()
+
+
 def proc_stats(pid):
     """(cpu ticks, RSS KiB, peak RSS KiB, voluntary+involuntary context switches, threads)."""
     st = open(f"/proc/{pid}/stat").read().split(")")[-1].split()

@@ -107,15 +107,9 @@ impl Daemon {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).expect("chmod");
         }
-        let nodes: Vec<String> = sim
-            .info
-            .nodes
-            .iter()
-            .map(|n| format!("{:?}", n.rest))
-            .collect();
         let toml = format!(
             "[agent]\nid = \"{agent}\"\n{password_line}\n\n\
-             [finesse]\nnodes = [{nodes}]\nca_file = {ca:?}\nrequest_timeout = \"2s\"\n\
+             [finesse]\nnodes = {nodes}\nca_file = {ca:?}\nrequest_timeout = \"2s\"\n\
              lockout_window = \"4s\"\n\n\
              [xmpp]\nping_interval = \"{pi}\"\nping_timeout = \"{pt}\"\n{transport}{xmpp_extra}\n{media}\n\
              [recovery]\nfirst_retry_window = \"300ms\"\nbackoff_initial = \"200ms\"\nbackoff_max = \"1s\"\n\
@@ -141,7 +135,7 @@ impl Daemon {
             } else {
                 format!("password_file = {pw:?}")
             },
-            nodes = nodes.join(", "),
+            nodes = sim.nodes_toml(),
             ca = sim.info.ca_file,
             pi = cfg.ping.0,
             pt = cfg.ping.1,

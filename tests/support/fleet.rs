@@ -44,21 +44,15 @@ impl Fleet {
     pub async fn start(sim: &Sim, fleet_keys: &str, agents: &[(&str, &str)]) -> Fleet {
         let dir = tempfile::Builder::new().prefix("fleet-").tempdir().unwrap();
         std::fs::create_dir(dir.path().join("agents")).unwrap();
-        let nodes: Vec<String> = sim
-            .info
-            .nodes
-            .iter()
-            .map(|n| format!("{:?}", n.rest))
-            .collect();
         let fleet = format!(
             "[fleet]\nagents_dir = \"agents\"\nstate_dir = \"state\"\n{fleet_keys}\n\n\
-             [finesse]\nnodes = [{nodes}]\nca_file = {ca:?}\nrequest_timeout = \"2s\"\n\
+             [finesse]\nnodes = {nodes}\nca_file = {ca:?}\nrequest_timeout = \"2s\"\n\
              lockout_window = \"4s\"\n\n[xmpp]\nping_interval = \"1s\"\nping_timeout = \"1s\"\n\n\
              [recovery]\nfirst_retry_window = \"300ms\"\nbackoff_initial = \"200ms\"\n\
              backoff_max = \"1s\"\nsysteminfo_poll = \"300ms\"\nhealthy_after = \"5s\"\n\
              auth_retry = \"2s\"\nfailover_after = \"1s\"\n\n[api]\nlisten = \"127.0.0.1:0\"\n\n\
              [log]\nformat = \"json\"\n",
-            nodes = nodes.join(", "),
+            nodes = sim.nodes_toml(),
             ca = sim.info.ca_file,
         );
         std::fs::write(dir.path().join("fleet.toml"), fleet).unwrap();

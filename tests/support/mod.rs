@@ -287,6 +287,17 @@ impl Sim {
             .await
     }
 
+    /// `[finesse] nodes` for a daemon's or a fleet's config: every node's REST URL.
+    pub fn nodes_toml(&self) -> String {
+        let nodes: Vec<String> = self
+            .info
+            .nodes
+            .iter()
+            .map(|n| format!("{:?}", n.rest))
+            .collect();
+        format!("[{}]", nodes.join(", "))
+    }
+
     /// The site's lockout policy as the daemons' test configs state it too (5 bad passwords
     /// in a 4 s `lockout_window`), locking the account for a minute.
     pub async fn test_lockout_policy(&self) {
