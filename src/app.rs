@@ -12,10 +12,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::api::{ApiState, router, serve};
-use crate::config::Config;
+use crate::clients::{Own, Provider};
+use crate::config::{Config, Loaded};
 use crate::driver::{Driver, SetupError};
 use crate::hub::Shared;
-use crate::orphan::Guard;
+use crate::orphan::OrphanGuard;
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -45,17 +46,13 @@ pub struct Control {
     pub reloads: mpsc::UnboundedReceiver<()>,
 }
 
-/// What a fleet gives each of its agents: the shared herd cap, and how the agent's config
-/// is read again on a reload (its file with the fleet's tables).
-#[derive(Clone)]
-pub struct FleetLink {
-    /// The fleet's buckets.
-    pub herd: Arc<crate::herd::Herd>,
-    /// Reads the agent's config again.
-    pub loader: crate::config::Loader,
-    /// The fleet's TLS configuration, HTTP client (one connection pool per node) and
-    /// SystemInfo answers, when the agent's CA and request timeout are the fleet's.
-    pub shared: Option<crate::finesse::share::Pool>,
+/// What the owner of one agent controls: `shutdown` stops it, and each reload hands it its
+/// configuration read anew (or why it could not be read).
+pub struct AgentControl {
+    /// Cancel to stop (the stop policy runs).
+    pub shutdown: CancellationToken,
+    /// One configuration per reload.
+    pub reloads: mpsc::UnboundedReceiver<Loaded>,
 }
 
 /// One agent, built and not yet running: its API state (for a router) and its driver.
@@ -69,10 +66,10 @@ impl Agent {
     /// Builds one agent's hub, command queue, orphan guard and driver.
     pub fn new(
         config: Config,
-        control: Control,
-        fleet: Option<FleetLink>,
+        control: AgentControl,
+        provider: Arc<dyn Provider>,
     ) -> Result<Self, AppError> {
-        let Control { shutdown, reloads } = control;
+        let AgentControl { shutdown, reloads } = control;
         let shared = Arc::new(Shared::new(&config.agent_id, config.event_ring));
         let (commands_tx, commands_rx) = mpsc::channel(64);
         let probes: BTreeMap<u32, _> = config
@@ -83,7 +80,7 @@ impl Agent {
         let guard = if probes.is_empty() {
             None
         } else {
-            let g = Guard::new(
+            let g = OrphanGuard::new(
                 probes,
                 shared.clone(),
                 commands_tx.clone(),
@@ -100,7 +97,7 @@ impl Agent {
             // An action's answer may also wait for an asynchronous refusal.
             request_timeout: config.request_timeout + config.outcome_wait,
             metrics: Arc::new(move || metrics_view.render_metrics()),
-            guard: Arc::new(crate::api::guard::Guard::new(
+            guard: Arc::new(crate::api::guard::RequestGuard::new(
                 &config.api_listen,
                 config.api_origins.clone(),
                 config.api_token.clone(),
@@ -109,12 +106,9 @@ impl Agent {
                 config.api_limits.max_sse_clients,
             )),
         };
-        let mut driver = Driver::new(config, shared, shutdown, commands_rx, reloads)?;
+        let mut driver = Driver::new(config, shared, shutdown, commands_rx, reloads, provider)?;
         if let Some(g) = guard {
             driver = driver.with_watcher(Box::new(move |d| g.watch(d)));
-        }
-        if let Some(f) = fleet {
-            driver = driver.with_fleet(f.herd, f.loader, f.shared);
         }
         Ok(Self { api, driver })
     }
@@ -127,9 +121,26 @@ impl Agent {
 
 /// Runs one agent's daemon until `control.shutdown` is cancelled.
 pub async fn run(config: Config, control: Control) -> Result<(), AppError> {
-    let shutdown = control.shutdown.clone();
+    let Control {
+        shutdown,
+        mut reloads,
+    } = control;
     let listen_cfg = config.clone();
-    let agent = Agent::new(config, control, None)?;
+    // Each SIGHUP reads the file again here; the driver takes what it reads.
+    let (reload_tx, reloaded) = mpsc::unbounded_channel();
+    let source = config.source.clone();
+    tokio::spawn(async move {
+        while reloads.recv().await.is_some() {
+            if reload_tx.send(Config::load(&source)).is_err() {
+                break;
+            }
+        }
+    });
+    let control = AgentControl {
+        shutdown: shutdown.clone(),
+        reloads: reloaded,
+    };
+    let agent = Agent::new(config, control, Arc::new(Own))?;
     let api_task = listen(&listen_cfg, router(agent.api.clone()), shutdown.clone()).await?;
     agent.run().await;
     shutdown.cancel();

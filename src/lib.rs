@@ -13,10 +13,11 @@
 //!    - [`tls`]: the one TLS configuration and HTTP client builder for every connection.
 //!    - [`config`]: the per-agent TOML, validated into [`config::Config`] (errors name the key).
 //!    - [`command`]: the requests the API and the orphan guard queue for the driver.
-//!    - [`herd`]: a fleet's shared caps on logins and REST requests.
+//!    - [`throttle`]: a cap that logins and REST requests wait for (a fleet's).
 //!    - [`cadence`]: one grid for periodic deadlines, so that many agents' timers wake together.
 //! 1. Protocols and outputs:
 //!    - [`finesse`]: the Finesse XML model and the REST client.
+//!    - [`clients`]: one agent's TLS configuration and REST client, and who builds them.
 //!    - [`xmpp`]: the TLS connector, one login attempt, and the link the driver reconnects.
 //!    - [`events`]: the bounded, resumable event stream of view changes.
 //!    - [`metrics`]: Prometheus metrics, rendered from plain values.
@@ -43,14 +44,15 @@
 pub(crate) mod cadence;
 pub(crate) mod command;
 pub mod config;
-pub mod herd;
 pub mod secret;
 pub mod sso;
+pub mod throttle;
 pub(crate) mod tls;
 pub(crate) mod view;
 pub mod vocab;
 
 pub(crate) mod backoff;
+pub mod clients;
 pub(crate) mod events;
 pub mod finesse;
 pub(crate) mod metrics;

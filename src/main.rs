@@ -13,7 +13,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use finesse_taskd::app;
-use finesse_taskd::config::{Config, FleetConfig, LogFormat};
+use finesse_taskd::config::{Config, LogFormat};
+use finesse_taskd::fleet::FleetConfig;
 
 const EX_CONFIG: u8 = 78;
 const EX_UNAVAILABLE: u8 = 69;

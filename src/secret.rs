@@ -1,11 +1,11 @@
-//! A string that never shows itself: `Debug` and `Display` print `<redacted>`, and serde
-//! serialization is not implemented, so a password cannot leak into logs, the state API or
+//! A string that never shows itself: `Debug`, `Display` and serde serialization all give
+//! `<redacted>`, so a password cannot leak into logs, the state API, the printed config or
 //! panics by accident. Clones share one buffer (the config's and the REST client's password
 //! are the same bytes), whose bytes are overwritten when the last owner drops it.
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A secret string.
 #[derive(Clone, PartialEq, Eq)]
@@ -25,6 +25,12 @@ impl Drop for Buffer {
 impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         String::deserialize(d).map(Self::new)
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("<redacted>")
     }
 }
 

@@ -293,9 +293,10 @@ pub fn command(
     let shown = runtime.block_on(async {
         if let Some(id) = agent {
             let (code, v) = fetch(&target, &format!("/v1/agents/{id}/state")).await?;
-            let ready = code == 200 && v["phase"] == "steady";
+            // Readiness is the daemon's own answer, never worked out again here.
+            let (ready, _) = fetch(&target, &format!("/v1/agents/{id}/readyz")).await?;
             let text = render_agent(&v, color);
-            return Ok((v, text, ready, code));
+            return Ok((v, text, ready == 200, code));
         }
         let (code, list) = fetch(&target, "/v1/agents").await?;
         if code == 200 {
@@ -304,9 +305,9 @@ pub fn command(
             return Ok((list, text, ready == 200, code));
         }
         let (code, v) = fetch(&target, "/v1/state").await?;
-        let ready = code == 200 && v["phase"] == "steady";
+        let (ready, _) = fetch(&target, "/readyz").await?;
         let text = render_agent(&v, color);
-        Ok::<_, StatusError>((v, text, ready, code))
+        Ok::<_, StatusError>((v, text, ready == 200, code))
     });
     match shown {
         Ok((_, _, _, code)) if !(200..300).contains(&code) => {

@@ -161,7 +161,38 @@ pub struct StateView {
     pub phase_since: Instant,
 }
 
+/// Whether an agent can take work, and if not, why: the one definition behind `/readyz`, a
+/// fleet's `/readyz` and `/v1/agents`, and `finesse-taskd status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    /// Steady, and signed in to every MRD it can work in.
+    Ready,
+    /// Steady, but Finesse refused the sign-in of these eligible MRDs.
+    SigninRefused(Vec<u32>),
+    /// Not steady.
+    NotSteady,
+}
+
 impl StateView {
+    /// Steady, and every MRD the agent can work in signed in: a refused sign-in leaves the
+    /// agent unroutable there although the sessions are fine.
+    pub fn readiness(&self) -> Readiness {
+        if self.phase != Phase::Steady {
+            return Readiness::NotSteady;
+        }
+        let refused: Vec<u32> = self
+            .media
+            .values()
+            .filter(|m| m.eligible && m.signin.is_some())
+            .map(|m| m.id)
+            .collect();
+        if refused.is_empty() {
+            Readiness::Ready
+        } else {
+            Readiness::SigninRefused(refused)
+        }
+    }
+
     /// A fresh view of `agent`: starting, nothing known.
     pub fn new(agent: &str) -> Self {
         Self {

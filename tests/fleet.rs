@@ -1,6 +1,7 @@
 //! Fleet mode (`finesse-taskd fleet`) against the simulator, as a real process: several
 //! agents in one process recover together, a bad agent file stops only its agent, a SIGHUP
-//! adds and removes agents, and the herd cap spaces logins and REST requests.
+//! adds and removes agents and applies a changed fleet file (readiness ratio, caps) without
+//! touching the agents, and the herd cap spaces logins and REST requests.
 
 mod support;
 
@@ -170,6 +171,69 @@ async fn a_sighup_adds_and_removes_agents_and_leaves_the_others_alone() {
             .log()
             .contains("agent file removed: stopping the agent")
     );
+}
+
+#[tokio::test]
+async fn a_sighup_applies_a_changed_fleet_file_to_readiness_and_caps_and_leaves_the_agents_alone() {
+    let sim = Sim::start(&[]).await;
+    let fleet = Fleet::start(&sim, "ready_ratio = 1.0", &AGENTS[..2]).await;
+    std::fs::write(
+        fleet.agents_dir().join("bad.toml"),
+        "[agent]\nid = \"1009999\"\npassword = \"x\"\n[[media]]\nid = 5002\nmax_dialog_limit = 11\ninterrupt_action = \"ACCEPT\"\n",
+    )
+    .unwrap();
+    fleet.hup();
+    fleet
+        .wait("two steady and one bad file", |v| {
+            all_steady(v, &["1001001", "1001002"], None)
+                && v["bad"].as_array().is_some_and(|b| b.len() == 1)
+        })
+        .await;
+    // Two of three ready at a ratio of 1: not ready.
+    let (status, ready) = fleet.get("/readyz").await;
+    assert_eq!(
+        (status, ready["ratio"].clone()),
+        (503, json!(1.0)),
+        "{ready}"
+    );
+    let fleet_file = fleet.dir.path().join("fleet.toml");
+    let text = std::fs::read_to_string(&fleet_file).unwrap();
+    std::fs::write(
+        &fleet_file,
+        text.replace(
+            "ready_ratio = 1.0",
+            "ready_ratio = 0.5\nmax_logins_per_second = 3.0",
+        ),
+    )
+    .unwrap();
+    fleet.hup();
+    let deadline = tokio::time::Instant::now() + support::fleet::LIMIT;
+    loop {
+        let (status, ready) = fleet.get("/readyz").await;
+        if status == 200 {
+            assert_eq!(ready["ratio"], json!(0.5), "{ready}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the new ready_ratio never took effect: {ready}\nlog:\n{}",
+            fleet.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        fleet
+            .log()
+            .contains("fleet's shared clients or caps rebuilt"),
+        "the caps were not rebuilt:\n{}",
+        fleet.log()
+    );
+    // The agents kept their sessions through it.
+    for id in ["1001001", "1001002"] {
+        let (_, s) = fleet.get(&format!("/v1/agents/{id}/state")).await;
+        assert_eq!(s["counters"]["reconnects"], 0, "{s}");
+        assert_eq!(s["phase"], "steady", "{s}");
+    }
 }
 
 #[tokio::test]

@@ -1,6 +1,8 @@
 //! The layering rule, checked on the source: each top-level module of the daemon uses only
-//! modules listed before it in [`ORDER`] (so there are no upward imports and no circles), and
-//! the simulator uses nothing of the daemon and has no circles among its own modules.
+//! modules listed before it in [`ORDER`] (so there are no upward imports and no circles), the
+//! files of one folder (`config/raw.rs`, `config/sso.rs`, …) import one another in no circle
+//! either, and the simulator uses nothing of the daemon and has no circles among its own
+//! modules.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -9,9 +11,9 @@ use std::path::{Path, PathBuf};
 #[rustfmt::skip]
 const ORDER: &[&str] = &[
     // 0: the shared vocabulary
-    "secret", "sso", "vocab", "view", "tls", "config", "command", "herd", "cadence",
+    "secret", "sso", "vocab", "view", "tls", "config", "command", "throttle", "cadence",
     // 1: protocols and outputs
-    "finesse", "xmpp", "events", "metrics", "notify", "backoff",
+    "finesse", "clients", "xmpp", "events", "metrics", "notify", "backoff",
     // 2: the agent's view
     "model", "hub",
     // 3: recovery
@@ -82,6 +84,118 @@ fn graph(root: &Path, skip: &[&str]) -> BTreeMap<String, BTreeSet<String>> {
     g
 }
 
+/// The sibling modules a file of folder `folder` names, as `super::name` (from a file directly
+/// in the folder) or `crate::folder::name` (from anywhere in it), comments aside.
+fn sibling_refs(text: &str, folder: &str, direct: bool) -> BTreeSet<String> {
+    let mut refs = BTreeSet::new();
+    let long = format!("crate::{folder}::");
+    for line in text.lines() {
+        let code = line.split("//").next().unwrap_or("");
+        let mut prefixes = vec![long.as_str()];
+        if direct {
+            prefixes.push("super::");
+        }
+        for prefix in prefixes {
+            for (at, _) in code.match_indices(prefix) {
+                let before = &code[..at];
+                let name: String = code[at + prefix.len()..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                // Only the start of a path; `super::super::x` climbs out of the folder.
+                let starts = !before.ends_with("::")
+                    && !before.ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_');
+                if starts && !name.is_empty() && name != "super" {
+                    refs.insert(name);
+                }
+            }
+        }
+    }
+    refs
+}
+
+/// For each folder module (`src/<folder>/`), which of its child modules use which others.
+/// `mod.rs` is the folder itself (it may use its children) and is left out.
+fn folder_graphs(root: &Path) -> BTreeMap<String, BTreeMap<String, BTreeSet<String>>> {
+    let mut out = BTreeMap::new();
+    for entry in std::fs::read_dir(root).unwrap() {
+        let dir = entry.unwrap().path();
+        if !dir.is_dir() || dir.file_name().is_some_and(|n| n == "bin") {
+            continue;
+        }
+        let folder = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let mut files = Vec::new();
+        rust_files(&dir, &mut files);
+        let children: BTreeSet<String> = files
+            .iter()
+            .map(|f| module_of(&dir, f))
+            .filter(|m| m != "mod")
+            .collect();
+        let mut g: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for f in &files {
+            let child = module_of(&dir, f);
+            if child == "mod" {
+                continue;
+            }
+            let direct = f.parent() == Some(dir.as_path());
+            let text = std::fs::read_to_string(f).unwrap();
+            let refs = g.entry(child.clone()).or_default();
+            refs.extend(
+                sibling_refs(&text, &folder, direct)
+                    .into_iter()
+                    .filter(|r| *r != child && children.contains(r)),
+            );
+        }
+        out.insert(folder, g);
+    }
+    out
+}
+
+/// A circle in `g`, if there is one (depth-first search for a back edge).
+fn circle(g: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+    fn visit(
+        m: &str,
+        g: &BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|p| p == m) {
+            let mut circle = path[at..].to_vec();
+            circle.push(m.to_owned());
+            return Some(circle);
+        }
+        if done.contains(m) {
+            return None;
+        }
+        path.push(m.to_owned());
+        for r in g.get(m).into_iter().flatten() {
+            if let Some(c) = visit(r, g, path, done) {
+                return Some(c);
+            }
+        }
+        path.pop();
+        done.insert(m.to_owned());
+        None
+    }
+    let mut done = BTreeSet::new();
+    g.keys()
+        .find_map(|m| visit(m, g, &mut Vec::new(), &mut done))
+}
+
+#[test]
+fn no_folder_of_the_daemon_imports_in_a_circle() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let circles: Vec<String> = folder_graphs(&root)
+        .iter()
+        .filter_map(|(folder, g)| circle(g).map(|c| format!("{folder}: {}", c.join(" -> "))))
+        .collect();
+    assert!(
+        circles.is_empty(),
+        "modules inside a folder import in a circle:\n{}",
+        circles.join("\n")
+    );
+}
+
 #[test]
 fn the_daemon_imports_only_downward() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
@@ -123,39 +237,11 @@ fn the_simulator_shares_nothing_with_the_daemon_and_has_no_circles() {
         );
     }
     let g = graph(&root, &["main"]);
-    // Depth-first search for a back edge.
-    fn visit(
-        m: &str,
-        g: &BTreeMap<String, BTreeSet<String>>,
-        path: &mut Vec<String>,
-        done: &mut BTreeSet<String>,
-    ) -> Option<Vec<String>> {
-        if let Some(at) = path.iter().position(|p| p == m) {
-            let mut circle = path[at..].to_vec();
-            circle.push(m.to_owned());
-            return Some(circle);
-        }
-        if done.contains(m) {
-            return None;
-        }
-        path.push(m.to_owned());
-        for r in g.get(m).into_iter().flatten() {
-            if let Some(c) = visit(r, g, path, done) {
-                return Some(c);
-            }
-        }
-        path.pop();
-        done.insert(m.to_owned());
-        None
-    }
-    let mut done = BTreeSet::new();
-    for m in g.keys() {
-        if let Some(circle) = visit(m, &g, &mut Vec::new(), &mut done) {
-            panic!(
-                "the simulator's modules import in a circle: {}",
-                circle.join(" -> ")
-            );
-        }
+    if let Some(c) = circle(&g) {
+        panic!(
+            "the simulator's modules import in a circle: {}",
+            c.join(" -> ")
+        );
     }
 }
 
@@ -163,4 +249,34 @@ fn the_simulator_shares_nothing_with_the_daemon_and_has_no_circles() {
 fn the_checker_sees_an_upward_import_and_a_circle() {
     let refs = crate_refs("use crate::api::STALL; // crate::hub\n/// [`crate::driver`]\n");
     assert_eq!(refs.into_iter().collect::<Vec<_>>(), vec!["api".to_owned()]);
+}
+
+#[test]
+fn the_folder_checker_sees_siblings_and_a_circle() {
+    let refs = sibling_refs(
+        "use super::raw::RawAgent; use crate::config::sso::Auth; super::super::vocab; // super::x\n",
+        "config",
+        true,
+    );
+    assert_eq!(
+        refs.into_iter().collect::<Vec<_>>(),
+        vec!["raw".to_owned(), "sso".to_owned()]
+    );
+    // From a file deeper in the folder, `super::` is its own parent, not the folder.
+    assert!(sibling_refs("use super::raw::X;", "config", false).is_empty());
+    let g: BTreeMap<String, BTreeSet<String>> = [
+        ("raw", vec!["sso"]),
+        ("sso", vec!["secrets"]),
+        ("secrets", vec!["raw"]),
+        ("check", vec!["raw"]),
+    ]
+    .into_iter()
+    .map(|(m, rs)| (m.to_owned(), rs.into_iter().map(str::to_owned).collect()))
+    .collect();
+    let c = circle(&g).expect("a circle");
+    assert_eq!(c.first(), c.last());
+    assert_eq!(c.len(), 4);
+    let mut acyclic = g.clone();
+    acyclic.get_mut("secrets").unwrap().clear();
+    assert_eq!(circle(&acyclic), None);
 }

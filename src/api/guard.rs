@@ -19,7 +19,7 @@ use crate::secret::Secret;
 
 /// The rules, built once from the config.
 #[derive(Debug, Clone, Default)]
-pub struct Guard {
+pub struct RequestGuard {
     /// The listen host (lower-case, without port), besides the loopback names; `None` for a
     /// Unix socket, where no Host is checked.
     host: Option<String>,
@@ -27,7 +27,7 @@ pub struct Guard {
     token: Option<Secret>,
 }
 
-impl Guard {
+impl RequestGuard {
     /// The rules for an API listening on `listen`.
     pub fn new(listen: &Listen, origins: Vec<String>, token: Option<Secret>) -> Self {
         let host = match listen {
@@ -74,7 +74,7 @@ fn refuse(status: StatusCode, message: &str) -> Response {
 }
 
 /// The middleware.
-pub async fn check(State(g): State<Arc<Guard>>, req: Request, next: Next) -> Response {
+pub async fn check(State(g): State<Arc<RequestGuard>>, req: Request, next: Next) -> Response {
     let headers = req.headers();
     let host = headers
         .get(header::HOST)
@@ -133,7 +133,7 @@ mod tests {
 
     #[test]
     fn hosts_are_loopback_names_or_the_listen_host_with_any_port() {
-        let g = Guard::new(&Listen::Tcp("127.0.0.1:9471".into()), vec![], None);
+        let g = RequestGuard::new(&Listen::Tcp("127.0.0.1:9471".into()), vec![], None);
         for ok in [
             "127.0.0.1:9471",
             "localhost:9471",
@@ -146,9 +146,9 @@ mod tests {
         for bad in ["evil.example", "evil.example:9471", "", "10.0.0.1:9471"] {
             assert!(!g.host_ok(bad), "{bad}");
         }
-        let lan = Guard::new(&Listen::Tcp("10.1.2.3:9471".into()), vec![], None);
+        let lan = RequestGuard::new(&Listen::Tcp("10.1.2.3:9471".into()), vec![], None);
         assert!(lan.host_ok("10.1.2.3:9471"));
-        let unix = Guard::new(&Listen::Unix("/run/x.sock".into()), vec![], None);
+        let unix = RequestGuard::new(&Listen::Unix("/run/x.sock".into()), vec![], None);
         assert!(unix.host_ok("anything"));
     }
 }

@@ -25,8 +25,6 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 pub mod bodies;
-pub mod fleet;
-mod fleet_metrics;
 pub mod guard;
 pub mod serve;
 mod sse;
@@ -34,7 +32,8 @@ mod sse;
 use crate::command::{Command, CommandError, Request};
 use crate::hub::{STALL, Shared};
 use crate::model::may;
-use crate::vocab::{Cause, Phase};
+use crate::view::Readiness;
+use crate::vocab::Cause;
 
 pub use bodies::MAX_BODY;
 
@@ -52,7 +51,7 @@ pub struct ApiState {
     /// Renders `/metrics`.
     pub metrics: Arc<dyn Fn() -> String + Send + Sync>,
     /// Who may drive the API (see [`guard`]).
-    pub guard: Arc<guard::Guard>,
+    pub guard: Arc<guard::RequestGuard>,
     /// One permit per event-stream client (`[api] max_sse_clients`).
     pub sse_slots: Arc<tokio::sync::Semaphore>,
 }
@@ -96,24 +95,18 @@ async fn healthz(State(s): State<ApiState>) -> Response {
 
 async fn readyz(State(s): State<ApiState>) -> Response {
     let v = s.shared.snapshot();
-    // Steady, and every MRD the agent can work in signed in: a refused sign-in leaves the
-    // agent unroutable there although the sessions are fine.
-    let refused: Vec<u32> = v
-        .media
-        .values()
-        .filter(|m| m.eligible && m.signin.is_some())
-        .map(|m| m.id)
-        .collect();
-    if v.phase == Phase::Steady && refused.is_empty() {
-        Json(json!({ "ready": true })).into_response()
-    } else if v.phase == Phase::Steady {
-        let body = json!({
-            "ready": false, "phase": v.phase, "cause": Cause::SigninFailed, "media": refused,
-        });
-        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
-    } else {
-        let body = json!({ "ready": false, "phase": v.phase, "cause": v.cause });
-        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+    match v.readiness() {
+        Readiness::Ready => Json(json!({ "ready": true })).into_response(),
+        Readiness::SigninRefused(refused) => {
+            let body = json!({
+                "ready": false, "phase": v.phase, "cause": Cause::SigninFailed, "media": refused,
+            });
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        }
+        Readiness::NotSteady => {
+            let body = json!({ "ready": false, "phase": v.phase, "cause": v.cause });
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        }
     }
 }
 

@@ -9,28 +9,35 @@ use super::raw::RawApi;
 use super::{ConfigError, err};
 
 /// What one local client can hold of the daemon.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Printed under `[api]`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ApiLimits {
     /// Connections at once (`max_connections`); the next wait in the kernel's backlog, so
     /// local clients cannot take the file descriptors the Finesse sessions need.
+    #[serde(rename = "api.max_connections")]
     pub max_connections: usize,
     /// Event-stream clients at once (`max_sse_clients`); more get 503.
+    #[serde(rename = "api.max_sse_clients")]
     pub max_sse_clients: usize,
     /// A client that has not sent a request's headers this long after connecting (or after
     /// its last answer: an idle keep-alive connection) is dropped.
+    #[serde(rename = "api.header_read_timeout", with = "humantime_serde")]
     pub header_read_timeout: Duration,
     /// A client that takes nothing of what it was sent this long is dropped (a stuck event
     /// stream frees its slot; on reconnecting it is told to resync).
+    #[serde(rename = "api.write_timeout", with = "humantime_serde")]
     pub write_timeout: Duration,
 }
 
 /// Who may connect to the API's Unix socket.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SocketAccess {
     /// The socket file's mode (`socket_mode`, octal, default `0660`).
+    #[serde(rename = "api.socket_mode", serialize_with = "super::print::octal")]
     pub mode: u32,
     /// The group it is given (`socket_group`): the task application's, so that its user can
     /// connect. Name and id.
+    #[serde(rename = "api.socket_group", serialize_with = "super::print::group")]
     pub group: Option<(String, u32)>,
 }
 

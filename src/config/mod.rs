@@ -11,31 +11,29 @@ use crate::secret::Secret;
 use raw::RawConfig;
 
 mod api;
+mod auth;
+mod change;
 mod check;
-mod fleet;
+mod print;
 mod probe;
 mod raw;
 mod secrets;
-mod sso;
 mod types;
 
 pub use api::{ApiLimits, SocketAccess};
-pub use fleet::FleetConfig;
+pub use change::{Change, Effect};
 
-/// Reads an agent's config again on a reload: [`Config::load`] for a single agent, its file
-/// with the fleet's tables in fleet mode.
-pub type Loader = std::sync::Arc<dyn Fn(&Path) -> Result<Config, ConfigError> + Send + Sync>;
+pub use auth::{Auth, SsoConfig, XmppUsername};
 pub use probe::{
     GoneMarker, ProbeAction, ProbeConfig, ProbeMethod, Segment, Template, Unrenderable,
 };
-pub use sso::{Auth, SsoConfig, XmppUsername};
 pub use types::{
     ChannelBinding, DesiredState, InterruptAction, Listen, LogFormat, LogoutAction, OnStop,
     TlsMode, Transport,
 };
 
 /// A configuration error: `file: key: message`.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{file}: {key}: {message}")]
 pub struct ConfigError {
     /// The config file.
@@ -46,8 +44,12 @@ pub struct ConfigError {
     pub message: String,
 }
 
+/// A configuration read again for a reload (by the caller of the driver: a single agent's
+/// file, or a fleet's agent file with the fleet's tables).
+pub type Loaded = Result<Config, ConfigError>;
+
 /// The XMPP settings, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct XmppConfig {
     /// Port override; `None` takes SystemInfo's per-node port, else 5223/5222 by `tls`.
     pub port: Option<u16>,
@@ -58,8 +60,10 @@ pub struct XmppConfig {
     /// The resource bound (never `desktop`).
     pub resource: String,
     /// Silence before a ping.
+    #[serde(with = "humantime_serde")]
     pub ping_interval: Duration,
     /// Wait for the ping's answer.
+    #[serde(with = "humantime_serde")]
     pub ping_timeout: Duration,
     /// SCRAM channel binding.
     pub channel_binding: ChannelBinding,
@@ -74,7 +78,7 @@ pub struct XmppConfig {
 }
 
 /// One MRD's desired settings and state.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct MediaConfig {
     /// MRD id.
     pub id: u32,
@@ -93,51 +97,69 @@ pub struct MediaConfig {
 }
 
 /// Recovery timing.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RecoveryConfig {
     /// The first retry waits a uniform random time in `[0, first_retry_window]`.
+    #[serde(with = "humantime_serde")]
     pub first_retry_window: Duration,
     /// Exponential backoff start.
+    #[serde(with = "humantime_serde")]
     pub backoff_initial: Duration,
     /// Exponential backoff cap.
+    #[serde(with = "humantime_serde")]
     pub backoff_max: Duration,
     /// Growth factor.
     pub backoff_multiplier: f64,
     /// Randomization factor (0..=1).
     pub backoff_jitter: f64,
     /// Healthy this long resets the backoff.
+    #[serde(with = "humantime_serde")]
     pub healthy_after: Duration,
     /// SystemInfo poll interval while waiting for IN_SERVICE.
+    #[serde(with = "humantime_serde")]
     pub systeminfo_poll: Duration,
     /// Minimum wait after an authentication failure.
+    #[serde(with = "humantime_serde")]
     pub auth_retry: Duration,
     /// The current node must be down (unreachable, out of service, or `finesse` unavailable)
     /// this long before the daemon moves to the other node; a blip never causes a failover.
+    #[serde(with = "humantime_serde")]
     pub failover_after: Duration,
     /// A steady daemon resyncs this often anyway (0 = never): notifications can be lost
     /// without any other sign, and only a LIST shows it.
+    #[serde(with = "humantime_serde")]
     pub resync_every: Duration,
     /// The reason code sent with NOT_READY after a maintenance-mode migration (Cisco: 50045;
     /// 0 = send nothing).
     pub maintenance_reason_code_id: u32,
 }
 
-/// The validated configuration.
-#[derive(Debug, Clone)]
+/// The validated configuration. It serializes under the config file's own keys (a field
+/// renamed `finesse.nodes` is `[finesse] nodes`), secrets as `<redacted>`: that one
+/// derivation gives both the printed config ([`Config::redacted`]) and what a reload changed
+/// ([`Config::change`]), so that a new key needs no code of its own in either.
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Config {
     /// Where it was read from.
+    #[serde(skip)]
     pub source: PathBuf,
     /// Finesse user id.
+    #[serde(rename = "agent.id")]
     pub agent_id: String,
     /// The agent's credentials: a password, or an SSO token pair.
+    #[serde(flatten)]
     pub auth: Auth,
     /// Node base URLs, side A first.
+    #[serde(rename = "finesse.nodes", serialize_with = "print::urls")]
     pub nodes: Vec<reqwest::Url>,
     /// Extra trust anchor (PEM) for REST and XMPP.
+    #[serde(rename = "finesse.ca_file", serialize_with = "print::present")]
     pub ca_pem: Option<Vec<u8>>,
     /// Per-request timeout.
+    #[serde(rename = "finesse.request_timeout", with = "humantime_serde")]
     pub request_timeout: Duration,
     /// Largest response body accepted.
+    #[serde(rename = "finesse.max_body")]
     pub max_body: u64,
     /// XMPP settings.
     pub xmpp: XmppConfig,
@@ -147,39 +169,53 @@ pub struct Config {
     pub recovery: RecoveryConfig,
     /// Where state that must survive a restart is kept (`[agent] state_dir`, else systemd's
     /// `$STATE_DIRECTORY`); none when neither is set.
+    #[serde(rename = "agent.state_dir")]
     pub state_dir: Option<PathBuf>,
     /// Local API address: `host:port` or `unix:/path`.
+    #[serde(rename = "api.listen")]
     pub api_listen: Listen,
     /// How long an action waits for `steady` before it is refused with 503.
+    #[serde(rename = "api.action_wait", with = "humantime_serde")]
     pub action_wait: Duration,
     /// Origins whose requests the local API takes (none by default).
+    #[serde(rename = "api.allowed_origins")]
     pub api_origins: Vec<String>,
     /// The local API's bearer token, if one is required.
+    #[serde(rename = "api.token")]
     pub api_token: Option<Secret>,
     /// How long a dialog action's answer waits for an asynchronous refusal from Finesse.
+    #[serde(rename = "api.outcome_wait", with = "humantime_serde")]
     pub outcome_wait: Duration,
     /// The site's lockout policy: this many bad passwords …
+    #[serde(rename = "finesse.lockout_attempts")]
     pub lockout_attempts: u32,
     /// … within this window lock the account.
+    #[serde(rename = "finesse.lockout_window", with = "humantime_serde")]
     pub lockout_window: Duration,
     /// The element that carries a TRANSFER's target (Cisco does not document it).
+    #[serde(rename = "finesse.transfer_target_element")]
     pub transfer_target_element: String,
     /// How many events the resume ring keeps.
+    #[serde(rename = "api.event_ring")]
     pub event_ring: usize,
     /// What local clients can hold (`[api] max_connections`, `max_sse_clients`, timeouts).
+    #[serde(flatten)]
     pub api_limits: ApiLimits,
     /// Who may connect to the API's Unix socket (`[api] socket_mode`, `socket_group`).
+    #[serde(flatten)]
     pub api_socket: SocketAccess,
     /// auto | text | json.
+    #[serde(rename = "log.format")]
     pub log_format: LogFormat,
     /// What to do with the agent's media when the daemon stops.
     pub shutdown: ShutdownConfig,
     /// Things worth a warning once logging is up.
+    #[serde(skip)]
     pub warnings: Vec<String>,
 }
 
 /// The shutdown policy.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ShutdownConfig {
     /// `leave` (restarts, upgrades: back within Finesse's 60 s window), `logout` (sign out of
     /// each MRD; dialogs closed or transferred per dialogLogoutAction) or `not_ready`.
@@ -187,15 +223,23 @@ pub struct ShutdownConfig {
     /// Reason code sent with LOGOUT or NOT_READY.
     pub reason_code_id: Option<u32>,
     /// The whole stop is bounded by this.
+    #[serde(with = "humantime_serde")]
     pub timeout: Duration,
 }
 
-fn err(file: &Path, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
-    ConfigError {
-        file: file.display().to_string(),
-        key: key.into(),
-        message: message.into(),
+impl ConfigError {
+    /// The error at `key` of `file`.
+    pub fn new(file: &Path, key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            file: file.display().to_string(),
+            key: key.into(),
+            message: message.into(),
+        }
     }
+}
+
+fn err(file: &Path, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::new(file, key, message)
 }
 
 /// The value spelled `value` among `choices`, or an error that lists them.
@@ -243,7 +287,7 @@ impl Config {
         let mut warnings = Vec::new();
         let f = path;
         let agent_id = check::agent_id(f, &raw.agent)?;
-        let auth = sso::read(f, &raw.agent, &raw.sso, &mut warnings)?;
+        let auth = auth::read(f, &raw.agent, &raw.sso, &mut warnings)?;
         let nodes = check::nodes(f, &raw.finesse, raw.xmpp.insecure, &mut warnings)?;
         let ca_pem = check::ca(f, raw.finesse.ca_file.as_deref())?;
         if raw.finesse.request_timeout.is_zero() {
@@ -310,58 +354,6 @@ impl Config {
                 timeout: check::shutdown_timeout(f, raw.shutdown.timeout)?,
             },
             warnings,
-        })
-    }
-}
-
-impl Config {
-    /// The validated configuration as JSON, with the password replaced by `<redacted>`.
-    pub fn redacted(&self) -> serde_json::Value {
-        serde_json::json!({
-            "agent": { "id": self.agent_id, "auth": self.auth.mode(), "password": matches!(self.auth, Auth::Basic(_)).then_some("<redacted>"), "sso_token_file": match &self.auth { Auth::Sso(s) => Some(s.token_file.display().to_string()), Auth::Basic(_) => None } },
-            "sso": match &self.auth { Auth::Sso(s) => serde_json::json!({ "xmpp_username": s.xmpp_username.as_str(), "xmpp_mechanisms": s.xmpp_mechanisms, "refresh_at": s.refresh_at, "refresh_query_fallback": s.refresh_query_fallback }), Auth::Basic(_) => serde_json::Value::Null },
-            "finesse": {
-                "nodes": self.nodes.iter().map(|u| u.as_str()).collect::<Vec<_>>(),
-                "ca_file": self.ca_pem.is_some(),
-                "request_timeout": humantime::format_duration(self.request_timeout).to_string(),
-                "max_body": self.max_body,
-                "transfer_target_element": self.transfer_target_element,
-                "lockout_attempts": self.lockout_attempts,
-                "lockout_window": humantime::format_duration(self.lockout_window).to_string(),
-            },
-            "xmpp": {
-                "port": self.xmpp.port,
-                "tls": format!("{:?}", self.xmpp.tls),
-                "domain": self.xmpp.domain,
-                "resource": self.xmpp.resource,
-                "ping_interval": humantime::format_duration(self.xmpp.ping_interval).to_string(),
-                "ping_timeout": humantime::format_duration(self.xmpp.ping_timeout).to_string(),
-                "channel_binding": self.xmpp.channel_binding.as_str(),
-                "sasl_mechanisms": self.xmpp.sasl_mechanisms,
-                "transport": self.xmpp.transport.as_str(),
-                "websocket_port": self.xmpp.websocket_port,
-                "websocket_path": self.xmpp.websocket_path,
-            },
-            "media": self.media.iter().map(|m| serde_json::json!({
-                "id": m.id, "max_dialog_limit": m.max_dialog_limit, "interrupt_action": m.interrupt_action.as_str(),
-                "dialog_logout_action": m.dialog_logout_action.as_str(), "state": m.state.as_str(), "reason_code_id": m.reason_code_id,
-            })).collect::<Vec<_>>(),
-            "recovery": {
-                "first_retry_window": humantime::format_duration(self.recovery.first_retry_window).to_string(),
-                "backoff_initial": humantime::format_duration(self.recovery.backoff_initial).to_string(),
-                "backoff_max": humantime::format_duration(self.recovery.backoff_max).to_string(),
-                "backoff_multiplier": self.recovery.backoff_multiplier,
-                "backoff_jitter": self.recovery.backoff_jitter,
-                "healthy_after": humantime::format_duration(self.recovery.healthy_after).to_string(),
-                "systeminfo_poll": humantime::format_duration(self.recovery.systeminfo_poll).to_string(),
-                "auth_retry": humantime::format_duration(self.recovery.auth_retry).to_string(),
-                "failover_after": humantime::format_duration(self.recovery.failover_after).to_string(),
-                "resync_every": humantime::format_duration(self.recovery.resync_every).to_string(),
-                "maintenance_reason_code_id": self.recovery.maintenance_reason_code_id,
-            },
-            "api": { "listen": self.api_listen.to_string(), "allowed_origins": self.api_origins, "token": self.api_token.as_ref().map(|_| "<redacted>"), "action_wait": humantime::format_duration(self.action_wait).to_string(), "outcome_wait": humantime::format_duration(self.outcome_wait).to_string(), "event_ring": self.event_ring, "max_sse_clients": self.api_limits.max_sse_clients, "max_connections": self.api_limits.max_connections, "header_read_timeout": humantime::format_duration(self.api_limits.header_read_timeout).to_string(), "write_timeout": humantime::format_duration(self.api_limits.write_timeout).to_string(), "socket_mode": format!("{:04o}", self.api_socket.mode), "socket_group": self.api_socket.group.as_ref().map(|g| &g.0) },
-            "log": { "format": self.log_format.as_str() },
-            "shutdown": { "on_stop": self.shutdown.on_stop.as_str(), "reason_code_id": self.shutdown.reason_code_id, "timeout": humantime::format_duration(self.shutdown.timeout).to_string() },
         })
     }
 }

@@ -14,7 +14,8 @@ use super::raw::RawProbe;
 use super::{ConfigError, choice, err};
 
 /// GET or HEAD.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "UPPERCASE")]
 pub enum ProbeMethod {
     /// `GET`.
     Get,
@@ -23,7 +24,8 @@ pub enum ProbeMethod {
 }
 
 /// What to do with a dialog whose session is gone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ProbeAction {
     /// Close it (ACCEPT first when it is offered).
     Close,
@@ -151,7 +153,7 @@ impl Template {
 
 /// What else a gone status must come with to count: something only the session service
 /// sends, so that a proxy's default 404 never closes a live chat.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct GoneMarker {
     /// A header (lower-case name), with the value it must have if one was given.
     pub header: Option<(String, Option<String>)>,
@@ -172,11 +174,13 @@ fn header_marker(text: &str) -> Option<(String, Option<String>)> {
 }
 
 /// `[media.orphan_probe]`, validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ProbeConfig {
     /// The URL template.
+    #[serde(skip)]
     pub url: Template,
     /// The template as written (for logs).
+    #[serde(rename = "url")]
     pub url_text: String,
     /// GET or HEAD.
     pub method: ProbeMethod,
@@ -187,12 +191,15 @@ pub struct ProbeConfig {
     /// Consecutive gone answers needed.
     pub attempts: u32,
     /// Between attempts.
+    #[serde(with = "humantime_serde")]
     pub interval: Duration,
     /// Per probe.
+    #[serde(with = "humantime_serde")]
     pub timeout: Duration,
     /// Close the dialog, or only report it.
     pub action: ProbeAction,
     /// Extra trust anchor (PEM).
+    #[serde(rename = "ca_file", serialize_with = "super::print::present")]
     pub ca_pem: Option<Vec<u8>>,
     /// Probes in flight at most.
     pub max_in_flight: usize,

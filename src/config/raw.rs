@@ -26,7 +26,7 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) shutdown: RawShutdown,
     #[serde(default)]
-    pub(super) sso: super::sso::RawSso,
+    pub(super) sso: RawSso,
 }
 
 #[derive(Debug, Deserialize)]
@@ -302,4 +302,25 @@ fn d_logout_action() -> String {
 }
 fn d_state() -> String {
     "READY".into()
+}
+
+/// The `[sso]` table as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawSso {
+    pub(super) xmpp_username: String,
+    pub(super) xmpp_mechanisms: Vec<String>,
+    pub(super) refresh_at: f64,
+    pub(super) refresh_query_fallback: bool,
+}
+
+impl Default for RawSso {
+    fn default() -> Self {
+        Self {
+            xmpp_username: "login_id".into(),
+            xmpp_mechanisms: vec!["PLAIN".into()],
+            refresh_at: 0.75,
+            refresh_query_fallback: true,
+        }
+    }
 }

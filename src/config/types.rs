@@ -26,6 +26,12 @@ macro_rules! spelled {
             }
         }
 
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
         impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(self.as_str())
@@ -147,6 +153,12 @@ impl Listen {
             Some(path) => Self::Unix(PathBuf::from(path)),
             None => Self::Tcp(text.to_owned()),
         }
+    }
+}
+
+impl serde::Serialize for Listen {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 

@@ -221,9 +221,9 @@ impl Driver {
             warn!(%pubsub, "the pubsub service's name is not a JID");
             return failed(Cause::XmppConfig);
         };
-        // A fleet's logins come no faster than its herd cap.
-        if let Some(h) = &self.herd {
-            h.login().await;
+        // A fleet's logins come no faster than its cap.
+        if let Some(t) = self.provider.throttle() {
+            t.login().await;
         }
         info!(addr = %params.connector_addr(), "XMPP login started");
         // A server that accepts TCP and then says nothing must not hold us forever.

@@ -5,24 +5,21 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::Driver;
+use crate::clients::Clients;
 use crate::command::{self, Command, CommandError};
-use crate::config::{Config, OnStop};
-use crate::finesse::rest::{Rest, RestError};
+use crate::config::{Config, Loaded, OnStop};
+use crate::finesse::rest::RestError;
 use crate::machine::{Input, Reload};
 use crate::vocab::{Cause, LinkKind};
 
 impl Driver {
-    /// Re-reads the config file. Invalid: keep running on the old one and say why. Valid:
-    /// apply it; changed nodes, credentials, CA or XMPP settings end the session (reconnect),
-    /// changed media settings or desired states lead to a resync (one corrective sign-in at
-    /// most).
-    pub(super) fn reload(&mut self) -> Reload {
+    /// Takes the configuration read anew for a reload. Invalid: keep running on the old one
+    /// and say why. Valid: apply what [`Config::change`] says it changes: nodes, credentials,
+    /// CA or XMPP settings end the session (reconnect), media settings or desired states lead
+    /// to a resync (one corrective sign-in at most), recovery timing goes to the machine.
+    pub(super) fn reload(&mut self, loaded: Loaded) -> Reload {
         self.shared.notifier.reloading();
         let status = |s: &Self| format!("{:?}", s.shared.snapshot().phase);
-        let loaded = match &self.loader {
-            Some(load) => load(&self.cfg.source),
-            None => Config::load(&self.cfg.source),
-        };
         let mut new = match loaded {
             Ok(c) => c,
             Err(e) => {
@@ -36,43 +33,15 @@ impl Driver {
         }
         let file_desired = super::desired::file_values(&new.media);
         super::desired::overlay(new.state_dir.as_deref(), &mut new.media);
-        let reconnect = new.nodes != self.cfg.nodes
-            || new.agent_id != self.cfg.agent_id
-            || new.auth != self.cfg.auth
-            || new.ca_pem != self.cfg.ca_pem
-            || new.xmpp.port != self.cfg.xmpp.port
-            || new.xmpp.tls != self.cfg.xmpp.tls
-            || new.xmpp.domain != self.cfg.xmpp.domain
-            || new.xmpp.resource != self.cfg.xmpp.resource
-            || new.xmpp.ping_interval != self.cfg.xmpp.ping_interval
-            || new.xmpp.ping_timeout != self.cfg.xmpp.ping_timeout;
-        let resync = new.media != self.cfg.media;
-        if new.api_listen != self.cfg.api_listen {
-            warn!("api.listen changed: it takes effect at the next restart");
+        let change = Config::change(&self.cfg, &new);
+        if !change.next_start.is_empty() {
+            warn!(keys = ?change.next_start, "these settings take effect at the next restart");
         }
         let sso = super::sso::SsoRun::reloaded(&new, self.sso.as_ref());
         let credentials = Self::credentials(&new, sso.as_ref());
-        let same = new.ca_pem == self.cfg.ca_pem && new.request_timeout == self.cfg.request_timeout;
-        // A fleet's agent on the fleet's pool builds nothing (a SIGHUP reloads every agent).
-        let built = match (&self.pooled, same) {
-            (Some(pool), true) => Ok((
-                pool.tls.clone(),
-                Rest::on_pool(&new.agent_id, credentials, pool, new.max_body),
-            )),
-            _ => crate::tls::client_config(new.ca_pem.as_deref()).and_then(|tls| {
-                let rest = Rest::new(
-                    &new.agent_id,
-                    credentials,
-                    &tls,
-                    new.request_timeout,
-                    new.max_body,
-                )?;
-                Ok((tls, rest))
-            }),
-        };
-        match built {
-            Ok((tls, rest)) => {
-                self.rest = rest.with_herd(self.herd.clone());
+        match self.provider.clients(&new, credentials) {
+            Ok(Clients { tls, rest }) => {
+                self.rest = rest;
                 self.tls = tls;
                 self.sso = sso;
             }
@@ -83,23 +52,22 @@ impl Driver {
             }
         }
         self.machine.reconfigure(&new.recovery, new.nodes.len());
-        let credentials = new.auth != self.cfg.auth;
         self.cfg = new;
         self.file_desired = file_desired;
         self.persist_desired();
-        info!(reconnect, resync, "configuration reloaded");
+        info!(reconnect = change.reconnect, resync = change.resync, keys = ?change.keys, "configuration reloaded");
         self.shared.notifier.ready(&status(self));
-        if reconnect {
+        if change.reconnect {
             self.link.drop_session();
             self.shared
                 .set_link(LinkKind::Xmpp, false, Some(Cause::Reload));
             self.node = None;
-            if credentials {
-                Reload::CredentialsChanged
-            } else {
-                Reload::Reconnect
-            }
-        } else if resync {
+        }
+        if change.credentials {
+            Reload::CredentialsChanged
+        } else if change.reconnect {
+            Reload::Reconnect
+        } else if change.resync {
             Reload::Resync
         } else {
             Reload::Unchanged

@@ -34,8 +34,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::clients::{Clients, Provider};
 use crate::command::Request;
-use crate::config::Config;
+use crate::config::{Config, Loaded};
 use crate::finesse::model::SystemInfo;
 use crate::finesse::rest::Rest;
 use crate::hub::{STALL, Shared, Watcher};
@@ -57,6 +58,8 @@ pub struct Driver {
     rest: Rest,
     link: Link,
     tls: Arc<rustls::ClientConfig>,
+    /// Who builds the REST client and TLS configuration, and the cap logins wait for.
+    provider: Arc<dyn Provider>,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
     machine: Machine,
@@ -65,7 +68,7 @@ pub struct Driver {
     /// The SystemInfo that chose a node (ports and domain for the XMPP login).
     last_info: Option<SystemInfo>,
     commands: tokio::sync::mpsc::Receiver<Request>,
-    reloads: tokio::sync::mpsc::UnboundedReceiver<()>,
+    reloads: tokio::sync::mpsc::UnboundedReceiver<Loaded>,
     watcher: Option<Watcher>,
     hook: test_hook::StallHook,
     /// The operation being performed (resumed when an input does not move the machine).
@@ -80,12 +83,6 @@ pub struct Driver {
     unroutable: std::collections::BTreeSet<u32>,
     /// The SSO token pair and its refresh state (`auth = "sso"` only).
     sso: Option<sso::SsoRun>,
-    /// A fleet's herd cap (none for a single agent).
-    herd: Option<Arc<crate::herd::Herd>>,
-    /// How a reload reads the config (a fleet's agent file with its tables).
-    loader: Option<crate::config::Loader>,
-    /// A fleet's shared TLS configuration, HTTP client and SystemInfo answers.
-    pooled: Option<crate::finesse::share::Pool>,
 }
 
 impl Driver {
@@ -95,18 +92,16 @@ impl Driver {
         shared: Arc<Shared>,
         shutdown: CancellationToken,
         commands: tokio::sync::mpsc::Receiver<Request>,
-        reloads: tokio::sync::mpsc::UnboundedReceiver<()>,
+        reloads: tokio::sync::mpsc::UnboundedReceiver<Loaded>,
+        provider: Arc<dyn Provider>,
     ) -> Result<Self, SetupError> {
-        let tls = crate::tls::client_config(cfg.ca_pem.as_deref())?;
         let sso = sso::SsoRun::new(&cfg);
-        let rest = Rest::new(
-            &cfg.agent_id,
-            Self::credentials(&cfg, sso.as_ref()),
-            &tls,
-            cfg.request_timeout,
-            cfg.max_body,
-        )?;
-        let machine = Machine::new(&cfg.recovery, cfg.nodes.len());
+        let Clients { tls, rest } =
+            provider.clients(&cfg, Self::credentials(&cfg, sso.as_ref()))?;
+        // The one random draw at the edge: everything the machine decides follows from it.
+        let seed: u64 = rand::random();
+        tracing::debug!(seed, "recovery machine seeded");
+        let machine = Machine::new(&cfg.recovery, cfg.nodes.len(), seed);
         let file_desired = desired::file_values(&cfg.media);
         desired::overlay(cfg.state_dir.as_deref(), &mut cfg.media);
         let unroutable = desired::unroutable(cfg.state_dir.as_deref());
@@ -115,6 +110,7 @@ impl Driver {
             rest,
             link: Link::new().with_ping_counter(shared.metrics.xmpp_pings()),
             tls,
+            provider,
             shared,
             shutdown,
             machine,
@@ -130,33 +126,12 @@ impl Driver {
             file_desired,
             unroutable,
             sso,
-            herd: None,
-            loader: None,
-            pooled: None,
         })
     }
 
     /// Dialogs worth a check are handed to `watcher` (the orphan guard).
     pub fn with_watcher(mut self, watcher: Watcher) -> Self {
         self.watcher = Some(watcher);
-        self
-    }
-
-    /// Runs as an agent of a fleet: under its herd cap, reloading through `loader`.
-    pub fn with_fleet(
-        mut self,
-        herd: Arc<crate::herd::Herd>,
-        loader: crate::config::Loader,
-        pooled: Option<crate::finesse::share::Pool>,
-    ) -> Self {
-        self.rest = self.rest.clone().with_herd(Some(herd.clone()));
-        if let Some(pool) = &pooled {
-            self.tls = pool.tls.clone();
-            self.rest = self.rest.clone().with_pool(pool);
-        }
-        self.pooled = pooled;
-        self.herd = Some(herd);
-        self.loader = Some(loader);
         self
     }
 
@@ -360,7 +335,7 @@ impl Driver {
             tokio::select! {
                 () = self.shutdown.cancelled() => return Input::Stop,
                 () = tokio::time::sleep(step) => {}
-                Some(()) = self.reloads.recv() => return Input::Reloaded(self.reload()),
+                Some(loaded) = self.reloads.recv() => return Input::Reloaded(self.reload(loaded)),
                 // During the auth hold an action is answered at once, unsent.
                 Some(req) = self.commands.recv(), if self.held_until.is_some() => {
                     self.refuse_held(req);

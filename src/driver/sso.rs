@@ -14,9 +14,9 @@ use tracing::{error, info, warn};
 
 use super::Driver;
 use crate::config::{Auth, Config, XmppUsername};
+use crate::finesse::identity::RefreshError;
 use crate::finesse::model::SystemInfo;
 use crate::finesse::rest::Credentials;
-use crate::finesse::sso::RefreshError;
 use crate::machine::{Input, NodeAnswer};
 use crate::secret::Secret;
 use crate::sso::token::TokenSet;

@@ -64,7 +64,7 @@ impl Driver {
                         return input;
                     }
                 }
-                Some(()) = self.reloads.recv() => return Input::Reloaded(self.reload()),
+                Some(loaded) = self.reloads.recv() => return Input::Reloaded(self.reload(loaded)),
             }
         }
     }
@@ -81,7 +81,7 @@ impl Driver {
                 let ev = tokio::select! {
                     () = self.shutdown.cancelled() => return Input::Stop,
                     () = tokio::time::sleep_until(deadline) => break,
-                    Some(()) = self.reloads.recv() => return Input::Reloaded(self.reload()),
+                    Some(loaded) = self.reloads.recv() => return Input::Reloaded(self.reload(loaded)),
                     ev = self.link.next() => ev,
                 };
                 self.shared.beat();

@@ -1,12 +1,12 @@
-//! Finesse's REST side: the typed XML model ([`model`]) shared with the XMPP decoder, and the
-//! REST client ([`rest`]) with capped bodies, Basic auth and errors classified by cause, and
-//! SSO's token refresh and loginName lookup ([`sso`]), and what a fleet's agents share
-//! ([`share`]).
+//! Finesse's REST side: the typed XML model ([`model`]) shared with the XMPP decoder, the
+//! REST client ([`rest`]) with capped bodies, Basic or Bearer auth and errors classified by
+//! cause, SSO's token refresh and loginName lookup ([`identity`]), and the SystemInfo answers
+//! a fleet's agents share ([`answer_cache`]).
 
+pub mod answer_cache;
+pub mod identity;
 pub mod model;
 mod pull;
 mod read;
 pub mod rest;
-pub mod share;
-pub mod sso;
 mod system_info;

@@ -5,29 +5,8 @@
 //! a single pass of [`super::pull`] per document; the root element must be the one expected
 //! (an HTML login page is an error, not an empty list).
 
-use super::pull::Pull;
-
-/// Why a document could not be read.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("malformed {what}: {message}")]
-pub struct XmlError {
-    /// The document kind.
-    pub what: &'static str,
-    /// The parser's message.
-    pub message: String,
-}
-
-/// Reads a whole document whose root is one of `roots` with `read`.
-pub(super) fn parse<T>(
-    what: &'static str,
-    roots: &[&str],
-    xml: &str,
-    read: impl FnOnce(&mut Pull<'_>) -> Result<T, XmlError>,
-) -> Result<T, XmlError> {
-    let mut p = Pull::new(what, xml);
-    p.root(roots)?;
-    read(&mut p)
-}
+pub use super::pull::XmlError;
+pub(super) use super::pull::parse;
 
 pub use super::system_info::{NodeAddress, SystemInfo};
 

@@ -8,7 +8,27 @@
 use quick_xml::Reader;
 use quick_xml::events::Event;
 
-use super::model::XmlError;
+/// Why a document could not be read.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("malformed {what}: {message}")]
+pub struct XmlError {
+    /// The document kind.
+    pub what: &'static str,
+    /// The parser's message.
+    pub message: String,
+}
+
+/// Reads a whole document whose root is one of `roots` with `read`.
+pub(crate) fn parse<T>(
+    what: &'static str,
+    roots: &[&str],
+    xml: &str,
+    read: impl FnOnce(&mut Pull<'_>) -> Result<T, XmlError>,
+) -> Result<T, XmlError> {
+    let mut p = Pull::new(what, xml);
+    p.root(roots)?;
+    read(&mut p)
+}
 
 /// Reads one document.
 pub(crate) struct Pull<'a> {

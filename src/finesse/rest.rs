@@ -1,4 +1,4 @@
-//! The Finesse REST client: Basic auth (or SSO's Bearer token, see [`super::sso`]), the custom CA, per-request timeouts, response bodies
+//! The Finesse REST client: Basic auth (or SSO's Bearer token, see [`super::identity`]), the custom CA, per-request timeouts, response bodies
 //! capped at `max_body`, and errors classified by cause so the recovery machine can decide between
 //! "retry later", "fail over" and "stop: credentials rejected".
 
@@ -6,10 +6,22 @@ use std::time::Duration;
 
 use reqwest::{Method, Url};
 
-use super::model::{ApiError, ApiErrors, Dialog, Dialogs, Media, XmlError};
-pub use super::sso::Credentials;
+use super::answer_cache::AnswerCache;
+use super::model::{ApiError, ApiErrors, Dialog, Dialogs, Media, SystemInfo, XmlError};
 use crate::config::{InterruptAction, LogoutAction};
 use crate::vocab::{Cause, DialogAction};
+
+/// What every authenticated request carries.
+#[derive(Clone, Debug)]
+pub enum Credentials {
+    /// `Authorization: Basic` with the agent's id and password.
+    Basic(crate::secret::Secret),
+    /// `Authorization: Bearer` with the current SSO access token (never Basic).
+    Bearer(crate::sso::TokenCell),
+}
+
+/// Each node's anonymous SystemInfo answer, shared by the agents of a fleet.
+pub type SystemInfoCache = AnswerCache<Result<SystemInfo, RestError>>;
 
 /// A REST failure.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -90,8 +102,8 @@ pub struct Rest {
     pub(super) user: String,
     credentials: Credentials,
     pub(super) max_body: u64,
-    herd: Option<std::sync::Arc<crate::herd::Herd>>,
-    pub(super) info: Option<std::sync::Arc<super::share::InfoShare>>,
+    throttle: Option<std::sync::Arc<dyn crate::throttle::Throttle>>,
+    info: Option<std::sync::Arc<SystemInfoCache>>,
 }
 
 impl Rest {
@@ -109,38 +121,36 @@ impl Rest {
             user: user.to_owned(),
             credentials,
             max_body,
-            herd: None,
+            throttle: None,
             info: None,
         })
     }
 
-    /// A client on a fleet's pool (its HTTP client and SystemInfo answers): nothing is built.
-    pub fn on_pool(
+    /// A client on an HTTP client and SystemInfo answers shared with other agents (a fleet's):
+    /// nothing is built.
+    pub fn on_shared(
         user: &str,
         credentials: Credentials,
-        pool: &super::share::Pool,
+        http: reqwest::Client,
+        info: std::sync::Arc<SystemInfoCache>,
         max_body: u64,
     ) -> Self {
         Self {
-            http: pool.http.clone(),
+            http,
             user: user.to_owned(),
             credentials,
             max_body,
-            herd: None,
-            info: Some(pool.info.clone()),
+            throttle: None,
+            info: Some(info),
         }
     }
 
-    /// The same client on a fleet's pool (its HTTP client and SystemInfo answers).
-    pub fn with_pool(mut self, pool: &super::share::Pool) -> Self {
-        self.http = pool.http.clone();
-        self.info = Some(pool.info.clone());
-        self
-    }
-
-    /// The same client under a fleet's herd cap.
-    pub fn with_herd(mut self, herd: Option<std::sync::Arc<crate::herd::Herd>>) -> Self {
-        self.herd = herd;
+    /// The same client, each request waiting for `throttle` (a fleet's cap).
+    pub fn with_throttle(
+        mut self,
+        throttle: Option<std::sync::Arc<dyn crate::throttle::Throttle>>,
+    ) -> Self {
+        self.throttle = throttle;
         self
     }
 
@@ -185,8 +195,8 @@ impl Rest {
         req: reqwest::RequestBuilder,
         sends_body: bool,
     ) -> Result<(u16, String), RestError> {
-        if let Some(h) = &self.herd {
-            h.request().await;
+        if let Some(t) = &self.throttle {
+            t.request().await;
         }
         let mut resp = req.send().await.map_err(|e| {
             // The URL can carry a secret (SSO's query-form refresh): never in an error.
@@ -277,9 +287,9 @@ impl Rest {
         m: SignIn,
         request_id: &str,
     ) -> Result<PutOutcome, RestError> {
-        // A fleet spreads its sign-ins under the herd cap's login bucket.
-        if let Some(h) = &self.herd {
-            h.login().await;
+        // A fleet spreads its sign-ins under its cap's login bucket.
+        if let Some(t) = &self.throttle {
+            t.login().await;
         }
         let body = format!(
             "<Media><state>LOGIN</state><maxDialogLimit>{}</maxDialogLimit><interruptAction>{}</interruptAction><dialogLogoutAction>{}</dialogLogoutAction></Media>",
@@ -397,4 +407,35 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+impl Rest {
+    /// `GET /finesse/api/SystemInfo`: without credentials first (direct access needs none),
+    /// and once more with them when that is refused with 401 (12.6's VPN-less proxy
+    /// authenticates it).
+    /// In a fleet, the answer without credentials is shared ([`super::answer_cache`]).
+    pub async fn system_info(&self, node: &Url) -> Result<SystemInfo, RestError> {
+        let url = Self::url(node, "/finesse/api/SystemInfo");
+        let anonymous = || self.system_info_at(url.clone(), false);
+        let answer = match &self.info {
+            Some(share) => share.get(&url, anonymous).await,
+            None => anonymous().await,
+        };
+        match answer {
+            Err(RestError::Unauthorized) => self.system_info_at(url, true).await,
+            other => other,
+        }
+    }
+
+    async fn system_info_at(&self, url: Url, auth: bool) -> Result<SystemInfo, RestError> {
+        let (_, body) = self.call(Method::GET, url, None, auth).await?;
+        let info = SystemInfo::parse(&body)?;
+        if info.status.is_empty() {
+            return Err(RestError::Malformed(XmlError {
+                what: "SystemInfo",
+                message: "no <status>".into(),
+            }));
+        }
+        Ok(info)
+    }
 }

@@ -2,7 +2,7 @@
 //! each side's address block (with the 12.6(2)+ ports), maintenance mode (12.6+) and the
 //! authentication mode.
 
-use super::model::{XmlError, parse};
+use super::pull::{XmlError, parse};
 
 /// One node's address block in SystemInfo.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -104,11 +104,13 @@ pub struct Machine {
 
 impl Machine {
     /// A machine for `nodes` nodes with this timing; nothing happens before [`Input::Start`].
-    pub fn new(timing: &RecoveryConfig, nodes: usize) -> Self {
+    /// Its random draws (the backoff's jitter) come from an rng seeded with `seed`: the same
+    /// seed and inputs give the same actions.
+    pub fn new(timing: &RecoveryConfig, nodes: usize, seed: u64) -> Self {
         Self {
             timing: timing.clone(),
             nodes: nodes.max(1),
-            backoff: Backoff::new(timing),
+            backoff: Backoff::new(timing, seed),
             state: State::Idle,
             node: None,
             confirmed: None,
@@ -126,7 +128,8 @@ impl Machine {
     pub fn reconfigure(&mut self, timing: &RecoveryConfig, nodes: usize) {
         self.timing = timing.clone();
         self.nodes = nodes.max(1);
-        self.backoff = Backoff::new(timing);
+        let old = std::mem::replace(&mut self.backoff, Backoff::new(timing, 0));
+        self.backoff = old.reconfigured(timing);
     }
 
     /// Where the machine is.

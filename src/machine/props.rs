@@ -70,15 +70,37 @@ fn is_failure_exit(input: &Input) -> bool {
 }
 
 proptest! {
+    #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// The machine takes its randomness as an input: the same seed and script give the same
+    /// actions, step for step, so that any failure above replays exactly.
+    #[test]
+    fn the_same_seed_and_inputs_give_the_same_actions(seed in any::<u64>(), script in script()) {
+        let t0 = Instant::now();
+        let run = || {
+            let mut m = Machine::new(&timing(), 2, seed);
+            let mut now = t0;
+            let mut out = vec![m.step(Input::Start, now)];
+            for (dt, input) in script.clone() {
+                now += Duration::from_millis(dt);
+                out.push(m.step(input, now));
+            }
+            out
+        };
+        prop_assert_eq!(run(), run());
+    }
+}
+
+proptest! {
     // No regression files next to the source (the layout stays clean); a failure prints its
     // minimal input, which belongs in the table of `tests` as a row.
     #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
-    fn the_machine_keeps_its_invariants_whatever_it_is_fed(script in script()) {
+    fn the_machine_keeps_its_invariants_whatever_it_is_fed(seed in any::<u64>(), script in script()) {
         let t0 = Instant::now();
         let mut now = t0;
-        let mut m = Machine::new(&timing(), 2);
+        let mut m = Machine::new(&timing(), 2, seed);
         m.step(Input::Start, now);
         let mut failure_pending = false;
         let mut counted = Counters::default();

@@ -3,7 +3,7 @@
 //! the dialog (or only report it).
 //!
 //! The pure parts are the URL template (in `config`) and [`step`], which turns one probe result into
-//! the next count and verdict; [`Guard`] runs the probes (bounded concurrency per MRD) and
+//! the next count and verdict; [`OrphanGuard`] runs the probes (bounded concurrency per MRD) and
 //! closes through the same command queue as the local API, so the CLOSE reaches Finesse
 //! exactly once, on the current node, and only while steady.
 
@@ -114,7 +114,7 @@ struct Mrd {
 
 /// The guard; cheap to clone.
 #[derive(Clone)]
-pub struct Guard {
+pub struct OrphanGuard {
     mrds: Arc<HashMap<u32, Mrd>>,
     running: Arc<Mutex<HashSet<String>>>,
     shared: Arc<Shared>,
@@ -122,7 +122,7 @@ pub struct Guard {
     cancel: CancellationToken,
 }
 
-impl Guard {
+impl OrphanGuard {
     /// A guard for the MRDs that have a probe configured.
     pub fn new(
         probes: BTreeMap<u32, ProbeConfig>,

@@ -1,32 +1,74 @@
-//! The link's keep-alive and IQ manners: a client ping every `ping_interval` whatever
-//! arrives (Cisco's Notification Service expects one at least every 20 s), the session declared
-//! lost when a ping goes unanswered for `ping_timeout`, and an answer to every IQ the server
-//! sends (a ping with a result, anything else with `service-unavailable`, as RFC 6120 wants).
+//! The link's keep-alive and IQ manners, as decisions without I/O: a client ping every
+//! `ping_interval` whatever arrives (Cisco's Notification Service expects one at least every
+//! 20 s), the session declared lost when a ping goes unanswered for `ping_timeout`, and an
+//! answer to every IQ the server sends (a ping with a result, anything else with
+//! `service-unavailable`, as RFC 6120 wants). The link sends what these return.
 
+use tokio::time::Instant;
+use tokio_xmpp::Stanza;
 use tokio_xmpp::parsers::iq::Iq;
 use tokio_xmpp::parsers::ping::Ping;
 use tokio_xmpp::parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
-use super::link::{Link, LinkEvent};
-
-/// The client's own pings: one every `every`, each answered within `timeout`.
+/// The client's own pings: one every `ping_interval`, each answered within `ping_timeout`.
 #[derive(Debug)]
 pub(super) struct Pinger {
-    pub(super) every: std::time::Duration,
-    pub(super) timeout: std::time::Duration,
-    pub(super) next_at: tokio::time::Instant,
-    pub(super) awaiting: Option<(String, tokio::time::Instant)>,
+    pub(super) ping_interval: std::time::Duration,
+    pub(super) ping_timeout: std::time::Duration,
+    next_at: Instant,
+    awaiting: Option<(String, Instant)>,
+    /// The last ping went unanswered (the session's loss is a ping timeout).
     pub(super) missed: bool,
-    pub(super) count: u64,
-    pub(super) counter: Option<prometheus_client::metrics::counter::Counter>,
+    count: u64,
+    counter: Option<prometheus_client::metrics::counter::Counter>,
+}
+
+/// What the ping timer asks for.
+#[derive(Debug)]
+pub(super) enum Tick {
+    /// The ping went unanswered: the session is lost.
+    Lost,
+    /// Send this ping (its id is awaited from the moment it is sent).
+    Send(Box<Stanza>, String),
+    /// Nothing yet.
+    Idle,
+}
+
+/// What an IQ from the server asks for.
+#[derive(Debug)]
+pub(super) enum IqTurn {
+    /// It answered our ping: the link is alive.
+    PingAnswered,
+    /// It answered another IQ of ours.
+    Answered {
+        /// Its id.
+        id: String,
+        /// False for an error.
+        ok: bool,
+    },
+    /// The server asked something: send this answer.
+    Reply(Box<Stanza>),
+}
+
+/// When the ping after one sent at `now` goes out: a ping interval later, rounded down to the
+/// process's grid (a hundredth of the interval), so that a fleet's pings leave in groups and
+/// the runtime wakes once per group, never later than the interval.
+fn next_ping(now: Instant, ping_interval: std::time::Duration) -> Instant {
+    crate::cadence::round_down(now + ping_interval, ping_interval / 100, now)
 }
 
 impl Pinger {
-    pub(super) fn new() -> Self {
+    /// Pings for a session that starts at `now`; `count` and `counter` carry over from the
+    /// session before.
+    pub(super) fn new(
+        ping_interval: std::time::Duration,
+        ping_timeout: std::time::Duration,
+        now: Instant,
+    ) -> Self {
         Self {
-            every: std::time::Duration::from_secs(10),
-            timeout: std::time::Duration::from_secs(5),
-            next_at: tokio::time::Instant::now(),
+            ping_interval,
+            ping_timeout,
+            next_at: next_ping(now, ping_interval),
             awaiting: None,
             missed: false,
             count: 0,
@@ -34,44 +76,84 @@ impl Pinger {
         }
     }
 
+    /// The same pings, counting into `counter` and numbering on from `count`.
+    pub(super) fn counting(
+        mut self,
+        count: u64,
+        counter: Option<prometheus_client::metrics::counter::Counter>,
+    ) -> Self {
+        self.count = count;
+        self.counter = counter;
+        self
+    }
+
+    /// How many pings were sent, and where they are counted.
+    pub(super) fn tally(&self) -> (u64, Option<prometheus_client::metrics::counter::Counter>) {
+        (self.count, self.counter.clone())
+    }
+
     /// When the link must next act for the pings.
-    pub(super) fn due(&self) -> tokio::time::Instant {
+    pub(super) fn due(&self) -> Instant {
         self.awaiting
             .as_ref()
             .map_or(self.next_at, |(_, deadline)| (*deadline).min(self.next_at))
     }
-}
 
-impl Link {
-    /// When the ping after one sent at `now` goes out: a ping interval later, rounded down to
-    /// the process's grid (a hundredth of the interval), so that a fleet's pings leave in
-    /// groups and the runtime wakes once per group, never later than the interval.
-    fn next_ping(&self, now: tokio::time::Instant) -> tokio::time::Instant {
-        let every = self.pinger.every;
-        crate::cadence::round_down(now + every, every / 100, now)
+    /// The ping timer at `now`: lost when the ping went unanswered, else the next ping when
+    /// it is due.
+    pub(super) fn tick(&mut self, now: Instant) -> Tick {
+        if self
+            .awaiting
+            .as_ref()
+            .is_some_and(|(_, deadline)| now >= *deadline)
+        {
+            self.missed = true;
+            self.awaiting = None;
+            return Tick::Lost;
+        }
+        if now < self.next_at {
+            return Tick::Idle;
+        }
+        self.next_at = next_ping(now, self.ping_interval);
+        if self.awaiting.is_some() {
+            return Tick::Idle;
+        }
+        self.count += 1;
+        if let Some(c) = &self.counter {
+            c.inc();
+        }
+        let id = format!("ping{}", self.count);
+        Tick::Send(Box::new(Iq::from_get(id.clone(), Ping).into()), id)
     }
 
-    pub(super) fn on_iq(&mut self, iq: Iq) {
+    /// The ping `id` left at `now`: its answer is due within `ping_timeout`.
+    pub(super) fn sent(&mut self, id: String, now: Instant) {
+        self.awaiting = Some((id, now + self.ping_timeout));
+    }
+
+    /// What to do with `iq` from the server.
+    pub(super) fn on_iq(&mut self, iq: Iq) -> IqTurn {
         match iq {
             Iq::Result { id, .. } | Iq::Error { id, .. }
-                if self.pinger.awaiting.as_ref().is_some_and(|(p, _)| *p == id) =>
+                if self.awaiting.as_ref().is_some_and(|(p, _)| *p == id) =>
             {
                 // Any answer to our ping, even an error, shows the link alive.
-                self.pinger.awaiting = None;
+                self.awaiting = None;
+                IqTurn::PingAnswered
             }
-            Iq::Result { id, .. } => self.queue.push_back(LinkEvent::IqResult { id, ok: true }),
-            Iq::Error { id, .. } => self.queue.push_back(LinkEvent::IqResult { id, ok: false }),
+            Iq::Result { id, .. } => IqTurn::Answered { id, ok: true },
+            Iq::Error { id, .. } => IqTurn::Answered { id, ok: false },
             Iq::Get {
                 from, id, payload, ..
-            } if payload.is("ping", "urn:xmpp:ping") => {
-                let answer = Iq::Result {
+            } if payload.is("ping", "urn:xmpp:ping") => IqTurn::Reply(Box::new(
+                Iq::Result {
                     from: None,
                     to: from,
                     id,
                     payload: None,
-                };
-                self.outbox.push_back((answer.into(), None));
-            }
+                }
+                .into(),
+            )),
             Iq::Get { from, id, .. } | Iq::Set { from, id, .. } => {
                 let error = StanzaError::new(
                     ErrorType::Cancel,
@@ -83,53 +165,7 @@ impl Link {
                 if let Some(to) = from {
                     answer = answer.with_to(to);
                 }
-                self.outbox.push_back((answer.into(), None));
-            }
-        }
-    }
-
-    /// The ping timer: declares the session lost when the ping went unanswered, else sends
-    /// the next one when it is due.
-    pub(super) fn on_ping_timer(&mut self) {
-        let now = tokio::time::Instant::now();
-        if self
-            .pinger
-            .awaiting
-            .as_ref()
-            .is_some_and(|(_, deadline)| now >= *deadline)
-        {
-            self.pinger.missed = true;
-            self.pinger.awaiting = None;
-            tracing::warn!(
-                timeout_ms = self.pinger.timeout.as_millis() as u64,
-                "XMPP ping unanswered"
-            );
-            let cause = self.loss_cause();
-            self.drop_session();
-            self.queue.push_back(LinkEvent::Down { cause });
-            return;
-        }
-        if now >= self.pinger.next_at {
-            self.pinger.next_at = self.next_ping(now);
-            if self.pinger.awaiting.is_none() {
-                self.pinger.count += 1;
-                if let Some(c) = &self.pinger.counter {
-                    c.inc();
-                }
-                let id = format!("ping{}", self.pinger.count);
-                let ping = Iq::from_get(id.clone(), Ping);
-                self.outbox.push_back((ping.into(), Some(id)));
-            }
-        }
-    }
-
-    /// Sends what the outbox holds; a ping's answer is awaited from the moment it is sent.
-    pub(super) async fn flush(&mut self) {
-        while let Some((stanza, ping)) = self.outbox.pop_front() {
-            let _ = self.stream.send(Box::new(stanza)).await;
-            if let Some(id) = ping {
-                self.pinger.awaiting =
-                    Some((id, tokio::time::Instant::now() + self.pinger.timeout));
+                IqTurn::Reply(Box::new(answer.into()))
             }
         }
     }

@@ -28,7 +28,7 @@ use tokio_xmpp::parsers::pubsub::NodeName;
 use tokio_xmpp::parsers::pubsub::pubsub::{PubSub, Subscribe};
 use tokio_xmpp::stanzastream::{Connection, Event, StanzaStream, StreamEvent};
 
-use super::keepalive::Pinger;
+use super::keepalive::{IqTurn, Pinger, Tick};
 use super::session::{LoginParams, login};
 use crate::finesse::model::Update;
 use crate::vocab::Cause;
@@ -116,7 +116,11 @@ impl Link {
             ping_interval: std::time::Duration::MAX,
             pubsub: String::new(),
             outbox: VecDeque::new(),
-            pinger: Pinger::new(),
+            pinger: Pinger::new(
+                std::time::Duration::from_secs(10),
+                std::time::Duration::from_secs(5),
+                tokio::time::Instant::now(),
+            ),
         }
     }
 
@@ -125,7 +129,16 @@ impl Link {
         mut self,
         counter: prometheus_client::metrics::counter::Counter,
     ) -> Self {
-        self.pinger.counter = Some(counter);
+        let (count, _) = self.pinger.tally();
+        let pinger = std::mem::replace(
+            &mut self.pinger,
+            Pinger::new(
+                std::time::Duration::from_secs(10),
+                std::time::Duration::from_secs(5),
+                tokio::time::Instant::now(),
+            ),
+        );
+        self.pinger = pinger.counting(count, Some(counter));
         self
     }
 
@@ -167,18 +180,13 @@ impl Link {
         self.pubsub = pubsub.to_bare().as_str().to_ascii_lowercase();
         self.ping_interval = params.timeouts.read_timeout;
         self.outbox.clear();
-        self.pinger = Pinger {
-            every: params.timeouts.read_timeout,
-            timeout: params.timeouts.response_timeout,
-            next_at: crate::cadence::round_down(
-                tokio::time::Instant::now() + params.timeouts.read_timeout,
-                params.timeouts.read_timeout / 100,
-                tokio::time::Instant::now(),
-            ),
-            count: self.pinger.count,
-            counter: self.pinger.counter.clone(),
-            ..Pinger::new()
-        };
+        let (count, counter) = self.pinger.tally();
+        self.pinger = Pinger::new(
+            params.timeouts.read_timeout,
+            params.timeouts.response_timeout,
+            tokio::time::Instant::now(),
+        )
+        .counting(count, counter);
         let kill = CancellationToken::new();
         let mut params = params.clone();
         self.conflict.store(false, Ordering::Relaxed);
@@ -267,7 +275,11 @@ impl Link {
                     _ => {}
                 }
             }
-            Event::Stanza(Stanza::Iq(iq)) => self.on_iq(iq),
+            Event::Stanza(Stanza::Iq(iq)) => match self.pinger.on_iq(iq) {
+                IqTurn::PingAnswered => {}
+                IqTurn::Answered { id, ok } => self.queue.push_back(LinkEvent::IqResult { id, ok }),
+                IqTurn::Reply(answer) => self.outbox.push_back((*answer, None)),
+            },
         }
     }
 
@@ -318,6 +330,34 @@ impl Link {
                     None => return None,
                 },
                 () = tokio::time::sleep_until(due), if self.up => self.on_ping_timer(),
+            }
+        }
+    }
+
+    /// The ping timer: declares the session lost when the ping went unanswered, else queues
+    /// the next ping when it is due.
+    fn on_ping_timer(&mut self) {
+        match self.pinger.tick(tokio::time::Instant::now()) {
+            Tick::Lost => {
+                tracing::warn!(
+                    timeout_ms = self.pinger.ping_timeout.as_millis() as u64,
+                    "XMPP ping unanswered"
+                );
+                let cause = self.loss_cause();
+                self.drop_session();
+                self.queue.push_back(LinkEvent::Down { cause });
+            }
+            Tick::Send(ping, id) => self.outbox.push_back((*ping, Some(id))),
+            Tick::Idle => {}
+        }
+    }
+
+    /// Sends what the outbox holds; a ping's answer is awaited from the moment it is sent.
+    async fn flush(&mut self) {
+        while let Some((stanza, ping)) = self.outbox.pop_front() {
+            let _ = self.stream.send(Box::new(stanza)).await;
+            if let Some(id) = ping {
+                self.pinger.sent(id, tokio::time::Instant::now());
             }
         }
     }

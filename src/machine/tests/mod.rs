@@ -108,7 +108,7 @@ fn each_row_does_what_it_says() {
     let t0 = Instant::now();
     let mut failed = Vec::new();
     for row in rows() {
-        let mut m = Machine::new(&timing(), 2);
+        let mut m = Machine::new(&timing(), 2, 1);
         for (at, input) in row.given {
             m.step(input, t0 + Duration::from_millis(at));
         }
@@ -129,7 +129,7 @@ fn each_row_does_what_it_says() {
 fn at_most_one_operation_comes_out_of_a_step_and_it_comes_last() {
     let t0 = Instant::now();
     for row in rows() {
-        let mut m = Machine::new(&timing(), 2);
+        let mut m = Machine::new(&timing(), 2, 1);
         for (at, input) in row.given.into_iter().chain([row.when]) {
             let a = m.step(input, t0 + Duration::from_millis(at));
             let ops = a.iter().filter(|x| x.is_operation()).count();

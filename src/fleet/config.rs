@@ -9,7 +9,13 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::{Config, ConfigError, err};
+use crate::config::{Config, ConfigError};
+
+use super::caps::Rates;
+
+fn err(file: &Path, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::new(file, key, message)
+}
 
 /// The tables an agent file holds; all others belong in the fleet file.
 const AGENT_TABLES: [&str; 3] = ["agent", "media", "shutdown"];
@@ -123,6 +129,14 @@ impl FleetConfig {
             base,
             shared,
         })
+    }
+
+    /// The caps' rates.
+    pub fn rates(&self) -> Rates {
+        Rates {
+            logins: self.max_logins_per_second,
+            requests: self.max_requests_per_second,
+        }
     }
 
     /// The shared tables as every agent gets them (a change reloads every agent).

@@ -1,13 +1,22 @@
 //! Fleet mode: many agents in one process (`finesse-taskd fleet`). Each agent keeps its own
 //! XMPP session, state machine and driver, exactly as a single-agent daemon runs them; they
-//! share the runtime, the herd cap ([`crate::herd`]), one TLS configuration, HTTP client and
-//! the nodes' SystemInfo answers ([`crate::finesse::share`]), and one API listener
-//! ([`crate::api::fleet`]). A SIGHUP reads the fleet file and the agents directory again:
-//! a new file starts its agent, a removed file stops its agent (with its stop policy), and
-//! every running agent reloads, which re-reads its files: the agent file may be unchanged
-//! while the password file it names changed (a rotation). A reload that changes nothing
-//! leaves the agent untouched. A file that cannot be used stops only its agent, and is
-//! shown in `/v1/agents` and the metrics.
+//! share the runtime, the caps ([`caps`]), one TLS configuration, HTTP client and the nodes'
+//! SystemInfo answers ([`pool`]), and one API listener ([`api`], with [`metrics`] merged).
+//!
+//! A SIGHUP reads the fleet file ([`config`]) and the agents directory again: what changed in
+//! the shared resources is rebuilt (the pool for a new CA or timeout, the caps for new rates,
+//! `ready_ratio` at once), a new file starts its agent, a removed file stops its agent (with
+//! its stop policy), and every running agent is handed its configuration read anew: the agent
+//! file may be unchanged while the password file it names changed (a rotation). A reload that
+//! changes nothing leaves the agent untouched. A file that cannot be used stops only its
+//! agent, and is shown in `/v1/agents` and the metrics. The API's address takes effect at the
+//! next start.
+
+pub mod api;
+pub mod caps;
+pub mod config;
+mod metrics;
+pub mod pool;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,18 +28,18 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, error, info, warn};
 
-use crate::api::fleet::{FleetApi, Member, Roster};
-use crate::api::{guard::Guard, router};
-use crate::app::{Agent, AppError, Control, FleetLink};
-use crate::config::{Config, FleetConfig, Loader};
-use crate::finesse::share::{InfoShare, Pool};
-use crate::herd::Herd;
+use crate::api::{guard::RequestGuard, router};
+use crate::app::{Agent, AgentControl, AppError, Control};
+use crate::config::{Config, ConfigError, Loaded};
+use api::{FleetApi, Member, Roster};
+pub use config::FleetConfig;
+use pool::Pool;
 
 /// A running agent of the fleet.
 struct Running {
     id: String,
     stop: CancellationToken,
-    reload: mpsc::UnboundedSender<()>,
+    reload: mpsc::UnboundedSender<Loaded>,
     task: JoinHandle<()>,
     /// The file's text when it was last applied (a changed file reloads this agent).
     text: String,
@@ -39,9 +48,10 @@ struct Running {
 /// The fleet's state between reloads.
 struct Fleet {
     config: FleetConfig,
-    herd: Arc<Herd>,
-    /// One TLS configuration and one HTTP client (a pool per node) for every agent.
-    shared: Option<Pool>,
+    /// The shared clients and caps every agent is built with.
+    pool: Pool,
+    /// `[fleet] ready_ratio`, as the API reads it.
+    ready_ratio: Arc<std::sync::RwLock<f64>>,
     roster: Roster,
     running: BTreeMap<PathBuf, Running>,
     shutdown: CancellationToken,
@@ -53,12 +63,6 @@ fn write<T>(lock: &std::sync::RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 }
 
 impl Fleet {
-    /// How an agent's reload reads its config: the fleet file as it is now, then the file.
-    fn loader(&self) -> Loader {
-        let source = self.config.source.clone();
-        Arc::new(move |file: &Path| FleetConfig::load(&source)?.load_agent(file))
-    }
-
     /// Starts the agent of `file` with `config`.
     fn start(&mut self, file: &Path, config: Config, text: String) -> Result<(), AppError> {
         if let Some(dir) = &config.state_dir {
@@ -69,20 +73,11 @@ impl Fleet {
         let id = config.agent_id.clone();
         let stop = self.shutdown.child_token();
         let (reload, reloads) = mpsc::unbounded_channel();
-        // The fleet's TLS configuration and connection pool, unless this agent's CA or
-        // timeout differ (they come from the shared tables, so only a file edited since).
-        let same = config.ca_pem == self.config.base.ca_pem
-            && config.request_timeout == self.config.base.request_timeout;
-        let link = FleetLink {
-            herd: self.herd.clone(),
-            loader: self.loader(),
-            shared: self.shared.clone().filter(|_| same),
-        };
-        let control = Control {
+        let control = AgentControl {
             shutdown: stop.clone(),
             reloads,
         };
-        let agent = Agent::new(config, control, Some(link))?;
+        let agent = Agent::new(config, control, Arc::new(self.pool.clone()))?;
         let member = Member {
             file: file.to_path_buf(),
             router: router(agent.api.clone()),
@@ -118,7 +113,9 @@ impl Fleet {
     /// Brings the running agents in line with the agents directory. `reload` reloads every
     /// running agent (a SIGHUP: a password file may have changed under an unchanged agent
     /// file; a reload that changes nothing leaves the agent untouched).
-    async fn sync(&mut self, reload: bool) {
+    /// `refused` is the fleet file's error when it could not be read again: an agent whose file
+    /// changed is then refused its reload too (its shared tables are not known).
+    async fn sync(&mut self, reload: bool, refused: Option<&ConfigError>) {
         let files = match self.config.agent_files() {
             Ok(f) => f,
             Err(e) => {
@@ -143,7 +140,11 @@ impl Fleet {
                     info!(agent = %r.id, "agent file changed: reloading that agent");
                 }
                 if reload || r.text != text {
-                    let _ = r.reload.send(());
+                    let loaded = match refused {
+                        Some(e) => Err(e.clone()),
+                        None => self.config.load_agent(&file),
+                    };
+                    let _ = r.reload.send(loaded);
                     if let Some(r) = self.running.get_mut(&file) {
                         r.text = text;
                     }
@@ -183,58 +184,32 @@ pub async fn run(config: FleetConfig, control: Control) -> Result<(), AppError> 
         mut reloads,
     } = control;
     let base = config.base.clone();
-    let herd = Herd::new(config.max_logins_per_second, config.max_requests_per_second);
+    let pool = Pool::new(&base, config.rates()).map_err(|e| AppError::Setup(e.into()))?;
     let roster = Roster::default();
-    let api = crate::api::fleet::router(FleetApi {
+    let ready_ratio = Arc::new(std::sync::RwLock::new(config.ready_ratio));
+    let api = api::router(FleetApi {
         roster: roster.clone(),
-        ready_ratio: config.ready_ratio,
-        guard: Arc::new(Guard::new(
+        ready_ratio: ready_ratio.clone(),
+        guard: Arc::new(RequestGuard::new(
             &base.api_listen,
             base.api_origins.clone(),
             base.api_token.clone(),
         )),
     });
-    // SystemInfo answers are shared for half a poll (at most a second): a node's return is
-    // seen at most that much later by an agent that did not ask itself.
-    let fresh_for = (base.recovery.systeminfo_poll / 2).min(Duration::from_secs(1));
-    let shared = crate::tls::client_config(base.ca_pem.as_deref())
-        .and_then(|tls| {
-            let http = crate::tls::http_client(&tls, base.request_timeout)?;
-            Ok(Pool {
-                tls,
-                http,
-                info: Arc::new(InfoShare::new(fresh_for)),
-            })
-        })
-        .map_err(|e| AppError::Setup(e.into()))?;
     let mut fleet = Fleet {
         config,
-        herd,
-        shared: Some(shared),
+        pool,
+        ready_ratio,
         roster,
         running: BTreeMap::new(),
         shutdown: shutdown.clone(),
     };
-    fleet.sync(false).await;
+    fleet.sync(false, None).await;
     let api_task = crate::app::listen(&base, api, shutdown.clone()).await?;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
-            Some(()) = reloads.recv() => {
-                match FleetConfig::load(&fleet.config.source) {
-                    Ok(new) => {
-                        if new.shared_text() != fleet.config.shared_text() {
-                            info!("fleet file changed: every agent reloads with it");
-                        }
-                        fleet.config = new;
-                        fleet.sync(true).await;
-                    }
-                    Err(e) => {
-                        warn!(error = %e, "fleet file refused: keeping the running configuration");
-                        fleet.sync(false).await;
-                    }
-                }
-            }
+            Some(()) = reloads.recv() => fleet.reload().await,
         }
     }
     for (_, r) in std::mem::take(&mut fleet.running) {
@@ -242,4 +217,47 @@ pub async fn run(config: FleetConfig, control: Control) -> Result<(), AppError> 
     }
     let _ = tokio::time::timeout(Duration::from_secs(2), api_task).await;
     Ok(())
+}
+
+impl Fleet {
+    /// A SIGHUP: the fleet file again (the shared resources rebuilt where it changed), then the
+    /// agents directory. A refused fleet file keeps the running one, and its agents.
+    async fn reload(&mut self) {
+        let new = match FleetConfig::load(&self.config.source) {
+            Ok(new) => new,
+            Err(e) => {
+                warn!(error = %e, "fleet file refused: keeping the running configuration");
+                self.sync(false, Some(&e)).await;
+                return;
+            }
+        };
+        if new.shared_text() != self.config.shared_text() {
+            info!("fleet file changed: every agent reloads with it");
+        }
+        if new.base.api_listen != self.config.base.api_listen {
+            warn!("api.listen changed: it takes effect at the next restart");
+        }
+        match self.pool.rebuild(&new.base, new.rates()) {
+            Ok(rebuilt) if rebuilt != pool::Rebuilt::default() => {
+                info!(
+                    clients = rebuilt.clients,
+                    caps = rebuilt.caps,
+                    "fleet's shared clients or caps rebuilt"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => {
+                warn!(error = %e, "fleet file refused: its CA cannot be used; keeping the running configuration");
+                let e = ConfigError::new(&new.source, "finesse.ca_file", e.to_string());
+                self.sync(false, Some(&e)).await;
+                return;
+            }
+        }
+        *self
+            .ready_ratio
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = new.ready_ratio;
+        self.config = new;
+        self.sync(true, None).await;
+    }
 }

@@ -6,34 +6,11 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-
-use super::raw::RawAgent;
+use super::raw::{RawAgent, RawSso};
 use super::secrets::{credential, read_password, read_secret_file};
 use super::{ConfigError, choice, err};
 use crate::secret::Secret;
 use crate::sso::token::TokenSet;
-
-/// The `[sso]` table as written.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub(super) struct RawSso {
-    xmpp_username: String,
-    xmpp_mechanisms: Vec<String>,
-    refresh_at: f64,
-    refresh_query_fallback: bool,
-}
-
-impl Default for RawSso {
-    fn default() -> Self {
-        Self {
-            xmpp_username: "login_id".into(),
-            xmpp_mechanisms: vec!["PLAIN".into()],
-            refresh_at: 0.75,
-            refresh_query_fallback: true,
-        }
-    }
-}
 
 super::types::spelled! {
     /// Which name an SSO XMPP login presents with the token.
@@ -46,11 +23,13 @@ super::types::spelled! {
 }
 
 /// The SSO settings and the token pair read at load time.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct SsoConfig {
     /// Where the pair came from (re-read on a reload).
+    #[serde(skip)]
     pub token_file: PathBuf,
     /// The pair in that file (its modification time as the time obtained).
+    #[serde(skip)]
     pub tokens: TokenSet,
     /// The XMPP login's username.
     pub xmpp_username: XmppUsername,
@@ -69,6 +48,29 @@ pub enum Auth {
     Basic(Secret),
     /// SSO: Bearer tokens, refreshed.
     Sso(Box<SsoConfig>),
+}
+
+/// Printed as the keys it came from: `agent.auth`, `agent.password` (redacted),
+/// `agent.sso_token_file` and the `[sso]` table (null for a password).
+impl serde::Serialize for Auth {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let mut m = s.serialize_map(Some(4))?;
+        m.serialize_entry("agent.auth", self.mode())?;
+        match self {
+            Self::Basic(p) => {
+                m.serialize_entry("agent.password", p)?;
+                m.serialize_entry("agent.sso_token_file", &None::<String>)?;
+                m.serialize_entry("sso", &None::<()>)?;
+            }
+            Self::Sso(sso) => {
+                m.serialize_entry("agent.password", &None::<()>)?;
+                m.serialize_entry("agent.sso_token_file", &sso.token_file)?;
+                m.serialize_entry("sso", sso)?;
+            }
+        }
+        m.end()
+    }
 }
 
 impl Auth {
@@ -172,5 +174,5 @@ pub(super) fn read(
 }
 
 #[cfg(test)]
-#[path = "sso_tests.rs"]
+#[path = "auth_tests.rs"]
 mod tests;

@@ -23,8 +23,9 @@ use axum::{Json, Router};
 use serde_json::json;
 use tower::ServiceExt as _;
 
-use super::{ApiState, guard};
+use crate::api::{ApiState, guard};
 use crate::hub::STALL;
+use crate::view::Readiness;
 use crate::vocab::Phase;
 
 /// One running agent.
@@ -66,10 +67,10 @@ fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 pub struct FleetApi {
     /// The agents.
     pub roster: Roster,
-    /// `[fleet] ready_ratio`.
-    pub ready_ratio: f64,
+    /// `[fleet] ready_ratio` (a reload of the fleet file sets it anew).
+    pub ready_ratio: Arc<RwLock<f64>>,
     /// Who may drive the API.
-    pub guard: Arc<guard::Guard>,
+    pub guard: Arc<guard::RequestGuard>,
 }
 
 /// The fleet's router.
@@ -87,10 +88,9 @@ pub fn router(state: FleetApi) -> Router {
         .with_state(state)
 }
 
-/// True when the agent is steady with no refused sign-in (its `/readyz`).
+/// True when the agent's own `/readyz` would say so.
 fn is_ready(api: &ApiState) -> bool {
-    let v = api.shared.snapshot();
-    v.phase == Phase::Steady && !v.media.values().any(|m| m.eligible && m.signin.is_some())
+    api.shared.snapshot().readiness() == Readiness::Ready
 }
 
 async fn list(State(f): State<FleetApi>) -> Response {
@@ -138,8 +138,9 @@ fn readiness(f: &FleetApi) -> (usize, usize) {
 
 async fn readyz(State(f): State<FleetApi>) -> Response {
     let (ready, total) = readiness(&f);
-    let ok = total > 0 && ready as f64 >= f.ready_ratio * total as f64;
-    let body = json!({ "ready": ok, "steady": ready, "agents": total, "ratio": f.ready_ratio });
+    let ratio = *read(&f.ready_ratio);
+    let ok = total > 0 && ready as f64 >= ratio * total as f64;
+    let body = json!({ "ready": ok, "steady": ready, "agents": total, "ratio": ratio });
     let status = if ok {
         StatusCode::OK
     } else {
@@ -176,7 +177,7 @@ async fn metrics(State(f): State<FleetApi>) -> Response {
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        super::fleet_metrics::merge(&parts, &totals),
+        super::metrics::merge(&parts, &totals),
     )
         .into_response()
 }

@@ -12,15 +12,6 @@ use crate::sso::token::TokenSet;
 /// The IdS's path for fetching and refreshing tokens.
 const TOKEN_PATH: &str = "/desktop/sso/token";
 
-/// What every authenticated request carries.
-#[derive(Clone, Debug)]
-pub enum Credentials {
-    /// `Authorization: Basic` with the agent's id and password.
-    Basic(crate::secret::Secret),
-    /// `Authorization: Bearer` with the current SSO access token (never Basic).
-    Bearer(crate::sso::TokenCell),
-}
-
 /// A refresh that did not produce a token.
 #[derive(Debug, thiserror::Error)]
 pub enum RefreshError {
