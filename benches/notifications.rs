@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use finesse_taskd::finesse::model::{Notification, Update};
-use finesse_taskd::model::{DialogView, MediaView};
+use finesse_taskd::reconcile::{DialogView, MediaView};
 
 fn mix() -> Vec<String> {
     let dialog = |id: u32, state: &str| {

@@ -1,4 +1,4 @@
-//! The wiring of one agent's daemon: the hub, the command queue, the orphan guard, the local
+//! The wiring of one agent's daemon: what it publishes, the command queue, the orphan guard, the local
 //! API on its listener, and the driver, all on the caller's runtime. `main` only adds the
 //! CLI, logging, signals and exit codes, so an embedding (or a test) can run the whole daemon
 //! in-process with [`run`].
@@ -15,8 +15,8 @@ use crate::api::{ApiState, router, serve};
 use crate::clients::{Own, Provider};
 use crate::config::{Config, Loaded};
 use crate::driver::{Driver, SetupError};
-use crate::hub::Shared;
 use crate::orphan::OrphanGuard;
+use crate::published::Shared;
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +35,9 @@ pub enum AppError {
     /// The driver cannot be built (TLS or HTTP client).
     #[error("cannot start: {0}")]
     Setup(#[from] SetupError),
+    /// The signal handlers cannot be installed.
+    #[error("cannot install the signal handlers: {0}")]
+    Signals(std::io::Error),
 }
 
 /// What the caller controls: `shutdown` stops the daemon, each message on `reloads` is a
@@ -63,7 +66,7 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Builds one agent's hub, command queue, orphan guard and driver.
+    /// Builds one agent's published state, command queue, orphan guard and driver.
     pub fn new(
         config: Config,
         control: AgentControl,
@@ -171,4 +174,44 @@ pub(crate) async fn listen(
     }
     let limits = config.api_limits.clone();
     Ok(tokio::spawn(serve::serve(bound, api, limits, stop)))
+}
+
+/// Installs the signal handlers, then runs `daemon` with them: SIGTERM/SIGINT stop it,
+/// SIGHUP reloads.
+pub async fn with_signals<F, Fut>(daemon: F) -> Result<(), AppError>
+where
+    F: FnOnce(Control) -> Fut,
+    Fut: std::future::Future<Output = Result<(), AppError>>,
+{
+    // Installed before anything announces that the daemon is up: a SIGTERM or SIGHUP sent
+    // right after "local API listening" must reach these handlers, not the default action
+    // (which would kill the daemon without its stop policy).
+    use tokio::signal::unix::{SignalKind, signal};
+    let (mut term, mut int, mut hup) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) {
+        (Ok(t), Ok(i), Ok(h)) => (t, i, h),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            return Err(AppError::Signals(e));
+        }
+    };
+    let shutdown = CancellationToken::new();
+    let (reload_tx, reloads) = tokio::sync::mpsc::unbounded_channel();
+    let signals = shutdown.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = term.recv() => { info!("SIGTERM: stopping"); break; }
+                _ = int.recv() => { info!("SIGINT: stopping"); break; }
+                _ = hup.recv() => {
+                    info!("SIGHUP: reloading the configuration");
+                    let _ = reload_tx.send(());
+                }
+            }
+        }
+        signals.cancel();
+    });
+    daemon(Control { shutdown, reloads }).await
 }

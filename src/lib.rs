@@ -14,7 +14,8 @@
 //!    - [`config`]: the per-agent TOML, validated into [`config::Config`] (errors name the key).
 //!    - [`command`]: the requests the API and the orphan guard queue for the driver.
 //!    - [`throttle`]: a cap that logins and REST requests wait for (a fleet's).
-//!    - [`cadence`]: one grid for periodic deadlines, so that many agents' timers wake together.
+//!    - [`timer_grid`]: one grid for periodic deadlines, so that many agents' timers wake together.
+//!    - [`telemetry`]: logging set-up (formats, `RUST_LOG`, the protocol crates' clamp).
 //! 1. Protocols and outputs:
 //!    - [`finesse`]: the Finesse XML model and the REST client.
 //!    - [`clients`]: one agent's TLS configuration and REST client, and who builds them.
@@ -24,8 +25,8 @@
 //!    - [`notify`]: sd_notify (READY, STATUS, RELOADING, STOPPING, watchdog).
 //!    - [`backoff`]: the retry delays (first-retry window, then jittered exponential backoff).
 //! 2. The agent's view:
-//!    - [`model`]: builds the view from Finesse documents and makes the pure resync decisions.
-//!    - [`hub`]: the shared, published state (view, events, metrics, notifier, heartbeat).
+//!    - [`reconcile`]: builds the view from Finesse documents and makes the pure resync decisions.
+//!    - [`published`]: the shared, published state (view, events, metrics, notifier, heartbeat).
 //! 3. Recovery:
 //!    - [`machine`]: the pure recovery state machine (`step(input, now) -> actions`).
 //!    - [`driver`]: performs the machine's actions (REST, XMPP, resync, steady state).
@@ -33,7 +34,7 @@
 //!    - [`orphan`]: the orphan-dialog guard (probe the task's session, close zombies).
 //!    - [`api`]: the local HTTP API (health, readiness, state, events, actions, metrics).
 //! 5. [`app`]: wires one agent's daemon together; [`fleet`] runs many agents in one process;
-//!    [`status`] summarises a running one from its API;
+//!    [`status`] summarises a running one from its API; [`cli`] is the command line;
 //!    `main` adds the CLI, logging and signals.
 //!
 //! The Finesse simulator lives in `src/bin/finesse-sim/` and shares no module with the
@@ -41,12 +42,13 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub(crate) mod cadence;
 pub(crate) mod command;
 pub mod config;
 pub mod secret;
 pub mod sso;
+pub mod telemetry;
 pub mod throttle;
+pub(crate) mod timer_grid;
 pub(crate) mod tls;
 pub(crate) mod view;
 pub mod vocab;
@@ -59,8 +61,8 @@ pub(crate) mod metrics;
 pub(crate) mod notify;
 pub mod xmpp;
 
-pub(crate) mod hub;
-pub mod model;
+pub(crate) mod published;
+pub mod reconcile;
 
 pub(crate) mod driver;
 pub(crate) mod machine;
@@ -69,5 +71,6 @@ pub mod api;
 pub(crate) mod orphan;
 
 pub mod app;
+pub mod cli;
 pub mod fleet;
 pub mod status;

@@ -33,6 +33,20 @@ pub enum StatusError {
     NotJson(String),
 }
 
+/// The API a config file names, with its token: `[api] listen` of a single agent's file or
+/// of a fleet file (none without a file).
+pub fn target_from(
+    config: Option<&std::path::Path>,
+) -> Result<Option<(Listen, Option<Secret>)>, crate::config::ConfigError> {
+    let Some(path) = config else { return Ok(None) };
+    let base = if crate::fleet::is_fleet_file(path) {
+        crate::fleet::FleetConfig::load(path)?.base
+    } else {
+        crate::config::Config::load(path)?
+    };
+    Ok(Some((base.api_listen, base.api_token)))
+}
+
 /// `--api`'s forms: `unix:/path`, `http://host:port` or `host:port`.
 pub fn parse_api(text: &str) -> Listen {
     Listen::parse(

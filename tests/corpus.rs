@@ -6,7 +6,7 @@
 use finesse_taskd::finesse::model::{
     ApiErrors, Dialogs, Media, MediaList, Notification, SystemInfo, Update,
 };
-use finesse_taskd::model::{Setting, drifted};
+use finesse_taskd::reconcile::{Setting, drifted};
 
 fn doc(name: &str) -> String {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -11,17 +11,17 @@ use std::path::{Path, PathBuf};
 #[rustfmt::skip]
 const ORDER: &[&str] = &[
     // 0: the shared vocabulary
-    "secret", "sso", "vocab", "view", "tls", "config", "command", "throttle", "cadence",
+    "secret", "sso", "vocab", "view", "tls", "config", "command", "throttle", "timer_grid", "telemetry",
     // 1: protocols and outputs
     "finesse", "clients", "xmpp", "events", "metrics", "notify", "backoff",
     // 2: the agent's view
-    "model", "hub",
+    "reconcile", "published",
     // 3: recovery
     "machine", "driver",
     // 4: around the driver
     "orphan", "api",
     // 5: wiring
-    "app", "fleet", "status",
+    "app", "fleet", "status", "cli",
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -247,7 +247,7 @@ fn the_simulator_shares_nothing_with_the_daemon_and_has_no_circles() {
 
 #[test]
 fn the_checker_sees_an_upward_import_and_a_circle() {
-    let refs = crate_refs("use crate::api::STALL; // crate::hub\n/// [`crate::driver`]\n");
+    let refs = crate_refs("use crate::api::STALL; // crate::published\n/// [`crate::driver`]\n");
     assert_eq!(refs.into_iter().collect::<Vec<_>>(), vec!["api".to_owned()]);
 }
 

@@ -30,8 +30,8 @@ pub mod serve;
 mod sse;
 
 use crate::command::{Command, CommandError, Request};
-use crate::hub::{STALL, Shared};
-use crate::model::may;
+use crate::published::{STALL, Shared};
+use crate::reconcile::may;
 use crate::view::Readiness;
 use crate::vocab::Cause;
 

@@ -8,7 +8,7 @@ use super::Driver;
 use crate::finesse::model::Notification;
 use crate::machine::Input;
 use crate::metrics::NotificationResult;
-use crate::model::{DialogView, drifted, needs_sign_in, sign_in_of};
+use crate::reconcile::{DialogView, drifted, needs_sign_in, sign_in_of};
 use crate::vocab::{Cause, LinkKind, ResyncReason};
 use crate::xmpp::link::LinkEvent;
 

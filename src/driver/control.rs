@@ -37,7 +37,7 @@ impl Driver {
         if !change.next_start.is_empty() {
             warn!(keys = ?change.next_start, "these settings take effect at the next restart");
         }
-        let sso = super::sso::SsoRun::reloaded(&new, self.sso.as_ref());
+        let sso = super::credentials::SsoRun::reloaded(&new, self.sso.as_ref());
         let credentials = Self::credentials(&new, sso.as_ref());
         match self.provider.clients(&new, credentials) {
             Ok(Clients { tls, rest }) => {
@@ -139,7 +139,7 @@ impl Driver {
                 let held = self.shared.with(|v| v.dialogs.get(&id).cloned());
                 match held {
                     None => Err(CommandError::NotFound(format!("no dialog {id}"))),
-                    Some(d) if !crate::model::may(&d, action) => Err(CommandError::NotAllowed(
+                    Some(d) if !crate::reconcile::may(&d, action) => Err(CommandError::NotAllowed(
                         format!("{action} is not allowed in state {}", d.state),
                     )),
                     Some(_) => {

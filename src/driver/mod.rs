@@ -2,7 +2,7 @@
 //! queue and the reloads, performs what the [`Machine`] asks for (ask SystemInfo, log in,
 //! resync, hold steady state, wait for a node, sleep) and feeds each outcome back as an
 //! [`Input`]. It decides nothing about recovery itself: phase, cause, counters and readiness
-//! come from the machine's actions, which it writes into the hub.
+//! come from the machine's actions, which it writes into what the agent publishes.
 //!
 //! - [`connect`]: one SystemInfo request, and the XMPP login with presence and subscriptions.
 //! - [`resync`]: Media GET, sign-in or correction or state change, Dialog LIST.
@@ -10,7 +10,7 @@
 //!   the wait for a node to come back.
 //! - [`apply`]: what one link event changes in the view, and what it asks of the machine.
 //! - [`control`]: API commands, reloads and the stop policy.
-//! - [`sso`]: the SSO token pair, its refresh, and what a refusal means.
+//! - [`credentials`]: the password or SSO token pair, its refresh, and what a refusal means.
 //!
 //! Watchdog pings follow progress: every input fed to the machine, every REST answer in a
 //! resync and every step of a login counts, and idle waits beat on a timer. A single step
@@ -19,11 +19,11 @@
 mod apply;
 mod connect;
 mod control;
+mod credentials;
 mod desired;
 mod memo;
 mod persist;
 mod resync;
-mod sso;
 mod steady;
 pub mod test_hook;
 
@@ -39,9 +39,9 @@ use crate::command::Request;
 use crate::config::{Config, Loaded};
 use crate::finesse::model::SystemInfo;
 use crate::finesse::rest::Rest;
-use crate::hub::{STALL, Shared, Watcher};
 use crate::machine::{Action, Count, Input, Machine, SleepKind};
-use crate::vocab::{LinkKind, ReconnectScope};
+use crate::published::{STALL, Shared, Watcher};
+use crate::vocab::LinkKind;
 use crate::xmpp::link::Link;
 
 /// Errors that stop the daemon before it starts.
@@ -82,7 +82,7 @@ pub struct Driver {
     /// The MRDs the API made unroutable (restored after a sign-in).
     unroutable: std::collections::BTreeSet<u32>,
     /// The SSO token pair and its refresh state (`auth = "sso"` only).
-    sso: Option<sso::SsoRun>,
+    sso: Option<credentials::SsoRun>,
 }
 
 impl Driver {
@@ -95,7 +95,7 @@ impl Driver {
         reloads: tokio::sync::mpsc::UnboundedReceiver<Loaded>,
         provider: Arc<dyn Provider>,
     ) -> Result<Self, SetupError> {
-        let sso = sso::SsoRun::new(&cfg);
+        let sso = credentials::SsoRun::new(&cfg);
         let Clients { tls, rest } =
             provider.clients(&cfg, Self::credentials(&cfg, sso.as_ref()))?;
         // The one random draw at the edge: everything the machine decides follows from it.
@@ -150,6 +150,7 @@ impl Driver {
         };
         loop {
             let actions = self.machine.step(self.refine(input), Instant::now());
+            self.publish_counters();
             self.shared.beat();
             let mut operation = None;
             for action in actions {
@@ -216,36 +217,25 @@ impl Driver {
         }
     }
 
+    /// A counter the machine bumped, into the metrics (the view's counters are the machine's
+    /// own, copied by [`Self::publish_counters`]).
     fn count(&self, c: Count) {
         let m = &self.shared.metrics;
         match c {
-            Count::Reconnect { scope, cause } => {
-                if scope == ReconnectScope::Xmpp {
-                    self.shared.with(|v| v.counters.reconnects += 1);
-                }
-                m.reconnect(scope, cause);
-            }
-            Count::Failover => {
-                self.shared.with(|v| v.counters.failovers += 1);
-                m.failover();
-            }
-            Count::Resync => {
-                self.shared.with(|v| v.counters.resyncs += 1);
-                m.resync();
-            }
-            Count::Signin(reason) => {
-                self.shared.with(|v| {
-                    v.counters.signins += 1;
-                    if reason == crate::vocab::SigninReason::Drift {
-                        v.counters.drift_corrections += 1;
-                    }
-                });
-                m.signin(reason);
-            }
-            Count::Malformed => self.shared.with(|v| v.counters.malformed += 1),
+            Count::Reconnect { scope, cause } => m.reconnect(scope, cause),
+            Count::Failover => m.failover(),
+            Count::Resync => m.resync(),
+            Count::Signin(reason) => m.signin(reason),
+            Count::Malformed => {}
             Count::AuthFailure => m.auth_failure(),
             Count::TimeToReady(d) => m.ready_after(d.as_secs_f64()),
         }
+    }
+
+    /// The machine is the one counter of the view's counters: they are copied after each step.
+    fn publish_counters(&self) {
+        let counters = self.machine.counters().clone();
+        self.shared.with(|v| v.counters = counters);
     }
 
     /// Performs one operation and returns its outcome.
@@ -304,6 +294,7 @@ impl Driver {
                 self.record(action);
             }
         }
+        self.publish_counters();
     }
 
     /// The machine took an input without moving (a timer in steady state, a reload that

@@ -27,7 +27,7 @@ use crate::config::{DesiredState, MediaConfig};
 use crate::finesse::model::{Media, Notification};
 use crate::finesse::rest::{PutOutcome, RestError, request_id};
 use crate::machine::Input;
-use crate::model::{self, DialogView, Drift, MediaAction, MediaView, drifted, sign_in_of};
+use crate::reconcile::{self, DialogView, Drift, MediaAction, MediaView, drifted, sign_in_of};
 use crate::vocab::{EventKind, LinkKind, SigninReason};
 use crate::xmpp::link::LinkEvent;
 
@@ -89,7 +89,9 @@ async fn run(s: &mut Driver, idx: usize, sent: &mut Sent) -> Result<(), RestErro
             .into_iter()
             .map(|d| DialogView::from_dialog(d, want.id))
             .collect();
-        let d = s.shared.with(|v| model::diff(&v.dialogs, want.id, &views));
+        let d = s
+            .shared
+            .with(|v| reconcile::diff(&v.dialogs, want.id, &views));
         added += d.added.len();
         removed += d.removed.len();
         changed += d.changed.len();
@@ -124,7 +126,7 @@ async fn sync_media(
     let asked = sign_in_of(want);
     let mut media = s.rest.media(node, mrd).await?;
     s.shared.beat();
-    match model::decide(&media, want) {
+    match reconcile::decide(&media, want) {
         MediaAction::Ineligible => {
             if s.memo.warned_ineligible.insert(mrd) {
                 warn!(
@@ -160,10 +162,10 @@ async fn sync_media(
             }
             s.shared.beat();
             media = confirm(s, node, mrd, sent, Some(&rid), |m| {
-                !model::needs_sign_in(m.state())
+                !reconcile::needs_sign_in(m.state())
             })
             .await?;
-            if model::needs_sign_in(media.state()) {
+            if reconcile::needs_sign_in(media.state()) {
                 if let Some(constant) = sent.refusal(&rid) {
                     return refused(s, mrd, &media, want, &constant);
                 }
@@ -217,7 +219,7 @@ async fn sync_media(
         MediaAction::SetState { .. } | MediaAction::Nothing => {}
     }
     if let MediaAction::SetState { state, reason } =
-        model::desired_state(media.state(), media.reason(), want)
+        reconcile::desired_state(media.state(), media.reason(), want)
     {
         info!(mrd, from = media.state(), to = %state, "restoring the desired state");
         s.rest.set_state(node, mrd, state.as_str(), reason).await?;
@@ -248,7 +250,7 @@ async fn mark_maintenance(s: &mut Driver, idx: usize) -> Result<(), RestError> {
     let signed_in: Vec<u32> = s.shared.with(|v| {
         v.media
             .values()
-            .filter(|m| m.eligible && !model::needs_sign_in(&m.state))
+            .filter(|m| m.eligible && !reconcile::needs_sign_in(&m.state))
             .map(|m| m.id)
             .collect()
     });

@@ -37,7 +37,7 @@ impl Driver {
                         self.hook.hold().await;
                         self.shared.beat();
                         // On the process's grid: a fleet's agents beat together.
-                        beat_at = crate::cadence::next_point(Instant::now(), self.beat_every());
+                        beat_at = crate::timer_grid::next_point(Instant::now(), self.beat_every());
                     }
                     if refresh.is_some_and(|r| now >= r) {
                         if let Err(Some(cause)) = self.refresh_token(idx).await {

@@ -24,7 +24,7 @@ use serde_json::json;
 use tower::ServiceExt as _;
 
 use crate::api::{ApiState, guard};
-use crate::hub::STALL;
+use crate::published::STALL;
 use crate::view::Readiness;
 use crate::vocab::Phase;
 

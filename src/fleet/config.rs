@@ -184,3 +184,55 @@ impl FleetConfig {
         Ok(cfg)
     }
 }
+
+/// What `check-config` says of a fleet's agent files.
+#[derive(Debug)]
+pub struct CheckReport {
+    /// One line per agent file: valid (with its agent), or its error.
+    pub lines: Vec<Result<String, ConfigError>>,
+    /// The count of files and of invalid ones.
+    pub summary: String,
+    /// Every file is valid.
+    pub ok: bool,
+}
+
+impl FleetConfig {
+    /// Validates every agent file (the directory itself unreadable is one error).
+    pub fn check_agents(&self) -> CheckReport {
+        let files = match self.agent_files() {
+            Ok(f) => f,
+            Err(e) => {
+                return CheckReport {
+                    summary: format!("{}: agents directory unreadable", self.source.display()),
+                    lines: vec![Err(e)],
+                    ok: false,
+                };
+            }
+        };
+        let lines: Vec<_> = files
+            .iter()
+            .map(|file| {
+                self.load_agent(file)
+                    .map(|a| format!("{}: valid (agent {})", file.display(), a.agent_id))
+            })
+            .collect();
+        let bad = lines.iter().filter(|l| l.is_err()).count();
+        CheckReport {
+            summary: format!(
+                "{}: {} agent files, {bad} invalid",
+                self.source.display(),
+                files.len()
+            ),
+            lines,
+            ok: bad == 0,
+        }
+    }
+}
+
+/// True when `path` is a fleet file (it has a `[fleet]` table).
+pub fn is_fleet_file(path: &Path) -> bool {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| t.parse::<toml::Table>().ok())
+        .is_some_and(|t| t.contains_key("fleet"))
+}

@@ -32,7 +32,7 @@ use crate::api::{guard::RequestGuard, router};
 use crate::app::{Agent, AgentControl, AppError, Control};
 use crate::config::{Config, ConfigError, Loaded};
 use api::{FleetApi, Member, Roster};
-pub use config::FleetConfig;
+pub use config::{FleetConfig, is_fleet_file};
 use pool::Pool;
 
 /// A running agent of the fleet.

@@ -11,7 +11,8 @@
 //! `conflict`), a node out of service (wait for it), or a notification, a reload or the
 //! periodic timer asking for a resync.
 
-mod io;
+mod action;
+mod input;
 mod logic;
 #[cfg(test)]
 mod props;
@@ -26,7 +27,8 @@ use tokio::time::Instant;
 use crate::backoff::Backoff;
 use crate::config::RecoveryConfig;
 use crate::view::Counters;
-pub use io::{Action, Count, Input, NodeAnswer, Reload, SleepKind, WaitEnd};
+pub use action::{Action, Count, SleepKind};
+pub use input::{Input, NodeAnswer, Reload, WaitEnd};
 
 /// Where the machine is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,8 +139,7 @@ impl Machine {
         self.state
     }
 
-    /// The counters it has counted (the driver publishes them as it is told to).
-    #[cfg(test)]
+    /// The counters it has counted: the only source of the published ones.
     pub fn counters(&self) -> &Counters {
         &self.counters
     }

@@ -18,7 +18,7 @@ use tracing::{info, warn};
 
 use crate::command::{Command, Request};
 use crate::config::{GoneMarker, ProbeAction, ProbeConfig, ProbeMethod};
-use crate::hub::Shared;
+use crate::published::Shared;
 use crate::view::DialogView;
 use crate::vocab::{DialogAction, EventKind};
 

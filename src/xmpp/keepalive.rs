@@ -54,7 +54,7 @@ pub(super) enum IqTurn {
 /// process's grid (a hundredth of the interval), so that a fleet's pings leave in groups and
 /// the runtime wakes once per group, never later than the interval.
 fn next_ping(now: Instant, ping_interval: std::time::Duration) -> Instant {
-    crate::cadence::round_down(now + ping_interval, ping_interval / 100, now)
+    crate::timer_grid::round_down(now + ping_interval, ping_interval / 100, now)
 }
 
 impl Pinger {

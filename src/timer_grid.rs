@@ -1,4 +1,4 @@
-//! One cadence for the whole process's periodic timers. An idle fleet of 2,000 agents spends
+//! One grid for the whole process's periodic timers. An idle fleet of 2,000 agents spends
 //! its CPU on waking up: each agent's ping and health beat, at its own phase, is a wakeup of
 //! the runtime of its own. Deadlines placed on a grid common to the process (counted from the
 //! first use) fire together, so the runtime wakes once for all that fall on a grid point; each

@@ -1,4 +1,4 @@
-//! The hub the layers above meet at: the published [`StateView`] behind a mutex, the event
+//! What an agent publishes, where the layers above meet: the [`StateView`] behind a mutex, the event
 //! bus, the metrics, the sd_notify sender and the main loop's heartbeat. The driver writes
 //! what the machine decided into it; the API, the metrics and the orphan guard read it. It
 //! never holds the password.
