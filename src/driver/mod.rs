@@ -39,7 +39,7 @@ use crate::command::Request;
 use crate::config::{Config, Loaded};
 use crate::finesse::model::SystemInfo;
 use crate::finesse::rest::Rest;
-use crate::machine::{Action, Count, Input, Machine, SleepKind};
+use crate::machine::{Action, Count, Input, Machine, NodeAnswer, SleepKind, State};
 use crate::published::{STALL, Shared, Watcher};
 use crate::vocab::LinkKind;
 use crate::xmpp::link::Link;
@@ -241,7 +241,25 @@ impl Driver {
     /// Performs one operation and returns its outcome.
     async fn perform(&mut self, op: Action) -> Input {
         match op {
-            Action::AskSystemInfo { node } => self.ask_system_info(node).await,
+            Action::AskSystemInfo { node } => {
+                let polled = matches!(
+                    self.machine.state(),
+                    State::Waiting { node: waited, .. } if waited == node
+                );
+                let input = self.ask_system_info(node).await;
+                if polled
+                    && matches!(
+                        input,
+                        Input::SystemInfo {
+                            answer: NodeAnswer::InService | NodeAnswer::Maintenance,
+                            ..
+                        }
+                    )
+                {
+                    info!(node = %self.cfg.nodes[node], via = "poll", "node back in service");
+                }
+                input
+            }
             Action::Connect { node } => self.connect_xmpp(node).await,
             Action::Resync {
                 node,

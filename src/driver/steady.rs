@@ -69,58 +69,37 @@ impl Driver {
         }
     }
 
-    /// Keeps the XMPP session and polls SystemInfo until the node is back, or the other is
-    /// in service (the machine then chooses again).
+    /// Keeps the XMPP session while node `idx` is out of service, until the machine's next
+    /// poll is due ([`Input::Timer`]: the machine then asks SystemInfo, this node first and
+    /// then the others), a notification says it is back, the link is lost, or a reload.
     pub(super) async fn wait_in_service(&mut self, idx: usize) -> Input {
         let url = self.cfg.nodes[idx].clone();
+        let deadline = self
+            .machine
+            .deadline()
+            .unwrap_or_else(|| Instant::now() + self.cfg.recovery.systeminfo_poll);
+        // Meanwhile, notifications still count (an IN_SERVICE SystemInfo ends the wait).
         loop {
-            let poll = self.cfg.recovery.systeminfo_poll;
-            let deadline = Instant::now() + poll;
-            // Meanwhile, notifications still count (an IN_SERVICE SystemInfo ends the wait).
-            loop {
-                let ev = tokio::select! {
-                    () = self.shutdown.cancelled() => return Input::Stop,
-                    () = tokio::time::sleep_until(deadline) => break,
-                    Some(loaded) = self.reloads.recv() => return Input::Reloaded(self.reload(loaded)),
-                    ev = self.link.next() => ev,
-                };
-                self.shared.beat();
-                match ev {
-                    None | Some(LinkEvent::Down { .. }) => {
-                        self.shared
-                            .set_link(LinkKind::Xmpp, false, Some(Cause::XmppLost));
-                        return Input::WaitEnded(WaitEnd::LinkLost);
-                    }
-                    Some(LinkEvent::Update { update, .. }) if matches!(&update.notification, Notification::SystemInfo(s) if s.in_service()) =>
-                    {
-                        info!(node = %url, via = "notification", "node back in service");
-                        return Input::WaitEnded(WaitEnd::Back { poll: false });
-                    }
-                    Some(other) => {
-                        let _ = self.apply(other);
-                    }
-                }
-            }
+            let ev = tokio::select! {
+                () = self.shutdown.cancelled() => return Input::Stop,
+                () = tokio::time::sleep_until(deadline) => return Input::Timer,
+                Some(loaded) = self.reloads.recv() => return Input::Reloaded(self.reload(loaded)),
+                ev = self.link.next() => ev,
+            };
             self.shared.beat();
-            match self.rest.system_info(&url).await {
-                Ok(info) if info.in_service() => {
-                    info!(node = %url, via = "poll", "node back in service");
-                    return Input::WaitEnded(WaitEnd::Back { poll: true });
+            match ev {
+                None | Some(LinkEvent::Down { .. }) => {
+                    self.shared
+                        .set_link(LinkKind::Xmpp, false, Some(Cause::XmppLost));
+                    return Input::WaitEnded(WaitEnd::LinkLost);
                 }
-                _ => {
-                    // The other node may be in service: let the machine choose again.
-                    for (k, other) in self.cfg.nodes.clone().iter().enumerate() {
-                        self.shared.beat();
-                        if k != idx
-                            && self
-                                .rest
-                                .system_info(other)
-                                .await
-                                .is_ok_and(|i| i.in_service())
-                        {
-                            return Input::WaitEnded(WaitEnd::OtherInService);
-                        }
-                    }
+                Some(LinkEvent::Update { update, .. }) if matches!(&update.notification, Notification::SystemInfo(s) if s.in_service()) =>
+                {
+                    info!(node = %url, via = "notification", "node back in service");
+                    return Input::WaitEnded(WaitEnd::Back);
+                }
+                Some(other) => {
+                    let _ = self.apply(other);
                 }
             }
         }

@@ -39,16 +39,12 @@ pub enum Reload {
     CredentialsChanged,
 }
 
-/// The outcome of the wait for a node to come back.
+/// How the wait for a node ended other than by the machine's own poll (whose answers come
+/// as [`Input::SystemInfo`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WaitEnd {
-    /// The node is in service again, seen by a notification (`poll: false`) or a poll.
-    Back {
-        /// Seen by polling SystemInfo.
-        poll: bool,
-    },
-    /// Another node is in service: choose again.
-    OtherInService,
+    /// A notification said the node is in service again.
+    Back,
     /// The XMPP session was lost meanwhile.
     LinkLost,
 }

@@ -5,10 +5,10 @@
 use tokio::time::Instant;
 
 use super::transitions::{
-    Out, answered, attempt, choose, count, hold, hold_for, node_down, phase, reconnect_reload,
-    resync, resync_wanted, signed_in, stop,
+    Out, answered, attempt, choose, count, hold, hold_for, next_polled, node_down, phase, poll,
+    reconnect_reload, resync, resync_wanted, signed_in, stop, wait,
 };
-use super::{Action, Count, Input, Machine, Reload, SleepKind, State, WaitEnd};
+use super::{Action, Count, Input, Machine, NodeAnswer, Poll, Reload, SleepKind, State, WaitEnd};
 use crate::vocab::{Cause, Phase, ReconnectScope, ResyncReason};
 
 /// `cause` when it is an auth cause, else `auth_failed` (a refusal is always about the
@@ -225,15 +225,39 @@ pub(super) fn step(m: &mut Machine, input: Input, now: Instant, out: &mut Out) {
                 attempt(m, now, false, out);
             }
         },
-        (State::Waiting { node }, Input::WaitEnded(end)) => {
-            match end {
-                WaitEnd::Back { poll } => {
-                    if poll {
-                        m.down_since = None;
-                    }
-                    m.confirmed = Some(node);
+        // The poll of a wait: the node first, then each other node; the first in service
+        // ends the wait (the node's own answer as if it had said so itself).
+        (
+            State::Waiting {
+                node,
+                poll: Poll::At(at),
+            },
+            Input::Timer,
+        ) if now >= at => poll(m, node, node, out),
+        (
+            State::Waiting {
+                node,
+                poll: Poll::Asking(asked),
+            },
+            Input::SystemInfo { node: k, answer },
+        ) if k == asked => {
+            let back = matches!(answer, NodeAnswer::InService | NodeAnswer::Maintenance);
+            if back && asked == node {
+                m.down_since = None;
+                m.confirmed = Some(node);
+                attempt(m, now, false, out);
+            } else if back {
+                attempt(m, now, false, out);
+            } else {
+                match next_polled(m, node, asked) {
+                    Some(other) => poll(m, node, other, out),
+                    None => wait(m, node, now, out),
                 }
-                WaitEnd::OtherInService => {}
+            }
+        }
+        (State::Waiting { node, .. }, Input::WaitEnded(end)) => {
+            match end {
+                WaitEnd::Back => m.confirmed = Some(node),
                 WaitEnd::LinkLost => m.xmpp_up = false,
             }
             attempt(m, now, false, out);

@@ -67,10 +67,13 @@ pub enum State {
         /// A refused sign-in is retried at this time.
         retry_at: Option<Instant>,
     },
-    /// The node is not in service; waiting with the session kept.
+    /// The node is not in service; waiting with the session kept, and polling SystemInfo
+    /// every `systeminfo_poll`: the node first, then each other node.
     Waiting {
         /// The node.
         node: usize,
+        /// The next poll, or the node being asked now.
+        poll: Poll,
     },
     /// Backing off before the next attempt.
     Backoff {
@@ -84,6 +87,15 @@ pub enum State {
     },
     /// Stopped (terminal).
     Stopping,
+}
+
+/// Where the wait for a node is in its poll.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Poll {
+    /// The next poll is due then.
+    At(Instant),
+    /// Asking this node's SystemInfo (the waited-for node, then each other node).
+    Asking(usize),
 }
 
 /// The recovery state machine of one agent.
@@ -147,7 +159,12 @@ impl Machine {
     /// The next deadline the driver must report with [`Input::Timer`], if any.
     pub fn deadline(&self) -> Option<Instant> {
         match self.state {
-            State::Backoff { until } | State::AuthHold { until } => Some(until),
+            State::Backoff { until }
+            | State::AuthHold { until }
+            | State::Waiting {
+                poll: Poll::At(until),
+                ..
+            } => Some(until),
             State::Steady {
                 reset_at,
                 resync_at,

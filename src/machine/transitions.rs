@@ -5,7 +5,7 @@
 
 use tokio::time::Instant;
 
-use super::{Action, Count, Machine, NodeAnswer, SleepKind, State};
+use super::{Action, Count, Machine, NodeAnswer, Poll, SleepKind, State};
 use crate::vocab::{Cause, MAX_REFUSALS, Phase, ReconnectScope, ResyncReason, SigninReason};
 
 pub(super) type Out = Vec<Action>;
@@ -227,8 +227,33 @@ pub(super) fn node_down(m: &mut Machine, node: usize, cause: Cause, now: Instant
     );
     phase(m, Phase::Recovering, Some(cause), out);
     m.down_since.get_or_insert(now);
-    m.state = State::Waiting { node };
+    wait(m, node, now, out);
+}
+
+/// Wait for `node` with the session kept; the next poll one `systeminfo_poll` from `now`.
+pub(super) fn wait(m: &mut Machine, node: usize, now: Instant, out: &mut Out) {
+    m.state = State::Waiting {
+        node,
+        poll: Poll::At(now + m.timing.systeminfo_poll),
+    };
     out.push(Action::Wait { node });
+}
+
+/// The poll during a wait for `node`: ask `asked` (the node itself first, then each other
+/// node in turn).
+pub(super) fn poll(m: &mut Machine, node: usize, asked: usize, out: &mut Out) {
+    m.state = State::Waiting {
+        node,
+        poll: Poll::Asking(asked),
+    };
+    out.push(Action::AskSystemInfo { node: asked });
+}
+
+/// The node asked after `asked` in a poll for `node`: the other nodes in order, none after
+/// the last.
+pub(super) fn next_polled(m: &Machine, node: usize, asked: usize) -> Option<usize> {
+    let from = if asked == node { 0 } else { asked + 1 };
+    (from..m.nodes).find(|k| *k != node)
 }
 
 /// Steady ends for a resync: on the same node without asking SystemInfo when the session is

@@ -63,8 +63,118 @@ pub(super) fn rows() -> Vec<Row> {
                     },
                 )],
             ),
-            when: (900, Input::WaitEnded(WaitEnd::Back { poll: false })),
+            when: (900, Input::WaitEnded(WaitEnd::Back)),
             then: |_, a| matches!(operation(a), Some(Action::Resync { node: 0, .. })),
+        },
+        Row {
+            says: "a wait polls its node's SystemInfo when systeminfo_poll has passed",
+            given: with(
+                steady(),
+                &[(
+                    500,
+                    Input::NodeDown {
+                        cause: Cause::OutOfService,
+                    },
+                )],
+            ),
+            when: (5_500, Input::Timer),
+            then: |_, a| operation(a) == Some(&Action::AskSystemInfo { node: 0 }),
+        },
+        Row {
+            says: "a wait's timer before the poll is due asks nothing",
+            given: with(
+                steady(),
+                &[(
+                    500,
+                    Input::NodeDown {
+                        cause: Cause::OutOfService,
+                    },
+                )],
+            ),
+            when: (5_400, Input::Timer),
+            then: |_, a| a.is_empty(),
+        },
+        Row {
+            says: "a node back on the poll is resynced without a new login",
+            given: with(
+                steady(),
+                &[
+                    (
+                        500,
+                        Input::NodeDown {
+                            cause: Cause::OutOfService,
+                        },
+                    ),
+                    (5_500, Input::Timer),
+                ],
+            ),
+            when: (5_600, si(0, OK)),
+            then: |_, a| matches!(operation(a), Some(Action::Resync { node: 0, .. })),
+        },
+        Row {
+            says: "a poll that finds its node still out asks the other node",
+            given: with(
+                steady(),
+                &[
+                    (
+                        500,
+                        Input::NodeDown {
+                            cause: Cause::OutOfService,
+                        },
+                    ),
+                    (5_500, Input::Timer),
+                ],
+            ),
+            when: (5_600, si(0, NodeAnswer::NotInService)),
+            then: |_, a| operation(a) == Some(&Action::AskSystemInfo { node: 1 }),
+        },
+        Row {
+            says: "the other node in service on the poll ends the wait: the machine chooses again",
+            given: with(
+                steady(),
+                &[
+                    (
+                        500,
+                        Input::NodeDown {
+                            cause: Cause::OutOfService,
+                        },
+                    ),
+                    (5_500, Input::Timer),
+                    (5_600, si(0, NodeAnswer::NotInService)),
+                ],
+            ),
+            when: (5_700, si(1, OK)),
+            then: |m, a| {
+                matches!(operation(a), Some(Action::AskSystemInfo { .. }))
+                    && matches!(m.state(), State::Choosing { .. })
+            },
+        },
+        Row {
+            says: "no node in service on the poll: the wait goes on until the next poll",
+            given: with(
+                steady(),
+                &[
+                    (
+                        500,
+                        Input::NodeDown {
+                            cause: Cause::OutOfService,
+                        },
+                    ),
+                    (5_500, Input::Timer),
+                    (5_600, si(0, NodeAnswer::NotInService)),
+                ],
+            ),
+            when: (5_700, si(1, DOWN)),
+            then: |m, a| {
+                operation(a) == Some(&Action::Wait { node: 0 })
+                    && matches!(
+                        m.state(),
+                        State::Waiting {
+                            node: 0,
+                            poll: Poll::At(_)
+                        }
+                    )
+            },
         },
         Row {
             says: "finesse unavailable seen during set-up is acted on: the node is waited for",
