@@ -24,6 +24,7 @@
 //!    - [`metrics`]: Prometheus metrics, rendered from plain values.
 //!    - [`notify`]: sd_notify (READY, STATUS, RELOADING, STOPPING, watchdog).
 //!    - [`backoff`]: the retry delays (first-retry window, then jittered exponential backoff).
+//!    - [`refresh`]: when the SSO token is refreshed (due, failed, refused).
 //! 2. The agent's view:
 //!    - [`reconcile`]: builds the view from Finesse documents and makes the pure resync decisions.
 //!    - [`published`]: the shared, published state (view, events, metrics, notifier, heartbeat).
@@ -59,6 +60,7 @@ pub(crate) mod events;
 pub mod finesse;
 pub(crate) mod metrics;
 pub(crate) mod notify;
+pub(crate) mod refresh;
 pub mod xmpp;
 
 pub(crate) mod published;

@@ -17,7 +17,8 @@ use crate::config::{Auth, Config, XmppUsername};
 use crate::finesse::identity::RefreshError;
 use crate::finesse::model::SystemInfo;
 use crate::finesse::rest::Credentials;
-use crate::machine::{Input, NodeAnswer};
+use crate::machine::AuthFacts;
+use crate::refresh::RefreshSchedule;
 use crate::secret::Secret;
 use crate::sso::token::TokenSet;
 use crate::sso::{TokenCell, store};
@@ -30,10 +31,8 @@ pub(super) struct SsoRun {
     pub tokens: TokenSet,
     /// The current access token, shared with the REST client.
     pub cell: TokenCell,
-    /// No refresh before this (after a failed or refused one).
-    not_before: Option<Instant>,
-    /// Refreshes failed in a row (for the retry delay).
-    failures: u32,
+    /// When the next refresh may run (after a failed or refused one).
+    schedule: RefreshSchedule,
     /// The last refusal said the refresh token has expired.
     pub expired: bool,
     /// A refresh happened since the last XMPP login succeeded.
@@ -50,8 +49,7 @@ impl SsoRun {
         Some(Self {
             cell: TokenCell::new(tokens.token.clone()),
             tokens,
-            not_before: None,
-            failures: 0,
+            schedule: RefreshSchedule::new(rand::random()),
             expired: false,
             refreshed_since_login: false,
         })
@@ -76,8 +74,7 @@ impl SsoRun {
         self.cell.set(tokens.token.clone());
         self.tokens = tokens;
         self.expired = false;
-        self.not_before = None;
-        self.failures = 0;
+        self.schedule.succeeded();
     }
 }
 
@@ -130,23 +127,19 @@ impl Driver {
             return None;
         };
         let due = instant_of(run.tokens.refresh_due(cfg.refresh_at));
-        Some(run.not_before.map_or(due, |nb| nb.max(due)))
+        Some(run.schedule.next_at(due))
     }
 
-    /// The cause a refusal of the credentials has now: `auth_expired` when the refresh token
-    /// is known to have expired, `auth_mode_mismatch` when SystemInfo's `systemAuthMode`
-    /// disagrees with the config, else `auth_failed`.
+    /// The cause a refusal of the credentials has now, for this driver's own log lines (the
+    /// machine names the published cause from the same [`AuthFacts`]).
     pub(super) fn auth_cause(&self) -> Cause {
-        let expired = self
-            .sso
-            .as_ref()
-            .is_some_and(|s| s.expired || s.tokens.refresh_expired(SystemTime::now()));
-        if expired {
-            Cause::AuthExpired
-        } else if self.memo.mode_mismatch {
-            Cause::AuthModeMismatch
-        } else {
-            Cause::AuthFailed
+        match self.auth_facts() {
+            AuthFacts { expired: true, .. } => Cause::AuthExpired,
+            AuthFacts {
+                mode_mismatch: true,
+                ..
+            } => Cause::AuthModeMismatch,
+            _ => Cause::AuthFailed,
         }
     }
 
@@ -188,7 +181,7 @@ impl Driver {
         let Some(run) = self.sso.as_ref() else {
             return Ok(());
         };
-        if run.not_before.is_some_and(|nb| Instant::now() < nb) {
+        if run.schedule.waiting(Instant::now()) {
             return Err(None);
         }
         let tokens = run.tokens.clone();
@@ -222,8 +215,7 @@ impl Driver {
             Ok(new) => {
                 run.cell.set(new.token.clone());
                 run.tokens = new;
-                run.not_before = None;
-                run.failures = 0;
+                run.schedule.succeeded();
                 run.expired = false;
                 run.refreshed_since_login = true;
                 self.shared.metrics.sso_refresh("ok");
@@ -237,14 +229,7 @@ impl Driver {
                 Ok(())
             }
             Err(e) => {
-                run.failures += 1;
-                let r = &self.cfg.recovery;
-                let delay = r
-                    .backoff_initial
-                    .mul_f64(r.backoff_multiplier.powi(run.failures.min(16) as i32 - 1))
-                    .min(r.backoff_max)
-                    .mul_f64(1.0 + r.backoff_jitter * (rand::random::<f64>() - 0.5));
-                run.not_before = Some(Instant::now() + delay.max(Duration::from_millis(100)));
+                let delay = run.schedule.failed(Instant::now(), &self.cfg.recovery);
                 self.shared.metrics.sso_refresh("failed");
                 warn!(node = %node, error = %e, retry_ms = delay.as_millis() as u64, "SSO token refresh failed; retrying while the token is still valid");
                 Err(None)
@@ -256,7 +241,7 @@ impl Driver {
     /// token's own expiry has passed) and returns the hold's cause.
     fn refresh_refused(&mut self, expired: bool, status: Option<u16>, wait: Duration) -> Cause {
         if let Some(run) = self.sso.as_mut() {
-            run.not_before = Some(Instant::now() + wait);
+            run.schedule.refused(Instant::now(), wait);
             run.expired |= expired;
         }
         let cause = self.auth_cause();
@@ -346,44 +331,14 @@ impl Driver {
         self.memo.mode_mismatch = mismatch;
     }
 
-    /// A refusal of the credentials with the cause it has now ([`Driver::auth_cause`]): the
-    /// layers below only know "401" or "not-authorized".
-    pub(super) fn refine(&self, input: Input) -> Input {
-        let auth = |c: Cause| {
-            if c == Cause::AuthFailed {
-                self.auth_cause()
-            } else {
-                c
-            }
-        };
-        match input {
-            Input::SystemInfo {
-                node,
-                answer: NodeAnswer::Failed { cause, malformed },
-            } => Input::SystemInfo {
-                node,
-                answer: NodeAnswer::Failed {
-                    cause: auth(cause),
-                    malformed,
-                },
-            },
-            Input::ConnectFailed { cause, refusals } => Input::ConnectFailed {
-                cause: auth(cause),
-                refusals,
-            },
-            Input::ResyncFailed {
-                cause,
-                malformed,
-                signins,
-            } => Input::ResyncFailed {
-                cause: auth(cause),
-                malformed,
-                signins,
-            },
-            Input::CredentialsRejected { cause } => {
-                Input::CredentialsRejected { cause: auth(cause) }
-            }
-            other => other,
+    /// What the machine needs to know to name a refusal of the credentials.
+    pub(super) fn auth_facts(&self) -> AuthFacts {
+        AuthFacts {
+            expired: self
+                .sso
+                .as_ref()
+                .is_some_and(|s| s.expired || s.tokens.refresh_expired(SystemTime::now())),
+            mode_mismatch: self.memo.mode_mismatch,
         }
     }
 }

@@ -149,7 +149,10 @@ impl Driver {
             None => Input::Start,
         };
         loop {
-            let actions = self.machine.step(self.refine(input), Instant::now());
+            let now = Instant::now();
+            // The facts first: the machine names any refusal in `input` from them.
+            self.machine.step(Input::AuthFacts(self.auth_facts()), now);
+            let actions = self.machine.step(input, now);
             self.publish_counters();
             self.shared.beat();
             let mut operation = None;

@@ -49,6 +49,15 @@ pub enum WaitEnd {
     LinkLost,
 }
 
+/// What the driver knows about the credentials that changes what a refusal means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AuthFacts {
+    /// The SSO refresh token has expired (or the IdS said so): `auth_expired`.
+    pub expired: bool,
+    /// SystemInfo's `systemAuthMode` disagrees with `[agent] auth`: `auth_mode_mismatch`.
+    pub mode_mismatch: bool,
+}
+
 /// Something that happened, fed to [`Machine::step`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input {
@@ -127,6 +136,8 @@ pub enum Input {
     WaitEnded(WaitEnd),
     /// A reload was applied (or refused) by the driver.
     Reloaded(Reload),
+    /// What the credentials' state now is (fed before each step; no action of its own).
+    AuthFacts(AuthFacts),
     /// A notification or body could not be decoded.
     Malformed,
     /// Time passed: a deadline of [`Machine::deadline`] may be due.

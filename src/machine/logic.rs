@@ -8,7 +8,9 @@ use super::transitions::{
     Out, answered, attempt, choose, count, hold, hold_for, next_polled, node_down, phase, poll,
     reconnect_reload, resync, resync_wanted, signed_in, stop, wait,
 };
-use super::{Action, Count, Input, Machine, NodeAnswer, Poll, Reload, SleepKind, State, WaitEnd};
+use super::{
+    Action, AuthFacts, Count, Input, Machine, NodeAnswer, Poll, Reload, SleepKind, State, WaitEnd,
+};
 use crate::vocab::{Cause, Phase, ReconnectScope, ResyncReason};
 
 /// `cause` when it is an auth cause, else `auth_failed` (a refusal is always about the
@@ -21,11 +23,58 @@ fn auth_cause(cause: Cause) -> Cause {
     }
 }
 
+/// `auth_failed` as it reads now: `auth_expired` once the SSO refresh token has expired,
+/// `auth_mode_mismatch` while the site's auth mode disagrees with the config. The layers
+/// below only know "401" or "not-authorized".
+fn refined(facts: AuthFacts, cause: Cause) -> Cause {
+    match cause {
+        Cause::AuthFailed if facts.expired => Cause::AuthExpired,
+        Cause::AuthFailed if facts.mode_mismatch => Cause::AuthModeMismatch,
+        other => other,
+    }
+}
+
+/// Every cause `input` carries, refined by [`refined`].
+fn refine(facts: AuthFacts, input: Input) -> Input {
+    let r = |c| refined(facts, c);
+    match input {
+        Input::SystemInfo {
+            node,
+            answer: NodeAnswer::Failed { cause, malformed },
+        } => Input::SystemInfo {
+            node,
+            answer: NodeAnswer::Failed {
+                cause: r(cause),
+                malformed,
+            },
+        },
+        Input::ConnectFailed { cause, refusals } => Input::ConnectFailed {
+            cause: r(cause),
+            refusals,
+        },
+        Input::ResyncFailed {
+            cause,
+            malformed,
+            signins,
+        } => Input::ResyncFailed {
+            cause: r(cause),
+            malformed,
+            signins,
+        },
+        Input::CredentialsRejected { cause } => Input::CredentialsRejected { cause: r(cause) },
+        other => other,
+    }
+}
+
 pub(super) fn step(m: &mut Machine, input: Input, now: Instant, out: &mut Out) {
     if m.state == State::Stopping {
         return;
     }
-    match (m.state, input) {
+    if let Input::AuthFacts(facts) = input {
+        m.auth = facts;
+        return;
+    }
+    match (m.state, refine(m.auth, input)) {
         (_, Input::Stop) => stop(m, out),
         (_, Input::Malformed) => count(m, Count::Malformed, out),
         (State::Idle, Input::Start) => choose(m, out),

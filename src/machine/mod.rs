@@ -28,7 +28,7 @@ use crate::backoff::Backoff;
 use crate::config::RecoveryConfig;
 use crate::view::Counters;
 pub use action::{Action, Count, SleepKind};
-pub use input::{Input, NodeAnswer, Reload, WaitEnd};
+pub use input::{AuthFacts, Input, NodeAnswer, Reload, WaitEnd};
 
 /// Where the machine is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +114,8 @@ pub struct Machine {
     counters: Counters,
     /// Moving off a node in maintenance mode (no `failover_after` wait).
     migrating: bool,
+    /// What a refusal of the credentials means now.
+    auth: AuthFacts,
 }
 
 impl Machine {
@@ -134,6 +136,7 @@ impl Machine {
             ready_sent: false,
             counters: Counters::default(),
             migrating: false,
+            auth: AuthFacts::default(),
         }
     }
 

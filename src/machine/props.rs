@@ -46,6 +46,7 @@ fn input() -> impl Strategy<Value = Input> {
         1 => prop::sample::select(ResyncReason::ALL.to_vec()).prop_map(|reason| Input::ResyncWanted { reason }),
         1 => prop::sample::select(vec![WaitEnd::Back, WaitEnd::LinkLost]).prop_map(Input::WaitEnded),
         1 => prop::sample::select(vec![Reload::Refused, Reload::Unchanged, Reload::Resync, Reload::Reconnect, Reload::CredentialsChanged]).prop_map(Input::Reloaded),
+        1 => (any::<bool>(), any::<bool>()).prop_map(|(expired, mode_mismatch)| Input::AuthFacts(AuthFacts { expired, mode_mismatch })),
         1 => Just(Input::Malformed),
         4 => Just(Input::Timer),
         1 => Just(Input::Stop),

@@ -161,6 +161,54 @@ pub(super) fn rows() -> Vec<Row> {
             },
         },
         Row {
+            says: "a refusal after the driver reported an expired refresh token is auth_expired",
+            given: vec![
+                (0, Input::Start),
+                (0, si(0, OK)),
+                (
+                    0,
+                    Input::AuthFacts(AuthFacts {
+                        expired: true,
+                        mode_mismatch: true,
+                    }),
+                ),
+            ],
+            when: (0, auth_failed()),
+            then: |_, a| phase(a) == Some((Phase::AuthExpired, Some(Cause::AuthExpired))),
+        },
+        Row {
+            says: "a REST 401 while the site's auth mode disagrees is auth_mode_mismatch",
+            given: with(
+                steady(),
+                &[(
+                    100,
+                    Input::AuthFacts(AuthFacts {
+                        expired: false,
+                        mode_mismatch: true,
+                    }),
+                )],
+            ),
+            when: (
+                200,
+                Input::CredentialsRejected {
+                    cause: Cause::AuthFailed,
+                },
+            ),
+            then: |_, a| phase(a).is_some_and(|(_, cause)| cause == Some(Cause::AuthModeMismatch)),
+        },
+        Row {
+            says: "facts alone change nothing, and a cause other than auth_failed is kept",
+            given: vec![(0, Input::Start)],
+            when: (
+                0,
+                Input::AuthFacts(AuthFacts {
+                    expired: true,
+                    mode_mismatch: false,
+                }),
+            ),
+            then: |m, a| a.is_empty() && matches!(m.state(), State::Choosing { .. }),
+        },
+        Row {
             says: "a rejected password shows auth_failed and holds for auth_retry",
             given: vec![(0, Input::Start), (0, si(0, OK))],
             when: (0, auth_failed()),
