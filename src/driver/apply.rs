@@ -9,7 +9,7 @@ use crate::finesse::model::Notification;
 use crate::machine::Input;
 use crate::metrics::NotificationResult;
 use crate::reconcile::{DialogView, drifted, needs_sign_in, sign_in_of};
-use crate::vocab::{Cause, LinkKind, ResyncReason};
+use crate::vocab::{Cause, ResyncReason};
 use crate::xmpp::link::LinkEvent;
 
 impl Driver {
@@ -31,10 +31,7 @@ impl Driver {
     pub(super) fn apply(&mut self, ev: LinkEvent) -> Option<Input> {
         match ev {
             LinkEvent::Up => None,
-            LinkEvent::Down { cause } => {
-                self.shared.set_link(LinkKind::Xmpp, false, Some(cause));
-                Some(Input::LinkDown { cause })
-            }
+            LinkEvent::Down { cause } => Some(Input::LinkDown { cause }),
             LinkEvent::IqResult { .. } => None,
             LinkEvent::Spoofed { from } => {
                 // Only Finesse's pubsub service speaks for Finesse: changes nothing, emits

@@ -14,7 +14,7 @@ use crate::config::Transport;
 use crate::finesse::model::SystemInfo;
 use crate::finesse::rest::{RestError, error_chain};
 use crate::machine::{Input, NodeAnswer};
-use crate::vocab::{Cause, LinkKind};
+use crate::vocab::Cause;
 use crate::xmpp::link::LinkEvent;
 use crate::xmpp::session::{LoginParams, SaslOptions, is_auth_error, is_sasl_error};
 use crate::xmpp::websocket::Endpoint;
@@ -287,7 +287,6 @@ impl Driver {
             match ev {
                 Some(LinkEvent::Up) => {
                     up = true;
-                    self.shared.set_link(LinkKind::Xmpp, true, None);
                     self.link.send_presence().await;
                     let me = &params.jid;
                     for node in [
@@ -332,8 +331,6 @@ impl Driver {
                 "XMPP session set-up incomplete"
             );
             self.link.drop_session();
-            self.shared
-                .set_link(LinkKind::Xmpp, false, Some(Cause::XmppSetup));
             return failed(Cause::XmppSetup);
         }
         info!(jid = %params.jid, addr = %params.connector_addr(), "XMPP session up");

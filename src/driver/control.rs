@@ -10,7 +10,6 @@ use crate::command::{self, Command, CommandError};
 use crate::config::{Config, Loaded, OnStop};
 use crate::finesse::rest::RestError;
 use crate::machine::{Input, Reload};
-use crate::vocab::{Cause, LinkKind};
 
 impl Driver {
     /// Takes the configuration read anew for a reload. Invalid: keep running on the old one
@@ -59,8 +58,6 @@ impl Driver {
         self.shared.notifier.ready(&status(self));
         if change.reconnect {
             self.link.drop_session();
-            self.shared
-                .set_link(LinkKind::Xmpp, false, Some(Cause::Reload));
             self.node = None;
         }
         if change.credentials {

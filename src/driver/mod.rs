@@ -211,6 +211,7 @@ impl Driver {
                 self.shared.set_link(LinkKind::Rest, true, None);
             }
             Action::RestDown(cause) => self.shared.set_link(LinkKind::Rest, false, Some(cause)),
+            Action::XmppLink { up, cause } => self.shared.set_link(LinkKind::Xmpp, up, cause),
             Action::FailOver { from, to } => {
                 info!(from = %self.cfg.nodes[from], to = %self.cfg.nodes[to], "failing over");
                 self.link.drop_session();
@@ -302,6 +303,7 @@ impl Driver {
             | Action::Count(_)
             | Action::SetNode(_)
             | Action::RestDown(_)
+            | Action::XmppLink { .. }
             | Action::FailOver { .. }
             | Action::NotifyStopping => Input::Timer,
         }

@@ -28,7 +28,7 @@ use crate::finesse::model::{Media, Notification};
 use crate::finesse::rest::{PutOutcome, RestError, request_id};
 use crate::machine::Input;
 use crate::reconcile::{self, DialogView, Drift, MediaAction, MediaView, drifted, sign_in_of};
-use crate::vocab::{EventKind, LinkKind, SigninReason};
+use crate::vocab::{EventKind, SigninReason};
 use crate::xmpp::link::LinkEvent;
 
 /// How often, and how many times, a Media GET is repeated while waiting for an outcome.
@@ -357,7 +357,7 @@ impl Driver {
                 if maintenance {
                     mark_maintenance(self, idx).await?;
                 }
-                Ok(())
+                Ok::<(), RestError>(())
             } => r,
         };
         self.link.hand_back(std::mem::take(&mut sent.held));
@@ -369,9 +369,6 @@ impl Driver {
             },
             Err(e) => {
                 warn!(error = %e, "resync failed");
-                if matches!(e, RestError::Transport(_)) {
-                    self.shared.set_link(LinkKind::Rest, false, Some(e.cause()));
-                }
                 Input::ResyncFailed {
                     cause: e.cause(),
                     malformed: matches!(e, RestError::Malformed(_)),

@@ -10,7 +10,7 @@ use tracing::info;
 use super::Driver;
 use crate::finesse::model::Notification;
 use crate::machine::{Input, WaitEnd};
-use crate::vocab::{Cause, LinkKind};
+use crate::vocab::Cause;
 use crate::xmpp::link::LinkEvent;
 
 impl Driver {
@@ -88,11 +88,7 @@ impl Driver {
             };
             self.shared.beat();
             match ev {
-                None | Some(LinkEvent::Down { .. }) => {
-                    self.shared
-                        .set_link(LinkKind::Xmpp, false, Some(Cause::XmppLost));
-                    return Input::WaitEnded(WaitEnd::LinkLost);
-                }
+                None | Some(LinkEvent::Down { .. }) => return Input::WaitEnded(WaitEnd::LinkLost),
                 Some(LinkEvent::Update { update, .. }) if matches!(&update.notification, Notification::SystemInfo(s) if s.in_service()) =>
                 {
                     info!(node = %url, via = "notification", "node back in service");

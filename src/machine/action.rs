@@ -62,8 +62,17 @@ pub enum Action {
     Count(Count),
     /// The current node is now this one (publish it; REST reached it).
     SetNode(usize),
-    /// No node answered in service: the REST link is down for this cause.
+    /// No node answered in service (or a resync could not reach it): the REST link is down
+    /// for this cause.
     RestDown(Cause),
+    /// The XMPP session is up, or down for this cause (published as `links.xmpp` and a
+    /// `link.up` / `link.down` event when it changes).
+    XmppLink {
+        /// Up.
+        up: bool,
+        /// Why it is down.
+        cause: Option<Cause>,
+    },
     /// Leave `from` for `to`: end the session on `from`.
     FailOver {
         /// The old node.
@@ -128,6 +137,7 @@ impl Action {
                 | Self::Count(_)
                 | Self::SetNode(_)
                 | Self::RestDown(_)
+                | Self::XmppLink { .. }
                 | Self::FailOver { .. }
                 | Self::NotifyStopping
         )

@@ -6,7 +6,7 @@ use tokio::time::Instant;
 
 use super::transitions::{
     Out, answered, attempt, choose, count, hold, hold_for, next_polled, node_down, phase, poll,
-    reconnect_reload, resync, resync_wanted, signed_in, stop, wait,
+    reconnect_reload, resync, resync_wanted, signed_in, stop, wait, xmpp_link,
 };
 use super::{
     Action, AuthFacts, Count, Input, Machine, NodeAnswer, Poll, Reload, SleepKind, State, WaitEnd,
@@ -94,14 +94,14 @@ pub(super) fn step(m: &mut Machine, input: Input, now: Instant, out: &mut Out) {
             Input::SystemInfo { node, answer },
         ) if node == (start + k) % m.nodes => answered(m, start, k, fallback, answer, now, out),
         (State::Connecting { node }, Input::Connected { pending }) => {
-            m.xmpp_up = true;
+            xmpp_link(m, true, None, out);
             match pending {
                 Some(cause) => node_down(m, node, cause, now, out),
                 None => resync(m, node, out),
             }
         }
         (State::Connecting { .. }, Input::ConnectFailed { cause, refusals }) => {
-            m.xmpp_up = false;
+            xmpp_link(m, false, Some(cause), out);
             if refusals > 0 {
                 let cause = auth_cause(cause);
                 count(m, Count::AuthFailure, out);
@@ -148,6 +148,9 @@ pub(super) fn step(m: &mut Machine, input: Input, now: Instant, out: &mut Out) {
             if malformed {
                 count(m, Count::Malformed, out);
             }
+            if cause == Cause::RestUnreachable {
+                out.push(Action::RestDown(cause));
+            }
             if cause.is_auth() {
                 // A REST 401: the same hold as a rejected XMPP login, never the backoff.
                 count(m, Count::AuthFailure, out);
@@ -160,7 +163,7 @@ pub(super) fn step(m: &mut Machine, input: Input, now: Instant, out: &mut Out) {
         }
         (State::Steady { .. }, Input::LinkDown { cause }) => {
             m.failure_at.get_or_insert(now);
-            m.xmpp_up = false;
+            xmpp_link(m, false, Some(cause), out);
             count(
                 m,
                 Count::Reconnect {
@@ -270,7 +273,7 @@ pub(super) fn step(m: &mut Machine, input: Input, now: Instant, out: &mut Out) {
             Reload::Refused | Reload::Unchanged => {}
             Reload::Resync => resync_wanted(m, node, ResyncReason::Reload, now, out),
             Reload::Reconnect | Reload::CredentialsChanged => {
-                reconnect_reload(m);
+                reconnect_reload(m, out);
                 attempt(m, now, false, out);
             }
         },
@@ -307,7 +310,7 @@ pub(super) fn step(m: &mut Machine, input: Input, now: Instant, out: &mut Out) {
         (State::Waiting { node, .. }, Input::WaitEnded(end)) => {
             match end {
                 WaitEnd::Back => m.confirmed = Some(node),
-                WaitEnd::LinkLost => m.xmpp_up = false,
+                WaitEnd::LinkLost => xmpp_link(m, false, Some(Cause::XmppLost), out),
             }
             attempt(m, now, false, out);
         }
@@ -315,13 +318,13 @@ pub(super) fn step(m: &mut Machine, input: Input, now: Instant, out: &mut Out) {
         (State::AuthHold { until }, Input::Timer) if now >= until => attempt(m, now, false, out),
         // Only a new password ends an auth hold early; other changes wait it out.
         (State::AuthHold { .. }, Input::Reloaded(Reload::CredentialsChanged)) => {
-            reconnect_reload(m);
+            reconnect_reload(m, out);
             attempt(m, now, false, out);
         }
-        (State::AuthHold { .. }, Input::Reloaded(Reload::Reconnect)) => reconnect_reload(m),
+        (State::AuthHold { .. }, Input::Reloaded(Reload::Reconnect)) => reconnect_reload(m, out),
         (State::Backoff { .. } | State::Waiting { .. }, Input::Reloaded(r)) => {
             if matches!(r, Reload::Reconnect | Reload::CredentialsChanged) {
-                reconnect_reload(m);
+                reconnect_reload(m, out);
             }
             m.confirmed = None;
             attempt(m, now, false, out);

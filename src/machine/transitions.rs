@@ -10,6 +10,12 @@ use crate::vocab::{Cause, MAX_REFUSALS, Phase, ReconnectScope, ResyncReason, Sig
 
 pub(super) type Out = Vec<Action>;
 
+/// The XMPP session is up, or down for `cause`: the machine's own record and the published one.
+pub(super) fn xmpp_link(m: &mut Machine, up: bool, cause: Option<Cause>, out: &mut Out) {
+    m.xmpp_up = up;
+    out.push(Action::XmppLink { up, cause });
+}
+
 pub(super) fn count(m: &mut Machine, c: Count, out: &mut Out) {
     let n = &mut m.counters;
     match c {
@@ -55,8 +61,8 @@ pub(super) fn stop(m: &mut Machine, out: &mut Out) {
 }
 
 /// A reload changed the connection: the driver ended the session; start over on any node.
-pub(super) fn reconnect_reload(m: &mut Machine) {
-    m.xmpp_up = false;
+pub(super) fn reconnect_reload(m: &mut Machine, out: &mut Out) {
+    xmpp_link(m, false, Some(Cause::Reload), out);
     m.node = None;
     m.down_since = None;
     m.confirmed = None;

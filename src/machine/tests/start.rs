@@ -269,7 +269,15 @@ pub(super) fn rows() -> Vec<Row> {
             says: "a reload that changes the nodes but not the password waits the auth hold out",
             given: vec![(0, Input::Start), (0, si(0, OK)), (0, auth_failed())],
             when: (1_000, Input::Reloaded(Reload::Reconnect)),
-            then: |m, a| a.is_empty() && matches!(m.state(), State::AuthHold { .. }),
+            // Nothing is sent; the session the reload ended is published down.
+            then: |m, a| {
+                operation(a).is_none()
+                    && a == [Action::XmppLink {
+                        up: false,
+                        cause: Some(Cause::Reload),
+                    }]
+                    && matches!(m.state(), State::AuthHold { .. })
+            },
         },
         Row {
             says: "a REST 401 in a resync while systemAuthMode disagrees holds in auth_mode_mismatch",
