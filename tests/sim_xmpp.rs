@@ -314,7 +314,8 @@ async fn a_changed_password_is_refused_by_xmpp_as_an_auth_error() {
         .await
         .err()
         .expect("old password refused");
-    assert!(is_auth_error(&err), "{err}");
+    assert!(is_auth_error(&err.error), "{err}");
+    assert_eq!(err.refusals, 1, "one password sent and refused");
     // The refusal counts toward the lockout, like a REST 401 (the XMPP server checks the
     // password; the simulator reads its log).
     sim.eventually(

@@ -2,8 +2,6 @@
 //! bringing the XMPP session up on the chosen node: login, presence, and the full-JID
 //! subscriptions.
 
-use std::sync::atomic::Ordering;
-
 use tokio::time::Instant;
 use tokio_xmpp::jid::Jid;
 use tokio_xmpp::xmlstream::Timeouts;
@@ -16,7 +14,7 @@ use crate::finesse::rest::{RestError, error_chain};
 use crate::machine::{Input, NodeAnswer};
 use crate::vocab::Cause;
 use crate::xmpp::link::LinkEvent;
-use crate::xmpp::session::{LoginParams, SaslOptions, is_auth_error, is_sasl_error};
+use crate::xmpp::session::{LoginFailed, LoginParams, SaslOptions, is_auth_error, is_sasl_error};
 use crate::xmpp::websocket::Endpoint;
 use crate::xmpp::{Connector, Error as XmppError, TlsMode};
 
@@ -151,8 +149,7 @@ impl Driver {
             sasl: SaslOptions {
                 channel_binding: self.cfg.xmpp.channel_binding,
                 mechanisms,
-                binding_refused: self.memo.binding_refused.clone(),
-                ..SaslOptions::default()
+                binding_refused: self.memo.binding_refused,
             },
         })
     }
@@ -239,7 +236,14 @@ impl Driver {
             },
         };
         self.shared.beat();
-        if let Err(e) = connected {
+        let failed_login = match connected {
+            Ok(learnt) => {
+                self.memo.binding_refused |= learnt.binding_refused;
+                None
+            }
+            Err(f) => Some(f),
+        };
+        if let Some(LoginFailed { error: e, refusals }) = failed_login {
             let auth = is_auth_error(&e);
             let error = error_chain(&e);
             match login_hint(&error, self.cfg.xmpp.tls) {
@@ -256,11 +260,7 @@ impl Driver {
                 Cause::XmppUnreachable
             };
             // Both passwords a channel-binding fallback sent count (the gate waits each out).
-            let refusals = if auth {
-                params.sasl.last_refusals.load(Ordering::Relaxed).max(1)
-            } else {
-                0
-            };
+            let refusals = if auth { refusals.max(1) } else { 0 };
             return Input::ConnectFailed { cause, refusals };
         }
         // Wait for the stream to report the new session, then set it up. Events read

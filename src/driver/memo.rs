@@ -46,7 +46,7 @@ pub(super) struct Memo {
     /// Dialog actions accepted by Finesse whose answer waits for an asynchronous refusal.
     pub outcomes: Vec<Outcome>,
     /// This server refused SCRAM channel binding once (auto mode): log in without it.
-    pub binding_refused: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pub binding_refused: bool,
     /// A `see-other-uri` the WebSocket server sent, for the next login.
     pub redirect: crate::xmpp::websocket::Redirect,
 }

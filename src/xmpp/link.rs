@@ -29,7 +29,7 @@ use tokio_xmpp::parsers::pubsub::pubsub::{PubSub, Subscribe};
 use tokio_xmpp::stanzastream::{Connection, Event, StanzaStream, StreamEvent};
 
 use super::keepalive::{IqTurn, Pinger, Tick};
-use super::session::{LoginParams, login};
+use super::session::{LoggedIn, LoginFailed, LoginParams, login};
 use crate::finesse::model::Update;
 use crate::vocab::Cause;
 
@@ -71,6 +71,13 @@ pub enum LinkEvent {
         /// False for an error answer.
         ok: bool,
     },
+}
+
+/// What a login learnt about the server, for the next ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Learnt {
+    /// It refuses SCRAM channel binding (auto mode): log in without it from now on.
+    pub binding_refused: bool,
 }
 
 /// The XMPP link.
@@ -174,7 +181,7 @@ impl Link {
         &mut self,
         params: &LoginParams,
         pubsub: &Jid,
-    ) -> Result<(), tokio_xmpp::Error> {
+    ) -> Result<Learnt, LoginFailed> {
         self.drop_session();
         self.publisher = format!("finesse@{}", params.jid.domain());
         self.pubsub = pubsub.to_bare().as_str().to_ascii_lowercase();
@@ -194,7 +201,8 @@ impl Link {
             .connector
             .with_kill_switch(kill.clone())
             .with_conflict_flag(self.conflict.clone());
-        let connection = login(&params).await?;
+        let logged_in = login(&params).await?;
+        let gone = || LoginFailed::before_auth(tokio_xmpp::Error::Disconnected);
         let slot = loop {
             if let Some(slot) = self.pending.take() {
                 break slot;
@@ -204,19 +212,24 @@ impl Link {
             tokio::select! {
                 slot = self.slots.recv() => match slot {
                     Some(s) => self.pending = Some(s),
-                    None => return Err(tokio_xmpp::Error::Disconnected),
+                    None => return Err(gone()),
                 },
                 ev = self.stream.next() => match ev {
                     Some(ev) => self.on_event(ev),
-                    None => return Err(tokio_xmpp::Error::Disconnected),
+                    None => return Err(gone()),
                 },
             }
         };
+        let LoggedIn {
+            connection,
+            binding_refused,
+        } = logged_in;
         if slot.send(connection).is_err() {
-            return Err(tokio_xmpp::Error::Disconnected);
+            return Err(gone());
         }
         self.kill = Some(kill);
-        Ok(())
+        // The connection went to the stream; what the login learnt goes back to the caller.
+        Ok(Learnt { binding_refused })
     }
 
     /// How long the session has been silent (nothing received, not even a ping answer).

@@ -11,8 +11,6 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeSet;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use crate::vocab::MAX_REFUSALS;
 
@@ -35,12 +33,41 @@ pub struct SaslOptions {
     pub channel_binding: ChannelBinding,
     /// Mechanisms in order of preference (empty: tokio-xmpp's own order).
     pub mechanisms: Vec<String>,
-    /// Set once this server refused channel binding (auto mode): later logins go without.
-    pub binding_refused: Arc<AtomicBool>,
-    /// How many times the last login sent the password and had it refused: 2 when the
-    /// channel-binding login and its fallback both were, which the login gate must wait out
-    /// twice (see [`MAX_REFUSALS`]).
-    pub last_refusals: Arc<AtomicU32>,
+    /// This server refused channel binding before (auto mode): log in without it.
+    pub binding_refused: bool,
+}
+
+/// A login that succeeded.
+pub struct LoggedIn {
+    /// The session's connection.
+    pub connection: Connection,
+    /// This server refused channel binding and the login without it worked: the caller
+    /// remembers it, so later logins send the password once.
+    pub binding_refused: bool,
+}
+
+/// A login that failed.
+#[derive(Debug)]
+pub struct LoginFailed {
+    /// Why.
+    pub error: Error,
+    /// How many times the server refused the password in this attempt: 0 when the failure
+    /// was not about the credentials, 2 when the channel-binding login and its fallback both
+    /// were, which the login gate must wait out twice (see [`MAX_REFUSALS`]).
+    pub refusals: u32,
+}
+
+impl std::fmt::Display for LoginFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl LoginFailed {
+    /// A failure that sent no password.
+    pub fn before_auth(error: Error) -> Self {
+        Self { error, refusals: 0 }
+    }
 }
 
 /// Everything one login needs. The password is kept out of `Debug`.
@@ -74,16 +101,24 @@ impl std::fmt::Debug for LoginParams {
 /// Performs one login: connect, authenticate, restart the stream, read its features. With
 /// `channel_binding = "auto"`, a `-PLUS` mechanism refused with `not-authorized` is tried once
 /// more, on a new connection, without channel binding.
-pub async fn login(params: &LoginParams) -> Result<Connection, Error> {
+pub async fn login(params: &LoginParams) -> Result<LoggedIn, LoginFailed> {
     let sasl = &params.sasl;
-    let refused = sasl.binding_refused.load(Ordering::Relaxed);
     let bind = match sasl.channel_binding {
         ChannelBinding::Off => false,
         ChannelBinding::Required => true,
-        ChannelBinding::Auto => !refused,
+        ChannelBinding::Auto => !sasl.binding_refused,
     };
-    let refusals = |n: u32| sasl.last_refusals.store(n, Ordering::Relaxed);
-    refusals(0);
+    let failed = |error: Error, refused_before: u32| {
+        let refusals = if is_auth_error(&error) {
+            refused_before + 1
+        } else {
+            refused_before
+        };
+        LoginFailed {
+            error,
+            refusals: refusals.min(MAX_REFUSALS),
+        }
+    };
     match attempt(params, bind).await {
         Err(Attempt { error, plus: true })
             if sasl.channel_binding == ChannelBinding::Auto && is_auth_error(&error) =>
@@ -91,27 +126,19 @@ pub async fn login(params: &LoginParams) -> Result<Connection, Error> {
             tracing::warn!(
                 "the server refused the login with channel binding; trying once without it"
             );
-            refusals(1);
             match attempt(params, false).await {
-                Ok(connection) => {
-                    sasl.binding_refused.store(true, Ordering::Relaxed);
-                    Ok(connection)
-                }
-                Err(Attempt { error, .. }) => {
-                    if is_auth_error(&error) {
-                        refusals(MAX_REFUSALS);
-                    }
-                    Err(error)
-                }
+                Ok(connection) => Ok(LoggedIn {
+                    connection,
+                    binding_refused: true,
+                }),
+                Err(Attempt { error, .. }) => Err(failed(error, 1)),
             }
         }
-        Err(Attempt { error, .. }) => {
-            if is_auth_error(&error) {
-                refusals(1);
-            }
-            Err(error)
-        }
-        Ok(connection) => Ok(connection),
+        Err(Attempt { error, .. }) => Err(failed(error, 0)),
+        Ok(connection) => Ok(LoggedIn {
+            connection,
+            binding_refused: false,
+        }),
     }
 }
 
