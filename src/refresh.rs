@@ -83,17 +83,8 @@ mod tests {
 
     fn timing() -> RecoveryConfig {
         RecoveryConfig {
-            first_retry_window: Duration::from_secs(2),
-            backoff_initial: Duration::from_secs(1),
             backoff_max: Duration::from_secs(8),
-            backoff_multiplier: 2.0,
-            backoff_jitter: 0.5,
-            healthy_after: Duration::from_secs(30),
-            systeminfo_poll: Duration::from_secs(5),
-            auth_retry: Duration::from_secs(360),
-            failover_after: Duration::from_secs(10),
-            resync_every: Duration::from_secs(300),
-            maintenance_reason_code_id: 50045,
+            ..RecoveryConfig::default()
         }
     }
 

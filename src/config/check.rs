@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::raw::{RawAgent, RawFinesse, RawMedia, RawRecovery, RawXmpp};
+use super::raw::{RawAgent, RawFinesse, RawMedia, RawXmpp};
 use super::{
     ChannelBinding, ConfigError, DesiredState, InterruptAction, LogoutAction, MediaConfig,
     RecoveryConfig, TlsMode, Transport, XmppConfig, choice, err,
@@ -213,7 +213,7 @@ pub(super) fn media(
 }
 
 /// `[recovery]`.
-pub(super) fn recovery(f: &Path, r: &RawRecovery) -> Result<RecoveryConfig, ConfigError> {
+pub(super) fn recovery(f: &Path, r: &RecoveryConfig) -> Result<RecoveryConfig, ConfigError> {
     if !(0.0..=1.0).contains(&r.backoff_jitter) {
         return Err(err(
             f,
@@ -238,19 +238,7 @@ pub(super) fn recovery(f: &Path, r: &RawRecovery) -> Result<RecoveryConfig, Conf
     if r.systeminfo_poll.is_zero() {
         return Err(err(f, "recovery.systeminfo_poll", "must be above zero"));
     }
-    Ok(RecoveryConfig {
-        first_retry_window: r.first_retry_window,
-        backoff_initial: r.backoff_initial,
-        backoff_max: r.backoff_max,
-        backoff_multiplier: r.backoff_multiplier,
-        backoff_jitter: r.backoff_jitter,
-        healthy_after: r.healthy_after,
-        systeminfo_poll: r.systeminfo_poll,
-        auth_retry: r.auth_retry,
-        failover_after: r.failover_after,
-        resync_every: r.resync_every,
-        maintenance_reason_code_id: r.maintenance_reason_code_id,
-    })
+    Ok(r.clone())
 }
 
 /// A name usable as an XML element (letters, digits, `_`, `-`, `.`, not starting with a digit).

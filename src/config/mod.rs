@@ -96,8 +96,10 @@ pub struct MediaConfig {
     pub orphan_probe: Option<ProbeConfig>,
 }
 
-/// Recovery timing.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+/// `[recovery]`: the recovery timing, read as written (serde, with the defaults below) and
+/// checked by `check::recovery`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct RecoveryConfig {
     /// The first retry waits a uniform random time in `[0, first_retry_window]`.
     #[serde(with = "humantime_serde")]
@@ -132,6 +134,25 @@ pub struct RecoveryConfig {
     /// The reason code sent with NOT_READY after a maintenance-mode migration (Cisco: 50045;
     /// 0 = send nothing).
     pub maintenance_reason_code_id: u32,
+}
+
+impl Default for RecoveryConfig {
+    /// The one place the recovery defaults are written.
+    fn default() -> Self {
+        Self {
+            first_retry_window: Duration::from_secs(2),
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+            backoff_multiplier: 2.0,
+            backoff_jitter: 0.5,
+            healthy_after: Duration::from_secs(30),
+            systeminfo_poll: Duration::from_secs(5),
+            auth_retry: Duration::from_secs(360),
+            failover_after: Duration::from_secs(10),
+            resync_every: Duration::from_secs(300),
+            maintenance_reason_code_id: 50045,
+        }
+    }
 }
 
 /// The validated configuration. It serializes under the config file's own keys (a field

@@ -17,8 +17,9 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) xmpp: RawXmpp,
     pub(super) media: Vec<RawMedia>,
+    /// Read as it is used: [`super::RecoveryConfig`] is its own table, with its defaults.
     #[serde(default)]
-    pub(super) recovery: RawRecovery,
+    pub(super) recovery: super::RecoveryConfig,
     #[serde(default)]
     pub(super) api: RawApi,
     #[serde(default)]
@@ -191,48 +192,6 @@ fn d_probe_action() -> String {
 }
 fn d_in_flight() -> usize {
     4
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub(super) struct RawRecovery {
-    #[serde(with = "humantime_serde")]
-    pub(super) first_retry_window: Duration,
-    #[serde(with = "humantime_serde")]
-    pub(super) backoff_initial: Duration,
-    #[serde(with = "humantime_serde")]
-    pub(super) backoff_max: Duration,
-    pub(super) backoff_multiplier: f64,
-    pub(super) backoff_jitter: f64,
-    #[serde(with = "humantime_serde")]
-    pub(super) healthy_after: Duration,
-    #[serde(with = "humantime_serde")]
-    pub(super) systeminfo_poll: Duration,
-    #[serde(with = "humantime_serde")]
-    pub(super) auth_retry: Duration,
-    #[serde(with = "humantime_serde")]
-    pub(super) failover_after: Duration,
-    #[serde(with = "humantime_serde")]
-    pub(super) resync_every: Duration,
-    pub(super) maintenance_reason_code_id: u32,
-}
-
-impl Default for RawRecovery {
-    fn default() -> Self {
-        Self {
-            first_retry_window: Duration::from_secs(2),
-            backoff_initial: Duration::from_secs(1),
-            backoff_max: Duration::from_secs(60),
-            backoff_multiplier: 2.0,
-            backoff_jitter: 0.5,
-            healthy_after: Duration::from_secs(30),
-            systeminfo_poll: Duration::from_secs(5),
-            auth_retry: Duration::from_secs(360),
-            failover_after: Duration::from_secs(10),
-            resync_every: Duration::from_secs(300),
-            maintenance_reason_code_id: 50045,
-        }
-    }
 }
 
 #[derive(Debug, Deserialize)]
