@@ -7,19 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::finesse::rest::SignIn;
+use crate::reconcile::Persistent;
 use crate::view::SigninFailure;
-use crate::vocab::Setting;
-
-/// A correction that did not take.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Persistent {
-    /// On this node.
-    pub node: usize,
-    /// For these settings asked.
-    pub asked: SignIn,
-    /// The settings that still differed.
-    pub fields: Vec<Setting>,
-}
 
 /// A dialog action Finesse accepted (202): its caller is answered when an asynchronous
 /// refusal with its `requestId` arrives, or with success at `until`.
@@ -86,9 +75,7 @@ impl Memo {
 
     /// The persistent drift of `mrd`, if it still applies to this node and these settings.
     pub fn persistent(&self, mrd: u32, node: usize, asked: &SignIn) -> Option<&Persistent> {
-        self.persistent
-            .get(&mrd)
-            .filter(|p| p.node == node && &p.asked == asked)
+        self.persistent.get(&mrd).filter(|p| p.applies(node, asked))
     }
 
     /// Records a refused sign-in of `mrd` with Finesse's constant.

@@ -22,11 +22,11 @@ use reqwest::Url;
 use tracing::{info, warn};
 
 use super::Driver;
-use super::memo::Persistent;
 use crate::config::{DesiredState, MediaConfig};
 use crate::finesse::model::{Media, Notification};
 use crate::finesse::rest::{PutOutcome, RestError, request_id};
 use crate::machine::Input;
+use crate::reconcile::Persistent;
 use crate::reconcile::{self, DialogView, Drift, MediaAction, MediaView, drifted, sign_in_of};
 use crate::vocab::{EventKind, SigninReason};
 use crate::xmpp::link::LinkEvent;
@@ -126,7 +126,8 @@ async fn sync_media(
     let asked = sign_in_of(want);
     let mut media = s.rest.media(node, mrd).await?;
     s.shared.beat();
-    match reconcile::decide(&media, want) {
+    let remembered = s.memo.persistent.get(&mrd);
+    match reconcile::decide_remembering(&media, want, idx, remembered) {
         MediaAction::Ineligible => {
             if s.memo.warned_ineligible.insert(mrd) {
                 warn!(
@@ -189,7 +190,6 @@ async fn sync_media(
                 .await?;
             }
         }
-        MediaAction::CorrectSettings if s.memo.persistent(mrd, idx, &asked).is_some() => {}
         MediaAction::CorrectSettings => {
             info!(mrd, limit = ?media.limit(), interrupt = ?media.interrupt_action, logout = ?media.dialog_logout_action, "settings drifted; signing in again");
             sent.signins.push(SigninReason::Drift);

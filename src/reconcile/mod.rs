@@ -184,6 +184,43 @@ pub enum MediaAction {
     Ineligible,
 }
 
+/// A drift correction that did not take: the settings still differed after it. It is not
+/// sent again until the config, the node or a fresh sign-in changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Persistent {
+    /// On this node.
+    pub node: usize,
+    /// For these settings asked.
+    pub asked: SignIn,
+    /// The settings that still differed.
+    pub fields: Vec<Setting>,
+}
+
+impl Persistent {
+    /// True when it was found on `node` for these settings (so it still holds).
+    pub fn applies(&self, node: usize, asked: &SignIn) -> bool {
+        self.node == node && &self.asked == asked
+    }
+}
+
+/// [`decide`], remembering a correction that did not take on `node`: it is not sent again
+/// (every resync would otherwise sign in once more, for ever).
+pub fn decide_remembering(
+    m: &Media,
+    want: &MediaConfig,
+    node: usize,
+    remembered: Option<&Persistent>,
+) -> MediaAction {
+    match decide(m, want) {
+        MediaAction::CorrectSettings
+            if remembered.is_some_and(|p| p.applies(node, &sign_in_of(want))) =>
+        {
+            MediaAction::Nothing
+        }
+        other => other,
+    }
+}
+
 /// Decides one MRD's action from its Media GET.
 pub fn decide(m: &Media, want: &MediaConfig) -> MediaAction {
     if !m.is_eligible() {

@@ -101,3 +101,36 @@ fn diff_finds_added_removed_and_changed_dialogs_of_one_mrd_only() {
         vec!["a", "c", "x"]
     );
 }
+
+#[test]
+fn a_correction_that_did_not_take_is_not_sent_again_on_that_node_for_those_settings() {
+    let drifted = media("READY", "1");
+    assert_eq!(decide(&drifted, &want()), MediaAction::CorrectSettings);
+    let p = Persistent {
+        node: 0,
+        asked: sign_in_of(&want()),
+        fields: vec![Setting::MaxDialogLimit],
+    };
+    assert_eq!(
+        decide_remembering(&drifted, &want(), 0, Some(&p)),
+        MediaAction::Nothing
+    );
+    // Another node, or other settings asked for: corrected once more.
+    assert_eq!(
+        decide_remembering(&drifted, &want(), 1, Some(&p)),
+        MediaAction::CorrectSettings
+    );
+    let other = MediaConfig {
+        max_dialog_limit: 4,
+        ..want()
+    };
+    assert_eq!(
+        decide_remembering(&drifted, &other, 0, Some(&p)),
+        MediaAction::CorrectSettings
+    );
+    // Signed out meanwhile: a fresh sign-in, whatever is remembered.
+    assert_eq!(
+        decide_remembering(&media("LOGOUT", ""), &want(), 0, Some(&p)),
+        MediaAction::SignIn
+    );
+}
