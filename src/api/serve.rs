@@ -2,7 +2,9 @@
 //!
 //! - at most `max_connections` at once; the next wait in the kernel's backlog, so idle local
 //!   sockets cannot take the file descriptors a failover needs;
-//! - a header-read timeout (hyper's), so an idle connection does not hold a slot;
+//! - a header-read timeout (hyper's), so an idle connection does not hold a slot, and the same
+//!   bound on the request's body: a client that stops half-way through a body gets 408 and
+//!   its connection is closed (a stalled body held a slot for ever before);
 //! - a write timeout on every connection (`tokio-io-timeout`), so a client that stopped
 //!   reading (a stuck event stream) is dropped and frees its slot; it gets
 //!   `resync.required` when it comes back with a `Last-Event-ID` the ring no longer holds;
@@ -130,7 +132,9 @@ where
         tracing::trace!(free = slots.available_permits(), "API connection accepted");
         let mut io = tokio_io_timeout::TimeoutStream::new(io);
         io.set_write_timeout(Some(limits.write_timeout));
-        let service = TowerToHyperService::new(app.clone());
+        let service = TowerToHyperService::new(app.clone().layer(axum::middleware::from_fn(
+            move |req, next| body_within(limits.header_read_timeout, req, next),
+        )));
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
@@ -143,6 +147,52 @@ where
     }
     drop(listener);
     let _ = tokio::time::timeout(Duration::from_secs(1), graceful.shutdown()).await;
+}
+
+/// Reads a request's whole body within `limit` (at most [`super::MAX_BODY`] and a byte, so
+/// that the handler can still refuse an oversized one with 413) before the handler sees it.
+async fn body_within(
+    limit: Duration,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::body::HttpBody as _;
+    use axum::response::IntoResponse as _;
+    if req.body().is_end_stream() {
+        return next.run(req).await;
+    }
+    let (parts, body) = req.into_parts();
+    match tokio::time::timeout(limit, axum::body::to_bytes(body, super::MAX_BODY + 1)).await {
+        Ok(Ok(bytes)) => {
+            next.run(axum::extract::Request::from_parts(
+                parts,
+                axum::body::Body::from(bytes),
+            ))
+            .await
+        }
+        Ok(Err(_)) => {
+            let body = serde_json::json!({ "error": format!("body above {} bytes", super::MAX_BODY), "field": "body" });
+            (
+                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                [(axum::http::header::CONNECTION, "close")],
+                axum::Json(body),
+            )
+                .into_response()
+        }
+        Err(_) => {
+            tracing::info!(
+                limit_ms = limit.as_millis() as u64,
+                "API request body not received in time: closing the connection"
+            );
+            let body = serde_json::json!({ "error": "request body not received in time", "field": "body" });
+            (
+                axum::http::StatusCode::REQUEST_TIMEOUT,
+                [(axum::http::header::CONNECTION, "close")],
+                axum::Json(body),
+            )
+                .into_response()
+        }
+    }
 }
 
 #[cfg(test)]
@@ -165,16 +215,22 @@ mod tests {
 
     /// An endless body, as an event stream to a client that stopped reading looks.
     fn endless() -> Router {
-        Router::new().route("/ok", get(|| async { "ok" })).route(
-            "/endless",
-            get(|| async {
-                let chunk = axum::body::Bytes::from(vec![b'x'; 64 * 1024]);
-                let body = futures::stream::repeat_with(move || {
-                    Ok::<_, std::convert::Infallible>(chunk.clone())
-                });
-                axum::body::Body::from_stream(body)
-            }),
-        )
+        Router::new()
+            .route(
+                "/ok",
+                get(|| async { "ok" })
+                    .post(|b: axum::body::Bytes| async move { format!("{} bytes", b.len()) }),
+            )
+            .route(
+                "/endless",
+                get(|| async {
+                    let chunk = axum::body::Bytes::from(vec![b'x'; 64 * 1024]);
+                    let body = futures::stream::repeat_with(move || {
+                        Ok::<_, std::convert::Infallible>(chunk.clone())
+                    });
+                    axum::body::Body::from_stream(body)
+                }),
+            )
     }
 
     async fn start(limits: ApiLimits) -> (std::net::SocketAddr, CancellationToken) {
@@ -222,6 +278,43 @@ mod tests {
                 .await
                 .unwrap();
         assert!(read > 64 * 1024, "the body was being sent: {read} bytes");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_body_that_stops_half_way_is_answered_408_and_its_slot_freed() {
+        // One slot: a stalled body that kept it would leave the next client waiting.
+        let (addr, _stop) = start(limits(1)).await;
+        let mut stalled = std::net::TcpStream::connect(addr).unwrap();
+        stalled
+            .write_all(
+                b"POST /ok HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+                  Content-Length: 100\r\n\r\n{\"half\":",
+            )
+            .unwrap();
+        let answer = tokio::task::spawn_blocking(move || {
+            stalled
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            let mut text = String::new();
+            let _ = stalled.read_to_string(&mut text);
+            text
+        })
+        .await
+        .unwrap();
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        // The slot is free again: the next client is answered.
+        let next = tokio::task::spawn_blocking(move || {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            s.write_all(b"GET /ok HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            let mut text = String::new();
+            let _ = s.read_to_string(&mut text);
+            text
+        })
+        .await
+        .unwrap();
+        assert!(next.starts_with("HTTP/1.1 200"), "{next}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

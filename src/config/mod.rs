@@ -319,7 +319,7 @@ impl Config {
             return Err(err(f, "finesse.max_body", "must be at least 1KiB"));
         }
         let xmpp = check::xmpp(f, &raw.xmpp)?;
-        let api_token = secrets::api_token(f, &raw.api)?;
+        let api_token = secrets::api_token(f, &raw.api, &mut warnings)?;
         let media = check::media(f, &raw.media, &mut warnings)?;
         let recovery = check::recovery(f, &raw.recovery)?;
         check::lockout(f, &raw.finesse, recovery.auth_retry)?;

@@ -1,6 +1,7 @@
 //! Secrets read from files or systemd credentials: the agent's password and the local API's
 //! token. A password or token file that group or others can read is refused (a systemd
-//! credential is exempt: it is the service's own).
+//! credential is exempt: it is the service's own). The secret is the file's first line (its
+//! line end stripped): what follows is ignored, with a warning that never shows it.
 
 use std::path::{Path, PathBuf};
 
@@ -40,11 +41,24 @@ pub(super) fn read_password(
         (None, None) => return Err(err(f, "agent.password_file", "missing")),
     };
     let text = read_secret_file(f, key, &path, key == "agent.password_file")?;
-    let password = text.trim_end_matches(['\r', '\n']);
+    let password = first_line(&text, key, &path, warnings);
     if password.is_empty() {
         return Err(err(f, key, format!("{} is empty", path.display())));
     }
     Ok(Secret::new(password))
+}
+
+/// The first line of a secret's file, without its line end. Anything after it that is not
+/// blank is worth a warning (a second line is never part of the secret, and never printed).
+fn first_line<'a>(text: &'a str, key: &str, path: &Path, warnings: &mut Vec<String>) -> &'a str {
+    let (line, rest) = text.split_once('\n').unwrap_or((text, ""));
+    if !rest.trim().is_empty() {
+        warnings.push(format!(
+            "{key}: {} has more than one line; only the first is used",
+            path.display()
+        ));
+    }
+    line.strip_suffix('\r').unwrap_or(line)
 }
 
 /// The path of systemd credential `name` (`$CREDENTIALS_DIRECTORY/name`); `key` names the
@@ -91,7 +105,11 @@ pub(super) fn read_secret_file(
 
 /// The local API's token: from `[api] token_file` or the systemd credential
 /// `token_credential`; a token file readable by group or others is refused.
-pub(super) fn api_token(f: &Path, a: &RawApi) -> Result<Option<Secret>, ConfigError> {
+pub(super) fn api_token(
+    f: &Path,
+    a: &RawApi,
+    warnings: &mut Vec<String>,
+) -> Result<Option<Secret>, ConfigError> {
     let (key, path) = match (&a.token_file, &a.token_credential) {
         (None, None) => return Ok(None),
         (Some(_), Some(_)) => {
@@ -114,7 +132,7 @@ pub(super) fn api_token(f: &Path, a: &RawApi) -> Result<Option<Secret>, ConfigEr
         }
     };
     let text = read_secret_file(f, key, &path, key == "api.token_file")?;
-    let token = text.trim();
+    let token = first_line(&text, key, &path, warnings).trim();
     if token.len() < 16 {
         return Err(err(f, key, "the token must be at least 16 characters"));
     }

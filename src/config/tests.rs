@@ -213,3 +213,35 @@ fn the_printed_config_shows_every_recovery_key_and_never_the_password() {
     assert_eq!(shown["agent"]["password"], "<redacted>");
     assert!(!shown.to_string().contains("s3cret-value"));
 }
+
+#[test]
+fn the_password_and_token_are_their_files_first_lines_and_more_lines_are_warned_of_unshown() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut pw = tempfile::NamedTempFile::new().unwrap();
+    write!(pw, "s3cret-value\r\nold-password\n").unwrap();
+    std::fs::set_permissions(pw.path(), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut token = tempfile::NamedTempFile::new().unwrap();
+    write!(token, "0123456789abcdef0123\nsecond-line\n").unwrap();
+    std::fs::set_permissions(token.path(), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let text = format!(
+        "{}[api]\ntoken_file = {:?}\n",
+        base(pw.path()),
+        token.path()
+    );
+    let c = parse(&text).unwrap();
+    assert!(matches!(&c.auth, Auth::Basic(p) if p.expose() == "s3cret-value"));
+    assert_eq!(
+        c.api_token.as_ref().map(|t| t.expose().to_owned()),
+        Some("0123456789abcdef0123".to_owned())
+    );
+    let warned = c.warnings.join("\n");
+    assert!(
+        warned.contains("agent.password_file") && warned.contains("only the first is used"),
+        "{warned}"
+    );
+    assert!(warned.contains("api.token_file"), "{warned}");
+    assert!(!warned.contains("old-password") && !warned.contains("second-line"));
+    // A single line with or without its line end: no warning.
+    let one = password_file(0o600);
+    assert!(parse(&base(one.path())).unwrap().warnings.is_empty());
+}
