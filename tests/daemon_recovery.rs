@@ -212,6 +212,24 @@ async fn node_a_dying_fails_over_to_b_with_exactly_one_sign_in_there() {
     assert_eq!(dialog_ids(&s), sim.truth_dialog_ids().await);
 }
 
+#[tokio::test]
+async fn node_a_whose_xmpp_is_gone_while_its_rest_says_in_service_fails_over_to_b() {
+    let sim = Sim::start(&[]).await;
+    let d = Daemon::start_steady(&sim, DaemonConfig::default()).await;
+    // Only the XMPP service dies: A's REST keeps answering IN_SERVICE.
+    sim.prosody("A", "kill").await;
+    let died = Instant::now();
+    let s = d
+        .wait_state(LIMIT, "steady on B", |s| {
+            s["phase"] == "steady" && s["node"] == sim.node("B").rest.as_str()
+        })
+        .await;
+    recovered("node A's XMPP gone (REST up) to steady on B", died);
+    assert_eq!(s["counters"]["failovers"], 1, "{s}");
+    assert_eq!(sim.media_truth().await["loginNode"], "B");
+    assert_eq!(sim.login_puts(Some("B")).await.len(), 1, "one sign-in on B");
+}
+
 async fn drift_is_corrected_once(form: &str) {
     let sim = Sim::start(&[]).await;
     sim.behaviour(json!({ "arm_errors": form })).await;

@@ -172,3 +172,20 @@ fn a_byte_order_mark_or_leading_whitespace_before_the_root_is_accepted() {
     assert!(Dialogs::parse("\u{feff}<Dialogs/>").is_ok());
     assert!(Media::parse("\n  <Media><id>1</id></Media>\n").is_ok_and(|m| m.mrd() == Some(1)));
 }
+
+#[test]
+fn only_in_service_is_in_service_partial_service_is_not() {
+    for (status, yes) in [
+        ("IN_SERVICE", true),
+        (" in_service ", true),
+        ("PARTIAL_SERVICE", false),
+        ("OUT_OF_SERVICE", false),
+        ("SOMETHING_NEW", false),
+    ] {
+        let info = SystemInfo {
+            status: status.into(),
+            ..SystemInfo::default()
+        };
+        assert_eq!(info.in_service(), yes, "{status}");
+    }
+}

@@ -94,6 +94,7 @@ pub(super) fn step(m: &mut Machine, input: Input, now: Instant, out: &mut Out) {
             Input::SystemInfo { node, answer },
         ) if node == (start + k) % m.nodes => answered(m, start, k, fallback, answer, now, out),
         (State::Connecting { node }, Input::Connected { pending }) => {
+            m.xmpp_failing_since = None;
             xmpp_link(m, true, None, out);
             match pending {
                 Some(cause) => node_down(m, node, cause, now, out),
@@ -108,6 +109,7 @@ pub(super) fn step(m: &mut Machine, input: Input, now: Instant, out: &mut Out) {
                 phase(m, cause.auth_phase(), Some(cause), out);
                 hold_for(m, refusals, now, out);
             } else {
+                m.xmpp_failing_since.get_or_insert(now);
                 phase(m, Phase::Recovering, Some(cause), out);
                 attempt(m, now, true, out);
             }

@@ -116,6 +116,9 @@ pub struct Machine {
     migrating: bool,
     /// What a refusal of the credentials means now.
     auth: AuthFacts,
+    /// Since when logins to the current node fail (not for the credentials) although its
+    /// REST may answer IN_SERVICE: past `failover_after`, the other node is tried.
+    xmpp_failing_since: Option<Instant>,
 }
 
 impl Machine {
@@ -137,6 +140,7 @@ impl Machine {
             counters: Counters::default(),
             migrating: false,
             auth: AuthFacts::default(),
+            xmpp_failing_since: None,
         }
     }
 

@@ -109,6 +109,7 @@ proptest! {
             now += Duration::from_millis(dt);
             let before = m.state();
             let down_since = m.down_since;
+            let xmpp_failing_since = m.xmpp_failing_since;
             let node_before = m.node;
             let migrating = m.migrating;
             let was_steady = matches!(before, State::Steady { .. });
@@ -157,12 +158,13 @@ proptest! {
                 prop_assert_eq!(ttr, 0);
             }
 
-            // A failover leaves a node only after failover_after of it being down.
+            // A failover leaves a node only after failover_after of it being down: its REST, or
+            // its XMPP while its REST still answers.
             for a in &actions {
                 if let Action::FailOver { from, .. } = a {
                     prop_assert_eq!(Some(*from), node_before);
                     // Only maintenance mode moves without waiting `failover_after`.
-                    let since = down_since.unwrap_or(now);
+                    let since = [down_since, xmpp_failing_since].into_iter().flatten().min().unwrap_or(now);
                     let waited = now.saturating_duration_since(since);
                     prop_assert!(migrating || waited >= timing().failover_after, "failover after {:?}", waited);
                 }

@@ -64,6 +64,7 @@ pub(super) fn stop(m: &mut Machine, out: &mut Out) {
 pub(super) fn reconnect_reload(m: &mut Machine, out: &mut Out) {
     xmpp_link(m, false, Some(Cause::Reload), out);
     m.node = None;
+    m.xmpp_failing_since = None;
     m.down_since = None;
     m.confirmed = None;
 }
@@ -126,7 +127,19 @@ pub(super) fn answered(
     out: &mut Out,
 ) {
     let node = (start + k) % m.nodes;
+    // The current node's REST says IN_SERVICE, but its XMPP has failed every login for
+    // `failover_after`: REST alone does not keep an agent routable, so the others are asked
+    // (the current node stays the fallback when none serves).
+    let xmpp_stuck = k == 0
+        && m.nodes > 1
+        && m.node == Some(node)
+        && m.xmpp_failing_since
+            .is_some_and(|t| now.saturating_duration_since(t) >= m.timing.failover_after);
     let cause = match answer {
+        NodeAnswer::InService if xmpp_stuck => {
+            fallback = fallback.or(Some(node));
+            Cause::XmppUnreachable
+        }
         NodeAnswer::InService => {
             if k == 0 && !m.migrating {
                 m.down_since = None;
@@ -156,7 +169,10 @@ pub(super) fn answered(
     let next = k + 1;
     // The other nodes only once the current one has been down for `failover_after` (at
     // once when it is in maintenance mode).
-    if next < m.nodes && (m.node.is_none() || m.migrating || may_fail_over(m, now)) {
+    let stuck = xmpp_stuck
+        || m.xmpp_failing_since
+            .is_some_and(|t| now.saturating_duration_since(t) >= m.timing.failover_after);
+    if next < m.nodes && (m.node.is_none() || m.migrating || stuck || may_fail_over(m, now)) {
         m.state = State::Choosing {
             start,
             k: next,
@@ -199,6 +215,7 @@ pub(super) fn chosen(m: &mut Machine, node: usize, out: &mut Out) {
         out.push(Action::FailOver { from, to: node });
         count(m, Count::Failover, out);
         m.xmpp_up = false;
+        m.xmpp_failing_since = None;
     }
     m.migrating &= moved;
     m.node = Some(node);

@@ -74,6 +74,13 @@ fn time_to_ready(actions: &[Action]) -> Option<Duration> {
     })
 }
 
+fn xmpp_unreachable() -> Input {
+    Input::ConnectFailed {
+        cause: Cause::XmppUnreachable,
+        refusals: 0,
+    }
+}
+
 fn auth_failed() -> Input {
     Input::ConnectFailed {
         cause: Cause::AuthFailed,

@@ -209,6 +209,56 @@ pub(super) fn rows() -> Vec<Row> {
             then: |m, a| a.is_empty() && matches!(m.state(), State::Choosing { .. }),
         },
         Row {
+            says: "XMPP failing for failover_after on a node whose REST says IN_SERVICE fails over",
+            given: vec![
+                (0, Input::Start),
+                (0, si(0, OK)),
+                (0, xmpp_unreachable()),
+                (11_000, Input::Timer),
+                (11_000, si(0, OK)),
+            ],
+            when: (11_000, si(1, OK)),
+            then: |m, a| {
+                has(a, &Action::FailOver { from: 0, to: 1 })
+                    && operation(a) == Some(&Action::Connect { node: 1 })
+                    && m.counters().failovers == 1
+            },
+        },
+        Row {
+            says: "a node whose XMPP is stuck is asked first, and the other only then",
+            given: vec![
+                (0, Input::Start),
+                (0, si(0, OK)),
+                (0, xmpp_unreachable()),
+                (11_000, Input::Timer),
+            ],
+            when: (11_000, si(0, OK)),
+            then: |_, a| operation(a) == Some(&Action::AskSystemInfo { node: 1 }),
+        },
+        Row {
+            says: "XMPP stuck but the other node down too: the login is tried again where REST serves",
+            given: vec![
+                (0, Input::Start),
+                (0, si(0, OK)),
+                (0, xmpp_unreachable()),
+                (11_000, Input::Timer),
+                (11_000, si(0, OK)),
+            ],
+            when: (11_000, si(1, DOWN)),
+            then: |_, a| operation(a) == Some(&Action::Connect { node: 0 }),
+        },
+        Row {
+            says: "an XMPP blip shorter than failover_after stays on the node",
+            given: vec![
+                (0, Input::Start),
+                (0, si(0, OK)),
+                (0, xmpp_unreachable()),
+                (3_000, Input::Timer),
+            ],
+            when: (3_000, si(0, OK)),
+            then: |_, a| operation(a) == Some(&Action::Connect { node: 0 }),
+        },
+        Row {
             says: "a rejected password shows auth_failed and holds for auth_retry",
             given: vec![(0, Input::Start), (0, si(0, OK))],
             when: (0, auth_failed()),
