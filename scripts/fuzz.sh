@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 secs="${1:-600}"
-for t in update rest_docs config api_json; do
+for t in update rest_docs config api_json xmpp_stream; do
   mkdir -p "corpus/$t"
   RUSTC_BOOTSTRAP=1 cargo fuzz run -O "$t" "corpus/$t" "seeds/$t" -- \
     -max_total_time="$secs" -runs=10000000 -max_len=70000 -rss_limit_mb=1024 2>&1 | tail -n 3

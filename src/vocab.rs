@@ -108,6 +108,9 @@ wire_enum! {
         XmppClosed => "xmpp_closed",
         /// A ping went unanswered.
         XmppPingTimeout => "xmpp_ping_timeout",
+        /// The server sent a stanza over `[xmpp] max_stanza`, or nesting too deep: the stream
+        /// was dropped before it could take the daemon's memory.
+        XmppOversize => "xmpp_oversize",
         /// The login did not finish in time.
         XmppTimeout => "xmpp_timeout",
         /// The login failed (connect, TLS, stream).

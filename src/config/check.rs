@@ -138,7 +138,19 @@ pub(super) fn xmpp(f: &Path, x: &RawXmpp) -> Result<XmppConfig, ConfigError> {
     if x.websocket_port == Some(0) {
         return Err(err(f, "xmpp.websocket_port", "must be above zero"));
     }
+    let max_stanza = x.max_stanza.as_u64();
+    if max_stanza < 64 * 1024 {
+        return Err(err(
+            f,
+            "xmpp.max_stanza",
+            format!(
+                "{} is below 64KiB: Finesse's documents would not fit",
+                x.max_stanza
+            ),
+        ));
+    }
     Ok(XmppConfig {
+        max_stanza,
         transport,
         websocket_port: x.websocket_port,
         websocket_path: x.websocket_path.clone(),

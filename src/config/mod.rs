@@ -75,6 +75,8 @@ pub struct XmppConfig {
     pub websocket_port: Option<u16>,
     /// WebSocket path (`/ws/` by default; `/ws` is tried once when it is refused).
     pub websocket_path: String,
+    /// The largest stanza accepted from the server (bytes); a larger one drops the stream.
+    pub max_stanza: u64,
 }
 
 /// One MRD's desired settings and state.

@@ -112,6 +112,7 @@ pub(super) struct RawXmpp {
     pub(super) transport: String,
     pub(super) websocket_port: Option<u16>,
     pub(super) websocket_path: String,
+    pub(super) max_stanza: bytesize::ByteSize,
 }
 
 impl Default for RawXmpp {
@@ -129,6 +130,9 @@ impl Default for RawXmpp {
             transport: "tcp".into(),
             websocket_port: None,
             websocket_path: "/ws/".into(),
+            // Finesse's largest documents (a Dialogs list with call variables) are tens of
+            // KiB: well above them, well below what the unit's MemoryMax allows.
+            max_stanza: bytesize::ByteSize::mib(1),
         }
     }
 }

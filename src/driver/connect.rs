@@ -223,6 +223,7 @@ impl Driver {
             t.login().await;
         }
         info!(addr = %params.connector_addr(), "XMPP login started");
+        self.link.set_max_stanza(self.cfg.xmpp.max_stanza);
         // A server that accepts TCP and then says nothing must not hold us forever.
         let limit = self.cfg.request_timeout + self.cfg.xmpp.ping_timeout;
         let connected = tokio::select! {

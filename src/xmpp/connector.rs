@@ -11,7 +11,6 @@ use std::borrow::Cow;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use futures::{SinkExt, StreamExt};
 use prometheus_client::metrics::counter::Counter;
@@ -29,6 +28,7 @@ use tokio_xmpp::xmlstream::{
 };
 use tokio_xmpp::{Error, rustls};
 
+use super::scan::{Fault, Scanner};
 use super::turns::Turns;
 use super::websocket::{self, Endpoint, Redirect};
 use crate::config::TlsMode;
@@ -40,7 +40,7 @@ pub struct Connector {
     mode: TlsMode,
     tls: Arc<rustls::ClientConfig>,
     kill: Option<CancellationToken>,
-    conflict: Option<Arc<AtomicBool>>,
+    watch: Option<(usize, tokio::sync::mpsc::UnboundedSender<Fault>)>,
     round_trips: Option<Counter>,
     no_binding: bool,
     websocket: Option<(Endpoint, Redirect)>,
@@ -66,7 +66,7 @@ impl Connector {
             mode,
             tls,
             kill: None,
-            conflict: None,
+            watch: None,
             round_trips: None,
             no_binding: false,
             websocket: None,
@@ -102,11 +102,17 @@ impl Connector {
         self
     }
 
-    /// Sets `flag` when the server ends the stream with a `conflict` stream error (another
-    /// session took our resource). tokio-xmpp reports only "disconnected", so the kill-switch
-    /// wrapper watches the incoming XML for it.
-    pub fn with_conflict_flag(mut self, flag: Arc<AtomicBool>) -> Self {
-        self.conflict = Some(flag);
+    /// The same connector, whose streams read the server's bytes with a [`Scanner`]: a
+    /// `conflict` stream error of the stream itself (another session took our resource;
+    /// tokio-xmpp reports only "disconnected"), a stanza over `max_stanza` bytes or nesting
+    /// too deep is sent on `faults`; the last two also fail the stream at once, before
+    /// tokio-xmpp buffers more.
+    pub fn with_scanner(
+        mut self,
+        max_stanza: usize,
+        faults: tokio::sync::mpsc::UnboundedSender<Fault>,
+    ) -> Self {
+        self.watch = Some((max_stanza, faults));
         self
     }
 
@@ -118,7 +124,12 @@ impl Connector {
             Some(kill) => Box::new(Killable {
                 inner: Box::pin(io),
                 killed: Box::pin(kill.clone().cancelled_owned()),
-                conflict: self.conflict.clone(),
+                watch: self.watch.clone().map(|(max, faults)| Watch {
+                    scanner: Scanner::new(max),
+                    faults,
+                    scanned: 0,
+                    reported: false,
+                }),
             }),
             None => Box::new(io),
         }
@@ -290,13 +301,36 @@ impl ServerConnector for Connector {
 struct Killable {
     inner: std::pin::Pin<Box<dyn AsyncReadAndWrite + Send>>,
     killed: std::pin::Pin<Box<WaitForCancellationFutureOwned>>,
-    conflict: Option<Arc<AtomicBool>>,
+    watch: Option<Watch>,
 }
 
-/// True when `buf` holds a `conflict` stream error.
-fn is_conflict_error(buf: &[u8]) -> bool {
-    let has = |needle: &[u8]| buf.windows(needle.len()).any(|w| w == needle);
-    has(b"xmpp-streams") && has(b"<conflict")
+/// The scan of one connection's incoming bytes.
+struct Watch {
+    scanner: Scanner,
+    faults: tokio::sync::mpsc::UnboundedSender<Fault>,
+    /// Bytes at the front of the read buffer already scanned (not yet consumed).
+    scanned: usize,
+    reported: bool,
+}
+
+impl Watch {
+    /// Scans bytes not seen before; an error when they must not reach tokio-xmpp.
+    fn scan(&mut self, fresh: &[u8]) -> io::Result<()> {
+        let Some(fault) = self.scanner.feed(fresh) else {
+            return Ok(());
+        };
+        if !std::mem::replace(&mut self.reported, true) {
+            let _ = self.faults.send(fault);
+        }
+        match fault {
+            // The server ends the stream itself; its bytes pass.
+            Fault::Conflict => Ok(()),
+            Fault::Oversize | Fault::TooDeep => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the server's stream refused: {fault:?}"),
+            )),
+        }
+    }
 }
 
 fn aborted() -> io::Error {
@@ -326,7 +360,12 @@ impl AsyncRead for Killable {
         if this.is_killed(cx) {
             return Poll::Ready(Err(aborted()));
         }
-        this.inner.as_mut().poll_read(cx, buf)
+        let before = buf.filled().len();
+        let polled = this.inner.as_mut().poll_read(cx, buf);
+        if let (Poll::Ready(Ok(())), Some(w)) = (&polled, this.watch.as_mut()) {
+            w.scan(&buf.filled()[before..])?;
+        }
+        polled
     }
 }
 
@@ -340,16 +379,23 @@ impl AsyncBufRead for Killable {
             return Poll::Ready(Err(aborted()));
         }
         let polled = this.inner.as_mut().poll_fill_buf(cx);
-        if let (Poll::Ready(Ok(buf)), Some(flag)) = (&polled, &this.conflict) {
-            if is_conflict_error(buf) {
-                flag.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let (Poll::Ready(Ok(buf)), Some(w)) = (&polled, this.watch.as_mut()) {
+            // A buffer not consumed is handed out again: scan only what is new.
+            let fresh = buf.get(w.scanned..).unwrap_or_default();
+            w.scanned = buf.len();
+            if let Err(e) = w.scan(fresh) {
+                return Poll::Ready(Err(e));
             }
         }
         polled
     }
 
     fn consume(self: std::pin::Pin<&mut Self>, amt: usize) {
-        self.get_mut().inner.as_mut().consume(amt);
+        let this = self.get_mut();
+        if let Some(w) = this.watch.as_mut() {
+            w.scanned = w.scanned.saturating_sub(amt);
+        }
+        this.inner.as_mut().consume(amt);
     }
 }
 
@@ -376,19 +422,5 @@ impl AsyncWrite for Killable {
 
     fn poll_shutdown(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.get_mut().inner.as_mut().poll_shutdown(cx)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_conflict_error;
-
-    #[test]
-    fn spots_a_conflict_stream_error_and_nothing_else() {
-        assert!(is_conflict_error(
-            b"<stream:error><conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>"
-        ));
-        assert!(!is_conflict_error(b"<iq type='error'><error><conflict xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"));
-        assert!(!is_conflict_error(b"<stream:error><system-shutdown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>"));
     }
 }

@@ -13,8 +13,6 @@
 //! connector's socket wrapper), a ping that went unanswered, or any other loss.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot};
@@ -29,6 +27,7 @@ use tokio_xmpp::parsers::pubsub::pubsub::{PubSub, Subscribe};
 use tokio_xmpp::stanzastream::{Connection, Event, StanzaStream, StreamEvent};
 
 use super::keepalive::{IqTurn, Pinger, Tick};
+use super::scan::Fault;
 use super::session::{LoggedIn, LoginFailed, LoginParams, login};
 use crate::finesse::model::Update;
 use crate::vocab::Cause;
@@ -90,7 +89,12 @@ pub struct Link {
     pub(super) queue: VecDeque<LinkEvent>,
     pub(super) next_id: u64,
     pub(super) publisher: String,
-    pub(super) conflict: Arc<AtomicBool>,
+    /// What the scanner of the current connection found (a conflict, an oversize stanza).
+    pub(super) faults: mpsc::UnboundedReceiver<Fault>,
+    /// The fault that ended the last session, once read.
+    pub(super) fault: Option<Fault>,
+    /// `[xmpp] max_stanza`.
+    pub(super) max_stanza: usize,
     pub(super) last_rx: tokio::time::Instant,
     pub(super) ping_interval: std::time::Duration,
     /// The pubsub service's bare JID, lower-case: the only sender of events.
@@ -118,7 +122,9 @@ impl Link {
             queue: VecDeque::new(),
             next_id: 0,
             publisher: String::new(),
-            conflict: Arc::new(AtomicBool::new(false)),
+            faults: mpsc::unbounded_channel().1,
+            fault: None,
+            max_stanza: usize::MAX,
             last_rx: tokio::time::Instant::now(),
             ping_interval: std::time::Duration::MAX,
             pubsub: String::new(),
@@ -149,12 +155,31 @@ impl Link {
         self
     }
 
+    /// Stanzas from the server above `bytes` drop the session (from the next login on).
+    pub fn set_max_stanza(&mut self, bytes: u64) {
+        self.max_stanza = usize::try_from(bytes).unwrap_or(usize::MAX);
+    }
+
     /// Why the session just ended: another session took the resource, the link went silent
     /// past the ping interval (the ping went unanswered), or it closed or broke.
-    pub(super) fn loss_cause(&self) -> Cause {
-        if self.conflict.load(Ordering::Relaxed) {
-            Cause::Conflict
-        } else if self.pinger.missed || self.silent_for() >= self.ping_interval {
+    pub(super) fn loss_cause(&mut self) -> Cause {
+        while let Ok(f) = self.faults.try_recv() {
+            self.fault.get_or_insert(f);
+        }
+        if let Some(fault) = self.fault {
+            return match fault {
+                Fault::Conflict => Cause::Conflict,
+                Fault::Oversize | Fault::TooDeep => {
+                    tracing::warn!(
+                        ?fault,
+                        max_stanza = self.max_stanza,
+                        "XMPP stream dropped: the server sent more than a stanza may hold"
+                    );
+                    Cause::XmppOversize
+                }
+            };
+        }
+        if self.pinger.missed || self.silent_for() >= self.ping_interval {
             Cause::XmppPingTimeout
         } else {
             Cause::XmppLost
@@ -196,11 +221,13 @@ impl Link {
         .counting(count, counter);
         let kill = CancellationToken::new();
         let mut params = params.clone();
-        self.conflict.store(false, Ordering::Relaxed);
+        let (faults_tx, faults) = mpsc::unbounded_channel();
+        self.faults = faults;
+        self.fault = None;
         params.connector = params
             .connector
             .with_kill_switch(kill.clone())
-            .with_conflict_flag(self.conflict.clone());
+            .with_scanner(self.max_stanza, faults_tx);
         let logged_in = login(&params).await?;
         let gone = || LoginFailed::before_auth(tokio_xmpp::Error::Disconnected);
         let slot = loop {

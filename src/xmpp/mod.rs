@@ -8,6 +8,7 @@ pub mod connector;
 pub mod framing;
 mod keepalive;
 pub mod link;
+pub mod scan;
 pub mod session;
 pub mod turns;
 pub mod websocket;
