@@ -87,7 +87,8 @@ pub struct Link {
     pub(super) kill: Option<CancellationToken>,
     pub(super) up: bool,
     pub(super) queue: VecDeque<LinkEvent>,
-    pub(super) next_id: u64,
+    /// Our IQs awaiting an answer: id → the bare JID (lower case) they were sent to.
+    pub(super) asked: std::collections::HashMap<String, String>,
     pub(super) publisher: String,
     /// What the scanner of the current connection found (a conflict, an oversize stanza).
     pub(super) faults: mpsc::UnboundedReceiver<Fault>,
@@ -120,7 +121,7 @@ impl Link {
             kill: None,
             up: false,
             queue: VecDeque::new(),
-            next_id: 0,
+            asked: std::collections::HashMap::new(),
             publisher: String::new(),
             faults: mpsc::unbounded_channel().1,
             fault: None,
@@ -218,7 +219,9 @@ impl Link {
             params.timeouts.response_timeout,
             tokio::time::Instant::now(),
         )
-        .counting(count, counter);
+        .counting(count, counter)
+        .answered_by(params.jid.domain().as_str(), params.jid.to_bare().as_str());
+        self.asked.clear();
         let kill = CancellationToken::new();
         let mut params = params.clone();
         let (faults_tx, faults) = mpsc::unbounded_channel();
@@ -317,7 +320,16 @@ impl Link {
             }
             Event::Stanza(Stanza::Iq(iq)) => match self.pinger.on_iq(iq) {
                 IqTurn::PingAnswered => {}
-                IqTurn::Answered { id, ok } => self.queue.push_back(LinkEvent::IqResult { id, ok }),
+                IqTurn::Answered { id, ok, from } => {
+                    match answer(&mut self.asked, &id, from.as_ref()) {
+                        Answer::Ours => self.queue.push_back(LinkEvent::IqResult { id, ok }),
+                        Answer::Forged => self.queue.push_back(LinkEvent::Spoofed {
+                            from: from.map(|j| j.to_string()).unwrap_or_default(),
+                        }),
+                        Answer::Unknown => {}
+                    }
+                }
+                IqTurn::Forged { from } => self.queue.push_back(LinkEvent::Spoofed { from }),
                 IqTurn::Reply(answer) => self.outbox.push_back((*answer, None)),
             },
         }
@@ -412,8 +424,9 @@ impl Link {
 
     /// Subscribes `jid` to `node` on `pubsub`; returns the IQ id to wait for.
     pub async fn subscribe(&mut self, pubsub: &Jid, jid: &Jid, node: &str) -> String {
-        self.next_id += 1;
-        let id = format!("sub{}", self.next_id);
+        let id = super::keepalive::random_id("sub");
+        self.asked
+            .insert(id.clone(), pubsub.to_bare().as_str().to_ascii_lowercase());
         let payload = PubSub::Subscribe {
             subscribe: Some(Subscribe {
                 jid: jid.clone(),
@@ -424,6 +437,35 @@ impl Link {
         let iq = Iq::from_set(id.clone(), payload).with_to(pubsub.clone());
         let _ = self.stream.send(Box::new(iq.into())).await;
         id
+    }
+}
+
+/// What an IQ answer is, given the IQs asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// The answer to one of ours, from whom it was sent to (it is no longer awaited).
+    Ours,
+    /// An awaited id from someone else.
+    Forged,
+    /// An id we did not ask.
+    Unknown,
+}
+
+/// An answer counts only from whom the question went to.
+fn answer(
+    asked: &mut std::collections::HashMap<String, String>,
+    id: &str,
+    from: Option<&Jid>,
+) -> Answer {
+    let Some(to) = asked.get(id) else {
+        return Answer::Unknown;
+    };
+    let by = from.map(|j| j.to_bare().as_str().to_ascii_lowercase());
+    if by.as_deref() == Some(to.as_str()) {
+        asked.remove(id);
+        Answer::Ours
+    } else {
+        Answer::Forged
     }
 }
 
@@ -451,4 +493,23 @@ pub fn notifications(payload: &Element) -> Vec<(String, String)> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod answer_tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_counts_only_from_whom_the_question_went_to() {
+        let mut asked = std::collections::HashMap::new();
+        asked.insert("sub-1".to_owned(), "pubsub.finesse.local".to_owned());
+        let other: Jid = "1001002@finesse.local/x".parse().unwrap();
+        let pubsub: Jid = "PubSub.Finesse.local".parse().unwrap();
+        assert_eq!(answer(&mut asked, "sub-1", Some(&other)), Answer::Forged);
+        assert_eq!(answer(&mut asked, "sub-1", None), Answer::Forged);
+        assert_eq!(answer(&mut asked, "sub-2", Some(&pubsub)), Answer::Unknown);
+        assert_eq!(answer(&mut asked, "sub-1", Some(&pubsub)), Answer::Ours);
+        // Answered once: a replay is nobody's.
+        assert_eq!(answer(&mut asked, "sub-1", Some(&pubsub)), Answer::Unknown);
+    }
 }
