@@ -25,6 +25,7 @@
 //!    - [`notify`]: sd_notify (READY, STATUS, RELOADING, STOPPING, watchdog).
 //!    - [`backoff`]: the retry delays (first-retry window, then jittered exponential backoff).
 //!    - [`refresh`]: when the SSO token is refreshed (due, failed, refused).
+//!    - [`refusals`]: the credentials refused within the lockout window (the login gate's memory).
 //! 2. The agent's view:
 //!    - [`reconcile`]: builds the view from Finesse documents and makes the pure resync decisions.
 //!    - [`published`]: the shared, published state (view, events, metrics, notifier, heartbeat).
@@ -61,6 +62,7 @@ pub mod finesse;
 pub(crate) mod metrics;
 pub(crate) mod notify;
 pub(crate) mod refresh;
+pub(crate) mod refusals;
 pub mod xmpp;
 
 pub(crate) mod published;

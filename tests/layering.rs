@@ -13,7 +13,7 @@ const ORDER: &[&str] = &[
     // 0: the shared vocabulary
     "secret", "sso", "vocab", "view", "tls", "config", "command", "throttle", "timer_grid", "telemetry",
     // 1: protocols and outputs
-    "finesse", "clients", "xmpp", "events", "metrics", "notify", "backoff", "refresh",
+    "finesse", "clients", "xmpp", "events", "metrics", "notify", "backoff", "refresh", "refusals",
     // 2: the agent's view
     "reconcile", "published",
     // 3: recovery

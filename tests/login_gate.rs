@@ -111,7 +111,7 @@ async fn a_restart_inside_an_auth_hold_waits_it_out_unless_the_password_changed(
         .await;
     // The refusal came from XMPP's SASL (the first login step after SystemInfo).
     let sent = sim.requests().await.len();
-    let hold = state.path().join("auth-held-until");
+    let hold = state.path().join("auth-refusals");
     assert!(hold.exists(), "the hold is recorded in the state directory");
     let text = std::fs::read_to_string(&hold).unwrap();
     assert!(
@@ -245,4 +245,59 @@ async fn an_unchanged_sighup_during_a_hold_keeps_it_and_its_end() {
     let s = d.state().await;
     assert_eq!(s["phase"], "auth_failed", "{s}");
     assert_eq!(s["nextAttemptAt"], held["nextAttemptAt"], "{s}");
+}
+
+/// A password file that flips between refused passwords, with a SIGHUP after each flip: a
+/// password already refused within the lockout window never ends the hold early, so each is
+/// sent at most once per hold and the account is never locked (the old gate kept only the
+/// last refusal, and every flip sent the other password at once: 5 in 4 s, a lockout).
+#[tokio::test]
+async fn a_password_file_flipping_between_refused_passwords_never_locks_the_account() {
+    use nix::sys::signal::Signal;
+    let sim = Sim::start(&[]).await;
+    sim.test_lockout_policy().await;
+    let state = tempfile::tempdir().unwrap();
+    let d = Daemon::start(
+        &sim,
+        DaemonConfig {
+            password: "wrong-a".into(),
+            auth_retry: "3s",
+            env: vec![(
+                "STATE_DIRECTORY".to_owned(),
+                state.path().display().to_string(),
+            )],
+            ..Default::default()
+        },
+    )
+    .await;
+    d.wait_state(LIMIT, "auth_failed", |s| s["phase"] == "auth_failed")
+        .await;
+    let pw = d.dir.path().join("password");
+    let started = Instant::now();
+    let mut flips = 0;
+    while started.elapsed() < Duration::from_secs(7) {
+        flips += 1;
+        let next = if flips % 2 == 1 { "wrong-b" } else { "wrong-a" };
+        std::fs::write(&pw, format!("{next}\n")).unwrap();
+        d.signal(Signal::SIGHUP);
+        assert_eq!(sim.truth().await["lockouts"], 0, "the account was locked");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    let truth = sim.truth().await;
+    let times = support::refusals_at(&truth);
+    println!("{flips} flips: refusals at {times:?} ms");
+    assert_eq!(truth["lockouts"], 0);
+    // wrong-a, wrong-b once (never refused before), then a password only when the hold ends
+    // or the one refused before has left the 4 s window: far from one a flip (18 flips sent
+    // 18 passwords before).
+    assert!(
+        (2..=6).contains(&times.len()),
+        "{} refusals in {flips} flips: {times:?}",
+        times.len()
+    );
+    let flipped_back = d.log_count("these credentials were refused within the lockout window, or one more refusal would come too close to the lockout: the hold goes on");
+    assert!(
+        flipped_back >= flips / 2,
+        "{flipped_back} of {flips} flips held"
+    );
 }

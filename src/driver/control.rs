@@ -60,7 +60,15 @@ impl Driver {
             self.link.drop_session();
             self.node = None;
         }
-        if change.credentials {
+        if change.credentials
+            && self.held_until.is_some_and(|t| Instant::now() < t)
+            && !self.new_credentials_may_try()
+        {
+            warn!(
+                "these credentials were refused within the lockout window, or one more refusal would come too close to the lockout: the hold goes on"
+            );
+            Reload::Reconnect
+        } else if change.credentials {
             Reload::CredentialsChanged
         } else if change.reconnect {
             Reload::Reconnect

@@ -1,22 +1,24 @@
 //! What the driver keeps across restarts, in the state directory (`[agent] state_dir` or
-//! systemd's `$STATE_DIRECTORY`): the end of the auth hold a refused password began, with a
-//! salted SHA-256 fingerprint of that password. A restart (an upgrade, `Restart=on-failure`)
-//! inside the hold waits out its rest instead of sending the same password again at once; a
-//! restart with a changed password starts at once, as a reload would. Both files the driver
+//! systemd's `$STATE_DIRECTORY`): every refusal of the credentials within the lockout window
+//! ([`crate::refusals::Ledger`]: its time, the end of its hold, a salted SHA-256 fingerprint).
+//! A restart (an upgrade, `Restart=on-failure`) inside a hold waits out its rest instead of
+//! sending a refused password again at once; a restart with credentials never refused starts
+//! at once, as a reload would, unless one more refusal would come too close to the lockout. Both files the driver
 //! keeps here are written by [`write_atomic`].
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::Driver;
+use crate::refusals::{Ledger, Refusal};
 use crate::tls::sha256;
 
-const HELD_UNTIL: &str = "auth-held-until";
+const REFUSALS: &str = "auth-refusals";
 
 /// Replaces `file` with `text` so that a crash leaves the old or the new content, never a
 /// mix: a temporary file (mode 0600: these files are the agent's), fsync, then a rename.
@@ -38,8 +40,8 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 impl Driver {
-    fn hold_file(&self) -> Option<PathBuf> {
-        self.cfg.state_dir.as_ref().map(|d| d.join(HELD_UNTIL))
+    fn ledger_file(&self) -> Option<PathBuf> {
+        self.cfg.state_dir.as_ref().map(|d| d.join(REFUSALS))
     }
 
     fn fingerprint(&self, salt: &str) -> String {
@@ -57,41 +59,85 @@ impl Driver {
         digest
     }
 
-    /// The end of an auth hold an earlier run began for this same password, if it still runs.
+    /// The refusals within the lockout window (none without a state directory); `Err` when
+    /// the record exists but cannot be read.
+    fn ledger(&self) -> Result<Ledger, String> {
+        let Some(file) = self.ledger_file() else {
+            return Ok(Ledger::default());
+        };
+        let mut ledger = match std::fs::read_to_string(&file) {
+            Ok(text) => Ledger::parse(&text).map_err(|e| e.to_string())?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ledger::default(),
+            Err(e) => return Err(e.to_string()),
+        };
+        ledger.prune(SystemTime::now(), self.cfg.lockout_window);
+        Ok(ledger)
+    }
+
+    /// The end of an auth hold an earlier run began, if it still runs for these credentials:
+    /// they were refused, or a new refusal would come too close to the lockout. A record that
+    /// cannot be read holds for one `auth_retry` (fail closed).
     pub(super) fn persisted_hold(&self) -> Option<Instant> {
-        let text = std::fs::read_to_string(self.hold_file()?).ok()?;
-        let mut fields = text.split_whitespace();
-        let (ms, salt, digest) = (fields.next()?, fields.next()?, fields.next()?);
-        if self.fingerprint(salt) != digest {
-            info!("the password changed since the last refusal; not waiting for it");
-            self.clear_hold();
-            return None;
-        }
-        let end = UNIX_EPOCH + Duration::from_millis(ms.parse().ok()?);
+        let now = SystemTime::now();
+        let longest = self.cfg.recovery.auth_retry * crate::vocab::MAX_REFUSALS;
+        let ledger = match self.ledger() {
+            Ok(l) => l,
+            Err(e) => {
+                warn!(error = %e, "the record of refused credentials cannot be read: holding for auth_retry before any login");
+                return Some(Instant::now() + self.cfg.recovery.auth_retry);
+            }
+        };
+        let end = match ledger.find(|salt| self.fingerprint(salt)) {
+            Some(r) => Some(r.until),
+            None if !ledger
+                .may_end_hold(|salt| self.fingerprint(salt), self.cfg.lockout_attempts) =>
+            {
+                ledger.hold_end(now)
+            }
+            None => {
+                if !ledger.is_empty() {
+                    info!("the credentials changed since the last refusal; not waiting for it");
+                }
+                None
+            }
+        }?;
         // Never longer than one hold, whatever the file or the clock says.
-        let rest = end
-            .duration_since(SystemTime::now())
-            .ok()?
-            .min(self.cfg.recovery.auth_retry * crate::vocab::MAX_REFUSALS);
+        let rest = end.duration_since(now).ok()?.min(longest);
         (!rest.is_zero()).then(|| Instant::now() + rest)
     }
 
-    /// Records the end of the auth hold that runs until `until`.
+    /// May a change to the credentials now in the config end the running hold? Not when
+    /// they were refused within the lockout window, nor when one more refusal would come too
+    /// close to the lockout.
+    pub(super) fn new_credentials_may_try(&self) -> bool {
+        match self.ledger() {
+            Ok(l) => l.may_end_hold(|salt| self.fingerprint(salt), self.cfg.lockout_attempts),
+            Err(_) => false,
+        }
+    }
+
+    /// Records a refusal of the credentials in force, whose hold runs until `until`.
     pub(super) fn persist_hold(&self, until: Instant) {
-        let Some(file) = self.hold_file() else { return };
-        let end = SystemTime::now() + until.saturating_duration_since(Instant::now());
-        let ms = end.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        let Some(file) = self.ledger_file() else {
+            return;
+        };
+        let now = SystemTime::now();
+        let mut ledger = self.ledger().unwrap_or_default();
         let salt = format!("{:016x}", rand::random::<u64>());
-        let line = format!("{ms} {salt} {}\n", self.fingerprint(&salt));
-        let written = write_atomic(&file, &line);
-        if let Err(e) = written {
+        ledger.record(Refusal {
+            at: now,
+            until: now + until.saturating_duration_since(Instant::now()),
+            digest: self.fingerprint(&salt),
+            salt,
+        });
+        if let Err(e) = write_atomic(&file, &ledger.render()) {
             warn!(file = %file.display(), error = %e, "cannot record the password refusal");
         }
     }
 
-    /// Forgets a refusal once the password works again.
+    /// Forgets the refusals once the credentials work again (the site's count restarts too).
     pub(super) fn clear_hold(&self) {
-        if let Some(file) = self.hold_file() {
+        if let Some(file) = self.ledger_file() {
             let _ = std::fs::remove_file(file);
         }
     }
