@@ -35,6 +35,9 @@ pub enum AppError {
     /// The driver cannot be built (TLS or HTTP client).
     #[error("cannot start: {0}")]
     Setup(#[from] SetupError),
+    /// The state directory cannot be made, or others can write it.
+    #[error(transparent)]
+    StateDir(#[from] crate::state_dir::StateDirError),
     /// The signal handlers cannot be installed.
     #[error("cannot install the signal handlers: {0}")]
     Signals(std::io::Error),
@@ -73,6 +76,9 @@ impl Agent {
         provider: Arc<dyn Provider>,
     ) -> Result<Self, AppError> {
         let AgentControl { shutdown, reloads } = control;
+        if let Some(dir) = &config.state_dir {
+            crate::state_dir::prepare(dir)?;
+        }
         let shared = Arc::new(Shared::new(&config.agent_id, config.event_ring));
         let (commands_tx, commands_rx) = mpsc::channel(64);
         let probes: BTreeMap<u32, _> = config

@@ -13,6 +13,7 @@
 //!    - [`tls`]: the one TLS configuration and HTTP client builder for every connection.
 //!    - [`config`]: the per-agent TOML, validated into [`config::Config`] (errors name the key).
 //!    - [`command`]: the requests the API and the orphan guard queue for the driver.
+//!    - [`state_dir`]: the state directory, created private and refused when others can write it.
 //!    - [`throttle`]: a cap that logins and REST requests wait for (a fleet's).
 //!    - [`timer_grid`]: one grid for periodic deadlines, so that many agents' timers wake together.
 //!    - [`telemetry`]: logging set-up (formats, `RUST_LOG`, the protocol crates' clamp).
@@ -48,6 +49,7 @@ pub(crate) mod command;
 pub mod config;
 pub mod secret;
 pub mod sso;
+pub mod state_dir;
 pub mod telemetry;
 pub mod throttle;
 pub(crate) mod timer_grid;

@@ -1,7 +1,9 @@
 //! The `finesse-taskd` binary: CLI, logging, signals and exit codes. Everything else is in the
 //! library ([`finesse_taskd::app`] wires it). Exit codes: 0 after a clean stop, 78 (EX_CONFIG)
-//! for a configuration error (including a CA that cannot be used), 69 (EX_UNAVAILABLE) for a
-//! runtime set-up failure such as the API address being taken, 1 for any other fatal error.
+//! for a configuration error (including a CA that cannot be used, or a state directory others
+//! can write), 69 (EX_UNAVAILABLE) for a runtime set-up failure such as the API address being
+//! taken, 73 (EX_CANTCREAT) when the state directory cannot be created, 1 for any other fatal
+//! error.
 //! At start the process makes itself non-dumpable (no core file with the password in it).
 #![forbid(unsafe_code)]
 
@@ -18,6 +20,7 @@ use finesse_taskd::fleet::{FleetConfig, is_fleet_file};
 
 const EX_CONFIG: u8 = 78;
 const EX_UNAVAILABLE: u8 = 69;
+const EX_CANTCREAT: u8 = 73;
 
 fn main() -> ExitCode {
     // No core dump and no ptrace by other users of this uid: the password is in memory.
@@ -176,5 +179,11 @@ fn exit_code(e: &app::AppError) -> u8 {
         app::AppError::Orphan(_) | app::AppError::Setup(_) => EX_CONFIG,
         app::AppError::Bind { .. } => EX_UNAVAILABLE,
         app::AppError::Signals(_) => 1,
+        app::AppError::StateDir(finesse_taskd::state_dir::StateDirError::Unsafe { .. }) => {
+            EX_CONFIG
+        }
+        app::AppError::StateDir(finesse_taskd::state_dir::StateDirError::Create { .. }) => {
+            EX_CANTCREAT
+        }
     }
 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 #[rustfmt::skip]
 const ORDER: &[&str] = &[
     // 0: the shared vocabulary
-    "secret", "sso", "vocab", "view", "tls", "config", "command", "throttle", "timer_grid", "telemetry",
+    "secret", "sso", "vocab", "view", "tls", "config", "command", "state_dir", "throttle", "timer_grid", "telemetry",
     // 1: protocols and outputs
     "finesse", "clients", "xmpp", "events", "metrics", "notify", "backoff", "refresh", "refusals",
     // 2: the agent's view

@@ -86,6 +86,61 @@ fn a_taken_api_address_exits_69_so_that_systemd_restarts_it() {
     drop(taken);
 }
 
+/// A state directory another user could write (and plant a symlink or a forged refusal record
+/// in) is refused with 78 naming it; a missing one is created private.
+#[test]
+fn a_state_directory_others_can_write_exits_78_and_a_missing_one_is_created_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "secret\n").unwrap();
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let config = |state: &std::path::Path| {
+        let path = dir.path().join("a.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[agent]\nid = \"1\"\npassword_file = {pw:?}\nstate_dir = {state:?}\n\
+                 [finesse]\nnodes = [\"https://127.0.0.1:9\"]\n\
+                 [[media]]\nid = 5002\nmax_dialog_limit = 3\ninterrupt_action = \"ACCEPT\"\n\
+                 [api]\nlisten = \"127.0.0.1:0\"\n"
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let out = taskd()
+        .args(["run", "--config", config(&state).to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(
+        err.contains("writable by group or others") && err.contains(state.to_str().unwrap()),
+        "{err}"
+    );
+    // A missing one is made (0700) and the daemon runs; SIGTERM stops it.
+    let fresh = dir.path().join("new/state");
+    let mut child = taskd()
+        .args(["run", "--config", config(&fresh).to_str().unwrap()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !fresh.exists() {
+        assert!(std::time::Instant::now() < deadline, "not created");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let mode = std::fs::metadata(&fresh).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700);
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
 #[test]
 fn check_config_exits_0_for_a_valid_file_and_78_naming_the_key_for_a_bad_one() {
     let dir = tempfile::tempdir().unwrap();

@@ -7,7 +7,7 @@
 //! keeps here are written by [`write_atomic`].
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -21,18 +21,19 @@ use crate::tls::sha256;
 const REFUSALS: &str = "auth-refusals";
 
 /// Replaces `file` with `text` so that a crash leaves the old or the new content, never a
-/// mix: a temporary file (mode 0600: these files are the agent's), fsync, then a rename.
+/// mix: a new temporary file of a random name in the same directory (created exclusively,
+/// mode 0600, so a symlink planted there is never followed), fsync, then a rename (which
+/// replaces a symlink at `file` itself, never what it points to).
 pub(super) fn write_atomic(file: &Path, text: &str) -> std::io::Result<()> {
-    let mut tmp = file.as_os_str().to_owned();
-    tmp.push(".tmp");
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|()| f.sync_all()))
-        .and_then(|()| std::fs::rename(&tmp, file))
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".taskd-")
+        .permissions(std::fs::Permissions::from_mode(0o600))
+        .tempfile_in(dir)?;
+    tmp.write_all(text.as_bytes())?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(file).map_err(|e| e.error)?;
+    Ok(())
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -140,5 +141,33 @@ impl Driver {
         if let Some(file) = self.ledger_file() {
             let _ = std::fs::remove_file(file);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::write_atomic;
+
+    #[test]
+    fn a_symlink_in_the_state_directory_is_replaced_never_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(victim.path(), "keep me").unwrap();
+        let file = dir.path().join("auth-refusals");
+        std::os::unix::fs::symlink(victim.path(), &file).unwrap();
+        // The old fixed temporary name, planted too.
+        std::os::unix::fs::symlink(victim.path(), dir.path().join("auth-refusals.tmp")).unwrap();
+        write_atomic(&file, "new\n").unwrap();
+        assert_eq!(std::fs::read_to_string(victim.path()).unwrap(), "keep me");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "new\n");
+        assert!(
+            !std::fs::symlink_metadata(&file)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 }

@@ -65,11 +65,6 @@ fn write<T>(lock: &std::sync::RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 impl Fleet {
     /// Starts the agent of `file` with `config`.
     fn start(&mut self, file: &Path, config: Config, text: String) -> Result<(), AppError> {
-        if let Some(dir) = &config.state_dir {
-            if let Err(e) = std::fs::create_dir_all(dir) {
-                warn!(dir = %dir.display(), error = %e, "cannot create the agent's state directory");
-            }
-        }
         let id = config.agent_id.clone();
         let stop = self.shutdown.child_token();
         let (reload, reloads) = mpsc::unbounded_channel();
