@@ -86,6 +86,8 @@ wire_enum! {
         Rest5xx => "rest_5xx",
         /// A 4xx other than 401.
         Rest4xx => "rest_4xx",
+        /// A 3xx: a redirect (a proxy's login page, a load balancer) is never a success.
+        Rest3xx => "rest_3xx",
         /// A body over `max_body`.
         RestOversized => "rest_oversized",
         /// A body that is not the expected document.

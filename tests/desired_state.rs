@@ -54,6 +54,66 @@ async fn a_state_change_finesse_refused_does_not_become_the_desired_state() {
     );
 }
 
+/// A state change Finesse answered 202 and then refused asynchronously (by its `requestId`),
+/// and one answered with a redirect, are both errors to the caller and neither becomes the
+/// state restored after the next forced logout.
+#[tokio::test]
+async fn a_state_change_refused_later_or_redirected_does_not_become_the_desired_state() {
+    let sim = Sim::start(&[]).await;
+    let state = tempfile::tempdir().unwrap();
+    let d = Daemon::start_steady(&sim, with_state_dir(&state)).await;
+    let put = |body: Value| {
+        let (http, url) = (d.http(), format!("{}/v1/media/{MRD}/state", d.api));
+        async move { http.put(url).json(&body).send().await.unwrap() }
+    };
+    for patch in [
+        json!({ "arm_errors": "async", "refuse_state_changes": { "constant": "E_ARM_STAT_AGENT_STATE_INVALID", "code": 28 } }),
+        json!({ "refuse_state_changes": null, "redirect_state_changes": true }),
+    ] {
+        sim.admin(
+            reqwest::Method::PUT,
+            "/admin/behaviour",
+            Some(patch.clone()),
+        )
+        .await;
+        let r = put(json!({ "state": "NOT_READY", "reasonCodeId": 7 })).await;
+        let status = r.status();
+        let body = r.text().await.unwrap_or_default();
+        assert!(
+            status.is_client_error() || status.is_server_error(),
+            "{patch}: refused, not {status}: {body}"
+        );
+        assert_eq!(sim.media_truth().await["base"], "READY", "{patch}");
+        d.wait_steady(LIMIT).await;
+    }
+    sim.admin(
+        reqwest::Method::PUT,
+        "/admin/behaviour",
+        Some(json!({ "redirect_state_changes": false })),
+    )
+    .await;
+    let s = d.state().await;
+    assert_eq!(s["media"][0]["desiredState"], "READY", "{s}");
+    // The next sign-in restores READY, not the refused NOT_READY.
+    sim.forced_logout().await;
+    sim.eventually(LIMIT, "signed in again", || async {
+        sim.media_truth().await["loginNode"] == "A"
+    })
+    .await;
+    d.wait_steady(LIMIT).await;
+    let m = sim.media_truth().await;
+    assert_eq!(m["base"], "READY", "a refused NOT_READY was restored: {m}");
+    // An accepted change still becomes desired (after outcome_wait without a refusal).
+    let r = put(json!({ "state": "NOT_READY", "reasonCodeId": 7 })).await;
+    assert!(r.status().is_success(), "{}", r.status());
+    let s = d
+        .wait_state(LIMIT, "NOT_READY desired", |s| {
+            s["media"][0]["desiredState"] == "NOT_READY"
+        })
+        .await;
+    assert_eq!(s["media"][0]["desiredReasonCodeId"], 7, "{s}");
+}
+
 /// SIGHUP and waits until the daemon says it reloaded.
 async fn reload(d: &Daemon) {
     let before = d.log_count("configuration reloaded");

@@ -139,6 +139,7 @@ impl Driver {
             other => CommandError::Finesse(other.to_string()),
         };
         let mut accepted = None;
+        let mut desired = None;
         let result = match req.command {
             Command::DialogAction { id, action, target } => {
                 let held = self.shared.with(|v| v.dialogs.get(&id).cloned());
@@ -164,20 +165,18 @@ impl Driver {
             }
             Command::SetState { mrd, state, reason } => {
                 if self.cfg.media.iter().any(|m| m.id == mrd) {
+                    let rid = crate::finesse::rest::request_id();
                     let sent = self
                         .rest
-                        .set_state(&node, mrd, state.as_str(), reason)
+                        .set_state_as(&node, mrd, state.as_str(), reason, &rid)
                         .await
                         .map(|_| ())
                         .map_err(rest_err);
-                    // Only what Finesse accepted becomes the state restored after a sign-in.
-                    if let (Ok(()), Some(m)) =
-                        (&sent, self.cfg.media.iter_mut().find(|m| m.id == mrd))
-                    {
-                        m.state = state;
-                        m.reason_code_id = reason;
-                        info!(mrd, %state, ?reason, "desired state changed by the API");
-                        self.persist_desired();
+                    // Only what Finesse accepted, and did not refuse by its `requestId`
+                    // within `outcome_wait`, becomes the state restored after a sign-in.
+                    if sent.is_ok() {
+                        accepted = Some(rid);
+                        desired = Some(super::memo::Desired { mrd, state, reason });
                     }
                     sent
                 } else {
@@ -211,15 +210,42 @@ impl Driver {
                 request_id,
                 reply: req.reply,
                 until: Instant::now() + self.cfg.outcome_wait,
+                desired,
             });
             return None;
         }
+        self.accept_desired(desired);
         let rejected = result == Err(CommandError::AuthFailed);
         let _ = req.reply.send(result);
         // The password was refused: hold everything that carries it.
         rejected.then(|| Input::CredentialsRejected {
             cause: self.auth_cause(),
         })
+    }
+
+    /// State changes Finesse accepted and did not refuse become the desired states.
+    pub(super) fn accept_desired(
+        &mut self,
+        changes: impl IntoIterator<Item = super::memo::Desired>,
+    ) {
+        let mut changed = false;
+        for d in changes {
+            if let Some(m) = self.cfg.media.iter_mut().find(|m| m.id == d.mrd) {
+                m.state = d.state;
+                m.reason_code_id = d.reason;
+                info!(mrd = d.mrd, state = %d.state, reason = ?d.reason, "desired state changed by the API");
+                changed = true;
+                self.shared.with(|v| {
+                    if let Some(view) = v.media.get_mut(&d.mrd) {
+                        view.desired_state = Some(d.state.as_str().to_owned());
+                        view.desired_reason_code_id = d.reason;
+                    }
+                });
+            }
+        }
+        if changed {
+            self.persist_desired();
+        }
     }
 
     /// Answers a request at once, unsent, while the password is held back.

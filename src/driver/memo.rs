@@ -10,13 +10,23 @@ use crate::finesse::rest::SignIn;
 use crate::reconcile::Persistent;
 use crate::view::SigninFailure;
 
-/// A dialog action Finesse accepted (202): its caller is answered when an asynchronous
-/// refusal with its `requestId` arrives, or with success at `until`.
+/// An action Finesse accepted (202): its caller is answered when an asynchronous refusal with
+/// its `requestId` arrives, or with success at `until`.
 #[derive(Debug)]
 pub(super) struct Outcome {
     pub request_id: String,
     pub reply: tokio::sync::oneshot::Sender<Result<(), crate::command::CommandError>>,
     pub until: tokio::time::Instant,
+    /// A state change that becomes the desired state only once it has not been refused.
+    pub desired: Option<Desired>,
+}
+
+/// A desired state asked through the API: MRD, state, reason code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Desired {
+    pub mrd: u32,
+    pub state: crate::config::DesiredState,
+    pub reason: Option<u32>,
 }
 
 /// The per-MRD memory.
@@ -46,15 +56,20 @@ impl Memo {
         self.outcomes.iter().map(|o| o.until).min()
     }
 
-    /// Answers with success every waiting action due by `now` (all of them with `None`).
-    pub fn settle(&mut self, now: Option<tokio::time::Instant>) {
+    /// Answers with success every waiting action due by `now` (all of them with `None`), and
+    /// returns the state changes among them: not refused in time, they become desired.
+    #[must_use]
+    pub fn settle(&mut self, now: Option<tokio::time::Instant>) -> Vec<Desired> {
         let (due, keep): (Vec<Outcome>, Vec<Outcome>) = std::mem::take(&mut self.outcomes)
             .into_iter()
             .partition(|o| now.is_none_or(|n| n >= o.until));
         self.outcomes = keep;
+        let mut accepted = Vec::new();
         for o in due {
+            accepted.extend(o.desired);
             let _ = o.reply.send(Ok(()));
         }
+        accepted
     }
 
     /// Answers the action `request_id` with Finesse's refusal, when one waits.

@@ -169,13 +169,15 @@ impl Driver {
                 continue;
             };
             if op == Action::Stop {
-                self.memo.settle(None);
+                let accepted = self.memo.settle(None);
+                self.accept_desired(accepted);
                 break;
             }
             if !matches!(op, Action::Steady { .. }) {
                 // Leaving steady state: actions Finesse accepted and did not refuse so far
                 // are answered now, not left waiting through a recovery.
-                self.memo.settle(None);
+                let accepted = self.memo.settle(None);
+                self.accept_desired(accepted);
             }
             if !matches!(op, Action::Sleep { .. }) {
                 // Not waiting any more (a sleep sets it, and keeps it through a reload).

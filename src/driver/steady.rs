@@ -32,7 +32,8 @@ impl Driver {
                 () = self.shutdown.cancelled() => return Input::Stop,
                 () = tokio::time::sleep_until(next) => {
                     let now = Instant::now();
-                    self.memo.settle(Some(now));
+                    let accepted = self.memo.settle(Some(now));
+                    self.accept_desired(accepted);
                     if now >= beat_at {
                         self.hook.hold().await;
                         self.shared.beat();

@@ -50,6 +50,12 @@ pub enum RestError {
         /// The ApiErrors body.
         errors: Vec<ApiError>,
     },
+    /// A 3xx: redirects are not followed, and never a success.
+    #[error("HTTP {status}: a redirect, not an answer")]
+    Redirected {
+        /// The status.
+        status: u16,
+    },
     /// A body over `max_body`.
     #[error("response body over {0} bytes")]
     TooLarge(u64),
@@ -67,6 +73,7 @@ impl RestError {
             Self::Server { status: 503 } => Cause::OutOfService,
             Self::Server { .. } => Cause::Rest5xx,
             Self::Client { .. } => Cause::Rest4xx,
+            Self::Redirected { .. } => Cause::Rest3xx,
             Self::TooLarge(_) => Cause::RestOversized,
             Self::Malformed(_) => Cause::RestMalformed,
         }
@@ -179,6 +186,7 @@ impl Rest {
         match status {
             401 => Err(RestError::Unauthorized),
             500..=599 => Err(RestError::Server { status }),
+            300..=399 => Err(RestError::Redirected { status }),
             400..=499 => Err(RestError::Client {
                 status,
                 errors: ApiErrors::parse(&text)
@@ -306,13 +314,27 @@ impl Rest {
         state: &str,
         reason: Option<u32>,
     ) -> Result<PutOutcome, RestError> {
+        self.set_state_as(node, mrd, state, reason, &request_id())
+            .await
+    }
+
+    /// [`Self::set_state`] with `request_id`, which an asynchronous refusal echoes.
+    pub async fn set_state_as(
+        &self,
+        node: &Url,
+        mrd: u32,
+        state: &str,
+        reason: Option<u32>,
+        request_id: &str,
+    ) -> Result<PutOutcome, RestError> {
         let reason = reason
             .map(|r| format!("<reasonCodeId>{r}</reasonCodeId>"))
             .unwrap_or_default();
-        self.put_media(
+        self.put_media_as(
             node,
             mrd,
             format!("<Media><state>{state}</state>{reason}</Media>"),
+            request_id,
         )
         .await
     }

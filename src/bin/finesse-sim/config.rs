@@ -211,6 +211,10 @@ pub struct Behaviour {
     /// Dialog actions refused with this ARM error (asynchronously, with the requestId, when
     /// `arm_errors` is async).
     pub refuse_dialog_actions: Option<Refusal>,
+    /// READY / NOT_READY changes are refused by ARM (asynchronously, as `arm_errors` says).
+    pub refuse_state_changes: Option<Refusal>,
+    /// READY / NOT_READY changes are answered with a 307 redirect.
+    pub redirect_state_changes: bool,
     /// Which spellings of the WebSocket path the HTTPS front end serves: `both` (Openfire
     /// does), `slash` (`/ws/` only) or `bare` (`/ws` only).
     pub ws_paths: String,
@@ -254,6 +258,8 @@ impl Default for Behaviour {
             routable_error_data_one: true,
             refuse_signin: None,
             refuse_dialog_actions: None,
+            refuse_state_changes: None,
+            redirect_state_changes: false,
             media_per_mrd_node: false,
             cisco_element_order: true,
             ws_paths: "both".into(),

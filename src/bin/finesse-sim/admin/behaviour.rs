@@ -33,6 +33,8 @@ pub(super) async fn get_behaviour(State(st): State<Admin>) -> Response {
         "routable_error_data_one": b.routable_error_data_one,
         "refuse_signin": b.refuse_signin,
         "refuse_dialog_actions": b.refuse_dialog_actions,
+        "refuse_state_changes": b.refuse_state_changes,
+        "redirect_state_changes": b.redirect_state_changes,
         "media_per_mrd_node": b.media_per_mrd_node,
         "cisco_element_order": b.cisco_element_order,
         "ws_paths": b.ws_paths,
@@ -77,6 +79,10 @@ pub(super) struct BehaviourPatch {
     /// `null` clears it.
     #[serde(default, deserialize_with = "some")]
     refuse_dialog_actions: Option<Option<crate::config::Refusal>>,
+    /// `null` clears it.
+    #[serde(default, deserialize_with = "some")]
+    refuse_state_changes: Option<Option<crate::config::Refusal>>,
+    redirect_state_changes: Option<bool>,
 }
 
 /// A present field, `null` included, as `Some`.
@@ -163,6 +169,12 @@ pub(super) async fn put_behaviour(
         }
         if let Some(v) = p.refuse_signin {
             b.refuse_signin = v;
+        }
+        if let Some(v) = p.refuse_state_changes {
+            b.refuse_state_changes = v;
+        }
+        if let Some(v) = p.redirect_state_changes {
+            b.redirect_state_changes = v;
         }
         if let Some(v) = p.refuse_dialog_actions {
             b.refuse_dialog_actions = v;

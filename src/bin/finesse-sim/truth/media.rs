@@ -159,6 +159,26 @@ impl Truth {
             media.routable = routable;
             return Ok(media_effect);
         };
+        if matches!(state, "READY" | "NOT_READY") {
+            if self.behaviour.redirect_state_changes {
+                // A proxy's or a load balancer's answer: never a success.
+                return Err(OpError::http(307, "Temporary Redirect", "moved"));
+            }
+            if let Some(r) = self
+                .behaviour
+                .refuse_state_changes
+                .as_ref()
+                .filter(|r| r.mrd.is_none_or(|m| m == mrd))
+            {
+                // Accepted (202), then refused by the ARM side when errors are asynchronous.
+                return Err(OpError::arm(
+                    r.code,
+                    &r.constant,
+                    "State change refused",
+                    mrd,
+                ));
+            }
+        }
         match state {
             "LOGIN" => {
                 let limit = parse_number(req.max_dialog_limit.as_ref(), "maxDialogLimit")?
