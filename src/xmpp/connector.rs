@@ -207,7 +207,11 @@ impl Connector {
             other => other,
         };
         let ws = ws.map_err(|e| Error::Io(io::Error::other(e)))?;
-        Ok(websocket::bridge(ws, redirect.clone()))
+        Ok(websocket::bridge(
+            ws,
+            redirect.clone(),
+            endpoint.host.clone(),
+        ))
     }
 }
 

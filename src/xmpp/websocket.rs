@@ -66,6 +66,13 @@ impl Endpoint {
 /// connectors).
 pub type Redirect = Arc<Mutex<Option<Endpoint>>>;
 
+/// The endpoint a `see-other-uri` names, when it may be followed: only on the node's own host
+/// (another port or path there), since only the configured nodes may be logged in to (a
+/// hostile or broken server must not send the agent's credentials elsewhere).
+pub fn followable(uri: &str, node_host: &str) -> Option<Endpoint> {
+    Endpoint::from_uri(uri).filter(|e| e.host.eq_ignore_ascii_case(node_host))
+}
+
 /// True when the upgrade was refused in a way the other path spelling may fix (404, 400,
 /// 403, 405, or a server that did not switch protocols).
 pub fn path_may_fix(e: &tungstenite::Error) -> bool {
@@ -105,13 +112,17 @@ where
 
 /// Starts moving frames between `ws` and a pipe; gives the pipe's end for tokio-xmpp. The
 /// task ends (and the pipe reads end-of-file) when either side closes or fails.
-pub fn bridge<S>(ws: tokio_tungstenite::WebSocketStream<S>, redirect: Redirect) -> DuplexStream
+pub fn bridge<S>(
+    ws: tokio_tungstenite::WebSocketStream<S>,
+    redirect: Redirect,
+    node_host: String,
+) -> DuplexStream
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let (ours, theirs) = tokio::io::duplex(64 * 1024);
     tokio::spawn(async move {
-        if let Err(e) = pump(ws, ours, redirect).await {
+        if let Err(e) = pump(ws, ours, redirect, node_host).await {
             tracing::debug!(error = %e, "XMPP WebSocket closed");
         }
     });
@@ -122,6 +133,7 @@ async fn pump<S>(
     ws: tokio_tungstenite::WebSocketStream<S>,
     pipe: DuplexStream,
     redirect: Redirect,
+    node_host: String,
 ) -> io::Result<()>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
@@ -161,8 +173,8 @@ where
                     Incoming::Bytes(bytes) => to_xmpp.write_all(bytes.as_bytes()).await?,
                     Incoming::Closed { bytes, see_other } => {
                         if let Some(uri) = see_other {
-                            let next = Endpoint::from_uri(&uri);
-                            tracing::warn!(%uri, followed = next.is_some(), "the server asked to reconnect elsewhere");
+                            let next = followable(&uri, &node_host);
+                            tracing::warn!(%uri, followed = next.is_some(), "the server asked to reconnect elsewhere (followed only on the node's own host)");
                             if let Ok(mut slot) = redirect.lock() {
                                 *slot = next;
                             }
@@ -204,5 +216,9 @@ mod tests {
             ("finesse-b.example", 7443, "/ws/")
         );
         assert_eq!(Endpoint::from_uri("http://x/ws"), None);
+        // Only on the node's own host.
+        assert!(followable("wss://Finesse-A.example:7443/ws/", "finesse-a.example").is_some());
+        assert!(followable("wss://finesse-b.example:7443/ws/", "finesse-a.example").is_none());
+        assert!(followable("wss://evil.example/ws/", "finesse-a.example").is_none());
     }
 }
