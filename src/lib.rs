@@ -36,9 +36,9 @@
 //! 4. Around the driver:
 //!    - [`orphan`]: the orphan-dialog guard (probe the task's session, close zombies).
 //!    - [`api`]: the local HTTP API (health, readiness, state, events, actions, metrics).
-//! 5. [`app`]: wires one agent's daemon together; [`fleet`] runs many agents in one process;
-//!    [`status`] summarises a running one from its API; [`cli`] is the command line;
-//!    `main` adds the CLI, logging and signals.
+//! 5. [`app`]: wires one agent's daemon together (and the signal handlers); [`fleet`] runs
+//!    many agents in one process; [`status`] summarises a running one from its API; [`cli`]
+//!    is the command line; `main` maps each outcome to an exit code.
 //!
 //! The Finesse simulator lives in `src/bin/finesse-sim/` and shares no module with the
 //! daemon, so that one misreading of the protocol cannot pass on both sides.

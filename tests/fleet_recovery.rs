@@ -85,7 +85,16 @@ async fn a_frozen_server_is_detected_by_every_agent_and_recovered_after_the_thaw
 #[tokio::test]
 async fn a_restarted_server_is_resynced_by_every_agent_with_its_outage_dialog() {
     let sim = Sim::start(&[]).await;
-    let fleet = Fleet::start(&sim, "", &AGENTS).await;
+    // The XMPP server is down longer than a second here (ejabberd takes seconds to start):
+    // with the fleet file's 1 s `failover_after`, XMPP down that long while REST answers
+    // IN_SERVICE rightly moves the agents to B. This test is about a restart they wait for.
+    let fleet = Fleet::start_edited(
+        &sim,
+        "",
+        &AGENTS,
+        &[("failover_after = \"1s\"", "failover_after = \"60s\"")],
+    )
+    .await;
     fleet.wait("three steady", |v| all(v, "steady")).await;
     let url = format!("{}/v1/agents/1001003/events", fleet.api);
     let mut events = events_at(&url, None).await;

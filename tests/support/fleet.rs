@@ -42,6 +42,17 @@ pub fn agent_file(dir: &std::path::Path, id: &str, password: &str) -> String {
 impl Fleet {
     /// Starts a fleet against `sim` with these agents and `[fleet]` keys.
     pub async fn start(sim: &Sim, fleet_keys: &str, agents: &[(&str, &str)]) -> Fleet {
+        Self::start_edited(sim, fleet_keys, agents, &[]).await
+    }
+
+    /// [`Self::start`], with each `(from, to)` of `edits` replaced in the fleet file (a
+    /// recovery key the test needs otherwise).
+    pub async fn start_edited(
+        sim: &Sim,
+        fleet_keys: &str,
+        agents: &[(&str, &str)],
+        edits: &[(&str, &str)],
+    ) -> Fleet {
         let dir = tempfile::Builder::new().prefix("fleet-").tempdir().unwrap();
         std::fs::create_dir(dir.path().join("agents")).unwrap();
         let fleet = format!(
@@ -55,6 +66,9 @@ impl Fleet {
             nodes = sim.nodes_toml(),
             ca = sim.info.ca_file,
         );
+        let fleet = edits
+            .iter()
+            .fold(fleet, |text, (from, to)| text.replace(from, to));
         std::fs::write(dir.path().join("fleet.toml"), fleet).unwrap();
         for (id, pw) in agents {
             let text = agent_file(dir.path(), id, pw);
