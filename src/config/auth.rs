@@ -39,6 +39,10 @@ pub struct SsoConfig {
     pub refresh_at: f64,
     /// A refresh POST refused with 400/404/405 is tried once as a GET with query parameters.
     pub refresh_query_fallback: bool,
+    /// The pair is the operator's file (not a systemd credential): a new one installed there
+    /// is taken only while group and others can neither read nor write it.
+    #[serde(skip)]
+    pub owner_only: bool,
 }
 
 /// The agent's credentials.
@@ -170,6 +174,7 @@ pub(super) fn read(
         xmpp_mechanisms: s.xmpp_mechanisms.clone(),
         refresh_at: s.refresh_at,
         refresh_query_fallback: s.refresh_query_fallback,
+        owner_only: key == "agent.sso_token_file",
     })))
 }
 

@@ -22,6 +22,7 @@ mod types;
 
 pub use api::{ApiLimits, SocketAccess};
 pub use change::{Change, Effect};
+pub use secrets::read_again;
 
 pub use auth::{Auth, SsoConfig, XmppUsername};
 pub use probe::{

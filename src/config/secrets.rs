@@ -103,6 +103,13 @@ pub(super) fn read_secret_file(
         .map_err(failed)
 }
 
+/// A secret file read again at run time (a new SSO token pair the operator installed), under
+/// the same rule as at load: refused when group or others can read or write it
+/// (`owner_only`, the operator's own file).
+pub fn read_again(path: &Path, owner_only: bool) -> Result<zeroize::Zeroizing<String>, String> {
+    read_secret_file(path, "agent.sso_token_file", path, owner_only).map_err(|e| e.message)
+}
+
 /// The local API's token: from `[api] token_file` or the systemd credential
 /// `token_credential`; a token file readable by group or others is refused.
 pub(super) fn api_token(

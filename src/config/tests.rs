@@ -245,3 +245,16 @@ fn the_password_and_token_are_their_files_first_lines_and_more_lines_are_warned_
     let one = password_file(0o600);
     assert!(parse(&base(one.path())).unwrap().warnings.is_empty());
 }
+
+#[test]
+fn a_secret_file_read_again_at_run_time_is_refused_when_others_can_read_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = password_file(0o600);
+    assert_eq!(read_again(f.path(), true).unwrap().trim(), "s3cret-value");
+    std::fs::set_permissions(f.path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let e = read_again(f.path(), true).unwrap_err();
+    assert!(e.contains("readable or writable by group or others"), "{e}");
+    assert!(!e.contains("s3cret-value"));
+    // A systemd credential is the service's own.
+    assert!(read_again(f.path(), false).is_ok());
+}

@@ -155,9 +155,8 @@ impl Driver {
         if modified <= run.tokens.obtained_at {
             return;
         }
-        let read = std::fs::read_to_string(&cfg.token_file)
-            .map(zeroize::Zeroizing::new)
-            .map_err(|e| e.to_string())
+        // The same rule as at load: not a file that group or others can read or write.
+        let read = crate::config::read_again(&cfg.token_file, cfg.owner_only)
             .and_then(|t| TokenSet::from_json(&t, modified).map_err(|e| e.to_string()));
         match read {
             Ok(tokens) => {
