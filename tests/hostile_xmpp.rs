@@ -8,21 +8,12 @@ mod support;
 use std::time::Duration;
 
 use support::daemon::{Daemon, DaemonConfig};
-use support::xmpp::Agent;
-use support::{AGENT, Sim, metric};
+use support::xmpp::{Agent, OTHER, OTHER_PASSWORD, daemon_jid};
+use support::{Sim, metric};
 use tokio_xmpp::Stanza;
-use tokio_xmpp::jid::Jid;
 use tokio_xmpp::minidom::Element;
 
 const LIMIT: Duration = Duration::from_secs(30);
-const OTHER: &str = "1001002";
-const OTHER_PASSWORD: &str = "agent-1001002-secret";
-
-fn daemon_jid(sim: &Sim) -> Jid {
-    format!("{AGENT}@{}/taskd", sim.info.domain)
-        .parse()
-        .unwrap()
-}
 
 fn stanza(xml: &str) -> Stanza {
     let element: Element = xml.parse().expect("an element");
@@ -56,7 +47,7 @@ async fn a_conflict_error_sent_in_a_message_by_another_account_is_no_conflict() 
     let other = other_account(&sim).await;
     // The bytes the old check looked for, as an element a server forwards inside a message,
     // and as text.
-    let to = daemon_jid(&sim);
+    let to = daemon_jid(&sim.info);
     other
         .send(stanza(&format!(
             "<message xmlns='jabber:client' to='{to}' type='chat'>\
@@ -94,7 +85,7 @@ async fn a_stanza_over_max_stanza_from_another_account_drops_the_stream_and_is_r
     )
     .await;
     let other = other_account(&sim).await;
-    let to = daemon_jid(&sim);
+    let to = daemon_jid(&sim.info);
     let body = "x".repeat(100 * 1024);
     other
         .send(stanza(&format!(

@@ -9,21 +9,13 @@ use std::time::Duration;
 
 use serde_json::json;
 use support::daemon::{Daemon, DaemonConfig};
-use support::xmpp::Agent;
+use support::xmpp::{Agent, OTHER, OTHER_PASSWORD, daemon_jid};
 use support::{AGENT, Sim, dialog_ids, metric};
 use tokio_xmpp::Stanza;
 use tokio_xmpp::jid::Jid;
 use tokio_xmpp::minidom::Element;
 
 const LIMIT: Duration = Duration::from_secs(30);
-const OTHER: &str = "1001002";
-const OTHER_PASSWORD: &str = "agent-1001002-secret";
-
-fn daemon_jid(sim: &Sim) -> Jid {
-    format!("{AGENT}@{}/taskd", sim.info.domain)
-        .parse()
-        .unwrap()
-}
 
 async fn pings(d: &Daemon) -> f64 {
     metric(&d.metrics().await, "finesse_taskd_xmpp_pings_total").unwrap_or(0.0)
@@ -80,11 +72,11 @@ async fn iqs_sent_to_the_daemon_are_answered() {
     )
     .await;
     other
-        .ping_jid(daemon_jid(&sim))
+        .ping_jid(daemon_jid(&sim.info))
         .await
         .expect("a ping is answered with a result");
     let err = other
-        .unknown_iq(daemon_jid(&sim))
+        .unknown_iq(daemon_jid(&sim.info))
         .await
         .expect_err("an unknown IQ is answered with an error");
     assert!(
@@ -132,14 +124,14 @@ async fn a_forged_event_from_a_second_account_changes_nothing_and_emits_nothing(
     );
     other
         .send(forged_event(
-            daemon_jid(&sim),
+            daemon_jid(&sim.info),
             "/finesse/api/SystemInfo",
             out_of_service,
         ))
         .await;
     other
         .send(forged_event(
-            daemon_jid(&sim),
+            daemon_jid(&sim.info),
             &format!("/finesse/api/User/{AGENT}/Dialogs/Media"),
             &delete,
         ))

@@ -157,7 +157,6 @@ async fn body_within(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::body::HttpBody as _;
-    use axum::response::IntoResponse as _;
     if req.body().is_end_stream() {
         return next.run(req).await;
     }
@@ -170,29 +169,34 @@ async fn body_within(
             ))
             .await
         }
-        Ok(Err(_)) => {
-            let body = serde_json::json!({ "error": format!("body above {} bytes", super::MAX_BODY), "field": "body" });
-            (
-                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-                [(axum::http::header::CONNECTION, "close")],
-                axum::Json(body),
-            )
-                .into_response()
-        }
+        Ok(Err(_)) => refuse_body(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            format!("body above {} bytes", super::MAX_BODY),
+        ),
         Err(_) => {
             tracing::info!(
                 limit_ms = limit.as_millis() as u64,
                 "API request body not received in time: closing the connection"
             );
-            let body = serde_json::json!({ "error": "request body not received in time", "field": "body" });
-            (
+            refuse_body(
                 axum::http::StatusCode::REQUEST_TIMEOUT,
-                [(axum::http::header::CONNECTION, "close")],
-                axum::Json(body),
+                "request body not received in time".into(),
             )
-                .into_response()
         }
     }
+}
+
+/// The API's error shape for a body refused before its handler, closing the connection (what
+/// is left of the body is never read).
+fn refuse_body(status: axum::http::StatusCode, error: String) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let body = serde_json::json!({ "error": error, "field": "body" });
+    (
+        status,
+        [(axum::http::header::CONNECTION, "close")],
+        axum::Json(body),
+    )
+        .into_response()
 }
 
 #[cfg(test)]

@@ -18,6 +18,16 @@ use finesse_taskd::xmpp::{Connector, TlsMode};
 
 use super::{AGENT, PASSWORD, SimInfo};
 
+/// A second account on the XMPP server: another agent, as hostile as any other user there.
+pub const OTHER: &str = "1001002";
+/// Its password in `config/sim.toml`.
+pub const OTHER_PASSWORD: &str = "agent-1001002-secret";
+
+/// The daemon's full JID (resource `taskd`) on the simulated domain.
+pub fn daemon_jid(info: &SimInfo) -> Jid {
+    format!("{AGENT}@{}/taskd", info.domain).parse().unwrap()
+}
+
 /// What the agent's client saw.
 #[derive(Debug, Clone)]
 pub enum Seen {
