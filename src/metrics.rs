@@ -12,7 +12,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::vocab::{Cause, Phase, ReconnectScope, SigninReason};
+use crate::vocab::{Cause, Phase, ReconnectScope, SigninReason, StateRecord};
 
 /// The values the gauges show, read from the published state at scrape time.
 #[derive(Debug, Clone)]
@@ -27,6 +27,8 @@ pub struct Gauges<'a> {
     pub dialogs: Vec<(u32, &'a str)>,
     /// Each MRD: (id, eligible, persistent drift, sign-in refused).
     pub media: Vec<(u32, bool, bool, bool)>,
+    /// The state directory's records whose last write failed.
+    pub failing_records: Vec<StateRecord>,
 }
 
 /// What became of a notification.
@@ -82,6 +84,8 @@ pub struct Metrics {
     media_eligible: Family<Labels, Gauge>,
     drift_persistent: Family<Labels, Gauge>,
     signin_refused: Family<Labels, Gauge>,
+    state_writes_failed: Family<Labels, Counter>,
+    state_write_failing: Family<Labels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -113,6 +117,8 @@ impl Metrics {
             media_eligible: Family::default(),
             drift_persistent: Family::default(),
             signin_refused: Family::default(),
+            state_writes_failed: Family::default(),
+            state_write_failing: Family::default(),
         };
         r.register("link_up", "1 while the link is up", m.link_up.clone());
         r.register("phase", "1 for the current phase", m.phase.clone());
@@ -187,6 +193,16 @@ impl Metrics {
             "Client pings sent (one every ping_interval, whatever arrives)",
             m.xmpp_pings.clone(),
         );
+        r.register(
+            "state_writes_failed",
+            "Writes to the state directory that failed, by record",
+            m.state_writes_failed.clone(),
+        );
+        r.register(
+            "state_write_failing",
+            "1 while the record's last write to the state directory failed",
+            m.state_write_failing.clone(),
+        );
         if let Ok(mut slot) = m.registry.lock() {
             *slot = r;
         }
@@ -248,6 +264,12 @@ impl Metrics {
             .get_or_create(&labels(&[("outcome", outcome)]))
             .inc();
     }
+    /// A write of `record` to the state directory failed.
+    pub fn state_write_failed(&self, record: StateRecord) {
+        self.state_writes_failed
+            .get_or_create(&labels(&[("record", record.as_str())]))
+            .inc();
+    }
     /// Credentials rejected.
     pub fn auth_failure(&self) {
         self.auth_failures.inc();
@@ -284,6 +306,12 @@ impl Metrics {
             self.signin_refused
                 .get_or_create(&l)
                 .set(i64::from(*refused));
+        }
+        for record in StateRecord::ALL {
+            let failing = gauges.failing_records.contains(record);
+            self.state_write_failing
+                .get_or_create(&labels(&[("record", record.as_str())]))
+                .set(i64::from(failing));
         }
         let mut out = String::new();
         let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());

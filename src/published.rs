@@ -181,6 +181,7 @@ impl Shared {
                     (m.id, m.eligible, persistent, m.signin.is_some())
                 })
                 .collect(),
+            failing_records: v.write_failures.keys().copied().collect(),
         })
     }
 

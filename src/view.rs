@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::vocab::{Cause, LinkKind, Phase, Setting};
+use crate::vocab::{Cause, LinkKind, Phase, Setting, StateRecord};
 
 /// One MRD as the daemon knows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -132,6 +132,16 @@ pub struct Counters {
     pub malformed: u64,
 }
 
+/// A record of the state directory whose last write failed (cleared by the next write that
+/// succeeds): until then a restart would forget what it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteFailure {
+    /// The OS error.
+    pub error: String,
+    /// When.
+    pub at: SystemTime,
+}
+
 /// The published state.
 #[derive(Debug, Clone)]
 pub struct StateView {
@@ -159,6 +169,8 @@ pub struct StateView {
     pub next_attempt_at: Option<SystemTime>,
     /// When the phase last changed.
     pub phase_since: Instant,
+    /// The state directory's records whose last write failed.
+    pub write_failures: BTreeMap<StateRecord, WriteFailure>,
 }
 
 /// Whether an agent can take work, and if not, why: the one definition behind `/readyz`, a
@@ -208,6 +220,7 @@ impl StateView {
             last_resync_at: None,
             next_attempt_at: None,
             phase_since: Instant::now(),
+            write_failures: BTreeMap::new(),
         }
     }
 
@@ -233,6 +246,11 @@ impl StateView {
             "counters": self.counters,
             "lastResyncAt": self.last_resync_at.map(|t| humantime::format_rfc3339_seconds(t).to_string()),
             "nextAttemptAt": self.next_attempt_at.map(|t| humantime::format_rfc3339_millis(t).to_string()),
+            "stateWriteFailures": self.write_failures.iter().map(|(record, f)| json!({
+                "record": record,
+                "error": f.error,
+                "at": humantime::format_rfc3339_seconds(f.at).to_string(),
+            })).collect::<Vec<_>>(),
         })
     }
 }

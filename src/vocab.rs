@@ -1,7 +1,7 @@
 //! The words every layer shares: the daemon's [`Phase`], why a failure happened
 //! ([`Cause`]), which link it concerns ([`LinkKind`]), what an event on the stream is
 //! ([`EventKind`]), the dialog actions the local API accepts ([`DialogAction`]), and why a
-//! sign-in or a resync happened. Each has one spelling for the wire and the logs (`as_str`,
+//! sign-in or a resync happened, and the records of the state directory ([`StateRecord`]). Each has one spelling for the wire and the logs (`as_str`,
 //! also its `Display` and its serde form), so no layer compares strings to decide anything.
 
 use std::fmt;
@@ -257,6 +257,18 @@ wire_enum! {
         SettingsDrift => "settings_drift",
         /// A refused sign-in is due for another try.
         SigninRetry => "signin_retry",
+    }
+}
+
+wire_enum! {
+    /// A record the daemon keeps in its state directory; the spelling is the file's name.
+    StateRecord {
+        /// Every refusal of the credentials within the lockout window.
+        Refusals => "auth-refusals",
+        /// The desired states the API set.
+        Desired => "desired-state",
+        /// The MRDs the API made unroutable.
+        Unroutable => "unroutable",
     }
 }
 

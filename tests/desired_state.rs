@@ -220,3 +220,73 @@ async fn not_routable_set_through_the_api_survives_sighup_restart_and_a_new_sign
     let recorded = std::fs::read_to_string(state.path().join("unroutable")).unwrap();
     assert_eq!(recorded, "", "nothing left to restore");
 }
+
+/// A record the state directory cannot take (here the desired state's name is held by a
+/// directory, which a rename cannot replace) is logged, counted and shown in `/v1/state`,
+/// since a restart would forget it; the next write that succeeds clears the mark.
+#[tokio::test]
+async fn a_failed_write_to_the_state_directory_is_counted_and_shown_until_one_succeeds() {
+    let sim = Sim::start(&[]).await;
+    let state = tempfile::tempdir().unwrap();
+    let d = Daemon::start_steady(&sim, with_state_dir(&state)).await;
+    let s = d.state().await;
+    assert_eq!(s["stateWriteFailures"], json!([]), "{s}");
+    let blocker = state.path().join("desired-state");
+    let _ = std::fs::remove_file(&blocker);
+    std::fs::create_dir(&blocker).unwrap();
+    std::fs::write(blocker.join("keep"), "").unwrap();
+    let put = |state: &'static str| {
+        let (http, url) = (d.http(), format!("{}/v1/media/{MRD}/state", d.api));
+        async move {
+            let body = json!({ "state": state, "reasonCodeId": 7 });
+            http.put(url).json(&body).send().await.unwrap()
+        }
+    };
+    assert!(put("NOT_READY").await.status().is_success());
+    let s = d
+        .wait_state(LIMIT, "a failed write shown", |s| {
+            s["stateWriteFailures"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+        })
+        .await;
+    let failure = &s["stateWriteFailures"][0];
+    assert_eq!(failure["record"], "desired-state", "{s}");
+    assert!(
+        failure["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{s}"
+    );
+    let m = d.metrics().await;
+    assert_eq!(
+        support::metric(
+            &m,
+            "finesse_taskd_state_writes_failed_total{record=\"desired-state\"}"
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        support::metric(
+            &m,
+            "finesse_taskd_state_write_failing{record=\"desired-state\"}"
+        ),
+        Some(1.0)
+    );
+    assert!(d.log().contains("cannot write to the state directory"));
+    // The directory takes the record again: the next change is written and the mark cleared.
+    std::fs::remove_dir_all(&blocker).unwrap();
+    assert!(put("READY").await.status().is_success());
+    d.wait_state(LIMIT, "the mark cleared", |s| {
+        s["stateWriteFailures"] == json!([])
+    })
+    .await;
+    let m = d.metrics().await;
+    assert_eq!(
+        support::metric(
+            &m,
+            "finesse_taskd_state_write_failing{record=\"desired-state\"}"
+        ),
+        Some(0.0)
+    );
+    assert!(blocker.is_file(), "the desired state was written");
+}

@@ -3,8 +3,8 @@
 //! MRD, `mrd state reason file_state file_reason` (`-` for no reason); the config file's own
 //! value wins only when it changed since the line was written. File `unroutable`: the MRDs the
 //! API made unroutable, one per line (the config has no routable setting; a sign-in lands
-//! routable, and the resync then restores it). Both written atomically
-//! (`persist::write_atomic`).
+//! routable, and the resync then restores it). Both written by `Driver::store`
+//! (atomically; a failed write is counted and shown).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -13,9 +13,10 @@ use tracing::{info, warn};
 
 use super::Driver;
 use crate::config::{DesiredState, MediaConfig};
+use crate::vocab::StateRecord;
 
-const DESIRED: &str = "desired-state";
-const UNROUTABLE: &str = "unroutable";
+const DESIRED: &str = StateRecord::Desired.as_str();
+const UNROUTABLE: &str = StateRecord::Unroutable.as_str();
 
 /// The MRDs the API made unroutable, as recorded in `dir` (none without one).
 pub(super) fn unroutable(dir: Option<&Path>) -> BTreeSet<u32> {
@@ -112,21 +113,17 @@ impl Driver {
             self.unroutable.insert(mrd)
         };
         info!(mrd, routable, "desired routable flag set by the API");
-        let Some(dir) = self.cfg.state_dir.as_ref().filter(|_| changed) else {
-            return;
-        };
-        let text: String = self.unroutable.iter().map(|m| format!("{m}\n")).collect();
-        let file = dir.join(UNROUTABLE);
-        if let Err(e) = super::persist::write_atomic(&file, &text) {
-            warn!(file = %file.display(), error = %e, "cannot record the routable flag");
+        if changed {
+            let text: String = self.unroutable.iter().map(|m| format!("{m}\n")).collect();
+            self.store(StateRecord::Unroutable, Some(&text));
         }
     }
 
     /// Records every MRD whose desired state differs from the file's, atomically.
     pub(super) fn persist_desired(&self) {
-        let Some(dir) = self.cfg.state_dir.as_ref() else {
+        if self.cfg.state_dir.is_none() {
             return;
-        };
+        }
         let mut text = String::new();
         for m in &self.cfg.media {
             let file = self.file_desired.get(&m.id).copied();
@@ -135,10 +132,6 @@ impl Driver {
                 text.push_str(&format!("{} {} {r} {fs} {fr}\n", m.id, m.state));
             }
         }
-        let file = dir.join(DESIRED);
-        let written = super::persist::write_atomic(&file, &text);
-        if let Err(e) = written {
-            warn!(file = %file.display(), error = %e, "cannot record the desired state");
-        }
+        self.store(StateRecord::Desired, Some(&text));
     }
 }

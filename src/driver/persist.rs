@@ -3,8 +3,11 @@
 //! ([`crate::refusals::Ledger`]: its time, the end of its hold, a salted SHA-256 fingerprint).
 //! A restart (an upgrade, `Restart=on-failure`) inside a hold waits out its rest instead of
 //! sending a refused password again at once; a restart with credentials never refused starts
-//! at once, as a reload would, unless one more refusal would come too close to the lockout. Both files the driver
-//! keeps here are written by [`write_atomic`].
+//! at once, as a reload would, unless one more refusal would come too close to the lockout. Every
+//! record the driver keeps here is written by [`Driver::store`]: atomically
+//! ([`write_atomic`]), and a write that fails is logged, counted (`state_writes_failed`) and
+//! shown in `/v1/state` (`stateWriteFailures`) until a later write of that record succeeds,
+//! since a restart would then forget what it holds.
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -17,8 +20,8 @@ use tracing::{info, warn};
 use super::Driver;
 use crate::refusals::{Ledger, Refusal};
 use crate::tls::sha256;
-
-const REFUSALS: &str = "auth-refusals";
+use crate::view::WriteFailure;
+use crate::vocab::StateRecord;
 
 /// Replaces `file` with `text` so that a crash leaves the old or the new content, never a
 /// mix: a new temporary file of a random name in the same directory (created exclusively,
@@ -41,8 +44,45 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 impl Driver {
+    /// Writes `record` (`None`: removes it) in the state directory, if there is one, and
+    /// publishes the outcome: a failure is logged, counted and shown until a write succeeds.
+    pub(super) fn store(&self, record: StateRecord, text: Option<&str>) {
+        let Some(dir) = self.cfg.state_dir.as_ref() else {
+            return;
+        };
+        let file = dir.join(record.as_str());
+        let done = match text {
+            Some(text) => write_atomic(&file, text),
+            None => match std::fs::remove_file(&file) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                other => other,
+            },
+        };
+        match done {
+            Ok(()) => self.shared.with(|v| {
+                if v.write_failures.remove(&record).is_some() {
+                    info!(%record, "the state directory takes writes again");
+                }
+            }),
+            Err(e) => {
+                warn!(file = %file.display(), %record, error = %e, "cannot write to the state directory: a restart would forget this record");
+                self.shared.metrics.state_write_failed(record);
+                self.shared.with(|v| {
+                    v.write_failures.insert(
+                        record,
+                        WriteFailure {
+                            error: e.to_string(),
+                            at: SystemTime::now(),
+                        },
+                    )
+                });
+            }
+        }
+    }
+
     fn ledger_file(&self) -> Option<PathBuf> {
-        self.cfg.state_dir.as_ref().map(|d| d.join(REFUSALS))
+        let name = StateRecord::Refusals.as_str();
+        self.cfg.state_dir.as_ref().map(|d| d.join(name))
     }
 
     fn fingerprint(&self, salt: &str) -> String {
@@ -119,9 +159,9 @@ impl Driver {
 
     /// Records a refusal of the credentials in force, whose hold runs until `until`.
     pub(super) fn persist_hold(&self, until: Instant) {
-        let Some(file) = self.ledger_file() else {
+        if self.cfg.state_dir.is_none() {
             return;
-        };
+        }
         let now = SystemTime::now();
         let mut ledger = self.ledger().unwrap_or_default();
         let salt = format!("{:016x}", rand::random::<u64>());
@@ -131,16 +171,12 @@ impl Driver {
             digest: self.fingerprint(&salt),
             salt,
         });
-        if let Err(e) = write_atomic(&file, &ledger.render()) {
-            warn!(file = %file.display(), error = %e, "cannot record the password refusal");
-        }
+        self.store(StateRecord::Refusals, Some(&ledger.render()));
     }
 
     /// Forgets the refusals once the credentials work again (the site's count restarts too).
     pub(super) fn clear_hold(&self) {
-        if let Some(file) = self.ledger_file() {
-            let _ = std::fs::remove_file(file);
-        }
+        self.store(StateRecord::Refusals, None);
     }
 }
 
