@@ -103,11 +103,54 @@ pub(super) fn read_secret_file(
         .map_err(failed)
 }
 
-/// A secret file read again at run time (a new SSO token pair the operator installed), under
-/// the same rule as at load: refused when group or others can read or write it
-/// (`owner_only`, the operator's own file).
+/// A secret file read again at run time (a new SSO token pair the operator installed). The
+/// operator's own file (`owner_only`) is held to more than the rule at load, since nobody
+/// watches what is adopted unattended: it is opened without following a symlink, and refused
+/// when it is not a regular file, when another user owns it, or when group or others can read
+/// or write it (all checked on the opened file, so nothing can be swapped in between). A
+/// systemd credential is the service's own and is read as at load.
 pub fn read_again(path: &Path, owner_only: bool) -> Result<zeroize::Zeroizing<String>, String> {
-    read_secret_file(path, "agent.sso_token_file", path, owner_only).map_err(|e| e.message)
+    if !owner_only {
+        return read_secret_file(path, "agent.sso_token_file", path, false).map_err(|e| e.message);
+    }
+    read_private(path, nix::unistd::geteuid().as_raw())
+}
+
+/// The text of `path`, the file itself (no symlink), a regular file that user `me` owns and
+/// that group and others cannot read or write.
+pub(super) fn read_private(path: &Path, me: u32) -> Result<zeroize::Zeroizing<String>, String> {
+    use std::io::Read as _;
+    use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+    let shown = path.display();
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(code) if code == nix::errno::Errno::ELOOP as i32 => {
+                format!("{shown} is a symlink; install the token file itself")
+            }
+            _ => format!("{shown}: {e}"),
+        })?;
+    let meta = file.metadata().map_err(|e| format!("{shown}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("{shown} is not a regular file"));
+    }
+    if meta.uid() != me {
+        return Err(format!(
+            "{shown} is owned by uid {}, not the service's uid {me}; chown it",
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o077 != 0 {
+        return Err(format!(
+            "{shown} is readable or writable by group or others; chmod 600 it"
+        ));
+    }
+    let mut text = zeroize::Zeroizing::new(String::new());
+    file.read_to_string(&mut text)
+        .map_err(|e| format!("{shown}: {e}"))?;
+    Ok(text)
 }
 
 /// The local API's token: from `[api] token_file` or the systemd credential

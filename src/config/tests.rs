@@ -258,3 +258,30 @@ fn a_secret_file_read_again_at_run_time_is_refused_when_others_can_read_it() {
     // A systemd credential is the service's own.
     assert!(read_again(f.path(), false).is_ok());
 }
+
+#[test]
+fn a_token_file_read_again_is_refused_through_a_symlink_or_when_another_user_owns_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = password_file(0o600);
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("token.json");
+    std::os::unix::fs::symlink(f.path(), &link).unwrap();
+    let e = read_again(&link, true).unwrap_err();
+    assert!(e.contains("is a symlink"), "{e}");
+    // Not a regular file.
+    let e = read_again(dir.path(), true).unwrap_err();
+    assert!(e.contains("not a regular file"), "{e}");
+    // Another owner (what this user sees is told apart from another uid by the same check).
+    let me = nix::unistd::geteuid().as_raw();
+    assert_eq!(
+        super::secrets::read_private(f.path(), me).unwrap().trim(),
+        "s3cret-value"
+    );
+    let e = super::secrets::read_private(f.path(), me.wrapping_add(1)).unwrap_err();
+    assert!(e.contains(&format!("is owned by uid {me}")), "{e}");
+    assert!(!e.contains("s3cret-value"));
+    // Group or others.
+    std::fs::set_permissions(f.path(), std::fs::Permissions::from_mode(0o640)).unwrap();
+    let e = read_again(f.path(), true).unwrap_err();
+    assert!(e.contains("chmod 600"), "{e}");
+}
