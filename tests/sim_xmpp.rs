@@ -377,7 +377,31 @@ async fn without_spawn_prosody_it_publishes_through_the_servers_named_in_its_con
     let path = dir.path().join("external.toml");
     std::fs::write(&path, base.replace(nodes, &external)).unwrap();
     let sim = Sim::start_with(path, &[]).await;
-    assert_eq!(sim.node("A").xmpp_port, a.xmpp_port);
+    // The ports it publishes are its network's, in front of the servers named in its config:
+    // a stream opened through them is answered by that server.
+    assert_ne!(sim.node("A").xmpp_port, a.xmpp_port);
+    {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", sim.node("A").xmpp_port))
+            .await
+            .unwrap();
+        let open = format!(
+            "<?xml version='1.0'?><stream:stream to='{}' version='1.0' xmlns='jabber:client' \
+             xmlns:stream='http://etherx.jabber.org/streams'>",
+            host.info.domain
+        );
+        s.write_all(open.as_bytes()).await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&got).contains("starttls") {
+            let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
     let mut agent = Agent::connect(&host.info, "A").await;
     agent.subscribe_media().await;
     sim.sign_in("A", 2, "ACCEPT", "CLOSE").await;

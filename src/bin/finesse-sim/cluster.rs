@@ -91,6 +91,11 @@ pub struct Node {
     pub xmpp_port: u16,
     /// XMPP direct-TLS port.
     pub xmpp_secure_port: u16,
+    /// The XMPP server's own ports (STARTTLS, direct TLS) behind the two above, which the
+    /// node's network forwards to; the simulator's publisher connects to them directly.
+    pub xmpp_server_ports: (u16, u16),
+    /// The network between the agents and this node, per link.
+    pub network: crate::network::Network,
     /// Fault switches; the listener watches them.
     pub faults: watch::Sender<Faults>,
     /// The node's XMPP publisher.

@@ -34,6 +34,10 @@ pub struct SimConfig {
     /// The IdS's token lifetimes and shapes (used with `--sso`).
     #[serde(default)]
     pub sso: crate::ids::IdsSettings,
+    /// The network every node's links start under (latency, jitter, bandwidth, stalls; see
+    /// [`crate::network`]); `--rtt` replaces it.
+    #[serde(default)]
+    pub network: crate::network::Conditions,
 }
 
 /// One agent.

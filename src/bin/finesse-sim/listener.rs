@@ -1,7 +1,8 @@
 //! The accept loop behind one node's REST API. It owns the listening socket so that the
 //! "REST refused" fault can really close it (new connections are refused and open ones are
 //! dropped) and reopen it on the same port when the fault clears. TLS is optional: plain HTTP
-//! only when asked for.
+//! only when asked for. Each connection passes the node's network ([`crate::network`]) on
+//! its way to the server.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,6 +18,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::cluster::{Node, RestMode};
+use crate::network::{self, Link};
+
+/// The in-memory pipe between a connection's network and its server, per direction.
+const PIPE: usize = 64 * 1024;
 
 /// Serves `router` on `listener` for `node` until `cancel` fires.
 pub async fn serve(
@@ -67,9 +72,18 @@ pub async fn serve(
             }
             accepted = current.accept() => {
                 listener = Some(current);
-                let Ok((stream, _)) = accepted else { continue };
+                let Ok((tcp, _)) = accepted else { continue };
+                let _ = tcp.set_nodelay(true);
+                // Through the node's network: a blackhole takes the connection; otherwise the
+                // server speaks to its end of an in-memory pipe that the network carries.
+                let conditions = node.network.watch(Link::Rest);
+                if conditions.borrow().blackhole {
+                    tokio::spawn(network::swallow(tcp));
+                    continue;
+                }
                 node.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let _ = stream.set_nodelay(true);
+                let (ours, stream) = tokio::io::duplex(PIPE);
+                tokio::spawn(network::carry(tcp, ours, conditions));
                 let service = TowerToHyperService::new(router.clone());
                 let tls = tls.clone();
                 let stop = connections.clone();

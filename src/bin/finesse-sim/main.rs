@@ -16,6 +16,7 @@ mod config;
 mod ids;
 mod listener;
 mod locks;
+mod network;
 mod ports;
 mod prosody;
 mod publisher;
@@ -84,6 +85,31 @@ struct Cli {
     /// Address of the JSON admin API.
     #[arg(long, default_value = "127.0.0.1:0")]
     admin_listen: SocketAddr,
+    /// Round trip added between the agents and every node, on every link (half each way),
+    /// e.g. `40ms`; replaces `[network]` of the config. Per node and link at run time:
+    /// `PUT /admin/nodes/{node}/network/{link}`.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    rtt: Option<std::time::Duration>,
+    /// Jitter each way, e.g. `5ms` (with --rtt; never reorders bytes).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    jitter: Option<std::time::Duration>,
+    /// Bandwidth each way in bytes per second (with --rtt).
+    #[arg(long)]
+    bandwidth: Option<u64>,
+}
+
+impl Cli {
+    /// The network every link starts under: the command line's, else the config's.
+    fn network(&self, config: &SimConfig) -> network::Conditions {
+        if self.rtt.is_none() && self.jitter.is_none() && self.bandwidth.is_none() {
+            return config.network;
+        }
+        network::Conditions::symmetric(
+            self.rtt.unwrap_or_default(),
+            self.jitter.unwrap_or_default(),
+            self.bandwidth.unwrap_or(0),
+        )
+    }
 }
 
 fn main() -> ExitCode {
@@ -196,7 +222,7 @@ async fn run(cli: Cli, config: SimConfig) -> anyhow::Result<()> {
         } else {
             None
         };
-        let (xmpp_port, xmpp_secure_port) = match &prosody {
+        let server_ports = match &prosody {
             Some(p) => (p.spec().c2s_port, p.spec().direct_tls_port),
             None => match (nc.xmpp_port, nc.xmpp_secure_port) {
                 (Some(a), Some(b)) => (a, b),
@@ -205,6 +231,33 @@ async fn run(cli: Cli, config: SimConfig) -> anyhow::Result<()> {
                 ),
             },
         };
+        // The ports the node publishes are the network's: each forwards to the server's own.
+        let network = network::Network::new(cli.network(&config));
+        let xmpp_host = if cli.spawn_prosody {
+            "127.0.0.1"
+        } else {
+            nc.host.as_str()
+        };
+        let mut fronts = Vec::new();
+        for (held, server_port) in ports::reserve(2)?
+            .into_iter()
+            .zip([server_ports.0, server_ports.1])
+        {
+            held.set_nonblocking(true)?;
+            let port = ports::port(&held)?;
+            let upstream = tokio::net::lookup_host((xmpp_host, server_port))
+                .await?
+                .next()
+                .context("XMPP host has no address")?;
+            tokio::spawn(network::forward(
+                TcpListener::from_std(held)?,
+                upstream,
+                network.watch(network::Link::Xmpp),
+                cancel.clone(),
+            ));
+            fronts.push(port);
+        }
+        let (xmpp_port, xmpp_secure_port) = (fronts[0], fronts[1]);
         let scheme = if cli.plain_rest { "http" } else { "https" };
         let (handle, inbox) = publisher::channel();
         nodes.push(Arc::new(Node {
@@ -215,6 +268,8 @@ async fn run(cli: Cli, config: SimConfig) -> anyhow::Result<()> {
             rest_port,
             xmpp_port,
             xmpp_secure_port,
+            xmpp_server_ports: server_ports,
+            network,
             faults: tokio::sync::watch::channel(Faults::default()).0,
             publisher: handle,
             prosody: tokio::sync::Mutex::new(prosody),
@@ -287,10 +342,11 @@ async fn run(cli: Cli, config: SimConfig) -> anyhow::Result<()> {
             node.host.as_str()
         };
         // Plain on the c2s port with --plain-xmpp, else direct TLS on the secure port.
+        // The publisher is inside the data centre: it reaches the server's own ports.
         let (port, publisher_tls) = if cli.plain_xmpp {
-            (node.xmpp_port, None)
+            (node.xmpp_server_ports.0, None)
         } else {
-            (node.xmpp_secure_port, Some(client_tls.clone()))
+            (node.xmpp_server_ports.1, Some(client_tls.clone()))
         };
         let addr = tokio::net::lookup_host((host, port))
             .await?

@@ -1,5 +1,6 @@
 //! The JSON admin API, on its own loopback port: the simulator's info, the truth, the request
-//! log, per-node Prosody controls and faults, task routing, and the CCE-side failures
+//! log, per-node Prosody controls and faults, each node's network (latency, stalls,
+//! blackholes), task routing, and the CCE-side failures
 //! (settings drift, forced logout, double PG failure, a changed password). The paths and
 //! bodies are listed in the README under "Simulator".
 
@@ -17,6 +18,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use crate::cluster::{Cluster, Faults, RestMode, lock};
+use crate::network::Link;
 use crate::truth::{OpError, lockout_remaining, reported_state};
 
 mod behaviour;
@@ -50,6 +52,8 @@ pub fn router(cluster: Arc<Cluster>, info: Value) -> Router {
             get(get_faults).put(put_faults),
         )
         .route("/admin/nodes/{node}/prosody/{op}", post(prosody_op))
+        .route("/admin/nodes/{node}/network", get(get_network))
+        .route("/admin/nodes/{node}/network/{link}", put(put_network))
         .route("/admin/behaviour", get(get_behaviour).put(put_behaviour))
         .route("/admin/sso/{agent}", get(sso::stats))
         .route("/admin/sso/{agent}/token", post(sso::issue))
@@ -264,6 +268,62 @@ async fn put_faults(
         n.publisher.set_available(!after.finesse_unavailable);
     }
     Json(after).into_response()
+}
+
+/// The node's network, each link's conditions.
+fn network_json(n: &crate::cluster::Node) -> Value {
+    Link::ALL
+        .into_iter()
+        .map(|l| {
+            let c = n.network.get(l);
+            (
+                l.as_str().to_owned(),
+                json!({ "rtt_ms": c.rtt().as_millis() as u64, "conditions": c }),
+            )
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+async fn get_network(State(st): State<Admin>, Path(node): Path<String>) -> Response {
+    match st.cluster.node(&node) {
+        Some(n) => Json(network_json(n)).into_response(),
+        None => err(StatusCode::NOT_FOUND, format!("unknown node {node}")),
+    }
+}
+
+/// `PUT /admin/nodes/{node}/network/{link}` (`rest`, `xmpp` or `all`) with a patch of the
+/// link's conditions ([`crate::network::Conditions::patched`]); open connections follow.
+async fn put_network(
+    State(st): State<Admin>,
+    Path((node, link)): Path<(String, String)>,
+    Json(patch): Json<Value>,
+) -> Response {
+    let Some(n) = st.cluster.node(&node).cloned() else {
+        return err(StatusCode::NOT_FOUND, format!("unknown node {node}"));
+    };
+    let links: Vec<Link> = match (link.as_str(), Link::parse(&link)) {
+        ("all", _) => Link::ALL.to_vec(),
+        (_, Some(l)) => vec![l],
+        _ => {
+            return err(
+                StatusCode::NOT_FOUND,
+                format!("unknown link {link} (rest, xmpp, all)"),
+            );
+        }
+    };
+    let mut changed = Vec::new();
+    for l in &links {
+        match n.network.get(*l).patched(&patch) {
+            Ok(c) => changed.push((*l, c)),
+            Err(e) => return err(StatusCode::BAD_REQUEST, e),
+        }
+    }
+    for (l, c) in changed {
+        tracing::info!(node = %n.name, link = l.as_str(), conditions = ?c, "network changed");
+        n.network.set(l, c);
+    }
+    Json(network_json(&n)).into_response()
 }
 
 async fn prosody_op(State(st): State<Admin>, Path((node, op)): Path<(String, String)>) -> Response {
