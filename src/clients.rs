@@ -41,7 +41,7 @@ impl Own {
             &cfg.agent_id,
             credentials,
             &tls,
-            cfg.request_timeout,
+            cfg.http_timeouts(),
             cfg.max_body,
         )?;
         Ok(Clients { tls, rest })

@@ -68,15 +68,39 @@ pub fn client_config(ca_pem: Option<&[u8]>) -> Result<Arc<ClientConfig>, TlsErro
     Ok(Arc::new(config))
 }
 
+/// How long a whole request may take, and how long of that its connection may take (the TCP
+/// connect and the TLS handshake): a node that accepts and never answers is given up on
+/// after `connect`, not after a whole request's time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpTimeouts {
+    /// The whole request.
+    pub request: Duration,
+    /// Its connection, when a new one is needed.
+    pub connect: Duration,
+}
+
+impl HttpTimeouts {
+    /// The same bound for both.
+    pub fn both(timeout: Duration) -> Self {
+        Self {
+            request: timeout,
+            connect: timeout,
+        }
+    }
+}
+
 /// The reqwest client over `tls` (with HTTP/2 and HTTP/1.1 offered by ALPN): no redirects
-/// followed, `timeout` for connecting and for each whole request.
-pub fn http_client(tls: &ClientConfig, timeout: Duration) -> Result<reqwest::Client, TlsError> {
+/// followed, `timeouts` for connecting and for each whole request.
+pub fn http_client(
+    tls: &ClientConfig,
+    timeouts: HttpTimeouts,
+) -> Result<reqwest::Client, TlsError> {
     let mut tls = tls.clone();
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
-        .timeout(timeout)
-        .connect_timeout(timeout)
+        .timeout(timeouts.request)
+        .connect_timeout(timeouts.connect.min(timeouts.request))
         .pool_idle_timeout(Duration::from_secs(30))
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -103,7 +127,7 @@ mod tests {
         ));
         let platform = client_config(None).unwrap();
         assert!(platform.alpn_protocols.is_empty());
-        assert!(http_client(&platform, Duration::from_secs(1)).is_ok());
+        assert!(http_client(&platform, HttpTimeouts::both(Duration::from_secs(1))).is_ok());
     }
 
     #[test]

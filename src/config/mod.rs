@@ -182,6 +182,11 @@ pub struct Config {
     /// Per-request timeout.
     #[serde(rename = "finesse.request_timeout", with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// The bound on each step of making a connection: REST's TCP connect and TLS handshake;
+    /// XMPP's TCP connect, TLS, WebSocket upgrade and stream header, then its features and
+    /// SASL exchange.
+    #[serde(rename = "finesse.connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
     /// Largest response body accepted.
     #[serde(rename = "finesse.max_body")]
     pub max_body: u64,
@@ -287,6 +292,14 @@ fn choice<T: Copy>(
 }
 
 impl Config {
+    /// The REST client's timeouts.
+    pub fn http_timeouts(&self) -> crate::tls::HttpTimeouts {
+        crate::tls::HttpTimeouts {
+            request: self.request_timeout,
+            connect: self.connect_timeout,
+        }
+    }
+
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| err(path, "(file)", e.to_string()))?;
@@ -317,6 +330,9 @@ impl Config {
         if raw.finesse.request_timeout.is_zero() {
             return Err(err(f, "finesse.request_timeout", "must be above zero"));
         }
+        if raw.finesse.connect_timeout.is_zero() {
+            return Err(err(f, "finesse.connect_timeout", "must be above zero"));
+        }
         let max_body = raw.finesse.max_body.as_u64();
         if max_body < 1024 {
             return Err(err(f, "finesse.max_body", "must be at least 1KiB"));
@@ -344,6 +360,7 @@ impl Config {
             nodes,
             ca_pem,
             request_timeout: raw.finesse.request_timeout,
+            connect_timeout: raw.finesse.connect_timeout,
             max_body,
             xmpp,
             media,

@@ -74,6 +74,8 @@ pub(super) struct RawFinesse {
     pub(super) ca_file: Option<PathBuf>,
     #[serde(default = "d_request_timeout", with = "humantime_serde")]
     pub(super) request_timeout: Duration,
+    #[serde(default = "d_connect_timeout", with = "humantime_serde")]
+    pub(super) connect_timeout: Duration,
     #[serde(default = "d_max_body")]
     pub(super) max_body: bytesize::ByteSize,
     #[serde(default = "d_transfer_element")]
@@ -256,6 +258,12 @@ impl Default for RawLog {
 
 fn d_request_timeout() -> Duration {
     Duration::from_secs(10)
+}
+/// Five seconds: dozens of round trips at 100 ms and a lost SYN's retransmission (1 s), and
+/// short enough that two tries at a node that accepts and never answers still leave a
+/// failover well inside Finesse's 60 s forced-logout window.
+fn d_connect_timeout() -> Duration {
+    Duration::from_secs(5)
 }
 fn d_max_body() -> bytesize::ByteSize {
     bytesize::ByteSize::mib(1)

@@ -111,23 +111,25 @@ impl Driver {
         };
         // A bracketed IPv6 literal resolves without them.
         let bare = host.trim_start_matches('[').trim_end_matches(']');
-        let addr = tokio::net::lookup_host((bare, port))
+        let mut addrs = tokio::net::lookup_host((bare, port))
             .await
             .map_err(|source| XmppError::Resolve {
                 host: host.clone(),
                 port,
                 source,
-            })?
-            .next()
-            .ok_or_else(|| XmppError::NoAddress {
-                host: host.clone(),
-                port,
             })?;
+        let addr = addrs.next().ok_or_else(|| XmppError::NoAddress {
+            host: host.clone(),
+            port,
+        })?;
+        let more: Vec<_> = addrs.collect();
         let (user, password, mechanisms) = self.xmpp_login();
         let jid: Jid = format!("{user}@{domain}/{}", self.cfg.xmpp.resource)
             .parse()
             .map_err(|e: tokio_xmpp::jid::Error| XmppError::Jid(e.to_string()))?;
         let mut connector = Connector::new(addr, self.cfg.xmpp.tls, self.tls.clone())
+            .with_more_addresses(more)
+            .with_connect_timeout(self.cfg.connect_timeout)
             .with_round_trips(self.shared.metrics.xmpp_round_trips());
         if websocket {
             let endpoint = Endpoint {

@@ -2,8 +2,6 @@
 //! capped at `max_body`, and errors classified by cause so the recovery machine can decide between
 //! "retry later", "fail over" and "stop: credentials rejected".
 
-use std::time::Duration;
-
 use reqwest::{Method, Url};
 
 use super::answer_cache::AnswerCache;
@@ -114,15 +112,15 @@ pub struct Rest {
 }
 
 impl Rest {
-    /// A client over `tls` (see [`crate::tls`]), each request bounded by `timeout`.
+    /// A client over `tls` (see [`crate::tls`]), each request bounded by `timeouts`.
     pub fn new(
         user: &str,
         credentials: Credentials,
         tls: &rustls::ClientConfig,
-        timeout: Duration,
+        timeouts: crate::tls::HttpTimeouts,
         max_body: u64,
     ) -> Result<Self, crate::tls::TlsError> {
-        let http = crate::tls::http_client(tls, timeout)?;
+        let http = crate::tls::http_client(tls, timeouts)?;
         Ok(Self {
             http,
             user: user.to_owned(),

@@ -1,7 +1,7 @@
 //! What a fleet lends its agents ([`Pool`], a [`Provider`]): one TLS configuration, one HTTP
 //! client (a connection pool per node) and the nodes' anonymous SystemInfo answers, for every
-//! agent whose CA and request timeout are the fleet's; and the fleet's caps. An agent whose
-//! file sets its own CA or timeout gets clients of its own, under the same caps. A reload of
+//! agent whose CA and timeouts are the fleet's; and the fleet's caps. An agent whose
+//! file sets its own CA or timeouts gets clients of its own, under the same caps. A reload of
 //! the fleet file swaps in new shared resources only for what changed; each agent picks them up
 //! at its own reload, which the fleet sends right after.
 
@@ -13,12 +13,12 @@ use crate::clients::{Clients, Own, Provider};
 use crate::config::Config;
 use crate::finesse::rest::{Credentials, Rest, SystemInfoCache};
 use crate::throttle::Throttle;
-use crate::tls::TlsError;
+use crate::tls::{HttpTimeouts, TlsError};
 
 /// The resources shared for one set of fleet settings.
 struct Shared {
     ca_pem: Option<Vec<u8>>,
-    request_timeout: Duration,
+    timeouts: HttpTimeouts,
     tls: Arc<rustls::ClientConfig>,
     http: reqwest::Client,
     info: Arc<SystemInfoCache>,
@@ -48,10 +48,10 @@ fn fresh_for(base: &Config) -> Duration {
 
 fn build(base: &Config, rates: Rates, caps: Option<Arc<Caps>>) -> Result<Shared, TlsError> {
     let tls = crate::tls::client_config(base.ca_pem.as_deref())?;
-    let http = crate::tls::http_client(&tls, base.request_timeout)?;
+    let http = crate::tls::http_client(&tls, base.http_timeouts())?;
     Ok(Shared {
         ca_pem: base.ca_pem.clone(),
-        request_timeout: base.request_timeout,
+        timeouts: base.http_timeouts(),
         tls,
         http,
         info: Arc::new(SystemInfoCache::new(fresh_for(base))),
@@ -78,7 +78,7 @@ impl Pool {
     pub fn rebuild(&self, base: &Config, rates: Rates) -> Result<Rebuilt, TlsError> {
         let old = read(&self.current);
         let clients = old.ca_pem != base.ca_pem
-            || old.request_timeout != base.request_timeout
+            || old.timeouts != base.http_timeouts()
             || old.info.fresh_for() != fresh_for(base);
         let caps = old.caps.rates != rates;
         if !clients && !caps {
@@ -90,7 +90,7 @@ impl Pool {
         } else {
             Shared {
                 ca_pem: old.ca_pem.clone(),
-                request_timeout: old.request_timeout,
+                timeouts: old.timeouts,
                 tls: old.tls.clone(),
                 http: old.http.clone(),
                 info: old.info.clone(),
@@ -114,8 +114,8 @@ impl Provider for Pool {
     fn clients(&self, cfg: &Config, credentials: Credentials) -> Result<Clients, TlsError> {
         let shared = read(&self.current);
         let throttle: Arc<dyn Throttle> = shared.caps.clone();
-        // The one rule for sharing: the same CA and request timeout as the fleet's.
-        let same = cfg.ca_pem == shared.ca_pem && cfg.request_timeout == shared.request_timeout;
+        // The one rule for sharing: the same CA and timeouts as the fleet's.
+        let same = cfg.ca_pem == shared.ca_pem && cfg.http_timeouts() == shared.timeouts;
         let clients = if same {
             Clients {
                 tls: shared.tls.clone(),
@@ -206,7 +206,7 @@ mod tests {
             }
         );
         assert!(!Arc::ptr_eq(&first.tls, &shared(&pool).tls));
-        assert_eq!(shared(&pool).request_timeout, Duration::from_secs(3));
+        assert_eq!(shared(&pool).timeouts.request, Duration::from_secs(3));
     }
 
     #[test]

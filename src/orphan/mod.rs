@@ -133,7 +133,9 @@ impl OrphanGuard {
         let mut mrds = HashMap::new();
         for (id, cfg) in probes {
             let http = crate::tls::client_config(cfg.ca_pem.as_deref())
-                .and_then(|tls| crate::tls::http_client(&tls, cfg.timeout))
+                .and_then(|tls| {
+                    crate::tls::http_client(&tls, crate::tls::HttpTimeouts::both(cfg.timeout))
+                })
                 .map_err(|e| format!("orphan_probe.ca_file: {e}"))?;
             let slots = Arc::new(Semaphore::new(cfg.max_in_flight));
             mrds.insert(id, Mrd { cfg, http, slots });

@@ -14,16 +14,17 @@ use std::collections::BTreeSet;
 
 use crate::vocab::MAX_REFUSALS;
 
-use tokio_xmpp::connect::ServerConnector;
+use tokio_xmpp::connect::{AsyncReadAndWrite, ServerConnector};
 use tokio_xmpp::error::AuthError;
 use tokio_xmpp::jid::Jid;
 use tokio_xmpp::parsers::ns;
 use tokio_xmpp::parsers::sasl::DefinedCondition as SaslCondition;
 use tokio_xmpp::stanzastream::Connection;
-use tokio_xmpp::xmlstream::{StreamHeader, Timeouts};
+use tokio_xmpp::xmlstream::{PendingFeaturesRecv, StreamHeader, Timeouts};
 use tokio_xmpp::{Error, client_login};
 
 use super::Connector;
+use super::connector::timed_out;
 use crate::config::ChannelBinding;
 
 /// How SASL is negotiated.
@@ -190,6 +191,25 @@ async fn attempt(params: &LoginParams, bind: bool) -> Result<Connection, Attempt
     } else {
         sasl::common::ChannelBinding::None
     };
+    let negotiated = negotiate(params, pending, binding, username);
+    match params.connector.connect_timeout() {
+        None => negotiated.await,
+        Some(limit) => tokio::time::timeout(limit, negotiated)
+            .await
+            .unwrap_or_else(|_| {
+                let what = "the XMPP features and SASL exchange";
+                Err(timed_out(what, limit).into())
+            }),
+    }
+}
+
+/// The features, SASL, the restarted stream and its features.
+async fn negotiate<S: AsyncReadAndWrite + 'static>(
+    params: &LoginParams,
+    pending: PendingFeaturesRecv<S>,
+    binding: sasl::common::ChannelBinding,
+    username: String,
+) -> Result<Connection, Attempt> {
     let (features, stream) = pending.recv_features().await.map_err(Error::from)?;
     let mechanisms = usable(&features.sasl_mechanisms, &params.sasl.mechanisms);
     // tokio-xmpp prefers SCRAM, which takes the `-PLUS` form whenever a binding is given.
