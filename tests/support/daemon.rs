@@ -22,6 +22,8 @@ pub struct DaemonConfig {
     pub media: String,
     /// XMPP ping interval and timeout.
     pub ping: (&'static str, &'static str),
+    /// `[finesse] request_timeout` and `connect_timeout`.
+    pub timeouts: (&'static str, &'static str),
     /// `[recovery] auth_retry`.
     pub auth_retry: &'static str,
     /// `[recovery] failover_after`.
@@ -55,6 +57,7 @@ impl Default for DaemonConfig {
             password: PASSWORD.to_owned(),
             media: "[[media]]\nid = 5002\nmax_dialog_limit = 3\ninterrupt_action = \"ACCEPT\"\ndialog_logout_action = \"CLOSE\"\nstate = \"READY\"\n".into(),
             ping: ("1s", "1s"),
+            timeouts: ("2s", "2s"),
             auth_retry: "2s",
             failover_after: "1s",
             resync_every: "5m",
@@ -109,7 +112,7 @@ impl Daemon {
         }
         let toml = format!(
             "[agent]\nid = \"{agent}\"\n{password_line}\n\n\
-             [finesse]\nnodes = {nodes}\nca_file = {ca:?}\nrequest_timeout = \"2s\"\n\
+             [finesse]\nnodes = {nodes}\nca_file = {ca:?}\nrequest_timeout = \"{rt}\"\nconnect_timeout = \"{ct}\"\n\
              lockout_window = \"4s\"\n\n\
              [xmpp]\nping_interval = \"{pi}\"\nping_timeout = \"{pt}\"\n{transport}{xmpp_extra}\n{media}\n\
              [recovery]\nfirst_retry_window = \"300ms\"\nbackoff_initial = \"200ms\"\nbackoff_max = \"1s\"\n\
@@ -137,6 +140,8 @@ impl Daemon {
             },
             nodes = sim.nodes_toml(),
             ca = sim.info.ca_file,
+            rt = cfg.timeouts.0,
+            ct = cfg.timeouts.1,
             pi = cfg.ping.0,
             pt = cfg.ping.1,
             media = cfg.media,

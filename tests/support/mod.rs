@@ -78,16 +78,32 @@ pub fn sim_config() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/sim.toml")
 }
 
+/// The round trip `FINESSE_TEST_RTT` asks for (`40ms`), if any; a value that does not parse
+/// fails loudly rather than testing loopback by mistake.
+pub fn test_rtt() -> Option<Duration> {
+    let text = std::env::var("FINESSE_TEST_RTT").ok()?;
+    Some(
+        humantime::parse_duration(&text)
+            .unwrap_or_else(|e| panic!("FINESSE_TEST_RTT={text:?} is not a duration: {e}")),
+    )
+}
+
 impl Sim {
     /// Starts the simulator with `--spawn-prosody` and `extra` arguments.
     /// `FINESSE_TEST_XMPP_SERVER=ejabberd` runs every such test against ejabberd instead of
-    /// Prosody (`scripts/test.sh` runs the recovery scenarios both ways).
+    /// Prosody (`scripts/test.sh` runs the recovery scenarios both ways), and
+    /// `FINESSE_TEST_RTT=40ms` puts that round trip between the agents and every node
+    /// (the simulator's network, `--rtt`), as a home agent's VPN-less desktop sees it.
     pub async fn start(extra: &[&str]) -> Sim {
-        let mut args = vec!["--spawn-prosody"];
+        let mut args: Vec<String> = vec!["--spawn-prosody".into()];
         if std::env::var("FINESSE_TEST_XMPP_SERVER").as_deref() == Ok("ejabberd") {
-            args.extend_from_slice(&["--xmpp-server", "ejabberd"]);
+            args.extend(["--xmpp-server".into(), "ejabberd".into()]);
         }
-        args.extend_from_slice(extra);
+        if let Some(rtt) = test_rtt() {
+            args.extend(["--rtt".into(), format!("{}ms", rtt.as_millis())]);
+        }
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         Self::start_with(sim_config(), &args).await
     }
 
@@ -250,6 +266,20 @@ impl Sim {
             Some(patch),
         )
         .await
+    }
+
+    /// Changes the network between the agents and `node` on `link` (`rest`, `xmpp`, `all`)
+    /// by a patch of its conditions; panics unless the simulator took it.
+    pub async fn network(&self, node: &str, link: &str, patch: Value) -> Value {
+        let (status, body) = self
+            .admin_status(
+                reqwest::Method::PUT,
+                &format!("/admin/nodes/{node}/network/{link}"),
+                Some(patch.clone()),
+            )
+            .await;
+        assert_eq!(status, 200, "network {node}/{link} {patch}: {body}");
+        body
     }
 
     pub async fn prosody(&self, node: &str, op: &str) -> Value {
