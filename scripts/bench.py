@@ -60,10 +60,11 @@ def detection(sim, d, trials, ping, timeout):
             f"ping_interval + ping_timeout = {ping + timeout:.0f} s", f"{med:.2f}", "<= 1.1", verdict(mx <= 1.1))
 
 
-def recover_once(sim, d, fault, clear, inject=False):
+def recover_once(sim, d, fault, clear, inject=False, one_way=0.0):
     """One recovery. `clear` makes the server reachable again (or, with `inject`, signals the
     drift). The figure starts when the server is back, or later when the attempt that succeeded
-    began (its SystemInfo request): a backoff or polling wait is not recovery work."""
+    began (its SystemInfo request, logged by the simulator `one_way` after the daemon sent it
+    when a round trip is simulated): a backoff or polling wait is not recovery work."""
     wait(d.steady_and_up, what="steady")
     time.sleep(0.3)
     if fault:
@@ -83,7 +84,7 @@ def recover_once(sim, d, fault, clear, inject=False):
     new = [r for r in reqs if r["seq"] > seq0 and ts(r["time"]) <= t_steady]
     # Where the work that succeeded began: its SystemInfo request, or the daemon's line for the
     # end of a backoff wait, an IN_SERVICE SystemInfo, or a notification asking for a resync.
-    marks = [ts(r["time"]) for r in new if r["path"].endswith("/SystemInfo")]
+    marks = [ts(r["time"]) - one_way for r in new if r["path"].endswith("/SystemInfo")]
     marks += [ts(e["timestamp"]) for e in d.log() if e.get("fields", {}).get("message") in MARKS
               and t0 <= ts(e["timestamp"]) <= t_steady]
     start = max([t_clear] + marks)

@@ -337,6 +337,7 @@ impl Driver {
             return failed(Cause::XmppSetup);
         }
         info!(jid = %params.jid, addr = %params.connector_addr(), "XMPP session up");
+        self.memo.proven_at = Some(Instant::now());
         Input::Connected { pending: wait }
     }
 }

@@ -2,7 +2,8 @@
 //! take (so it is not repeated until the config, the node or a fresh sign-in changes), a
 //! sign-in Finesse refused (shown in the state until one succeeds, retried on the recovery
 //! backoff), the sign-ins whose asynchronous answer is still due (by `requestId`), the
-//! ineligible MRDs already warned about, and the rate limit of bad-input log lines.
+//! ineligible MRDs already warned about, the rate limit of bad-input log lines, and when the
+//! credentials were last proven.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -48,6 +49,9 @@ pub(super) struct Memo {
     pub binding_refused: bool,
     /// A `see-other-uri` the WebSocket server sent, for the next login.
     pub redirect: crate::xmpp::websocket::Redirect,
+    /// When the XMPP login accepted the credentials (taken by the resync that follows it):
+    /// only credentials just proven may go out in several requests at once.
+    pub proven_at: Option<tokio::time::Instant>,
 }
 
 impl Memo {

@@ -13,6 +13,9 @@
 //!    state if the agent is idle in the other one.
 //! 4. Dialog LIST, diffed against the held dialogs: added, removed, changed.
 //!
+//! Round trips: the Media GETs and the LISTs of every MRD go out together (one round trip);
+//! a change is confirmed by the GET after Finesse's notification about it, not by polling.
+//!
 //! Notifications that arrive meanwhile are held and handed back to the link afterwards, in
 //! order, so nothing offered or closed mid-resync is lost.
 
@@ -30,6 +33,10 @@ use crate::reconcile::Persistent;
 use crate::reconcile::{self, DialogView, Drift, MediaAction, MediaView, drifted, sign_in_of};
 use crate::vocab::{EventKind, SigninReason};
 use crate::xmpp::link::LinkEvent;
+
+/// How recent a login's proof of the credentials must be for a resync to send several
+/// credential-bearing requests at once.
+const PROVEN_FOR: Duration = Duration::from_secs(5);
 
 /// How often, and how many times, a Media GET is repeated while waiting for an outcome.
 const CONFIRM_STEP: Duration = Duration::from_millis(100);
@@ -78,13 +85,43 @@ impl Sent {
 async fn run(s: &mut Driver, idx: usize, sent: &mut Sent) -> Result<(), RestError> {
     let node = s.cfg.nodes[idx].clone();
     let (mut added, mut removed, mut changed) = (0usize, 0usize, 0usize);
-    for want in s.cfg.media.clone() {
-        let eligible = sync_media(s, idx, &node, &want, sent).await?;
+    let wants = s.cfg.media.clone();
+    // Every MRD's Media GET and Dialogs LIST depend on nothing but the session (the
+    // subscriptions are confirmed, so what changes after a read arrives as a notification):
+    // they go out together, one round trip for all. Only what a Media answer asks for (a
+    // sign-in, a state change) waits for it. A LIST of an MRD the agent is not in is dropped.
+    // But several requests at once each carry the credentials, and each refusal counts
+    // toward the site's lockout: unless the login that just happened proved them, the first
+    // goes alone, and the others only once it was not refused.
+    let proven = s
+        .memo
+        .proven_at
+        .take()
+        .is_some_and(|at| at.elapsed() < PROVEN_FOR);
+    let mut first = None;
+    if !proven {
+        if let Some(w) = wants.first() {
+            first = Some(s.rest.media(&node, w.id).await?);
+            s.shared.beat();
+        }
+    }
+    let skip = usize::from(first.is_some());
+    let (rest_of, lists) = {
+        let (rest, node) = (&s.rest, &node);
+        futures::future::join(
+            futures::future::join_all(wants.iter().skip(skip).map(|w| rest.media(node, w.id))),
+            futures::future::join_all(wants.iter().map(|w| rest.dialogs(node, w.id))),
+        )
+        .await
+    };
+    s.shared.beat();
+    let medias = first.map(Ok).into_iter().chain(rest_of);
+    for ((want, media), list) in wants.into_iter().zip(medias).zip(lists) {
+        let eligible = sync_media(s, idx, &node, &want, sent, media?).await?;
         if !eligible {
             continue;
         }
-        let list = s.rest.dialogs(&node, want.id).await?;
-        s.shared.beat();
+        let list = list?;
         let views: Vec<DialogView> = list
             .into_iter()
             .map(|d| DialogView::from_dialog(d, want.id))
@@ -113,19 +150,18 @@ async fn run(s: &mut Driver, idx: usize, sent: &mut Sent) -> Result<(), RestErro
     Ok(())
 }
 
-/// Brings one MRD to the config's settings and state; publishes its view. False when the
-/// agent is not eligible for it.
+/// Brings one MRD, whose Media read `media`, to the config's settings and state; publishes
+/// its view. False when the agent is not eligible for it.
 async fn sync_media(
     s: &mut Driver,
     idx: usize,
     node: &Url,
     want: &MediaConfig,
     sent: &mut Sent,
+    mut media: Media,
 ) -> Result<bool, RestError> {
     let mrd = want.id;
     let asked = sign_in_of(want);
-    let mut media = s.rest.media(node, mrd).await?;
-    s.shared.beat();
     let remembered = s.memo.persistent.get(&mrd);
     match reconcile::decide_remembering(&media, want, idx, remembered) {
         MediaAction::Ineligible => {
@@ -145,8 +181,8 @@ async fn sync_media(
             s.memo.persistent.remove(&mrd);
             sent.sign_in(media.state());
             let rid = request_id();
-            match s.rest.sign_in(node, asked, &rid).await {
-                Ok(_) => {}
+            let told = match s.rest.sign_in(node, asked, &rid).await {
+                Ok(outcome) => Told::from(outcome),
                 Err(RestError::Client { errors, .. })
                     if errors
                         .iter()
@@ -160,9 +196,9 @@ async fn sync_media(
                     return refused(s, mrd, &media, want, &constant);
                 }
                 Err(e) => return Err(e),
-            }
+            };
             s.shared.beat();
-            media = confirm(s, node, mrd, sent, Some(&rid), |m| {
+            media = confirm(s, node, mrd, sent, Some(&rid), told, |m| {
                 !reconcile::needs_sign_in(m.state())
             })
             .await?;
@@ -180,11 +216,12 @@ async fn sync_media(
             // holds (the MRD may then read ACTIVE): set the desired base state now.
             if want.state == DesiredState::Ready || want.reason_code_id.is_some() {
                 info!(mrd, to = %want.state, "setting the desired state after sign-in");
-                s.rest
+                let told = s
+                    .rest
                     .set_state(node, mrd, want.state.as_str(), want.reason_code_id)
                     .await?;
                 s.shared.beat();
-                media = confirm(s, node, mrd, sent, None, |m| {
+                media = confirm(s, node, mrd, sent, None, told.into(), |m| {
                     m.state() == want.state.as_str() || !matches!(m.state(), "READY" | "NOT_READY")
                 })
                 .await?;
@@ -198,7 +235,11 @@ async fn sync_media(
             if outcome == PutOutcome::AlreadyLoggedIn {
                 info!(mrd, "agent already logged in: the expected answer");
             }
-            media = confirm(s, node, mrd, sent, None, |m| drifted(m, want).is_empty()).await?;
+            let told = outcome.into();
+            media = confirm(s, node, mrd, sent, None, told, |m| {
+                drifted(m, want).is_empty()
+            })
+            .await?;
             let fields = drifted(&media, want);
             if !fields.is_empty() {
                 warn!(
@@ -222,16 +263,18 @@ async fn sync_media(
         reconcile::desired_state(media.state(), media.reason(), want)
     {
         info!(mrd, from = media.state(), to = %state, "restoring the desired state");
-        s.rest.set_state(node, mrd, state.as_str(), reason).await?;
+        let told = s.rest.set_state(node, mrd, state.as_str(), reason).await?;
         s.shared.beat();
-        media = confirm(s, node, mrd, sent, None, |m| m.state() == state.as_str()).await?;
+        let ok = |m: &Media| m.state() == state.as_str();
+        media = confirm(s, node, mrd, sent, None, told.into(), ok).await?;
     }
     // A sign-in lands routable; the API's "not routable" is restored.
     if s.unroutable.contains(&mrd) && media.is_routable() == Some(true) {
         info!(mrd, "restoring routable=false as set through the API");
-        s.rest.set_routable(node, mrd, false).await?;
+        let told = s.rest.set_routable(node, mrd, false).await?;
         s.shared.beat();
-        media = confirm(s, node, mrd, sent, None, |m| m.is_routable() != Some(true)).await?;
+        let ok = |m: &Media| m.is_routable() != Some(true);
+        media = confirm(s, node, mrd, sent, None, told.into(), ok).await?;
     }
     publish(s, idx, mrd, &media, want);
     Ok(true)
@@ -305,36 +348,84 @@ fn refused(
     Ok(true)
 }
 
-/// GETs the media until `ok` holds (bounded), reading the link meanwhile so that an
-/// asynchronous refusal of `rid` ends the wait; returns the last one read.
+/// How a change Finesse was asked for answered: at once, or later by a notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Told {
+    /// The answer said what happened (`already logged in`): read the Media at once.
+    Now,
+    /// Accepted (202): Finesse publishes the outcome; wait for its word before reading.
+    Later,
+}
+
+impl From<PutOutcome> for Told {
+    fn from(outcome: PutOutcome) -> Self {
+        match outcome {
+            PutOutcome::AlreadyLoggedIn => Told::Now,
+            PutOutcome::Accepted => Told::Later,
+        }
+    }
+}
+
+/// True when `ev` is Finesse's word on `mrd` (its Media changed) or on request `rid`.
+fn concerns(ev: &LinkEvent, mrd: u32, rid: Option<&str>) -> bool {
+    let LinkEvent::Update { update, .. } = ev else {
+        return false;
+    };
+    match &update.notification {
+        Notification::Media(m) => m.mrd() == Some(mrd),
+        Notification::Errors(_) => rid.is_some_and(|r| update.request_id.trim() == r),
+        _ => false,
+    }
+}
+
+/// Reads the media until `ok` holds (bounded); returns the last one read. Every read is a
+/// GET (a Media notification may leave settings out), but none is wasted: after a change
+/// that Finesse answers later (`told`), and between reads, the link is read until Finesse's
+/// notification about this MRD (or an asynchronous refusal of `rid`, which ends the wait)
+/// arrives, for at most [`CONFIRM_STEP`]. Events read are held for afterwards.
 async fn confirm(
     s: &mut Driver,
     node: &Url,
     mrd: u32,
     sent: &mut Sent,
     rid: Option<&str>,
+    told: Told,
     ok: impl Fn(&Media) -> bool,
 ) -> Result<Media, RestError> {
+    if told == Told::Later {
+        wait_for_word(s, mrd, sent, rid).await;
+    }
     let mut media = s.rest.media(node, mrd).await?;
     s.shared.beat();
     for _ in 0..CONFIRM_TRIES {
         if ok(&media) || rid.is_some_and(|r| sent.refusal(r).is_some()) {
             break;
         }
-        let until = tokio::time::Instant::now() + CONFIRM_STEP;
-        loop {
-            tokio::select! {
-                () = tokio::time::sleep_until(until) => break,
-                ev = s.link.next() => match ev {
-                    Some(ev) => sent.held.push(ev),
-                    None => break,
-                },
-            }
-        }
+        wait_for_word(s, mrd, sent, rid).await;
         media = s.rest.media(node, mrd).await?;
         s.shared.beat();
     }
     Ok(media)
+}
+
+/// Reads the link for at most [`CONFIRM_STEP`], until an event about `mrd` or `rid`.
+async fn wait_for_word(s: &mut Driver, mrd: u32, sent: &mut Sent, rid: Option<&str>) {
+    let until = tokio::time::Instant::now() + CONFIRM_STEP;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep_until(until) => return,
+            ev = s.link.next() => match ev {
+                Some(ev) => {
+                    let word = concerns(&ev, mrd, rid);
+                    sent.held.push(ev);
+                    if word {
+                        return;
+                    }
+                }
+                None => return,
+            },
+        }
+    }
 }
 
 impl Driver {
