@@ -104,12 +104,18 @@ def recovery(name, rtt, results, sim=None):
     if sim and not m["xmpp"] and m["records"]:
         # What the same REST calls cost a bare client: the server's share of the gap.
         reference = f"; the same {m['rest']} REST calls replayed by a bare HTTPS client: {sim.replay(m['records']) * 1000:.1f} ms"
+    # A figure under its physical floor means the clock started after the work did: the
+    # benchmark is wrong, and says so instead of passing.
+    low = min(r["took"] for r in results)
+    result = verdict(ratio <= 1.5 and took <= 0.05)
+    if low < floor:
+        result = f"fail: {low * 1000:.1f} ms is below the floor, the clock started late"
     return (f"recovery: {name}",
             f"median {took * 1000:.1f} ms, max {max(r['took'] for r in results) * 1000:.1f} ms ({len(results)} trials); "
             f"from the clear call: median {statistics.median(r['from_clear'] for r in results) * 1000:.1f} ms",
             f"{trips:.0f} round trips ({m['rest']} REST, {m['conns']} new TLS connections x 2, {m['xmpp']} XMPP) "
             f"x RTT {rtt * 1000:.2f} ms = {floor * 1000:.1f} ms{reference}",
-            f"{ratio:.1f}", "<= 1.5 x floor, <= 50 ms", verdict(ratio <= 1.5 and took <= 0.05))
+            f"{ratio:.1f}", "<= 1.5 x floor, <= 50 ms", result)
 
 
 def transports(bins, work, n):

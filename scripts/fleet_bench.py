@@ -8,7 +8,7 @@ XMPP logins started per second (the fleet's "XMPP login started" lines, which th
 gates) beside those completed ("XMPP session up"), and the time until all are
 steady, against the caps.
 Usage: python3 scripts/fleet_bench.py [--n 100 500 2000] [--idle 60] [--singles 200]
-       [--herd-only] [--logins 50]"""
+       [--herd-only] [--logins 50] [--rtt 80]"""
 import argparse
 import json
 import os
@@ -30,7 +30,7 @@ FIRST = 2000000
 class RangeSim:
     """finesse-sim whose agents are a range (`agents = { first, count }`)."""
 
-    def __init__(self, bins, work, n):
+    def __init__(self, bins, work, n, args=()):
         config = f"{work}/sim.toml"
         open(config, "w").write(f"""domain = "finesse.test"
 agents = {{ first = {FIRST}, count = {max(n, 1)}, mrds = [5002], password = "herd-{{n}}-secret" }}
@@ -39,7 +39,7 @@ id = 5002
 name = "Chat_MRD"
 interruptible = true
 """)
-        self.proc = subprocess.Popen([f"{bins}/finesse-sim", "--config", config, "--spawn-prosody"],
+        self.proc = subprocess.Popen([f"{bins}/finesse-sim", "--config", config, "--spawn-prosody", *args],
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         self.info = json.loads(self.proc.stdout.readline())
         self.admin = self.info["admin"]
@@ -199,8 +199,8 @@ def sliding_peak(times, width):
     return best
 
 
-def herd(bins, work, n):
-    sim = RangeSim(bins, work, n)
+def herd(bins, work, n, rtt=0):
+    sim = RangeSim(bins, work, n, args=["--rtt", f"{rtt}ms"] if rtt else [])
     fleet = Fleet(bins, work, sim, n, name="herd")
     try:
         wait(lambda: fleet.steady() == n, limit=60 + 2 * n / LOGINS, step=0.5, what="all steady")
@@ -240,18 +240,19 @@ def herd(bins, work, n):
     cap_100ms = REQUESTS / 10 + max(1, REQUESTS / 10)
     goal_time = WINDOW + n / LOGINS + 10
     took = t_all - t_back
+    at = f" at {rtt} ms RTT" if rtt else ""
     return [
-        (f"fleet herd: {n} agents in one fleet, side A down {DOWN:.0f} s then back: REST requests at the sim per 100 ms",
+        (f"fleet herd: {n} agents in one fleet{at}, side A down {DOWN:.0f} s then back: REST requests at the sim per 100 ms",
          f"peak {max(buckets)}, median of busy buckets {statistics.median(busy):.0f}, {len(busy)} busy buckets of {len(buckets)}; "
          f"{len(times)} requests",
          f"cap {REQUESTS:.0f}/s = {REQUESTS / 10:.0f} per 100 ms + a burst of {max(1, REQUESTS / 10):.0f} (spike would be ~{n})",
          f"{max(buckets) / cap_100ms:.2f}", "peak <= the cap, no spike to N", "pass" if max(buckets) <= cap_100ms else "short"),
-        (f"fleet herd: XMPP logins started per second after side A is back ({n} agents)",
+        (f"fleet herd: XMPP logins started per second after side A is back ({n} agents{at})",
          f"peak {max(per_s)} in any 1 s, {len(starts)} started; completed ('XMPP session up'): peak {max(done_s)}/s, "
          f"{len(logins)} in all",
          f"cap {LOGINS:.0f} logins and sign-ins per second + a burst of {burst}",
          f"{max(per_s) / LOGINS:.2f}", "started <= the cap", "pass" if max(per_s) <= LOGINS + burst else "short"),
-        (f"fleet herd: all {n} steady after side A is back",
+        (f"fleet herd: all {n} steady after side A is back{at}",
          f"{took:.1f} s; down at {t_kill - t_back:.0f} s",
          f"first_retry_window {WINDOW:.0f} s + N / max_logins_per_second {n / LOGINS:.0f} s + 10 s = {goal_time:.0f} s",
          f"{took / goal_time:.2f}", "<= first_retry_window + N / cap + 10 s", "pass" if took <= goal_time else "short"),
@@ -266,6 +267,7 @@ def main():
     ap.add_argument("--bins", default=f"{ROOT}/target/release")
     ap.add_argument("--herd-only", action="store_true", help="skip the idle footprints and singles")
     ap.add_argument("--logins", type=float, default=50.0, help="max_logins_per_second")
+    ap.add_argument("--rtt", type=int, default=0, help="simulated round trip in ms for the herd (finesse-sim --rtt)")
     a = ap.parse_args()
     global LOGINS
     LOGINS = a.logins
@@ -280,7 +282,7 @@ def main():
     if a.singles and not a.herd_only:
         rows.append(singles(a.bins, work, a.singles, per))
         print(table(rows[-1:]), flush=True)
-    rows += herd(a.bins, work, max(a.n))
+    rows += herd(a.bins, work, max(a.n), a.rtt)
     print(f"\n{machine()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
     print(table(rows))
 

@@ -14,6 +14,7 @@
 
 pub mod api;
 pub mod caps;
+pub mod cluster;
 pub mod config;
 mod metrics;
 pub mod pool;
