@@ -119,6 +119,9 @@ pub struct Machine {
     /// Since when logins to the current node fail (not for the credentials) although its
     /// REST may answer IN_SERVICE: past `failover_after`, the other node is tried.
     xmpp_failing_since: Option<Instant>,
+    /// When the SystemInfo now awaited was asked: a node that fails to answer was down for
+    /// as long as the question waited (a blackholed node's connect timeout is down time).
+    asked_at: Option<Instant>,
 }
 
 impl Machine {
@@ -135,6 +138,7 @@ impl Machine {
             confirmed: None,
             down_since: None,
             failure_at: None,
+            asked_at: None,
             xmpp_up: false,
             ready_sent: false,
             counters: Counters::default(),
@@ -186,6 +190,12 @@ impl Machine {
     pub fn step(&mut self, input: Input, now: Instant) -> Vec<Action> {
         let mut out = Vec::new();
         logic::step(self, input, now, &mut out);
+        if out
+            .iter()
+            .any(|a| matches!(a, Action::AskSystemInfo { .. }))
+        {
+            self.asked_at = Some(now);
+        }
         out
     }
 }

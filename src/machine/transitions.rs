@@ -166,6 +166,13 @@ pub(super) fn answered(
             cause
         }
     };
+    // The current node was down from when it was asked, not from when the answer gave up.
+    if k == 0 && m.node == Some(node) && cause != Cause::Maintenance {
+        if let Some(at) = m.asked_at {
+            let since = m.down_since.get_or_insert(at);
+            *since = (*since).min(at);
+        }
+    }
     let next = k + 1;
     // The other nodes only once the current one has been down for `failover_after` (at
     // once when it is in maintenance mode).

@@ -248,6 +248,23 @@ pub(super) fn rows() -> Vec<Row> {
             then: |_, a| operation(a) == Some(&Action::Connect { node: 0 }),
         },
         Row {
+            says: "a node whose SystemInfo fails only after a long wait (a blackhole's connect timeout) was down from when it was asked: past failover_after the other is asked at once",
+            given: with(
+                steady(),
+                &[
+                    (
+                        1_000,
+                        Input::LinkDown {
+                            cause: Cause::XmppLost,
+                        },
+                    ),
+                    (4_000, Input::Timer),
+                ],
+            ),
+            when: (14_100, si(0, DOWN)),
+            then: |_, a| operation(a) == Some(&Action::AskSystemInfo { node: 1 }),
+        },
+        Row {
             says: "an XMPP blip shorter than failover_after stays on the node",
             given: vec![
                 (0, Input::Start),
