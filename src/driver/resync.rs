@@ -230,16 +230,16 @@ async fn sync_media(
         MediaAction::CorrectSettings => {
             info!(mrd, limit = ?media.limit(), interrupt = ?media.interrupt_action, logout = ?media.dialog_logout_action, "settings drifted; signing in again");
             sent.signins.push(SigninReason::Drift);
-            let outcome = s.rest.sign_in(node, asked, &request_id()).await?;
+            let rid = request_id();
+            let outcome = s.rest.sign_in(node, asked, &rid).await?;
             s.shared.beat();
             if outcome == PutOutcome::AlreadyLoggedIn {
                 info!(mrd, "agent already logged in: the expected answer");
             }
+            // Finesse's word on it may be the asynchronous "already logged in" of `rid`.
             let told = outcome.into();
-            media = confirm(s, node, mrd, sent, None, told, |m| {
-                drifted(m, want).is_empty()
-            })
-            .await?;
+            let ok = |m: &Media| drifted(m, want).is_empty();
+            media = confirm(s, node, mrd, sent, Some(&rid), told, ok).await?;
             let fields = drifted(&media, want);
             if !fields.is_empty() {
                 warn!(
