@@ -90,7 +90,8 @@ def recover_once(sim, d, fault, clear, inject=False, one_way=0.0):
     start = max([t_clear] + marks)
     rest = [r for r in new if ts(r["time"]) >= start]
     new_conns = sum(conns.values()) - conns0
-    return {"took": t_steady - start, "from_clear": t_steady - t_clear, "trips": len(rest) + 2 * new_conns + rts,
+    return {"took": t_steady - start, "from_clear": t_steady - t_clear, "t0": t0, "t_steady": t_steady,
+            "trips": len(rest) + 2 * new_conns + rts,
             "rest": len(rest), "conns": new_conns, "xmpp": rts, "records": rest}
 
 
