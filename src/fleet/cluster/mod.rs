@@ -7,3 +7,4 @@
 pub mod config;
 pub mod fence;
 pub mod hrw;
+pub mod store;

@@ -1,0 +1,246 @@
+//! The ownership records on etcd. Under the site's prefix:
+//!
+//! - `<prefix>members/<member>`: a live host, `{"weight":…}`, on the host's lease (it goes
+//!   when the lease does);
+//! - `<prefix>owners/<agent>`: the member that owns the agent, on that member's lease, created
+//!   only by a transaction that succeeds when the key does not exist. Its create revision is
+//!   the ownership's identity, in logs and the API.
+//!
+//! Claims go in transactions of up to [`BATCH`] agents (all absent, or none is taken: the
+//! batch is then narrowed to the absent ones and tried again), not one per agent. No record
+//! is an instruction by itself: the host acts only while its lease is proven
+//! ([`super::fence`]), and never through etcd's `Lock`, which Jepsen found unsafe on its own.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use etcd_client::{
+    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, PutOptions,
+    TlsOptions, Txn, TxnOp,
+};
+
+use super::config::ClusterConfig;
+use super::hrw::Member;
+
+/// The largest number of agents claimed in one transaction (etcd's `--max-txn-ops` is 128 by
+/// default; a claim costs two operations per agent).
+pub const BATCH: usize = 60;
+
+/// What went wrong talking to etcd.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// etcd answered with an error, or could not be reached.
+    #[error("etcd: {0}")]
+    Etcd(#[from] etcd_client::Error),
+    /// A file of `[cluster]` could not be read.
+    #[error("{0}")]
+    File(String),
+}
+
+/// Who owns an agent, as etcd says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ownership {
+    /// The owning member.
+    pub member: String,
+    /// The owner key's create revision: this ownership's identity.
+    pub revision: i64,
+}
+
+/// One host's view of the ownership records.
+#[derive(Clone)]
+pub struct Store {
+    client: Client,
+    prefix: String,
+    member: String,
+    lease: Option<i64>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("prefix", &self.prefix)
+            .field("member", &self.member)
+            .field("lease", &self.lease)
+            .finish_non_exhaustive()
+    }
+}
+
+fn read(path: &std::path::Path) -> Result<Vec<u8>, StoreError> {
+    std::fs::read(path).map_err(|e| StoreError::File(format!("{}: {e}", path.display())))
+}
+
+impl Store {
+    /// Connects to the cluster's etcd (mutual TLS when the config gives a certificate), each
+    /// request bounded by `timeout`.
+    pub async fn connect(cfg: &ClusterConfig, timeout: Duration) -> Result<Self, StoreError> {
+        let mut options = ConnectOptions::new()
+            .with_connect_timeout(timeout)
+            .with_timeout(timeout)
+            .with_keep_alive(timeout, timeout);
+        if let Some(ca) = &cfg.ca_file {
+            let mut tls = TlsOptions::new().ca_certificate(Certificate::from_pem(read(ca)?));
+            if let Some((cert, key)) = &cfg.identity {
+                tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+            }
+            options = options.with_tls(tls);
+        }
+        let endpoints: Vec<String> = cfg
+            .endpoints
+            .iter()
+            .map(|u| u.as_str().trim_end_matches('/').to_owned())
+            .collect();
+        let client = Client::connect(endpoints, Some(options)).await?;
+        Ok(Self {
+            client,
+            prefix: cfg.prefix.clone(),
+            member: cfg.member.clone(),
+            lease: None,
+        })
+    }
+
+    fn members_prefix(&self) -> String {
+        format!("{}members/", self.prefix)
+    }
+
+    fn owners_prefix(&self) -> String {
+        format!("{}owners/", self.prefix)
+    }
+
+    /// This host's name.
+    pub fn member(&self) -> &str {
+        &self.member
+    }
+
+    /// This host's lease, once granted.
+    pub fn lease(&self) -> Option<i64> {
+        self.lease
+    }
+
+    /// Grants this host a lease of `ttl` and registers it as a member of `weight` on it.
+    pub async fn join(&mut self, ttl: Duration, weight: f64) -> Result<i64, StoreError> {
+        let ttl = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX).max(1);
+        let lease = self.client.lease_grant(ttl, None).await?.id();
+        self.lease = Some(lease);
+        let key = format!("{}{}", self.members_prefix(), self.member);
+        let value = serde_json::json!({ "weight": weight }).to_string();
+        let put = PutOptions::new().with_lease(lease);
+        self.client.put(key, value, Some(put)).await?;
+        Ok(lease)
+    }
+
+    /// Renews this host's lease once; the TTL etcd still gives it (0: the lease is gone).
+    pub async fn renew(&mut self) -> Result<i64, StoreError> {
+        let Some(lease) = self.lease else {
+            return Ok(0);
+        };
+        let (mut keeper, mut answers) = self.client.lease_keep_alive(lease).await?;
+        keeper.keep_alive().await?;
+        Ok(answers.message().await?.map_or(0, |a| a.ttl()))
+    }
+
+    /// Ends this host's lease: its member record and every agent it owns go at once.
+    pub async fn leave(&mut self) -> Result<(), StoreError> {
+        if let Some(lease) = self.lease.take() {
+            self.client.lease_revoke(lease).await?;
+        }
+        Ok(())
+    }
+
+    /// The live members.
+    pub async fn members(&mut self) -> Result<Vec<Member>, StoreError> {
+        let prefix = self.members_prefix();
+        let got = self
+            .client
+            .get(prefix.clone(), Some(GetOptions::new().with_prefix()))
+            .await?;
+        let mut out = Vec::new();
+        for kv in got.kvs() {
+            let name = String::from_utf8_lossy(&kv.key()[prefix.len()..]).into_owned();
+            let weight = serde_json::from_slice::<serde_json::Value>(kv.value())
+                .ok()
+                .and_then(|v| v["weight"].as_f64())
+                .filter(|w| w.is_finite() && *w > 0.0)
+                .unwrap_or(1.0);
+            out.push(Member { name, weight });
+        }
+        Ok(out)
+    }
+
+    /// Every agent's owner.
+    pub async fn owners(&mut self) -> Result<BTreeMap<String, Ownership>, StoreError> {
+        let prefix = self.owners_prefix();
+        let got = self
+            .client
+            .get(prefix.clone(), Some(GetOptions::new().with_prefix()))
+            .await?;
+        Ok(got
+            .kvs()
+            .iter()
+            .map(|kv| {
+                let agent = String::from_utf8_lossy(&kv.key()[prefix.len()..]).into_owned();
+                let member = String::from_utf8_lossy(kv.value()).into_owned();
+                let revision = kv.create_revision();
+                (agent, Ownership { member, revision })
+            })
+            .collect())
+    }
+
+    /// Claims `agents` for this host, on its lease, each only if nobody owns it; returns the
+    /// ones this host now owns, with their revisions. Agents owned by another are left.
+    pub async fn claim(&mut self, agents: &[String]) -> Result<BTreeMap<String, i64>, StoreError> {
+        let Some(lease) = self.lease else {
+            return Ok(BTreeMap::new());
+        };
+        let mut won = BTreeMap::new();
+        for chunk in agents.chunks(BATCH) {
+            let mut batch: Vec<&String> = chunk.iter().collect();
+            // A failed batch is narrowed to the keys still absent; another host may be
+            // claiming at the same moment, so a few rounds may be needed.
+            for _ in 0..4 {
+                if batch.is_empty() {
+                    break;
+                }
+                let keys: Vec<String> = batch
+                    .iter()
+                    .map(|a| format!("{}{a}", self.owners_prefix()))
+                    .collect();
+                let when: Vec<Compare> = keys
+                    .iter()
+                    .map(|k| Compare::create_revision(k.clone(), CompareOp::Equal, 0))
+                    .collect();
+                let then: Vec<TxnOp> = keys
+                    .iter()
+                    .map(|k| {
+                        let put = PutOptions::new().with_lease(lease);
+                        TxnOp::put(k.clone(), self.member.clone(), Some(put))
+                    })
+                    .collect();
+                let answer = self
+                    .client
+                    .txn(Txn::new().when(when).and_then(then))
+                    .await?;
+                if answer.succeeded() {
+                    let revision = answer.header().map_or(0, |h| h.revision());
+                    won.extend(batch.iter().map(|a| ((*a).clone(), revision)));
+                    break;
+                }
+                let owned = self.owners().await?;
+                batch.retain(|a| !owned.contains_key(*a));
+            }
+        }
+        Ok(won)
+    }
+
+    /// Gives up `agents` this host owns (only keys whose value is this member).
+    pub async fn release(&mut self, agents: &[String]) -> Result<(), StoreError> {
+        for agent in agents {
+            let key = format!("{}{agent}", self.owners_prefix());
+            let mine = Compare::value(key.clone(), CompareOp::Equal, self.member.clone());
+            let txn = Txn::new()
+                .when(vec![mine])
+                .and_then(vec![TxnOp::delete(key, None)]);
+            self.client.txn(txn).await?;
+        }
+        Ok(())
+    }
+}
