@@ -3,7 +3,8 @@
 //! chunk ahead of it) and a writer that delivers it then, at the direction's bandwidth, and
 //! not while the direction is stalled. The conditions are read as each chunk passes, so a
 //! change applies to open connections at once. A reset (asked for, or a broken side) resets
-//! the client's socket.
+//! the client's socket. The TCP handshake, which the kernel completes before the simulator
+//! sees the connection, is charged as one round trip before the client's first bytes.
 
 use std::io;
 use std::time::Duration;
@@ -58,6 +59,7 @@ pub(super) async fn pump<R, W>(
     mut dst: W,
     conditions: watch::Receiver<Conditions>,
     way: Way,
+    handshake: Duration,
 ) -> io::Result<()>
 where
     R: AsyncRead + Unpin,
@@ -68,11 +70,13 @@ where
     let read = async move {
         let mut rng = rand::rngs::StdRng::from_entropy();
         let mut last = Instant::now();
+        let mut first = handshake;
         loop {
             let mut buf = vec![0u8; CHUNK];
             let n = src.read(&mut buf).await?;
             let d = way.of(&watched.borrow());
-            last = last.max(Instant::now() + delay(d, &mut rng));
+            let extra = std::mem::take(&mut first);
+            last = last.max(Instant::now() + delay(d, &mut rng) + extra);
             let chunk = (n > 0).then(|| {
                 buf.truncate(n);
                 buf
@@ -148,8 +152,23 @@ where
     // Not `into_split`: its write half sends a FIN when dropped, ahead of the reset.
     let (client_read, client_write) = tokio::io::split(client);
     let (server_read, server_write) = tokio::io::split(server);
-    let up = pump(client_read, server_write, conditions.clone(), Way::Up);
-    let down = pump(server_read, client_write, conditions.clone(), Way::Down);
+    // The kernel completed the TCP handshake at once; a real one costs a round trip before
+    // the client's first byte can leave, so the first bytes up are that much later.
+    let handshake = conditions.borrow().rtt();
+    let up = pump(
+        client_read,
+        server_write,
+        conditions.clone(),
+        Way::Up,
+        handshake,
+    );
+    let down = pump(
+        server_read,
+        client_write,
+        conditions.clone(),
+        Way::Down,
+        Duration::ZERO,
+    );
     tokio::pin!(up, down);
     let (mut up_done, mut down_done, mut watching) = (false, false, true);
     while !(up_done && down_done) {

@@ -30,7 +30,7 @@ fn piped(
     let (tx, rx) = watch::channel(c);
     let (writer, src) = tokio::io::duplex(1 << 20);
     let (dst, reader) = tokio::io::duplex(1 << 20);
-    tokio::spawn(pump(src, dst, rx, Way::Up));
+    tokio::spawn(pump(src, dst, rx, Way::Up, Duration::ZERO));
     (writer, reader, tx)
 }
 
@@ -90,8 +90,8 @@ async fn a_half_open_link_stalls_one_direction_only() {
     let (up_dst, mut server_r) = tokio::io::duplex(4096);
     let (mut server_w, down_src) = tokio::io::duplex(4096);
     let (down_dst, mut client_r) = tokio::io::duplex(4096);
-    tokio::spawn(pump(up_src, up_dst, rx.clone(), Way::Up));
-    tokio::spawn(pump(down_src, down_dst, rx, Way::Down));
+    tokio::spawn(pump(up_src, up_dst, rx.clone(), Way::Up, Duration::ZERO));
+    tokio::spawn(pump(down_src, down_dst, rx, Way::Down, Duration::ZERO));
     client_w.write_all(b"ping").await.unwrap();
     let mut b = [0u8; 4];
     server_r.read_exact(&mut b).await.unwrap();
@@ -241,4 +241,25 @@ fn a_patch_merges_with_shorthands_for_both_directions_and_names_an_unknown_field
         .patched(&serde_json::json!({ "upstream": { "latncy_ms": 1 } }))
         .unwrap_err();
     assert!(e.contains("upstream") && e.contains("latncy_ms"), "{e}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_connections_first_bytes_pay_the_handshakes_round_trip() {
+    let c = Conditions::symmetric(Duration::from_millis(80), Duration::ZERO, 0);
+    let (tx, rx) = watch::channel(c);
+    let (mut w, src) = tokio::io::duplex(4096);
+    let (dst, mut r) = tokio::io::duplex(4096);
+    tokio::spawn(pump(src, dst, rx, Way::Up, c.rtt()));
+    let start = Instant::now();
+    w.write_all(b"hello").await.unwrap();
+    let mut b = [0u8; 5];
+    r.read_exact(&mut b).await.unwrap();
+    // The handshake's 80 ms, then the one-way 40 ms.
+    assert_eq!(start.elapsed(), Duration::from_millis(120));
+    // Later bytes pay the one-way delay only.
+    let later = Instant::now();
+    w.write_all(b"again").await.unwrap();
+    r.read_exact(&mut b).await.unwrap();
+    assert_eq!(later.elapsed(), Duration::from_millis(40));
+    drop(tx);
 }
