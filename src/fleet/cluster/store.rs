@@ -46,6 +46,19 @@ pub struct Ownership {
     pub revision: i64,
 }
 
+/// How many times a request goes out when a member does not answer (the client balances
+/// over the endpoints, so the next try reaches another member).
+const TRIES: usize = 4;
+
+/// True for an error that another member may not have: the one asked is down or unreachable.
+fn elsewhere(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::TransportError(_) => true,
+        etcd_client::Error::GRpcStatus(s) => s.code() == tonic::Code::Unavailable,
+        _ => false,
+    }
+}
+
 /// One host's view of the ownership records.
 #[derive(Clone)]
 pub struct Store {
@@ -70,6 +83,26 @@ fn read(path: &std::path::Path) -> Result<Vec<u8>, StoreError> {
 }
 
 impl Store {
+    /// `request` on a handle of the client, again (up to [`TRIES`] times) while the member it
+    /// reached did not answer.
+    async fn call<T, F, Fut>(&self, request: F) -> Result<T, StoreError>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let mut last = None;
+        for _ in 0..TRIES {
+            match request(self.client.clone()).await {
+                Ok(v) => return Ok(v),
+                Err(e) if elsewhere(&e) => last = Some(e),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(last
+            .map(StoreError::Etcd)
+            .unwrap_or_else(|| StoreError::File("etcd: no member answered".into())))
+    }
+
     /// Connects to the cluster's etcd (mutual TLS when the config gives a certificate), each
     /// request bounded by `timeout`.
     pub async fn connect(cfg: &ClusterConfig, timeout: Duration) -> Result<Self, StoreError> {
@@ -119,12 +152,19 @@ impl Store {
     /// Grants this host a lease of `ttl` and registers it as a member of `weight` on it.
     pub async fn join(&mut self, ttl: Duration, weight: f64) -> Result<i64, StoreError> {
         let ttl = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX).max(1);
-        let lease = self.client.lease_grant(ttl, None).await?.id();
+        let lease = self
+            .call(|mut c| async move { c.lease_grant(ttl, None).await })
+            .await?
+            .id();
         self.lease = Some(lease);
         let key = format!("{}{}", self.members_prefix(), self.member);
         let value = serde_json::json!({ "weight": weight }).to_string();
         let put = PutOptions::new().with_lease(lease);
-        self.client.put(key, value, Some(put)).await?;
+        self.call(|mut c| {
+            let (key, value, put) = (key.clone(), value.clone(), put.clone());
+            async move { c.put(key, value, Some(put)).await }
+        })
+        .await?;
         Ok(lease)
     }
 
@@ -133,26 +173,33 @@ impl Store {
         let Some(lease) = self.lease else {
             return Ok(0);
         };
-        let (mut keeper, mut answers) = self.client.lease_keep_alive(lease).await?;
-        keeper.keep_alive().await?;
-        Ok(answers.message().await?.map_or(0, |a| a.ttl()))
+        self.call(|mut c| async move {
+            let (mut keeper, mut answers) = c.lease_keep_alive(lease).await?;
+            keeper.keep_alive().await?;
+            Ok(answers.message().await?.map_or(0, |a| a.ttl()))
+        })
+        .await
     }
 
     /// Ends this host's lease: its member record and every agent it owns go at once.
     pub async fn leave(&mut self) -> Result<(), StoreError> {
         if let Some(lease) = self.lease.take() {
-            self.client.lease_revoke(lease).await?;
+            self.call(|mut c| async move { c.lease_revoke(lease).await })
+                .await?;
         }
         Ok(())
+    }
+
+    /// Every key under `prefix`.
+    async fn prefixed(&self, prefix: &str) -> Result<etcd_client::GetResponse, StoreError> {
+        self.call(|mut c| async move { c.get(prefix, Some(GetOptions::new().with_prefix())).await })
+            .await
     }
 
     /// The live members.
     pub async fn members(&mut self) -> Result<Vec<Member>, StoreError> {
         let prefix = self.members_prefix();
-        let got = self
-            .client
-            .get(prefix.clone(), Some(GetOptions::new().with_prefix()))
-            .await?;
+        let got = self.prefixed(&prefix).await?;
         let mut out = Vec::new();
         for kv in got.kvs() {
             let name = String::from_utf8_lossy(&kv.key()[prefix.len()..]).into_owned();
@@ -169,10 +216,7 @@ impl Store {
     /// Every agent's owner.
     pub async fn owners(&mut self) -> Result<BTreeMap<String, Ownership>, StoreError> {
         let prefix = self.owners_prefix();
-        let got = self
-            .client
-            .get(prefix.clone(), Some(GetOptions::new().with_prefix()))
-            .await?;
+        let got = self.prefixed(&prefix).await?;
         Ok(got
             .kvs()
             .iter()
@@ -215,9 +259,12 @@ impl Store {
                         TxnOp::put(k.clone(), self.member.clone(), Some(put))
                     })
                     .collect();
+                let txn = Txn::new().when(when).and_then(then);
                 let answer = self
-                    .client
-                    .txn(Txn::new().when(when).and_then(then))
+                    .call(|mut c| {
+                        let txn = txn.clone();
+                        async move { c.txn(txn).await }
+                    })
                     .await?;
                 if answer.succeeded() {
                     let revision = answer.header().map_or(0, |h| h.revision());
@@ -239,7 +286,11 @@ impl Store {
             let txn = Txn::new()
                 .when(vec![mine])
                 .and_then(vec![TxnOp::delete(key, None)]);
-            self.client.txn(txn).await?;
+            self.call(|mut c| {
+                let txn = txn.clone();
+                async move { c.txn(txn).await }
+            })
+            .await?;
         }
         Ok(())
     }
