@@ -25,6 +25,15 @@ fn xmpp_link() -> &'static str {
     }
 }
 
+/// A daemon steady on A that stays there through a fault (`failover_after` 60 s).
+async fn staying(sim: &Sim) -> Daemon {
+    let cfg = DaemonConfig {
+        failover_after: "60s",
+        ..Default::default()
+    };
+    Daemon::start_steady(sim, cfg).await
+}
+
 /// The test daemon's `ping_interval` + `ping_timeout` (1 s + 1 s), the bound on detecting a
 /// silent link, plus a round trip and slack for a loaded 2-core machine.
 fn detection_bound() -> Duration {
@@ -72,14 +81,7 @@ async fn a_silent_xmpp_link_is_found_by_ping_and_the_agent_moves_to_the_other_no
 #[tokio::test]
 async fn a_half_open_link_is_found_by_ping_and_recovered_on_the_same_node_without_a_sign_in() {
     let sim = Sim::start(&[]).await;
-    let d = Daemon::start_steady(
-        &sim,
-        DaemonConfig {
-            failover_after: "60s",
-            ..Default::default()
-        },
-    )
-    .await;
+    let d = staying(&sim).await;
     let stalled = Instant::now();
     sim.network("A", xmpp_link(), json!({ "downstream": { "stall": true } }))
         .await;
@@ -175,14 +177,7 @@ fn attempt_durations(log: &str, failed: &str) -> Vec<Duration> {
 #[tokio::test]
 async fn a_reset_xmpp_connection_is_reconnected_on_the_same_node_without_a_sign_in() {
     let sim = Sim::start(&[]).await;
-    let d = Daemon::start_steady(
-        &sim,
-        DaemonConfig {
-            failover_after: "60s",
-            ..Default::default()
-        },
-    )
-    .await;
+    let d = staying(&sim).await;
     sim.network("A", xmpp_link(), json!({ "reset": true }))
         .await;
     d.wait_state(LIMIT, "the reset seen", |s| s["links"]["xmpp"] == "down")
