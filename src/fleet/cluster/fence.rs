@@ -6,6 +6,12 @@
 //! decided). A renewal answered late, or out of order, never moves the deadline back; a
 //! process that was paused (SIGSTOP, a stalled VM) finds its deadline passed when it wakes,
 //! because it asks before every request.
+//!
+//! The margin must also exceed etcd's election timeout: etcd 3.4 renews a lease on the leader
+//! alone, so a leader cut from the others keeps renewing until it steps down, one election
+//! timeout later (seen on a real cluster: a renewal 1.3 s after the quorum was lost, with the
+//! default 1 s; `tests/cluster_store.rs`). Another host may take over only after the TTL from
+//! *its* view, so a renewal the old leader granted late is what the margin absorbs.
 
 use std::time::Duration;
 
