@@ -40,6 +40,20 @@ fn detection_bound() -> Duration {
     Duration::from_secs(2) + support::test_rtt().unwrap_or_default() + Duration::from_secs(3)
 }
 
+/// Applies `patch` to A's XMPP link and checks that the daemon finds the link dead within
+/// the ping's bound.
+async fn silence(sim: &Sim, d: &Daemon, patch: serde_json::Value, what: &str) {
+    let stalled = Instant::now();
+    sim.network("A", xmpp_link(), patch).await;
+    d.wait_state(LIMIT, &format!("the {what} found"), |s| {
+        s["links"]["xmpp"] == "down"
+    })
+    .await;
+    let found = stalled.elapsed();
+    eprintln!("{what} found in {} ms", found.as_millis());
+    assert!(found < detection_bound(), "{what} found after {found:?}");
+}
+
 /// A link that goes silent (nothing passes either way, nothing is closed: a stateful firewall
 /// that dropped the flow) is found by the ping within its bound; its node stays silent to new
 /// connections too, so the agent moves to the other node with one sign-in there, and the
@@ -48,16 +62,7 @@ fn detection_bound() -> Duration {
 async fn a_silent_xmpp_link_is_found_by_ping_and_the_agent_moves_to_the_other_node() {
     let sim = Sim::start(&[]).await;
     let d = Daemon::start_steady(&sim, DaemonConfig::default()).await;
-    let stalled = Instant::now();
-    sim.network("A", xmpp_link(), json!({ "stall": true }))
-        .await;
-    d.wait_state(LIMIT, "the dead link found", |s| {
-        s["links"]["xmpp"] == "down"
-    })
-    .await;
-    let found = stalled.elapsed();
-    eprintln!("silent link found in {} ms", found.as_millis());
-    assert!(found < detection_bound(), "found after {found:?}");
+    silence(&sim, &d, json!({ "stall": true }), "silent link").await;
     d.wait_log("xmpp_ping_timeout").await;
     let offered = sim.offer(json!({})).await;
     let s = d
@@ -82,16 +87,8 @@ async fn a_silent_xmpp_link_is_found_by_ping_and_the_agent_moves_to_the_other_no
 async fn a_half_open_link_is_found_by_ping_and_recovered_on_the_same_node_without_a_sign_in() {
     let sim = Sim::start(&[]).await;
     let d = staying(&sim).await;
-    let stalled = Instant::now();
-    sim.network("A", xmpp_link(), json!({ "downstream": { "stall": true } }))
-        .await;
-    d.wait_state(LIMIT, "the half-open link found", |s| {
-        s["links"]["xmpp"] == "down"
-    })
-    .await;
-    let found = stalled.elapsed();
-    eprintln!("half-open link found in {} ms", found.as_millis());
-    assert!(found < detection_bound(), "found after {found:?}");
+    let half_open = json!({ "downstream": { "stall": true } });
+    silence(&sim, &d, half_open, "half-open link").await;
     let offered = sim.offer(json!({})).await;
     sim.network(
         "A",
