@@ -464,3 +464,32 @@ async fn the_request_log_records_node_method_path_body_and_status() {
     assert!(r["body"].as_str().unwrap().contains("<state>LOGIN</state>"));
     assert!(r["time"].as_str().unwrap().ends_with('Z'));
 }
+
+/// The request log names each request's source address, so that processes that bind their
+/// own loopback addresses (the hosts of a cluster on one machine) are told apart.
+#[tokio::test]
+async fn the_request_log_names_each_requests_source_address() {
+    let sim = Sim::start(&[]).await;
+    let ca = std::fs::read(&sim.info.ca_file).unwrap();
+    for source in ["127.0.0.2", "127.0.0.3"] {
+        let http = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+            .local_address(source.parse::<std::net::IpAddr>().unwrap())
+            .build()
+            .unwrap();
+        let url = format!("{}/finesse/api/SystemInfo", sim.node("A").rest);
+        assert!(http.get(url).send().await.unwrap().status().is_success());
+    }
+    let peers: Vec<String> = sim
+        .requests()
+        .await
+        .iter()
+        .filter_map(|r| {
+            r["peer"]
+                .as_str()
+                .map(|p| p.rsplit_once(':').unwrap().0.to_owned())
+        })
+        .collect();
+    assert!(peers.contains(&"127.0.0.2".to_owned()), "{peers:?}");
+    assert!(peers.contains(&"127.0.0.3".to_owned()), "{peers:?}");
+}

@@ -73,7 +73,14 @@ pub struct RequestRecord {
     pub auth: Option<String>,
     /// The IdS's sequence number of the Bearer token sent, if it issued it.
     pub token_seq: Option<u64>,
+    /// The client's address and port (tells apart processes that bind their own source
+    /// addresses, such as hosts of a cluster on one machine).
+    pub peer: Option<String>,
 }
+
+/// The client address of a REST connection, handed to the request log.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::SocketAddr);
 
 /// A simulated Finesse node.
 pub struct Node {

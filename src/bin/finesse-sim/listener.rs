@@ -17,7 +17,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::cluster::{Node, RestMode};
+use crate::cluster::{Node, Peer, RestMode};
 use crate::network::{self, Link};
 
 /// The in-memory pipe between a connection's network and its server, per direction.
@@ -72,7 +72,7 @@ pub async fn serve(
             }
             accepted = current.accept() => {
                 listener = Some(current);
-                let Ok((tcp, _)) = accepted else { continue };
+                let Ok((tcp, peer)) = accepted else { continue };
                 let _ = tcp.set_nodelay(true);
                 // Through the node's network: a blackhole takes the connection; otherwise the
                 // server speaks to its end of an in-memory pipe that the network carries.
@@ -84,7 +84,7 @@ pub async fn serve(
                 node.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let (ours, stream) = tokio::io::duplex(PIPE);
                 tokio::spawn(network::carry(tcp, ours, conditions));
-                let service = TowerToHyperService::new(router.clone());
+                let service = TowerToHyperService::new(router.clone().layer(axum::Extension(Peer(peer))));
                 let tls = tls.clone();
                 let stop = connections.clone();
                 tokio::spawn(async move {

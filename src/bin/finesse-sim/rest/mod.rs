@@ -87,6 +87,10 @@ async fn not_found() -> Response {
 /// Logs every request, then applies the node's faults before the handler runs.
 async fn faults_and_log(State(st): State<NodeState>, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
+    let peer = parts
+        .extensions
+        .get::<crate::cluster::Peer>()
+        .map(|p| p.0.to_string());
     let Ok(bytes) = to_bytes(body, MAX_BODY).await else {
         return error_response(400, "Bad Request", "request body too large", "");
     };
@@ -111,6 +115,7 @@ async fn faults_and_log(State(st): State<NodeState>, req: Request, next: Next) -
         user,
         auth: auth_scheme,
         token_seq,
+        peer,
     });
     let is_system_info = parts.uri.path() == "/finesse/api/SystemInfo";
     let canned = lock(&st.cluster.overrides)
