@@ -277,7 +277,14 @@ async fn a_site_serving_only_the_tech_notes_query_form_is_refreshed_through_it()
 async fn a_token_the_xmpp_server_refuses_right_after_a_refresh_is_refreshed_again_not_held() {
     let (sim, pair) = sso_sim(json!({ "sso_token_lifetime_ms": 12000 })).await;
     let state_dir = tempfile::tempdir().unwrap();
-    let d = Daemon::start_steady(&sim, sso_cfg(&pair, state_dir.path())).await;
+    // The agent waits for A's XMPP server to come back: this is about the token, not a
+    // failover (on a loaded machine the restart can outlast the test default's 1 s, and XMPP
+    // failing for `failover_after` moves the agent to B).
+    let cfg = DaemonConfig {
+        failover_after: "60s",
+        ..sso_cfg(&pair, state_dir.path())
+    };
+    let d = Daemon::start_steady(&sim, cfg).await;
     sim.behaviour(json!({ "sso_xmpp_stale_once": true })).await;
     sim.eventually(Duration::from_secs(30), "a refresh", || async {
         sim.sso_stats().await["stats"]["refreshes"].as_u64() >= Some(1)
