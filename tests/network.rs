@@ -54,6 +54,19 @@ async fn silence(sim: &Sim, d: &Daemon, patch: serde_json::Value, what: &str) {
     assert!(found < detection_bound(), "{what} found after {found:?}");
 }
 
+/// Waits until the agent is steady on B, moved there by one failover with one sign-in;
+/// returns the state.
+async fn moved_to_b(sim: &Sim, d: &Daemon) -> serde_json::Value {
+    let s = d
+        .wait_state(LIMIT, "steady on B", |s| {
+            s["phase"] == "steady" && s["node"] == sim.node("B").rest.as_str()
+        })
+        .await;
+    assert_eq!(s["counters"]["failovers"], 1, "{s}");
+    assert_eq!(sim.login_puts(Some("B")).await.len(), 1, "one sign-in on B");
+    s
+}
+
 /// A link that goes silent (nothing passes either way, nothing is closed: a stateful firewall
 /// that dropped the flow) is found by the ping within its bound; its node stays silent to new
 /// connections too, so the agent moves to the other node with one sign-in there, and the
@@ -65,13 +78,7 @@ async fn a_silent_xmpp_link_is_found_by_ping_and_the_agent_moves_to_the_other_no
     silence(&sim, &d, json!({ "stall": true }), "silent link").await;
     d.wait_log("xmpp_ping_timeout").await;
     let offered = sim.offer(json!({})).await;
-    let s = d
-        .wait_state(LIMIT, "steady on B", |s| {
-            s["phase"] == "steady" && s["node"] == sim.node("B").rest.as_str()
-        })
-        .await;
-    assert_eq!(s["counters"]["failovers"], 1, "{s}");
-    assert_eq!(sim.login_puts(Some("B")).await.len(), 1, "one sign-in on B");
+    moved_to_b(&sim, &d).await;
     let s = d
         .wait_state(LIMIT, "the outage's dialog", |s| {
             dialog_ids(s).contains(&offered)
@@ -126,13 +133,7 @@ async fn a_blackholed_node_is_given_up_at_the_connect_timeout_and_the_agent_move
     d.wait_dialog(&offered).await;
     sim.network("A", "all", json!({ "blackhole": true, "reset": true }))
         .await;
-    let s = d
-        .wait_state(LIMIT, "steady on B", |s| {
-            s["phase"] == "steady" && s["node"] == sim.node("B").rest.as_str()
-        })
-        .await;
-    assert_eq!(s["counters"]["failovers"], 1, "{s}");
-    assert_eq!(sim.login_puts(Some("B")).await.len(), 1, "one sign-in on B");
+    let s = moved_to_b(&sim, &d).await;
     assert_eq!(dialog_ids(&s), sim.truth_dialog_ids().await);
     assert!(dialog_ids(&s).contains(&offered));
     // Each try at A ended at connect_timeout (1 s), not at the request's 8 s.

@@ -1,10 +1,12 @@
 //! XMPP transport for Finesse's Notification Service: the connector that opens a TCP,
 //! direct-TLS or STARTTLS stream, or XMPP over WebSocket (`websocket`, `framing`), with a
-//! caller-chosen trust store, the socket wrapper that
+//! caller-chosen trust store, reaching the server's addresses under `connect_timeout`
+//! (`dial`), the socket wrapper that
 //! counts round trips and acknowledges at once (`turns`), the login (`session`) and the
 //! long-lived stanza stream with liveness and pubsub (`link`).
 
 pub mod connector;
+mod dial;
 pub mod framing;
 mod keepalive;
 pub mod link;

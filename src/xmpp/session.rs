@@ -24,7 +24,7 @@ use tokio_xmpp::xmlstream::{PendingFeaturesRecv, StreamHeader, Timeouts};
 use tokio_xmpp::{Error, client_login};
 
 use super::Connector;
-use super::connector::timed_out;
+use super::dial::timed_out;
 use crate::config::ChannelBinding;
 
 /// How SASL is negotiated.

@@ -35,6 +35,9 @@ pub enum StoreError {
     /// A file of `[cluster]` could not be read.
     #[error("{0}")]
     File(String),
+    /// No member answered any try.
+    #[error("etcd: no member answered")]
+    NoAnswer,
 }
 
 /// Who owns an agent, as etcd says.
@@ -98,9 +101,7 @@ impl Store {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(last
-            .map(StoreError::Etcd)
-            .unwrap_or_else(|| StoreError::File("etcd: no member answered".into())))
+        Err(last.map_or(StoreError::NoAnswer, StoreError::Etcd))
     }
 
     /// Connects to the cluster's etcd (mutual TLS when the config gives a certificate), each
