@@ -41,7 +41,7 @@ impl Own {
             &cfg.agent_id,
             credentials,
             &tls,
-            cfg.http_timeouts(),
+            cfg.http_settings(),
             cfg.max_body,
         )?;
         Ok(Clients { tls, rest })

@@ -70,21 +70,25 @@ pub fn client_config(ca_pem: Option<&[u8]>) -> Result<Arc<ClientConfig>, TlsErro
 
 /// How long a whole request may take, and how long of that its connection may take (the TCP
 /// connect and the TLS handshake): a node that accepts and never answers is given up on
-/// after `connect`, not after a whole request's time.
+/// after `connect`, not after a whole request's time. And the local address connections
+/// leave from, when one is set (`[finesse] source_address`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HttpTimeouts {
+pub struct HttpSettings {
     /// The whole request.
     pub request: Duration,
     /// Its connection, when a new one is needed.
     pub connect: Duration,
+    /// The local address to connect from (none: the system's choice).
+    pub source: Option<std::net::IpAddr>,
 }
 
-impl HttpTimeouts {
+impl HttpSettings {
     /// The same bound for both.
     pub fn both(timeout: Duration) -> Self {
         Self {
             request: timeout,
             connect: timeout,
+            source: None,
         }
     }
 }
@@ -93,7 +97,7 @@ impl HttpTimeouts {
 /// followed, `timeouts` for connecting and for each whole request.
 pub fn http_client(
     tls: &ClientConfig,
-    timeouts: HttpTimeouts,
+    timeouts: HttpSettings,
 ) -> Result<reqwest::Client, TlsError> {
     let mut tls = tls.clone();
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -101,6 +105,7 @@ pub fn http_client(
         .tls_backend_preconfigured(tls)
         .timeout(timeouts.request)
         .connect_timeout(timeouts.connect.min(timeouts.request))
+        .local_address(timeouts.source)
         .pool_idle_timeout(Duration::from_secs(30))
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -127,7 +132,7 @@ mod tests {
         ));
         let platform = client_config(None).unwrap();
         assert!(platform.alpn_protocols.is_empty());
-        assert!(http_client(&platform, HttpTimeouts::both(Duration::from_secs(1))).is_ok());
+        assert!(http_client(&platform, HttpSettings::both(Duration::from_secs(1))).is_ok());
     }
 
     #[test]

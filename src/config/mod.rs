@@ -187,6 +187,10 @@ pub struct Config {
     /// SASL exchange.
     #[serde(rename = "finesse.connect_timeout", with = "humantime_serde")]
     pub connect_timeout: Duration,
+    /// The local address REST and XMPP connections leave from (none: the system's choice);
+    /// hosts of a cluster on one machine use one each, so Finesse tells them apart.
+    #[serde(rename = "finesse.source_address")]
+    pub source_address: Option<std::net::IpAddr>,
     /// Largest response body accepted.
     #[serde(rename = "finesse.max_body")]
     pub max_body: u64,
@@ -293,10 +297,11 @@ fn choice<T: Copy>(
 
 impl Config {
     /// The REST client's timeouts.
-    pub fn http_timeouts(&self) -> crate::tls::HttpTimeouts {
-        crate::tls::HttpTimeouts {
+    pub fn http_settings(&self) -> crate::tls::HttpSettings {
+        crate::tls::HttpSettings {
             request: self.request_timeout,
             connect: self.connect_timeout,
+            source: self.source_address,
         }
     }
 
@@ -361,6 +366,7 @@ impl Config {
             ca_pem,
             request_timeout: raw.finesse.request_timeout,
             connect_timeout: raw.finesse.connect_timeout,
+            source_address: raw.finesse.source_address,
             max_body,
             xmpp,
             media,

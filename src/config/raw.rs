@@ -76,6 +76,7 @@ pub(super) struct RawFinesse {
     pub(super) request_timeout: Duration,
     #[serde(default = "d_connect_timeout", with = "humantime_serde")]
     pub(super) connect_timeout: Duration,
+    pub(super) source_address: Option<std::net::IpAddr>,
     #[serde(default = "d_max_body")]
     pub(super) max_body: bytesize::ByteSize,
     #[serde(default = "d_transfer_element")]

@@ -129,6 +129,7 @@ impl Driver {
             .map_err(|e: tokio_xmpp::jid::Error| XmppError::Jid(e.to_string()))?;
         let mut connector = Connector::new(addr, self.cfg.xmpp.tls, self.tls.clone())
             .with_more_addresses(more)
+            .with_source(self.cfg.source_address)
             .with_connect_timeout(self.cfg.connect_timeout)
             .with_round_trips(self.shared.metrics.xmpp_round_trips());
         if websocket {

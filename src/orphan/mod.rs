@@ -134,7 +134,7 @@ impl OrphanGuard {
         for (id, cfg) in probes {
             let http = crate::tls::client_config(cfg.ca_pem.as_deref())
                 .and_then(|tls| {
-                    crate::tls::http_client(&tls, crate::tls::HttpTimeouts::both(cfg.timeout))
+                    crate::tls::http_client(&tls, crate::tls::HttpSettings::both(cfg.timeout))
                 })
                 .map_err(|e| format!("orphan_probe.ca_file: {e}"))?;
             let slots = Arc::new(Semaphore::new(cfg.max_in_flight));

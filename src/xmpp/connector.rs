@@ -40,6 +40,7 @@ use crate::config::TlsMode;
 pub struct Connector {
     addr: SocketAddr,
     more: Vec<SocketAddr>,
+    source: Option<std::net::IpAddr>,
     connect_timeout: Option<Duration>,
     mode: TlsMode,
     tls: Arc<rustls::ClientConfig>,
@@ -68,6 +69,7 @@ impl Connector {
         Self {
             addr,
             more: Vec::new(),
+            source: None,
             connect_timeout: None,
             mode,
             tls,
@@ -83,6 +85,13 @@ impl Connector {
     /// [`connect_any`]).
     pub fn with_more_addresses(mut self, more: Vec<SocketAddr>) -> Self {
         self.more = more;
+        self
+    }
+
+    /// The same connector, connecting from the local address `source` (none: the system's
+    /// choice).
+    pub fn with_source(mut self, source: Option<std::net::IpAddr>) -> Self {
+        self.source = source;
         self
     }
 
@@ -229,7 +238,7 @@ impl Connector {
             let target = target.clone();
             let addrs = addrs.clone();
             async move {
-                let tcp = connect_any(&addrs).await?;
+                let tcp = connect_any(&addrs, self.source).await?;
                 let _ = tcp.set_nodelay(true);
                 let tcp = Turns::connected(tcp, self.round_trips.clone());
                 let (tls, _) = self.tls(tcp, &target.host).await?;
@@ -307,7 +316,7 @@ impl Connector {
             // The TLS session ends at the server's HTTPS front end: nothing to bind to.
             return Ok((pending, sasl::common::ChannelBinding::None));
         }
-        let tcp = connect_any(&self.addresses()).await?;
+        let tcp = connect_any(&self.addresses(), self.source).await?;
         let _ = tcp.set_nodelay(true);
         let tcp = Turns::connected(tcp, self.round_trips.clone());
         match self.mode {
