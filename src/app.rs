@@ -38,6 +38,9 @@ pub enum AppError {
     /// The state directory cannot be made, or others can write it.
     #[error(transparent)]
     StateDir(#[from] crate::state_dir::StateDirError),
+    /// Cluster mode's etcd client cannot be set up (its certificates cannot be used).
+    #[error("cannot set up the cluster's etcd client: {0}")]
+    Cluster(String),
     /// The signal handlers cannot be installed.
     #[error("cannot install the signal handlers: {0}")]
     Signals(std::io::Error),

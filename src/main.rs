@@ -176,7 +176,7 @@ where
 /// (the API address taken): systemd restarts the second kind, not the first.
 fn exit_code(e: &app::AppError) -> u8 {
     match e {
-        app::AppError::Orphan(_) | app::AppError::Setup(_) => EX_CONFIG,
+        app::AppError::Orphan(_) | app::AppError::Setup(_) | app::AppError::Cluster(_) => EX_CONFIG,
         app::AppError::Bind { .. } => EX_UNAVAILABLE,
         app::AppError::Signals(_) => 1,
         app::AppError::StateDir(finesse_taskd::state_dir::StateDirError::Unsafe { .. }) => {

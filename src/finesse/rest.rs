@@ -117,7 +117,7 @@ impl Rest {
         user: &str,
         credentials: Credentials,
         tls: &rustls::ClientConfig,
-        timeouts: crate::tls::HttpTimeouts,
+        timeouts: crate::tls::HttpSettings,
         max_body: u64,
     ) -> Result<Self, crate::tls::TlsError> {
         let http = crate::tls::http_client(tls, timeouts)?;

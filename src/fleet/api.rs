@@ -5,6 +5,8 @@
 //! - `/v1/agents/{id}/…`: that agent's own API (`state`, `events`, `dialogs/{d}/actions`,
 //!   `media/{m}/state|routable`, `readyz`, `healthz`, `metrics`), the same handlers and rules
 //!   as a single-agent daemon's;
+//! - `GET /v1/cluster`: in cluster mode, the members, what each owns, this host's lease and
+//!   fencing state (404 without `[cluster]`);
 //! - `GET /healthz`: the process (every agent's loop makes progress);
 //! - `GET /readyz`: at least `ready_ratio` of the agents (bad files count as not ready) are
 //!   steady and ready;
@@ -71,6 +73,8 @@ pub struct FleetApi {
     pub ready_ratio: Arc<RwLock<f64>>,
     /// Who may drive the API.
     pub guard: Arc<guard::RequestGuard>,
+    /// Cluster mode's view (none without `[cluster]`).
+    pub cluster: Option<Arc<RwLock<super::cluster::status::Status>>>,
 }
 
 /// The fleet's router.
@@ -80,6 +84,7 @@ pub fn router(state: FleetApi) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/v1/agents", get(list))
+        .route("/v1/cluster", get(cluster))
         .route("/v1/agents/{id}/{*rest}", any(dispatch))
         .layer(axum::middleware::from_fn_with_state(
             state.guard.clone(),
@@ -111,6 +116,16 @@ async fn list(State(f): State<FleetApi>) -> Response {
         .map(|(file, error)| json!({ "file": file, "error": error }))
         .collect();
     Json(json!({ "agents": agents, "bad": bad })).into_response()
+}
+
+async fn cluster(State(f): State<FleetApi>) -> Response {
+    match &f.cluster {
+        Some(c) => Json(read(c).to_json(tokio::time::Instant::now())).into_response(),
+        None => {
+            let body = json!({ "error": "not in cluster mode: the fleet file has no [cluster]", "field": null });
+            (StatusCode::NOT_FOUND, Json(body)).into_response()
+        }
+    }
 }
 
 async fn healthz(State(f): State<FleetApi>) -> Response {
@@ -172,6 +187,9 @@ async fn metrics(State(f): State<FleetApi>) -> Response {
     totals.push_str(&format!(
         "finesse_taskd_fleet_agents{{phase=\"config_error\"}} {bad}\n"
     ));
+    if let Some(c) = &f.cluster {
+        totals.push_str(&read(c).metrics(tokio::time::Instant::now()));
+    }
     (
         [(
             header::CONTENT_TYPE,

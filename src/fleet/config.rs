@@ -3,7 +3,8 @@
 //! directory of agent files, each with one agent's `[agent]`, `[[media]]` and optional
 //! `[shutdown]`. An agent's configuration is its file followed by the shared tables, validated
 //! exactly as a single-agent file (errors name the agent file; line numbers are the agent
-//! file's). A table in the wrong file is an error that says where it belongs.
+//! file's). A table in the wrong file is an error that says where it belongs. `[cluster]`
+//! (see [`super::cluster`]) is the fleet file's alone.
 
 use std::path::{Path, PathBuf};
 
@@ -12,6 +13,7 @@ use serde::Deserialize;
 use crate::config::{Config, ConfigError};
 
 use super::caps::Rates;
+use super::cluster::config::ClusterConfig;
 
 fn err(file: &Path, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::new(file, key, message)
@@ -62,6 +64,9 @@ pub struct FleetConfig {
     /// The shared settings as an agent gets them: the API listener, its limits and guard,
     /// the log format (from a validation with a placeholder agent).
     pub base: Config,
+    /// `[cluster]`: the hosts that share the agents directory, and the etcd that decides
+    /// which runs which agent (none: this host runs every agent, as without a cluster).
+    pub cluster: Option<ClusterConfig>,
     shared: String,
 }
 
@@ -90,6 +95,10 @@ impl FleetConfig {
                 ));
             }
         }
+        let cluster = all
+            .remove("cluster")
+            .map(|t| ClusterConfig::parse(path, t))
+            .transpose()?;
         let raw: RawFleet = fleet
             .try_into()
             .map_err(|e: toml::de::Error| err(path, "fleet", e.message().to_owned()))?;
@@ -127,6 +136,7 @@ impl FleetConfig {
                 std::env::var_os("STATE_DIRECTORY").and_then(|v| std::env::split_paths(&v).next())
             }),
             base,
+            cluster,
             shared,
         })
     }

@@ -11,6 +11,13 @@
 //! changes nothing leaves the agent untouched. A file that cannot be used stops only its
 //! agent, and is shown in `/v1/agents` and the metrics. The API's address takes effect at the
 //! next start.
+//!
+//! With `[cluster]` ([`cluster`]), the fleet runs only the agents its host owns on etcd: a
+//! round every second (and at each change of the lease) claims what hashing gives this host,
+//! hands over what it gives another, and starts and stops agents to match. An agent stopped
+//! because it runs elsewhere, or because this host is fenced, is stopped without its stop
+//! policy (it is not leaving Finesse, it is moving); so is every agent at a stop of the
+//! process, whose lease is then revoked so that the others take its agents at once.
 
 pub mod api;
 pub mod caps;
@@ -24,10 +31,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use std::collections::BTreeSet;
+
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, error, info, warn};
+
+use cluster::gate::Gate;
+use cluster::lease::Lease;
+use cluster::status::Status;
+use cluster::store::Store;
 
 use crate::api::{guard::RequestGuard, router};
 use crate::app::{Agent, AgentControl, AppError, Control};
@@ -46,6 +61,29 @@ struct Running {
     text: String,
 }
 
+/// Cluster mode's part of a fleet.
+struct Cluster {
+    /// This host's handle on etcd (the rounds'; the lease's keeper has its own).
+    store: Store,
+    /// The lease as its keeper last published it.
+    lease: watch::Receiver<Lease>,
+    /// The fence every agent's requests pass.
+    gate: Gate,
+    /// Stops the lease's keeper (which then revokes the lease).
+    keeper_stop: CancellationToken,
+    keeper: JoinHandle<()>,
+    /// Every usable agent file, by agent id: the agents this host may be given.
+    catalog: BTreeMap<String, PathBuf>,
+    /// What the API and metrics show.
+    status: Arc<std::sync::RwLock<Status>>,
+    /// Rounds that succeeded (claims after the first are takeovers).
+    rounds: u64,
+    /// Agents handed over per round at most (the login cap's second's worth).
+    batch: usize,
+    /// The bound on one round.
+    round_limit: Duration,
+}
+
 /// The fleet's state between reloads.
 struct Fleet {
     config: FleetConfig,
@@ -56,6 +94,7 @@ struct Fleet {
     roster: Roster,
     running: BTreeMap<PathBuf, Running>,
     shutdown: CancellationToken,
+    cluster: Option<Cluster>,
 }
 
 fn write<T>(lock: &std::sync::RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
@@ -81,7 +120,20 @@ impl Fleet {
         };
         write(&self.roster.agents).insert(id.clone(), member);
         let span = tracing::info_span!("agent", id = %id);
-        let task = tokio::spawn(agent.run().instrument(span));
+        let gate = self.cluster.as_ref().map(|c| c.gate.clone());
+        let run = agent.run();
+        let task = tokio::spawn(
+            async move {
+                let Some(gate) = gate else {
+                    return run.await;
+                };
+                tokio::select! {
+                    () = run => {}
+                    () = gate.fenced() => warn!("fenced: this host's lease is not proven; the agent is stopped here with no further request"),
+                }
+            }
+            .instrument(span),
+        );
         info!(agent = %id, file = %file.display(), "agent started");
         self.running.insert(
             file.to_path_buf(),
@@ -101,6 +153,17 @@ impl Fleet {
         if let Some(r) = self.running.remove(file) {
             info!(agent = %r.id, file = %file.display(), "agent file removed: stopping the agent");
             r.stop.cancel();
+            let _ = r.task.await;
+            write(&self.roster.agents).remove(&r.id);
+        }
+    }
+
+    /// Stops the agent of `file` without its stop policy (it runs elsewhere now, or this host
+    /// is fenced): its XMPP session is closed, nothing is sent to Finesse.
+    async fn set_down(&mut self, file: &Path, why: &str) {
+        if let Some(r) = self.running.remove(file) {
+            info!(agent = %r.id, why, "agent stopped here, without its stop policy");
+            r.task.abort();
             let _ = r.task.await;
             write(&self.roster.agents).remove(&r.id);
         }
@@ -129,6 +192,9 @@ impl Fleet {
             self.stop(&file).await;
         }
         write(&self.roster.bad).retain(|f, _| files.contains(f));
+        if let Some(c) = &mut self.cluster {
+            c.catalog.retain(|_, f| files.contains(f));
+        }
         for file in files {
             let text = std::fs::read_to_string(&file).unwrap_or_default();
             if let Some(r) = self.running.get(&file) {
@@ -157,6 +223,15 @@ impl Fleet {
                     if taken {
                         return Err(format!("agent {id} is already run from another file"));
                     }
+                    if let Some(c) = &mut self.cluster {
+                        if c.catalog.get(&id).is_some_and(|f| *f != file) {
+                            return Err(format!("agent {id} is already named by another file"));
+                        }
+                        c.catalog.insert(id.clone(), file.clone());
+                        if !self.runs(&id) {
+                            return Ok(());
+                        }
+                    }
                     self.start(&file, config, text).map_err(|e| e.to_string())
                 });
             match started {
@@ -180,7 +255,14 @@ pub async fn run(config: FleetConfig, control: Control) -> Result<(), AppError> 
         mut reloads,
     } = control;
     let base = config.base.clone();
-    let pool = Pool::new(&base, config.rates()).map_err(|e| AppError::Setup(e.into()))?;
+    let mut pool = Pool::new(&base, config.rates()).map_err(|e| AppError::Setup(e.into()))?;
+    let cluster = match &config.cluster {
+        Some(c) => Some(Cluster::start(c, &config).await?),
+        None => None,
+    };
+    if let Some(c) = &cluster {
+        pool = pool.behind(c.gate.clone());
+    }
     let roster = Roster::default();
     let ready_ratio = Arc::new(std::sync::RwLock::new(config.ready_ratio));
     let api = api::router(FleetApi {
@@ -191,7 +273,9 @@ pub async fn run(config: FleetConfig, control: Control) -> Result<(), AppError> 
             base.api_origins.clone(),
             base.api_token.clone(),
         )),
+        cluster: cluster.as_ref().map(|c| c.status.clone()),
     });
+    let mut lease = cluster.as_ref().map(|c| c.lease.clone());
     let mut fleet = Fleet {
         config,
         pool,
@@ -199,14 +283,40 @@ pub async fn run(config: FleetConfig, control: Control) -> Result<(), AppError> 
         roster,
         running: BTreeMap::new(),
         shutdown: shutdown.clone(),
+        cluster,
     };
     fleet.sync(false, None).await;
     let api_task = crate::app::listen(&base, api, shutdown.clone()).await?;
+    let mut rounds = tokio::time::interval(Duration::from_secs(1));
+    rounds.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let clustered = fleet.cluster.is_some();
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
             Some(()) = reloads.recv() => fleet.reload().await,
+            _ = rounds.tick(), if clustered => fleet.round().await,
+            changed = async {
+                match &mut lease {
+                    Some(l) => l.changed().await,
+                    None => std::future::pending().await,
+                }
+            }, if clustered => match changed {
+                Ok(()) => fleet.round().await,
+                Err(_) => lease = None,
+            },
         }
+    }
+    if let Some(c) = fleet.cluster.take() {
+        // Moving, not leaving: every agent closes here with no stop policy, then the lease
+        // goes, and with it every owner key: the others take the agents at their next round.
+        let files: Vec<PathBuf> = fleet.running.keys().cloned().collect();
+        for file in files {
+            fleet
+                .set_down(&file, "this host stops: its agents move to the others")
+                .await;
+        }
+        c.keeper_stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(5), c.keeper).await;
     }
     for (_, r) in std::mem::take(&mut fleet.running) {
         let _ = tokio::time::timeout(Duration::from_secs(30), r.task).await;
@@ -256,4 +366,192 @@ impl Fleet {
         self.config = new;
         self.sync(true, None).await;
     }
+}
+
+fn status_of(c: &Cluster) -> std::sync::RwLockWriteGuard<'_, Status> {
+    write(&c.status)
+}
+
+impl Cluster {
+    /// Connects to etcd and starts keeping this host's lease (it joins at once when etcd
+    /// answers; until then the host runs no agent).
+    async fn start(
+        cfg: &cluster::config::ClusterConfig,
+        fleet: &FleetConfig,
+    ) -> Result<Self, AppError> {
+        let timeout = (cfg.lease_ttl / 5).clamp(Duration::from_millis(500), Duration::from_secs(2));
+        let store = Store::connect(cfg, timeout)
+            .await
+            .map_err(|e| AppError::Cluster(e.to_string()))?;
+        let (tx, lease) = watch::channel(Lease::default());
+        let keeper_stop = CancellationToken::new();
+        let keeper = tokio::spawn(cluster::lease::keep(
+            store.clone(),
+            cfg.clone(),
+            tx,
+            keeper_stop.clone(),
+        ));
+        let status = Status {
+            member: cfg.member.clone(),
+            ..Status::default()
+        };
+        info!(member = %cfg.member, prefix = %cfg.prefix, "cluster mode: this host runs only the agents it owns on etcd");
+        Ok(Self {
+            store,
+            gate: Gate::new(lease.clone()),
+            lease,
+            keeper_stop,
+            keeper,
+            catalog: BTreeMap::new(),
+            status: Arc::new(std::sync::RwLock::new(status)),
+            rounds: 0,
+            batch: (fleet.max_logins_per_second.ceil() as usize).max(1),
+            round_limit: cfg.lease_ttl / 2,
+        })
+    }
+}
+
+impl Fleet {
+    /// Whether the agent `id` runs here now: this host owns it and may act.
+    fn runs(&self, id: &str) -> bool {
+        self.cluster.as_ref().is_none_or(|c| {
+            let status = read_status(c);
+            status.turn.owned.contains_key(id) && status.acting(Instant::now())
+        })
+    }
+
+    /// One round of cluster mode: read etcd, claim, release, hand over; then start and stop
+    /// agents to match what this host owns.
+    async fn round(&mut self) {
+        let Some(c) = &mut self.cluster else { return };
+        let now = Instant::now();
+        let lease = c.lease.borrow().clone();
+        let mut hand_over = Vec::new();
+        if lease.id.is_some() && lease.may_act(now) {
+            c.store.set_lease(lease.id);
+            let agents: Vec<String> = c.catalog.keys().cloned().collect();
+            let round = cluster::turn::turn(&mut c.store, &agents, lease.may_claim(now));
+            match tokio::time::timeout(c.round_limit, round).await {
+                Ok(Ok(t)) => {
+                    let mut status = status_of(c);
+                    if c.rounds > 0 && !t.claimed.is_empty() {
+                        info!(
+                            agents = t.claimed.len(),
+                            "claimed agents that had no owner (a host died or left, or a file is new)"
+                        );
+                        status.takeovers += t.claimed.len() as u64;
+                    }
+                    hand_over = t.hand_over.iter().take(c.batch).cloned().collect();
+                    status.turn = t;
+                    status.round_failed = false;
+                    drop(status);
+                    c.rounds += 1;
+                }
+                Ok(Err(e)) => {
+                    if !status_of(c).round_failed {
+                        warn!(error = %e, "cluster round failed: keeping what this host owns");
+                    }
+                    status_of(c).round_failed = true;
+                }
+                Err(_) => {
+                    if !status_of(c).round_failed {
+                        warn!("cluster round timed out: keeping what this host owns");
+                    }
+                    status_of(c).round_failed = true;
+                }
+            }
+        }
+        {
+            let was = status_of(c).acting(now);
+            let mut status = status_of(c);
+            status.lease = lease.clone();
+            status.held = c.gate.held();
+            if was && !status.acting(now) && !self.running.is_empty() {
+                status.fenced += 1;
+            }
+        }
+        self.hand_over(hand_over).await;
+        self.apply().await;
+    }
+
+    /// Stops each agent of `moving` here, then releases it to the member that should own it.
+    async fn hand_over(&mut self, moving: Vec<(String, String)>) {
+        if moving.is_empty() {
+            return;
+        }
+        let Some(c) = &self.cluster else { return };
+        let files: Vec<(String, Option<PathBuf>)> = moving
+            .iter()
+            .map(|(agent, _)| (agent.clone(), c.catalog.get(agent).cloned()))
+            .collect();
+        for (agent, file) in &files {
+            if let Some(file) = file {
+                self.set_down(file, "handed over to its new owner").await;
+            }
+            info!(agent = %agent, "handing over");
+        }
+        let Some(c) = &mut self.cluster else { return };
+        let agents: Vec<String> = files.into_iter().map(|(a, _)| a).collect();
+        match c.store.release(&agents).await {
+            Ok(()) => {
+                let mut status = status_of(c);
+                status.handovers += agents.len() as u64;
+                for a in &agents {
+                    status.turn.owned.remove(a);
+                    status.turn.owners.remove(a);
+                }
+            }
+            Err(e) => warn!(error = %e, "hand-over not released: the next round tries again"),
+        }
+    }
+
+    /// Starts the agents this host owns and may run, stops the others (without their stop
+    /// policy), and forgets the tasks that ended (fenced).
+    async fn apply(&mut self) {
+        let Some(c) = &self.cluster else { return };
+        let now = Instant::now();
+        let wanted: BTreeSet<String> = {
+            let status = read_status(c);
+            if status.acting(now) {
+                status.turn.owned.keys().cloned().collect()
+            } else {
+                BTreeSet::new()
+            }
+        };
+        let catalog = c.catalog.clone();
+        let ended: Vec<PathBuf> = self
+            .running
+            .iter()
+            .filter(|(_, r)| r.task.is_finished() || !wanted.contains(&r.id))
+            .map(|(f, _)| f.clone())
+            .collect();
+        for file in ended {
+            self.set_down(&file, "not owned here, or this host is fenced")
+                .await;
+        }
+        for id in wanted {
+            let Some(file) = catalog.get(&id) else {
+                continue;
+            };
+            if self.running.contains_key(file) {
+                continue;
+            }
+            let text = std::fs::read_to_string(file).unwrap_or_default();
+            let started = self
+                .config
+                .load_agent(file)
+                .map_err(|e| e.to_string())
+                .and_then(|config| self.start(file, config, text).map_err(|e| e.to_string()));
+            if let Err(e) = started {
+                error!(file = %file.display(), error = %e, "agent file refused: that agent does not run");
+                write(&self.roster.bad).insert(file.clone(), e);
+            }
+        }
+    }
+}
+
+fn read_status(c: &Cluster) -> std::sync::RwLockReadGuard<'_, Status> {
+    c.status
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

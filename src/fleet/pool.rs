@@ -3,22 +3,24 @@
 //! agent whose CA and timeouts are the fleet's; and the fleet's caps. An agent whose
 //! file sets its own CA or timeouts gets clients of its own, under the same caps. A reload of
 //! the fleet file swaps in new shared resources only for what changed; each agent picks them up
-//! at its own reload, which the fleet sends right after.
+//! at its own reload, which the fleet sends right after. In cluster mode every slot of the
+//! caps also passes the host's fence.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use super::caps::{Caps, Rates};
+use super::cluster::gate::{Fenced, Gate};
 use crate::clients::{Clients, Own, Provider};
 use crate::config::Config;
 use crate::finesse::rest::{Credentials, Rest, SystemInfoCache};
 use crate::throttle::Throttle;
-use crate::tls::{HttpTimeouts, TlsError};
+use crate::tls::{HttpSettings, TlsError};
 
 /// The resources shared for one set of fleet settings.
 struct Shared {
     ca_pem: Option<Vec<u8>>,
-    timeouts: HttpTimeouts,
+    timeouts: HttpSettings,
     tls: Arc<rustls::ClientConfig>,
     http: reqwest::Client,
     info: Arc<SystemInfoCache>,
@@ -29,6 +31,8 @@ struct Shared {
 #[derive(Clone)]
 pub struct Pool {
     current: Arc<RwLock<Arc<Shared>>>,
+    /// In cluster mode, the fence every slot passes (see [`super::cluster::gate`]).
+    gate: Option<Gate>,
 }
 
 /// What a rebuild replaced.
@@ -48,10 +52,10 @@ fn fresh_for(base: &Config) -> Duration {
 
 fn build(base: &Config, rates: Rates, caps: Option<Arc<Caps>>) -> Result<Shared, TlsError> {
     let tls = crate::tls::client_config(base.ca_pem.as_deref())?;
-    let http = crate::tls::http_client(&tls, base.http_timeouts())?;
+    let http = crate::tls::http_client(&tls, base.http_settings())?;
     Ok(Shared {
         ca_pem: base.ca_pem.clone(),
-        timeouts: base.http_timeouts(),
+        timeouts: base.http_settings(),
         tls,
         http,
         info: Arc::new(SystemInfoCache::new(fresh_for(base))),
@@ -70,7 +74,22 @@ impl Pool {
     pub fn new(base: &Config, rates: Rates) -> Result<Self, TlsError> {
         Ok(Self {
             current: Arc::new(RwLock::new(Arc::new(build(base, rates, None)?))),
+            gate: None,
         })
+    }
+
+    /// The same pool, every slot of its caps given only while `gate` is open.
+    pub fn behind(mut self, gate: Gate) -> Self {
+        self.gate = Some(gate);
+        self
+    }
+
+    /// The caps as agents wait for them: behind the gate in cluster mode.
+    fn slots(&self, caps: Arc<Caps>) -> Arc<dyn Throttle> {
+        match &self.gate {
+            Some(gate) => Arc::new(Fenced::new(caps, gate.clone())),
+            None => caps,
+        }
     }
 
     /// Brings the pool in line with a reloaded fleet file: what did not change is kept (the
@@ -78,7 +97,7 @@ impl Pool {
     pub fn rebuild(&self, base: &Config, rates: Rates) -> Result<Rebuilt, TlsError> {
         let old = read(&self.current);
         let clients = old.ca_pem != base.ca_pem
-            || old.timeouts != base.http_timeouts()
+            || old.timeouts != base.http_settings()
             || old.info.fresh_for() != fresh_for(base);
         let caps = old.caps.rates != rates;
         if !clients && !caps {
@@ -113,9 +132,9 @@ impl Pool {
 impl Provider for Pool {
     fn clients(&self, cfg: &Config, credentials: Credentials) -> Result<Clients, TlsError> {
         let shared = read(&self.current);
-        let throttle: Arc<dyn Throttle> = shared.caps.clone();
+        let throttle = self.slots(shared.caps.clone());
         // The one rule for sharing: the same CA and timeouts as the fleet's.
-        let same = cfg.ca_pem == shared.ca_pem && cfg.http_timeouts() == shared.timeouts;
+        let same = cfg.ca_pem == shared.ca_pem && cfg.http_settings() == shared.timeouts;
         let clients = if same {
             Clients {
                 tls: shared.tls.clone(),
@@ -137,8 +156,7 @@ impl Provider for Pool {
     }
 
     fn throttle(&self) -> Option<Arc<dyn Throttle>> {
-        let caps: Arc<dyn Throttle> = read(&self.current).caps.clone();
-        Some(caps)
+        Some(self.slots(read(&self.current).caps.clone()))
     }
 }
 

@@ -137,7 +137,7 @@ impl Fleet {
 }
 
 /// Starts `finesse-taskd fleet` on `dir`'s fleet file; its log is appended to `log_path`.
-async fn spawn(dir: &std::path::Path, log_path: &std::path::Path) -> (Child, String) {
+pub async fn spawn(dir: &std::path::Path, log_path: &std::path::Path) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_finesse-taskd"))
         .arg("fleet")
         .arg("--config")

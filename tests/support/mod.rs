@@ -3,6 +3,7 @@
 //! nodes, and connect as an agent over XMPP to read notifications.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod daemon;
 pub mod etcd;
 pub mod fleet;
@@ -96,6 +97,11 @@ impl Sim {
     /// `FINESSE_TEST_RTT=40ms` puts that round trip between the agents and every node
     /// (the simulator's network, `--rtt`), as a home agent's VPN-less desktop sees it.
     pub async fn start(extra: &[&str]) -> Sim {
+        Self::start_on(sim_config(), extra).await
+    }
+
+    /// [`Self::start`] with another simulator config (such as a range of agents).
+    pub async fn start_on(config: PathBuf, extra: &[&str]) -> Sim {
         let mut args: Vec<String> = vec!["--spawn-prosody".into()];
         if std::env::var("FINESSE_TEST_XMPP_SERVER").as_deref() == Ok("ejabberd") {
             args.extend(["--xmpp-server".into(), "ejabberd".into()]);
@@ -105,7 +111,7 @@ impl Sim {
         }
         args.extend(extra.iter().map(|a| (*a).to_owned()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        Self::start_with(sim_config(), &args).await
+        Self::start_with(config, &args).await
     }
 
     /// Starts the simulator with a given config file and exactly these extra arguments.

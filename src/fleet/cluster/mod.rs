@@ -4,10 +4,16 @@
 //! two owners. The decisions are free of I/O: the settings ([`config`]), who should own an
 //! agent ([`hrw`]), what one host should claim, hand over or release ([`plan`]), and when a
 //! host must stop acting on its own ([`fence`]); [`store`] reads and writes the records on
-//! etcd. Not yet wired to `finesse-taskd fleet`: a fleet file's `[cluster]` is still refused.
+//! etcd, [`lease`] keeps this host's lease and publishes its deadline, [`gate`] holds every
+//! request of an agent past it, and [`turn`] is one round of reading, planning, claiming and
+//! releasing that the fleet runs every second; [`status`] is what the API and metrics show.
 
 pub mod config;
 pub mod fence;
+pub mod gate;
 pub mod hrw;
+pub mod lease;
 pub mod plan;
+pub mod status;
 pub mod store;
+pub mod turn;

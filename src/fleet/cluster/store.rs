@@ -169,17 +169,35 @@ impl Store {
         Ok(lease)
     }
 
-    /// Renews this host's lease once; the TTL etcd still gives it (0: the lease is gone).
-    pub async fn renew(&mut self) -> Result<i64, StoreError> {
+    /// Forgets a lease that etcd no longer has (a new one is granted at the next join).
+    pub fn forget(&mut self) {
+        self.lease = None;
+    }
+
+    /// Uses `lease`, granted by [`Self::join`] on another handle of this store.
+    pub fn set_lease(&mut self, lease: Option<i64>) {
+        self.lease = lease;
+    }
+
+    /// Renews this host's lease once: true while it lives, false when etcd says it is gone.
+    /// (Opening etcd's keep-alive stream sends the first renewal and reads its answer; that
+    /// one exchange is the renewal.)
+    pub async fn renew(&mut self) -> Result<bool, StoreError> {
         let Some(lease) = self.lease else {
-            return Ok(0);
+            return Ok(false);
         };
-        self.call(|mut c| async move {
-            let (mut keeper, mut answers) = c.lease_keep_alive(lease).await?;
-            keeper.keep_alive().await?;
-            Ok(answers.message().await?.map_or(0, |a| a.ttl()))
-        })
-        .await
+        let answer = self
+            .call(|mut c| async move { c.lease_keep_alive(lease).await.map(|_| ()) })
+            .await;
+        match answer {
+            Ok(()) => Ok(true),
+            Err(StoreError::Etcd(etcd_client::Error::LeaseKeepAliveError(m)))
+                if m.contains("not found") =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Ends this host's lease: its member record and every agent it owns go at once.
