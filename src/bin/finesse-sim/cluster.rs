@@ -163,6 +163,8 @@ pub struct Cluster {
     pub overrides: Mutex<HashMap<(usize, String), Override>>,
     /// The IdS (SSO mode and its tokens).
     pub ids: Mutex<crate::ids::Ids>,
+    /// Relays to other loopback services, by id (their index).
+    pub relays: Mutex<Vec<Arc<crate::network::relay::Relay>>>,
 }
 
 /// A canned REST answer that replaces the normal one for a path.

@@ -290,6 +290,7 @@ async fn run(cli: Cli, config: SimConfig) -> anyhow::Result<()> {
         published: Mutex::new(vec![(0, 0); nodes.len()]),
         chat: Arc::new(chat::Chat::default()),
         overrides: Mutex::new(Default::default()),
+        relays: Mutex::new(Vec::new()),
         ids: Mutex::new(
             ids::Ids::new(cli.sso, config.sso.clone()).with_login_names(
                 config

@@ -54,6 +54,8 @@ pub fn router(cluster: Arc<Cluster>, info: Value) -> Router {
         .route("/admin/nodes/{node}/prosody/{op}", post(prosody_op))
         .route("/admin/nodes/{node}/network", get(get_network))
         .route("/admin/nodes/{node}/network/{link}", put(put_network))
+        .route("/admin/relays", post(new_relay))
+        .route("/admin/relays/{id}/network", put(put_relay_network))
         .route("/admin/behaviour", get(get_behaviour).put(put_behaviour))
         .route("/admin/sso/{agent}", get(sso::stats))
         .route("/admin/sso/{agent}/token", post(sso::issue))
@@ -324,6 +326,45 @@ async fn put_network(
         n.network.set(l, c);
     }
     Json(network_json(&n)).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewRelay {
+    to: std::net::SocketAddr,
+}
+
+/// `POST /admin/relays` with `{"to": "127.0.0.1:port"}`: a relay to that loopback address,
+/// `{"id", "listen"}`.
+async fn new_relay(State(st): State<Admin>, Json(body): Json<NewRelay>) -> Response {
+    match crate::network::relay::Relay::start(body.to).await {
+        Ok(relay) => {
+            let listen = relay.listen;
+            let mut relays = lock(&st.cluster.relays);
+            relays.push(Arc::new(relay));
+            Json(json!({ "id": relays.len() - 1, "listen": listen.to_string() })).into_response()
+        }
+        Err(e) => err(StatusCode::BAD_REQUEST, e),
+    }
+}
+
+/// `PUT /admin/relays/{id}/network` with a patch of the relay's conditions.
+async fn put_relay_network(
+    State(st): State<Admin>,
+    Path(id): Path<usize>,
+    Json(patch): Json<Value>,
+) -> Response {
+    let Some(relay) = lock(&st.cluster.relays).get(id).cloned() else {
+        return err(StatusCode::NOT_FOUND, format!("unknown relay {id}"));
+    };
+    match relay.get().patched(&patch) {
+        Ok(c) => {
+            tracing::info!(relay = id, upstream = %relay.upstream, conditions = ?c, "relay network changed");
+            relay.set(c);
+            Json(json!({ "id": id, "conditions": c })).into_response()
+        }
+        Err(e) => err(StatusCode::BAD_REQUEST, e),
+    }
 }
 
 async fn prosody_op(State(st): State<Admin>, Path((node, op)): Path<(String, String)>) -> Response {

@@ -18,6 +18,9 @@
 //! - `slow_close_ms`: a close reaches the other side this much later (toxiproxy
 //!   `slow_close`).
 //!
+//! [`relay`] puts the same conditions between a test's own processes and any other loopback
+//! service (etcd for a cluster's hosts).
+//!
 //! A connection that no toxic touches is carried byte for byte. The simulator's own clients
 //! (its publisher) reach the XMPP servers directly, so a fault is always between an agent and
 //! the node.
@@ -29,6 +32,7 @@ use tokio::sync::watch;
 
 mod pipe;
 mod proxy;
+pub mod relay;
 #[cfg(test)]
 mod tests;
 
