@@ -8,111 +8,14 @@
 
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
-use finesse_taskd::fleet::cluster::hrw;
 use nix::sys::signal::Signal;
-use reqwest::Method;
-use serde_json::json;
-use support::Sim;
-use support::cluster::{Host, TTL, ids, placement, range_sim, requests_by_source, wait_placed};
-use support::etcd::Etcd;
-
-/// Agents in these tests.
-const N: usize = 12;
-
-/// How long a takeover may take here: the TTL, a round, the logins, with room for a loaded
-/// machine; far inside the forced-logout window the simulator is given.
-const LIMIT: Duration = Duration::from_secs(40);
-
-/// Starts the simulator (forced logout after 20 s of lost presence: a takeover must beat
-/// it), etcd and `hosts` hosts, and waits until every agent is steady on one of them.
-async fn cluster(hosts: usize) -> (Sim, Etcd, Vec<Host>, BTreeMap<String, String>) {
-    let sim = range_sim(N, &[]).await;
-    sim.behaviour(json!({ "forced_logout_after_ms": 20_000 }))
-        .await;
-    let etcd = Etcd::start().await;
-    let mut all = Vec::new();
-    for k in 0..hosts {
-        all.push(Host::start(&sim, &etcd, k, N, "").await);
-    }
-    let refs: Vec<&Host> = all.iter().collect();
-    let placed = wait_hashed(&refs, LIMIT, "start").await;
-    (sim, etcd, all, placed)
-}
-
-/// Waits until every agent is steady on the host that hashing names among `hosts` (the
-/// hosts that started first took everything; hand-overs then spread it).
-async fn wait_hashed(hosts: &[&Host], limit: Duration, what: &str) -> BTreeMap<String, String> {
-    let members: Vec<hrw::Member> = hosts
-        .iter()
-        .map(|h| hrw::Member {
-            name: h.name.clone(),
-            weight: 1.0,
-        })
-        .collect();
-    let want: BTreeMap<String, String> = ids(N)
-        .into_iter()
-        .map(|a| {
-            let owner = hrw::owner(&a, &members)
-                .map(|m| m.name.clone())
-                .unwrap_or_default();
-            (a, owner)
-        })
-        .collect();
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        let placed = wait_placed(hosts, N, limit, what).await;
-        if placed == want {
-            return placed;
-        }
-        if tokio::time::Instant::now() > deadline {
-            let mut state = String::new();
-            for h in hosts {
-                state.push_str(&format!(
-                    "--- {}: {}\n{}\n",
-                    h.name,
-                    h.cluster().await,
-                    h.fleet
-                        .log()
-                        .lines()
-                        .rev()
-                        .take(25)
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                ));
-            }
-            panic!("{what}: placement {placed:?} is not hashing's {want:?}\n{state}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn on<'a>(placed: &'a BTreeMap<String, String>, host: &str) -> BTreeSet<&'a str> {
-    placed
-        .iter()
-        .filter(|(_, h)| *h == host)
-        .map(|(a, _)| a.as_str())
-        .collect()
-}
-
-/// Every agent of the range is still signed in at Finesse (no forced logout, no sign-out).
-async fn all_signed_in(sim: &Sim) {
-    for id in ids(N) {
-        let t = sim
-            .admin(Method::GET, &format!("/admin/truth/{id}"), None)
-            .await;
-        let states: Vec<&str> = t["media"]
-            .as_array()
-            .map(|m| m.iter().filter_map(|m| m["state"].as_str()).collect())
-            .unwrap_or_default();
-        assert!(
-            !states.is_empty() && states.iter().all(|s| *s != "LOGOUT"),
-            "agent {id} was signed out: {t}"
-        );
-    }
-}
+use support::cluster::{
+    Host, LIMIT, N, TTL, all_signed_in, cluster, on, placement, requests_by_source, wait_hashed,
+    wait_placed,
+};
 
 /// The agents `hosts` have claimed after their first round, in all.
 async fn takeovers(hosts: &[&Host]) -> u64 {
@@ -219,7 +122,7 @@ async fn a_stopped_host_hands_its_agents_over_and_a_joining_host_takes_about_its
     let (sim, etcd, mut hosts, placed) = cluster(2).await;
     let sign_ins = sim.login_puts(None).await.len();
     // A third host joins: agents move to it by hand-over, about a third of them.
-    hosts.push(Host::start(&sim, &etcd, 2, N, "").await);
+    hosts.push(Host::start(&sim, &etcd, 2, N, &[]).await);
     let refs: Vec<&Host> = hosts.iter().collect();
     let joined = wait_hashed(&refs, LIMIT, "after a join").await;
     let moved = joined.iter().filter(|(a, h)| placed[*a] != **h).count();

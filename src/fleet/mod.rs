@@ -448,12 +448,14 @@ impl Fleet {
                     c.rounds += 1;
                 }
                 Ok(Err(e)) => {
+                    let _ = tokio::time::timeout(c.round_limit, c.store.redial()).await;
                     if !status_of(c).round_failed {
                         warn!(error = %e, "cluster round failed: keeping what this host owns");
                     }
                     status_of(c).round_failed = true;
                 }
                 Err(_) => {
+                    let _ = tokio::time::timeout(c.round_limit, c.store.redial()).await;
                     if !status_of(c).round_failed {
                         warn!("cluster round timed out: keeping what this host owns");
                     }

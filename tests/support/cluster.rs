@@ -3,10 +3,12 @@
 //! its own source address (127.0.0.2, .3, …) so that the simulator tells them apart; one
 //! simulator whose agents are a range, one three-member etcd.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use serde_json::Value;
+use finesse_taskd::fleet::cluster::hrw;
+use reqwest::Method;
+use serde_json::{Value, json};
 
 use super::Sim;
 use super::etcd::Etcd;
@@ -52,8 +54,15 @@ pub struct Host {
 
 impl Host {
     /// Starts host number `k` (source address 127.0.0.<k+2>) of the cluster on `etcd`,
-    /// for the `n` agents of `sim`'s range; `cluster_extra` is added to `[cluster]`.
-    pub async fn start(sim: &Sim, etcd: &Etcd, k: usize, n: usize, cluster_extra: &str) -> Host {
+    /// for the `n` agents of `sim`'s range; each `(from, to)` of `edits` is replaced in its
+    /// fleet file (`[cluster]` is last: a line added to its end is one of its keys).
+    pub async fn start(
+        sim: &Sim,
+        etcd: &Etcd,
+        k: usize,
+        n: usize,
+        edits: &[(String, String)],
+    ) -> Host {
         let name = format!("host-{k}");
         let source = format!("127.0.0.{}", k + 2);
         let dir = tempfile::Builder::new().prefix("host-").tempdir().unwrap();
@@ -67,12 +76,15 @@ impl Host {
              [recovery]\nfirst_retry_window = \"300ms\"\nbackoff_initial = \"200ms\"\n\
              backoff_max = \"1s\"\nsysteminfo_poll = \"300ms\"\nhealthy_after = \"5s\"\n\
              failover_after = \"30s\"\n\n[api]\nlisten = \"127.0.0.1:0\"\n\n\
-             [log]\nformat = \"json\"\n\n{cluster}lease_ttl = \"{ttl}s\"\n{cluster_extra}\n",
+             [log]\nformat = \"json\"\n\n{cluster}lease_ttl = \"{ttl}s\"\n",
             nodes = sim.nodes_toml(),
             ca = sim.info.ca_file,
             cluster = etcd.cluster_toml(&name, "/finesse-taskd/test/"),
             ttl = TTL.as_secs(),
         );
+        let fleet = edits
+            .iter()
+            .fold(fleet, |text, (from, to)| text.replace(from, to));
         std::fs::write(dir.path().join("fleet.toml"), fleet).unwrap();
         for (i, id) in ids(n).iter().enumerate() {
             let text = agent_file(dir.path(), id, &format!("herd-{i}-secret"));
@@ -197,4 +209,153 @@ pub async fn requests_by_source(sim: &Sim) -> Vec<(u64, String, String)> {
             Some((r["seq"].as_u64().unwrap_or(0), user, ip))
         })
         .collect()
+}
+
+/// Agents in these tests.
+pub const N: usize = 12;
+
+/// How long a takeover may take here: the TTL, a round, the logins, with room for a loaded
+/// machine; far inside the forced-logout window the simulator is given.
+pub const LIMIT: Duration = Duration::from_secs(40);
+
+/// Starts the simulator (forced logout after 20 s of lost presence: a takeover must beat
+/// it), etcd and `hosts` hosts, and waits until every agent is steady on one of them.
+pub async fn cluster(hosts: usize) -> (Sim, Etcd, Vec<Host>, BTreeMap<String, String>) {
+    cluster_edited(hosts, &[]).await
+}
+
+/// [`cluster`] with `edits` in every host's fleet file.
+pub async fn cluster_edited(
+    hosts: usize,
+    edits: &[(String, String)],
+) -> (Sim, Etcd, Vec<Host>, BTreeMap<String, String>) {
+    let sim = range_sim(N, &[]).await;
+    sim.behaviour(json!({ "forced_logout_after_ms": 20_000 }))
+        .await;
+    let etcd = Etcd::start().await;
+    let mut all = Vec::new();
+    for k in 0..hosts {
+        all.push(Host::start(&sim, &etcd, k, N, edits).await);
+    }
+    let refs: Vec<&Host> = all.iter().collect();
+    let placed = wait_hashed(&refs, LIMIT, "start").await;
+    (sim, etcd, all, placed)
+}
+
+/// Waits until every agent is steady on the host that hashing names among `hosts` (the
+/// hosts that started first took everything; hand-overs then spread it).
+pub async fn wait_hashed(hosts: &[&Host], limit: Duration, what: &str) -> BTreeMap<String, String> {
+    let members: Vec<hrw::Member> = hosts
+        .iter()
+        .map(|h| hrw::Member {
+            name: h.name.clone(),
+            weight: 1.0,
+        })
+        .collect();
+    let want: BTreeMap<String, String> = ids(N)
+        .into_iter()
+        .map(|a| {
+            let owner = hrw::owner(&a, &members)
+                .map(|m| m.name.clone())
+                .unwrap_or_default();
+            (a, owner)
+        })
+        .collect();
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let placed = wait_placed(hosts, N, limit, what).await;
+        if placed == want {
+            return placed;
+        }
+        if tokio::time::Instant::now() > deadline {
+            let mut state = String::new();
+            for h in hosts {
+                state.push_str(&format!(
+                    "--- {}: {}\n{}\n",
+                    h.name,
+                    h.cluster().await,
+                    h.fleet
+                        .log()
+                        .lines()
+                        .rev()
+                        .take(25)
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                ));
+            }
+            panic!("{what}: placement {placed:?} is not hashing's {want:?}\n{state}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub fn on<'a>(placed: &'a BTreeMap<String, String>, host: &str) -> BTreeSet<&'a str> {
+    placed
+        .iter()
+        .filter(|(_, h)| *h == host)
+        .map(|(a, _)| a.as_str())
+        .collect()
+}
+
+/// Every agent of the range is still signed in at Finesse (no forced logout, no sign-out).
+pub async fn all_signed_in(sim: &Sim) {
+    for id in ids(N) {
+        let t = sim
+            .admin(Method::GET, &format!("/admin/truth/{id}"), None)
+            .await;
+        let states: Vec<&str> = t["media"]
+            .as_array()
+            .map(|m| m.iter().filter_map(|m| m["state"].as_str()).collect())
+            .unwrap_or_default();
+        assert!(
+            !states.is_empty() && states.iter().all(|s| *s != "LOGOUT"),
+            "agent {id} was signed out: {t}"
+        );
+    }
+}
+
+/// Watches `hosts` for `span`: every look finds each agent steady on the host `placed` gives
+/// it (nothing moved, nothing stopped).
+pub async fn unmoved_for(
+    hosts: &[&Host],
+    placed: &BTreeMap<String, String>,
+    span: Duration,
+    what: &str,
+) {
+    let end = tokio::time::Instant::now() + span;
+    while tokio::time::Instant::now() < end {
+        let p = placement(hosts).await;
+        let now: BTreeMap<String, String> = p
+            .iter()
+            .filter(|(_, on)| on.len() == 1 && on[0].1 == "steady")
+            .map(|(id, on)| (id.clone(), on[0].0.clone()))
+            .collect();
+        if &now != placed {
+            let logs: String = hosts
+                .iter()
+                .map(|h| format!("--- {}:\n{}\n", h.name, tail(&h.fleet.log(), 30)))
+                .collect();
+            panic!("{what}: an agent moved or stopped: {p:?}\n{logs}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The agents the simulator saw requests for, and from which source, after request `since`.
+pub async fn sources_since(sim: &Sim, since: u64, agent: &str) -> Vec<String> {
+    requests_by_source(sim)
+        .await
+        .into_iter()
+        .filter(|(seq, a, _)| *seq > since && a == agent)
+        .map(|(_, _, ip)| ip)
+        .collect()
+}
+
+/// The sequence number of the simulator's last logged request.
+pub async fn last_seq(sim: &Sim) -> u64 {
+    sim.requests()
+        .await
+        .last()
+        .and_then(|r| r["seq"].as_u64())
+        .unwrap_or(0)
 }

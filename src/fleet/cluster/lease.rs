@@ -37,10 +37,10 @@ pub struct Lease {
 
 impl Lease {
     /// Whether this host may act for its agents at `now`: before its deadline, or, under
-    /// `keep`, while etcd cannot be reached at all (its lease not known to be lost).
+    /// `keep`, for as long as its lease is not known to be lost (etcd without a quorum, or
+    /// out of reach, says nothing either way; only an answer that the lease is gone stops it).
     pub fn may_act(&self, now: Instant) -> bool {
-        self.deadline.is_some_and(|d| now < d)
-            || (self.keep && !self.reachable && self.id.is_some())
+        self.deadline.is_some_and(|d| now < d) || (self.keep && self.id.is_some())
     }
 
     /// Whether this host may take agents it does not own yet (never without etcd).
@@ -93,6 +93,8 @@ pub async fn keep(
                 lost = true;
             }
             Err(e) => {
+                // The next try goes out on new connections.
+                let _ = tokio::time::timeout(renew_every(cfg.lease_ttl), store.redial()).await;
                 if !warned {
                     warn!(error = %e, "the lease cannot be renewed: this host stops acting at its deadline unless etcd answers");
                     warned = true;
@@ -132,7 +134,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_host_acts_before_its_deadline_and_under_keep_only_while_etcd_is_away() {
+    fn a_host_acts_before_its_deadline_and_under_keep_until_its_lease_is_known_lost() {
         let now = Instant::now();
         let mut l = Lease {
             id: Some(1),
@@ -150,12 +152,12 @@ mod tests {
         assert!(!l.may_claim(later), "but claim nothing");
         l.reachable = true;
         assert!(
-            !l.may_act(later),
-            "etcd answered and the lease is not renewed: stop"
+            l.may_act(later),
+            "keep: etcd answers without renewing (no quorum): act on"
         );
+        assert!(!l.may_claim(later));
         l.id = None;
-        l.reachable = false;
-        assert!(!l.may_act(later), "no lease, nothing to keep");
+        assert!(!l.may_act(later), "keep: the lease is known lost: stop");
         assert_eq!(
             renew_every(Duration::from_secs(10)),
             Duration::from_millis(3333)

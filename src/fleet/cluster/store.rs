@@ -12,6 +12,7 @@
 //! ([`super::fence`]), and never through etcd's `Lock`, which Jepsen found unsafe on its own.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::{
@@ -38,6 +39,9 @@ pub enum StoreError {
     /// No member answered any try.
     #[error("etcd: no member answered")]
     NoAnswer,
+    /// A try took longer than its bound (a stalled connection, a member without a leader).
+    #[error("etcd: no answer within {0:?}")]
+    TimedOut(Duration),
 }
 
 /// Who owns an agent, as etcd says.
@@ -66,6 +70,10 @@ fn elsewhere(e: &etcd_client::Error) -> bool {
 #[derive(Clone)]
 pub struct Store {
     client: Client,
+    /// What [`Self::redial`] connects with: the endpoints and options.
+    dial: Arc<(Vec<String>, ConnectOptions)>,
+    /// The bound on each try (etcd's own timeout does not cover a stream's answer).
+    timeout: Duration,
     prefix: String,
     member: String,
     lease: Option<i64>,
@@ -86,22 +94,23 @@ fn read(path: &std::path::Path) -> Result<Vec<u8>, StoreError> {
 }
 
 impl Store {
-    /// `request` on a handle of the client, again (up to [`TRIES`] times) while the member it
-    /// reached did not answer.
+    /// `request` on a handle of the client, each try bounded by the store's timeout, again (up
+    /// to [`TRIES`] times) while the member it reached did not answer.
     async fn call<T, F, Fut>(&self, request: F) -> Result<T, StoreError>
     where
         F: Fn(Client) -> Fut,
         Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
     {
-        let mut last = None;
+        let mut last = StoreError::NoAnswer;
         for _ in 0..TRIES {
-            match request(self.client.clone()).await {
-                Ok(v) => return Ok(v),
-                Err(e) if elsewhere(&e) => last = Some(e),
-                Err(e) => return Err(e.into()),
+            match tokio::time::timeout(self.timeout, request(self.client.clone())).await {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(e)) if elsewhere(&e) => last = e.into(),
+                Ok(Err(e)) => return Err(e.into()),
+                Err(_) => last = StoreError::TimedOut(self.timeout),
             }
         }
-        Err(last.map_or(StoreError::NoAnswer, StoreError::Etcd))
+        Err(last)
     }
 
     /// Connects to the cluster's etcd (mutual TLS when the config gives a certificate), each
@@ -123,13 +132,24 @@ impl Store {
             .iter()
             .map(|u| u.as_str().trim_end_matches('/').to_owned())
             .collect();
-        let client = Client::connect(endpoints, Some(options)).await?;
+        let client = Client::connect(endpoints.clone(), Some(options.clone())).await?;
         Ok(Self {
             client,
+            dial: Arc::new((endpoints, options)),
+            timeout,
             prefix: cfg.prefix.clone(),
             member: cfg.member.clone(),
             lease: None,
         })
+    }
+
+    /// A new client, with new connections: after a failure, the old one's connections may
+    /// be stuck on a path that no longer carries anything (a stalled link, a blackholed
+    /// connection, a member that died mid-stream), which its own reconnection does not leave.
+    pub async fn redial(&mut self) -> Result<(), StoreError> {
+        let (endpoints, options) = &*self.dial;
+        self.client = Client::connect(endpoints.clone(), Some(options.clone())).await?;
+        Ok(())
     }
 
     fn members_prefix(&self) -> String {
