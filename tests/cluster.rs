@@ -11,11 +11,13 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use finesse_taskd::xmpp::TlsMode;
 use nix::sys::signal::Signal;
 use support::cluster::{
-    Host, LIMIT, N, TTL, all_signed_in, cluster, on, placement, requests_by_source, wait_hashed,
-    wait_placed,
+    Host, LIMIT, N, TTL, all_signed_in, cluster, ids, on, placement, requests_by_source,
+    wait_hashed, wait_placed,
 };
+use support::xmpp::Agent;
 
 /// The agents `hosts` have claimed after their first round, in all.
 async fn takeovers(hosts: &[&Host]) -> u64 {
@@ -148,4 +150,47 @@ async fn a_stopped_host_hands_its_agents_over_and_a_joining_host_takes_about_its
     all_signed_in(&sim).await;
     let p = placement(&rest).await;
     assert_eq!(p.len(), N);
+}
+
+#[tokio::test]
+async fn a_session_that_takes_an_agents_resource_stops_it_here_and_no_host_fights_back() {
+    let (sim, _etcd, hosts, placed) = cluster(3).await;
+    let (agent, owner) = placed
+        .iter()
+        .find(|(_, h)| *h == "host-1")
+        .map(|(a, h)| (a.clone(), h.clone()))
+        .expect("host-1 owns an agent");
+    let index = ids(N).iter().position(|a| *a == agent).unwrap();
+    // Someone logs in with the agent's own resource (as a second owner would): the host's
+    // session is displaced with <conflict/>.
+    let intruder = Agent::connect_full(
+        &sim.info,
+        "A",
+        &agent,
+        &format!("herd-{index}-secret"),
+        TlsMode::Direct,
+        "taskd",
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while hosts[1].agents().await.contains_key(&agent) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{agent} still runs on {owner}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(hosts[1].cluster().await["displaced"], 1);
+    // Not run again here, and no other host takes it (etcd still names host-1): nobody
+    // logs in to displace the intruder in turn.
+    let refs: Vec<&Host> = hosts.iter().collect();
+    for _ in 0..(3 * TTL.as_secs() * 5) {
+        let p = placement(&refs).await;
+        assert!(!p.contains_key(&agent), "{agent} runs again: {p:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        intruder.ping().await.is_ok(),
+        "the intruder's session was displaced in turn"
+    );
 }

@@ -82,6 +82,10 @@ struct Cluster {
     batch: usize,
     /// The bound on one round.
     round_limit: Duration,
+    /// Agents another session displaced (an XMPP conflict: the in-band fence), with the
+    /// ownership's revision then and when: not run again here under that same ownership
+    /// until `auth_retry` has passed (as a single agent holds after a conflict).
+    displaced: BTreeMap<String, (i64, Instant)>,
 }
 
 /// The fleet's state between reloads.
@@ -95,6 +99,11 @@ struct Fleet {
     running: BTreeMap<PathBuf, Running>,
     shutdown: CancellationToken,
     cluster: Option<Cluster>,
+}
+
+fn read<T>(lock: &std::sync::RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn write<T>(lock: &std::sync::RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
@@ -405,6 +414,7 @@ impl Cluster {
             catalog: BTreeMap::new(),
             status: Arc::new(std::sync::RwLock::new(status)),
             rounds: 0,
+            displaced: BTreeMap::new(),
             batch: (fleet.max_logins_per_second.ceil() as usize).max(1),
             round_limit: cfg.lease_ttl / 2,
         })
@@ -510,12 +520,46 @@ impl Fleet {
     /// Starts the agents this host owns and may run, stops the others (without their stop
     /// policy), and forgets the tasks that ended (fenced).
     async fn apply(&mut self) {
-        let Some(c) = &self.cluster else { return };
         let now = Instant::now();
+        // The in-band fence: an agent whose session another took (the same resource logged
+        // in elsewhere) has lost its ownership as far as Finesse is concerned.
+        let conflicted: Vec<(String, PathBuf)> = self
+            .running
+            .iter()
+            .filter(|(_, r)| {
+                read(&self.roster.agents)
+                    .get(&r.id)
+                    .is_some_and(|m| m.api.shared.snapshot().phase == crate::vocab::Phase::Conflict)
+            })
+            .map(|(f, r)| (r.id.clone(), f.clone()))
+            .collect();
+        for (id, file) in conflicted {
+            self.set_down(
+                &file,
+                "another session took its XMPP resource: ownership lost in-band",
+            )
+            .await;
+            if let Some(c) = &mut self.cluster {
+                let revision = read_status(c).turn.owned.get(&id).copied().unwrap_or(0);
+                warn!(agent = %id, revision, "XMPP conflict in cluster mode: the agent is not run here again under this ownership until auth_retry has passed");
+                c.displaced.insert(id, (revision, now));
+                status_of(c).displaced += 1;
+            }
+        }
+        let hold = self.config.base.recovery.auth_retry;
+        let Some(c) = &mut self.cluster else { return };
+        c.displaced
+            .retain(|_, (_, since)| now.duration_since(*since) < hold);
         let wanted: BTreeSet<String> = {
             let status = read_status(c);
             if status.acting(now) {
-                status.turn.owned.keys().cloned().collect()
+                status
+                    .turn
+                    .owned
+                    .iter()
+                    .filter(|(id, rev)| c.displaced.get(*id).is_none_or(|(r, _)| r != *rev))
+                    .map(|(id, _)| id.clone())
+                    .collect()
             } else {
                 BTreeSet::new()
             }

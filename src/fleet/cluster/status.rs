@@ -26,6 +26,8 @@ pub struct Status {
     pub handovers: u64,
     /// Times this host stopped its agents at its deadline.
     pub fenced: u64,
+    /// Agents stopped here because another session took their XMPP resource.
+    pub displaced: u64,
     /// Requests held at the fence.
     pub held: u64,
     /// The last round failed (etcd did not answer).
@@ -80,6 +82,7 @@ impl Status {
             "takeovers": self.takeovers,
             "handovers": self.handovers,
             "fenced": self.fenced,
+            "displaced": self.displaced,
             "heldRequests": self.held,
             "lastRoundFailed": self.round_failed,
         })
@@ -145,6 +148,12 @@ impl Status {
             "counter",
             "Times this host stopped its agents at its lease deadline.",
             self.fenced.to_string(),
+        );
+        family(
+            "finesse_taskd_cluster_displaced",
+            "counter",
+            "Agents stopped here because another session took their XMPP resource (ownership lost in-band).",
+            self.displaced.to_string(),
         );
         family(
             "finesse_taskd_cluster_lease_lost",
