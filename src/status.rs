@@ -2,7 +2,8 @@
 //! its local API over TCP or its Unix socket: phase and cause, node and links; per MRD the
 //! state, the desired state, drift, eligibility and a refused sign-in; the dialogs, the last
 //! resync and the counters. Coloured on a terminal; `--json` prints what the API said.
-//! Rendering is pure ([`render_agent`], [`render_fleet`]); [`fetch`] does the one request.
+//! Rendering is pure ([`render_agent`], [`render_fleet`], [`render_cluster`]); [`fetch`] does
+//! each request.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -228,6 +229,38 @@ pub fn render_agent(state: &Value, color: bool) -> String {
     out
 }
 
+/// A cluster host's `/v1/cluster`: whether it acts, its lease, and what each member owns.
+pub fn render_cluster(c: &Value, color: bool) -> String {
+    let acting = c["acting"] == true;
+    let state = if acting { "acting" } else { "fenced" };
+    let lease = &c["lease"];
+    let mut out = format!(
+        "cluster: member {}, {}, lease {} (acts for {} ms more, last renewal {} ms, {} failures), owns {}\n",
+        s(c, "member"),
+        paint(state, if acting { "steady" } else { "bad" }, color),
+        lease["id"].as_str().unwrap_or("none"),
+        lease["actsForMs"].as_u64().unwrap_or(0),
+        lease["renewalMs"].as_u64().unwrap_or(0),
+        lease["renewalFailures"].as_u64().unwrap_or(0),
+        c["owned"].as_array().map_or(0, Vec::len),
+    );
+    let members: Vec<String> = c["members"]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .map(|m| format!("{} owns {}", s(m, "name"), m["owns"].as_u64().unwrap_or(0)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let _ = writeln!(out, "  members: {}", members.join(", "));
+    let _ = writeln!(
+        out,
+        "  takeovers {}, handovers {}, fenced {}, displaced {}",
+        c["takeovers"], c["handovers"], c["fenced"], c["displaced"]
+    );
+    out
+}
+
 /// A fleet's `/v1/agents` as one line per agent and per bad file.
 pub fn render_fleet(list: &Value, color: bool) -> String {
     let agents = list["agents"].as_array().cloned().unwrap_or_default();
@@ -312,10 +345,16 @@ pub fn command(
             let text = render_agent(&v, color);
             return Ok((v, text, ready == 200, code));
         }
-        let (code, list) = fetch(&target, "/v1/agents").await?;
+        let (code, mut list) = fetch(&target, "/v1/agents").await?;
         if code == 200 {
             let (ready, _) = fetch(&target, "/readyz").await?;
-            let text = render_fleet(&list, color);
+            let mut text = render_fleet(&list, color);
+            // Cluster mode: this host's part (404 without `[cluster]`).
+            let (clustered, cluster) = fetch(&target, "/v1/cluster").await?;
+            if clustered == 200 {
+                text = format!("{}{text}", render_cluster(&cluster, color));
+                list["cluster"] = cluster;
+            }
             return Ok((list, text, ready == 200, code));
         }
         let (code, v) = fetch(&target, "/v1/state").await?;
@@ -380,6 +419,23 @@ mod tests {
              \x20 counters: reconnects 2, failovers 1, resyncs 3, sign-ins 4, drift corrections 1, malformed 0\n"
         );
         assert!(render_agent(&state, true).contains("\x1b[33mrecovering\x1b[0m"));
+    }
+
+    #[test]
+    fn a_cluster_host_reads_as_its_fence_its_lease_and_each_members_share() {
+        let c = json!({
+            "member": "host-a", "acting": false,
+            "lease": { "id": "69ff", "actsForMs": 0, "renewalMs": 7, "renewalFailures": 4 },
+            "members": [{ "name": "host-a", "owns": 5 }, { "name": "host-b", "owns": 7 }],
+            "owned": [{ "agent": "1", "revision": 3 }],
+            "takeovers": 2, "handovers": 1, "fenced": 1, "displaced": 0,
+        });
+        assert_eq!(
+            render_cluster(&c, false),
+            "cluster: member host-a, fenced, lease 69ff (acts for 0 ms more, last renewal 7 ms, 4 failures), owns 1\n\
+             \x20 members: host-a owns 5, host-b owns 7\n\
+             \x20 takeovers 2, handovers 1, fenced 1, displaced 0\n"
+        );
     }
 
     #[test]

@@ -61,6 +61,33 @@ async fn a_killed_hosts_agents_are_taken_over_by_the_survivors_with_no_sign_in()
         victim.len() as u64,
         "each of the dead host's agents is taken once"
     );
+    // Every cluster family the alerting rules name is exported by a cluster host.
+    let rules = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/contrib/prometheus/finesse-taskd.rules.yml"
+    ))
+    .unwrap();
+    let metrics = survivors[0]
+        .fleet
+        .http
+        .get(format!("{}/metrics", survivors[0].fleet.api))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let named: BTreeSet<&str> = rules
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("finesse_taskd_cluster_"))
+        .collect();
+    assert!(named.len() >= 3, "{named:?}");
+    for name in named {
+        assert!(
+            metrics.contains(&format!("# TYPE {name} ")),
+            "{name} is named in the rules and not exported:\n{metrics}"
+        );
+    }
     for h in survivors {
         assert!(
             !h.fleet.log().contains("\"conflict\""),
@@ -150,6 +177,19 @@ async fn a_stopped_host_hands_its_agents_over_and_a_joining_host_takes_about_its
     all_signed_in(&sim).await;
     let p = placement(&rest).await;
     assert_eq!(p.len(), N);
+    // `finesse-taskd status` shows the host's part of the cluster.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_finesse-taskd"))
+        .args(["status", "--api", &hosts[1].fleet.api])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("cluster: member host-1, acting, lease ")
+            && text.contains("host-2 owns")
+            && text.contains("fleet: "),
+        "{text}"
+    );
 }
 
 #[tokio::test]

@@ -115,3 +115,33 @@ fn the_fleet_unit_scores_an_exposure_of_at_most_1_5() {
         assert!(body.lines().any(|l| l == setting), "{setting} missing");
     }
 }
+
+#[test]
+fn check_config_validates_the_cluster_table_and_names_its_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    example(dir.path());
+    let fleet = dir.path().join("fleet.toml");
+    let base = std::fs::read_to_string(&fleet).unwrap();
+    let cluster = "\n[cluster]\nendpoints = [\"http://127.0.0.1:2379\"]\nprefix = \"/finesse-taskd/site-1/\"\nmember = \"host-a\"\n";
+    std::fs::write(&fleet, format!("{base}{cluster}")).unwrap();
+    let (code, text) = check(dir.path());
+    assert_eq!(code, 0, "{text}");
+    for (bad, key) in [
+        ("lease_ttl = \"2m\"\n", "cluster.lease_ttl"),
+        ("on_quorum_loss = \"hope\"\n", "cluster.on_quorum_loss"),
+        ("members = 3\n", "cluster"),
+    ] {
+        std::fs::write(&fleet, format!("{base}{cluster}{bad}")).unwrap();
+        let (code, text) = check(dir.path());
+        assert_eq!(code, 78, "{bad}: {text}");
+        assert!(text.contains(key), "{bad}: {text}");
+    }
+    let remote = cluster.replace("http://127.0.0.1:2379", "http://etcd.example.com:2379");
+    std::fs::write(&fleet, format!("{base}{remote}")).unwrap();
+    let (code, text) = check(dir.path());
+    assert_eq!(code, 78, "{text}");
+    assert!(
+        text.contains("cluster.endpoints") && text.contains("https"),
+        "{text}"
+    );
+}
