@@ -55,7 +55,7 @@ interruptible = true
 
 
 class Fleet:
-    def __init__(self, bins, work, sim, n, name="fleet"):
+    def __init__(self, bins, work, sim, n, name="fleet", extra=""):
         self.dir = f"{work}/{name}"
         agents = f"{self.dir}/agents.d"
         os.makedirs(agents, exist_ok=True)
@@ -89,6 +89,7 @@ systeminfo_poll = "1s"
 listen = "127.0.0.1:0"
 [log]
 format = "json"
+{extra}
 """)
         self.log_path = f"{self.dir}/log.jsonl"
         self.proc = subprocess.Popen([f"{bins}/finesse-taskd", "fleet", "--config", f"{self.dir}/fleet.toml"],

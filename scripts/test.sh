@@ -17,7 +17,7 @@ SOAK_SEED="${SOAK_SEED:-20261122}" RUST_TEST_THREADS=4 cargo test --all-targets 
 # The recovery scenarios and the login gate once more, with ejabberd serving the simulated
 # nodes instead of Prosody (a second real XMPP server, with its own SASL, channel binding and
 # pubsub), and SSO (tokens as ejabberd passwords, changed at each refresh).
-FINESSE_TEST_XMPP_SERVER=ejabberd RUST_TEST_THREADS=4 cargo test --locked --test daemon_recovery --test login_gate --test sso --test fleet --test fleet_safety --test fleet_recovery --test hostile_xmpp --test network
+FINESSE_TEST_XMPP_SERVER=ejabberd RUST_TEST_THREADS=4 cargo test --locked --test daemon_recovery --test login_gate --test sso --test fleet --test fleet_safety --test fleet_recovery --test hostile_xmpp --test network --test cluster
 # The recovery scenarios over XMPP over WebSocket (RFC 7395) through the simulated node's HTTPS
 # front end, with the same assertions, against Prosody and ejabberd.
 FINESSE_TEST_XMPP_TRANSPORT=websocket RUST_TEST_THREADS=4 cargo test --locked --test daemon_recovery --test websocket --test sso --test login_gate --test xmpp_hygiene --test hostile_xmpp

@@ -27,6 +27,14 @@ pub trait Provider: Send + Sync {
 
     /// The cap that the agent's logins and sign-ins wait for (none for a single agent).
     fn throttle(&self) -> Option<Arc<dyn Throttle>>;
+
+    /// Whether the hold after an XMPP conflict outlives this run of the agent (kept with the
+    /// refused credentials' record): yes for a single agent and a plain fleet; no in a
+    /// cluster, where ownership on etcd decides who runs an agent and the fleet acts on a
+    /// conflict itself (an agent handed back to this host must not find an old hold).
+    fn conflict_hold_outlives_run(&self) -> bool {
+        true
+    }
 }
 
 /// A single agent's provider: everything built for its own configuration, no cap.

@@ -14,8 +14,8 @@ use std::time::Duration;
 use finesse_taskd::xmpp::TlsMode;
 use nix::sys::signal::Signal;
 use support::cluster::{
-    Host, LIMIT, N, TTL, all_signed_in, cluster, ids, on, placement, requests_by_source,
-    wait_hashed, wait_placed,
+    Host, LIMIT, N, TTL, all_signed_in, cluster, ids, on, one_at_a_time, placement,
+    requests_by_source, wait_hashed, wait_placed,
 };
 use support::xmpp::Agent;
 
@@ -30,6 +30,7 @@ async fn takeovers(hosts: &[&Host]) -> u64 {
 
 #[tokio::test]
 async fn a_killed_hosts_agents_are_taken_over_by_the_survivors_with_no_sign_in() {
+    let _one = one_at_a_time().await;
     let (sim, _etcd, mut hosts, placed) = cluster(3).await;
     let victim = on(&placed, "host-1");
     assert!(
@@ -99,6 +100,7 @@ async fn a_killed_hosts_agents_are_taken_over_by_the_survivors_with_no_sign_in()
 
 #[tokio::test]
 async fn a_paused_host_is_fenced_and_gets_its_share_back_only_by_hand_over() {
+    let _one = one_at_a_time().await;
     let (sim, _etcd, hosts, placed) = cluster(3).await;
     let victim: BTreeSet<String> = on(&placed, "host-1")
         .iter()
@@ -148,6 +150,7 @@ async fn a_paused_host_is_fenced_and_gets_its_share_back_only_by_hand_over() {
 
 #[tokio::test]
 async fn a_stopped_host_hands_its_agents_over_and_a_joining_host_takes_about_its_share() {
+    let _one = one_at_a_time().await;
     let (sim, etcd, mut hosts, placed) = cluster(2).await;
     let sign_ins = sim.login_puts(None).await.len();
     // A third host joins: agents move to it by hand-over, about a third of them.
@@ -194,6 +197,7 @@ async fn a_stopped_host_hands_its_agents_over_and_a_joining_host_takes_about_its
 
 #[tokio::test]
 async fn a_session_that_takes_an_agents_resource_stops_it_here_and_no_host_fights_back() {
+    let _one = one_at_a_time().await;
     let (sim, _etcd, hosts, placed) = cluster(3).await;
     let (agent, owner) = placed
         .iter()

@@ -13,8 +13,8 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::json;
 use support::cluster::{
-    Host, LIMIT, N, TTL, all_signed_in, cluster_edited, last_seq, on, sources_since, unmoved_for,
-    wait_hashed, wait_placed,
+    Host, LIMIT, N, TTL, all_signed_in, cluster_edited, last_seq, on, one_at_a_time, sources_since,
+    unmoved_for, wait_hashed, wait_placed,
 };
 use support::etcd::Etcd;
 
@@ -27,6 +27,7 @@ fn ttl(secs: u64) -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn the_loss_of_one_etcd_member_and_then_of_the_leader_moves_no_agent() {
+    let _one = one_at_a_time().await;
     // A site's TTL (10 s): an election (1 s here) fits well inside its margin.
     let (sim, mut etcd, hosts, placed) = cluster_edited(3, &ttl(10)).await;
     let refs: Vec<&Host> = hosts.iter().collect();
@@ -60,6 +61,7 @@ async fn lose_quorum(etcd: &mut Etcd) -> [usize; 2] {
 
 #[tokio::test]
 async fn without_a_quorum_fence_stops_every_host_at_its_deadline_and_all_return_with_etcd() {
+    let _one = one_at_a_time().await;
     let (sim, mut etcd, hosts, placed) = cluster_edited(3, &[]).await;
     let refs: Vec<&Host> = hosts.iter().collect();
     let sign_ins = sim.login_puts(None).await.len();
@@ -100,6 +102,7 @@ async fn without_a_quorum_fence_stops_every_host_at_its_deadline_and_all_return_
 
 #[tokio::test]
 async fn without_a_quorum_keep_keeps_every_agent_where_it_runs() {
+    let _one = one_at_a_time().await;
     let keep = vec![(
         format!("lease_ttl = \"{}s\"", TTL.as_secs()),
         format!(
@@ -128,6 +131,7 @@ async fn without_a_quorum_keep_keeps_every_agent_where_it_runs() {
 
 #[tokio::test]
 async fn a_host_cut_from_etcd_alone_stops_before_the_others_take_its_agents() {
+    let _one = one_at_a_time().await;
     let sim = support::cluster::range_sim(N, &[]).await;
     sim.behaviour(json!({ "forced_logout_after_ms": 20_000 }))
         .await;

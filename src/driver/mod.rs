@@ -287,7 +287,10 @@ impl Driver {
             Action::Wait { node } => self.wait_in_service(node).await,
             Action::Sleep { until, kind } => {
                 self.held_until = (kind == SleepKind::AuthHold).then_some(until);
-                if kind == SleepKind::AuthHold {
+                let conflict = self.shared.snapshot().phase == crate::vocab::Phase::Conflict;
+                if kind == SleepKind::AuthHold
+                    && (!conflict || self.provider.conflict_hold_outlives_run())
+                {
                     self.persist_hold(until);
                 }
                 if let SleepKind::Backoff { attempt } = kind {

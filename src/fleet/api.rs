@@ -99,10 +99,16 @@ fn is_ready(api: &ApiState) -> bool {
 }
 
 async fn list(State(f): State<FleetApi>) -> Response {
+    // A cluster host past its deadline runs nothing, whatever its tasks last reported.
+    let fenced = f
+        .cluster
+        .as_ref()
+        .is_some_and(|c| !read(c).acting(tokio::time::Instant::now()));
     let agents: Vec<_> = f
         .roster
         .members()
         .into_iter()
+        .filter(|_| !fenced)
         .map(|(id, m)| {
             let v = m.api.shared.snapshot();
             json!({

@@ -131,6 +131,8 @@ impl Fleet {
         let span = tracing::info_span!("agent", id = %id);
         let gate = self.cluster.as_ref().map(|c| c.gate.clone());
         let run = agent.run();
+        let roster = self.roster.agents.clone();
+        let me = id.clone();
         let task = tokio::spawn(
             async move {
                 let Some(gate) = gate else {
@@ -138,7 +140,11 @@ impl Fleet {
                 };
                 tokio::select! {
                     () = run => {}
-                    () = gate.fenced() => warn!("fenced: this host's lease is not proven; the agent is stopped here with no further request"),
+                    () = gate.fenced() => {
+                        warn!("fenced: this host's lease is not proven; the agent is stopped here with no further request");
+                        // Not shown as running a moment longer than it runs.
+                        write(&roster).remove(&me);
+                    }
                 }
             }
             .instrument(span),

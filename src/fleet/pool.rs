@@ -158,6 +158,10 @@ impl Provider for Pool {
     fn throttle(&self) -> Option<Arc<dyn Throttle>> {
         Some(self.slots(read(&self.current).caps.clone()))
     }
+
+    fn conflict_hold_outlives_run(&self) -> bool {
+        self.gate.is_none()
+    }
 }
 
 #[cfg(test)]

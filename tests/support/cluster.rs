@@ -14,6 +14,14 @@ use super::Sim;
 use super::etcd::Etcd;
 use super::fleet::{Fleet, agent_file, spawn};
 
+/// One cluster test at a time in a test binary: each runs three etcd members, the simulator
+/// with its XMPP server and three fleet processes, which is all two cores hold with margin
+/// for the timing a fence depends on.
+pub async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
+}
+
 /// The first agent id of the range.
 pub const FIRST: u64 = 2_000_000;
 
