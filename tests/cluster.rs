@@ -14,7 +14,7 @@ use std::time::Duration;
 use finesse_taskd::xmpp::TlsMode;
 use nix::sys::signal::Signal;
 use support::cluster::{
-    Host, LIMIT, N, TTL, all_signed_in, cluster, ids, on, one_at_a_time, placement,
+    Host, LIMIT, N, TTL, all_signed_in, cluster, cluster_edited, ids, on, one_at_a_time, placement,
     requests_by_source, wait_hashed, wait_placed,
 };
 use support::xmpp::Agent;
@@ -151,10 +151,16 @@ async fn a_paused_host_is_fenced_and_gets_its_share_back_only_by_hand_over() {
 #[tokio::test]
 async fn a_stopped_host_hands_its_agents_over_and_a_joining_host_takes_about_its_share() {
     let _one = one_at_a_time().await;
-    let (sim, etcd, mut hosts, placed) = cluster(2).await;
+    // A long lease: whatever moves within LIMIT moved by hand-over, never by an expiry.
+    let long = vec![(
+        format!("lease_ttl = \"{}s\"", TTL.as_secs()),
+        "lease_ttl = \"30s\"".to_owned(),
+    )];
+    assert!(LIMIT < Duration::from_secs(30) * 2);
+    let (sim, etcd, mut hosts, placed) = cluster_edited(2, &long).await;
     let sign_ins = sim.login_puts(None).await.len();
     // A third host joins: agents move to it by hand-over, about a third of them.
-    hosts.push(Host::start(&sim, &etcd, 2, N, &[]).await);
+    hosts.push(Host::start(&sim, &etcd, 2, N, &long).await);
     let refs: Vec<&Host> = hosts.iter().collect();
     let joined = wait_hashed(&refs, LIMIT, "after a join").await;
     let moved = joined.iter().filter(|(a, h)| placed[*a] != **h).count();
@@ -170,7 +176,14 @@ async fn a_stopped_host_hands_its_agents_over_and_a_joining_host_takes_about_its
     hosts[0].signal(Signal::SIGTERM);
     let _ = tokio::time::timeout(Duration::from_secs(20), hosts[0].fleet.child.wait()).await;
     let rest = [&hosts[1], &hosts[2]];
-    let end = wait_hashed(&rest, LIMIT, "after a planned stop").await;
+    // Within 20 s, inside the 30 s lease: handed over, not left to expire.
+    let end = wait_hashed(&rest, Duration::from_secs(20), "after a planned stop").await;
+    let handed = hosts[0]
+        .fleet
+        .log()
+        .matches("this host stops: handed over")
+        .count();
+    assert_eq!(handed, leaving, "each of host-0's agents was handed over");
     assert!(end.values().all(|h| h != "host-0"));
     assert_eq!(
         sim.login_puts(None).await.len(),

@@ -33,6 +33,7 @@ use std::time::Duration;
 
 use std::collections::BTreeSet;
 
+use futures::FutureExt as _;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -50,6 +51,13 @@ use crate::config::{Config, ConfigError, Loaded};
 use api::{FleetApi, Member, Roster};
 pub use config::{FleetConfig, is_fleet_file};
 use pool::Pool;
+
+/// How long a burst of etcd changes is let settle before the round it calls for.
+const WATCH_SETTLE: Duration = Duration::from_millis(50);
+
+/// How long a host's stop may spend handing its agents over (the fleet unit's
+/// `TimeoutStopSec` is 60 s).
+const HANDOVER_BUDGET: Duration = Duration::from_secs(40);
 
 /// A running agent of the fleet.
 struct Running {
@@ -305,11 +313,33 @@ pub async fn run(config: FleetConfig, control: Control) -> Result<(), AppError> 
     let mut rounds = tokio::time::interval(Duration::from_secs(1));
     rounds.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let clustered = fleet.cluster.is_some();
+    let mut watch: Option<etcd_client::WatchStream> = None;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
             Some(()) = reloads.recv() => fleet.reload().await,
-            _ = rounds.tick(), if clustered => fleet.round().await,
+            _ = rounds.tick(), if clustered => {
+                if watch.is_none() {
+                    watch = fleet.watch().await;
+                }
+                fleet.round().await;
+            }
+            changed = async {
+                match &mut watch {
+                    Some(w) => w.message().await,
+                    None => std::future::pending().await,
+                }
+            } => match changed {
+                Ok(Some(_)) => {
+                    // A burst of changes (a batch of claims, a lease's keys) is one round.
+                    tokio::time::sleep(WATCH_SETTLE).await;
+                    if let Some(w) = &mut watch {
+                        while let Some(Ok(Some(_))) = w.message().now_or_never() {}
+                    }
+                    fleet.round().await;
+                }
+                Ok(None) | Err(_) => watch = None,
+            },
             changed = async {
                 match &mut lease {
                     Some(l) => l.changed().await,
@@ -321,15 +351,11 @@ pub async fn run(config: FleetConfig, control: Control) -> Result<(), AppError> 
             },
         }
     }
+    if fleet.cluster.is_some() {
+        fleet.hand_over_all().await;
+    }
     if let Some(c) = fleet.cluster.take() {
-        // Moving, not leaving: every agent closes here with no stop policy, then the lease
-        // goes, and with it every owner key: the others take the agents at their next round.
-        let files: Vec<PathBuf> = fleet.running.keys().cloned().collect();
-        for file in files {
-            fleet
-                .set_down(&file, "this host stops: its agents move to the others")
-                .await;
-        }
+        // Then the lease goes, and with it every key left (an agent whose release failed).
         c.keeper_stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(5), c.keeper).await;
     }
@@ -490,6 +516,72 @@ impl Fleet {
         }
         self.hand_over(hand_over).await;
         self.apply().await;
+    }
+
+    /// A watch on the cluster's records, if etcd answers.
+    async fn watch(&self) -> Option<etcd_client::WatchStream> {
+        let c = self.cluster.as_ref()?;
+        tokio::time::timeout(c.round_limit, c.store.watch())
+            .await
+            .ok()?
+            .ok()
+    }
+
+    /// A planned stop in cluster mode: every agent moves to the others in batches at the
+    /// login cap (or faster, to finish within [`HANDOVER_BUDGET`]), each closed here with no
+    /// stop policy and released at once, so that its next owner, told by its watch, logs it
+    /// in while the next batch waits: the routing gap per agent is about one login.
+    async fn hand_over_all(&mut self) {
+        let Some(c) = &self.cluster else { return };
+        let acting = read_status(c).acting(Instant::now());
+        let mut files: Vec<PathBuf> = self.running.keys().cloned().collect();
+        if !acting || files.is_empty() {
+            let n = files.len();
+            for file in files {
+                self.set_down(&file, "this host stops").await;
+            }
+            if n > 0 {
+                warn!(
+                    agents = n,
+                    "stopping while fenced: the agents are free when the lease expires"
+                );
+            }
+            return;
+        }
+        let per_batch = c.batch.max(
+            files
+                .len()
+                .div_ceil(HANDOVER_BUDGET.as_secs().max(1) as usize),
+        );
+        info!(
+            agents = files.len(),
+            per_batch, "this host stops: handing every agent over"
+        );
+        if let Some(c) = &mut self.cluster {
+            if let Err(e) = c.store.withdraw().await {
+                warn!(error = %e, "cannot leave the members: the agents move when the lease goes");
+            }
+        }
+        while !files.is_empty() {
+            let batch: Vec<PathBuf> = files.drain(..per_batch.min(files.len())).collect();
+            let ids: Vec<String> = batch
+                .iter()
+                .filter_map(|f| self.running.get(f).map(|r| r.id.clone()))
+                .collect();
+            for file in &batch {
+                self.set_down(file, "this host stops: handed over").await;
+            }
+            let Some(c) = &mut self.cluster else { return };
+            match c.store.release(&ids).await {
+                Ok(()) => status_of(c).handovers += ids.len() as u64,
+                Err(e) => {
+                    warn!(error = %e, "hand-over not released: those agents are free when the lease goes")
+                }
+            }
+            if !files.is_empty() {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
     }
 
     /// Stops each agent of `moving` here, then releases it to the member that should own it.

@@ -220,6 +220,18 @@ impl Store {
         }
     }
 
+    /// Takes this host off the members (its lease, and the agents it still owns, stay): the
+    /// others' hashing no longer names it, so what it releases next is theirs to claim.
+    pub async fn withdraw(&mut self) -> Result<(), StoreError> {
+        let key = format!("{}{}", self.members_prefix(), self.member);
+        self.call(|mut c| {
+            let key = key.clone();
+            async move { c.delete(key, None).await }
+        })
+        .await?;
+        Ok(())
+    }
+
     /// Ends this host's lease: its member record and every agent it owns go at once.
     pub async fn leave(&mut self) -> Result<(), StoreError> {
         if let Some(lease) = self.lease.take() {
@@ -315,6 +327,21 @@ impl Store {
             }
         }
         Ok(won)
+    }
+
+    /// A watch on every record under the prefix (members and owners): each change arrives as
+    /// a message, so that a host acts on a key that went (a lease that expired, an agent
+    /// handed over) at once rather than at its next round.
+    pub async fn watch(&self) -> Result<etcd_client::WatchStream, StoreError> {
+        let prefix = self.prefix.clone();
+        self.call(|mut c| {
+            let prefix = prefix.clone();
+            async move {
+                c.watch(prefix, Some(etcd_client::WatchOptions::new().with_prefix()))
+                    .await
+            }
+        })
+        .await
     }
 
     /// Gives up `agents` this host owns (only keys whose value is this member).
