@@ -145,3 +145,17 @@ fn check_config_validates_the_cluster_table_and_names_its_keys() {
         "{text}"
     );
 }
+
+#[test]
+fn a_bound_of_no_login_in_flight_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    example(dir.path());
+    let fleet = dir.path().join("fleet.toml");
+    let text = std::fs::read_to_string(&fleet)
+        .unwrap()
+        .replace("[fleet]\n", "[fleet]\nmax_logins_in_flight = 0\n");
+    std::fs::write(&fleet, text).unwrap();
+    let (code, text) = check(dir.path());
+    assert_eq!(code, 78, "{text}");
+    assert!(text.contains("fleet.max_logins_in_flight"), "{text}");
+}

@@ -221,10 +221,12 @@ impl Driver {
             warn!(%pubsub, "the pubsub service's name is not a JID");
             return failed(Cause::XmppConfig);
         };
-        // A fleet's logins come no faster than its cap.
-        if let Some(t) = self.provider.throttle() {
-            t.login().await;
-        }
+        // A fleet's logins come no faster than its cap, and no more at once: the slot is
+        // held until the login has its answer.
+        let slot = match self.provider.throttle() {
+            Some(t) => Some(t.login().await),
+            None => None,
+        };
         info!(addr = %params.connector_addr(), "XMPP login started");
         self.link.set_max_stanza(self.cfg.xmpp.max_stanza);
         // A server that accepts TCP and then says nothing must not hold us forever.
@@ -239,6 +241,7 @@ impl Driver {
                 }
             },
         };
+        drop(slot);
         self.shared.beat();
         let failed_login = match connected {
             Ok(learnt) => {

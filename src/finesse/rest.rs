@@ -293,10 +293,12 @@ impl Rest {
         m: SignIn,
         request_id: &str,
     ) -> Result<PutOutcome, RestError> {
-        // A fleet spreads its sign-ins under its cap's login bucket.
-        if let Some(t) = &self.throttle {
-            t.login().await;
-        }
+        // A fleet spreads its sign-ins under its cap's login bucket (the slot is held until
+        // Finesse answers).
+        let _slot = match &self.throttle {
+            Some(t) => Some(t.login().await),
+            None => None,
+        };
         let body = format!(
             "<Media><state>LOGIN</state><maxDialogLimit>{}</maxDialogLimit><interruptAction>{}</interruptAction><dialogLogoutAction>{}</dialogLogoutAction></Media>",
             m.max_dialog_limit, m.interrupt_action, m.dialog_logout_action
@@ -422,8 +424,12 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
+        let text = c.to_string();
+        // A wrapper that already prints its source ("I/O error: {e}") is not repeated.
+        if !s.ends_with(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
         cur = c.source();
     }
     s
@@ -457,5 +463,35 @@ impl Rest {
             }));
         }
         Ok(info)
+    }
+}
+
+#[cfg(test)]
+mod chain_tests {
+    use super::error_chain;
+
+    #[test]
+    fn a_source_the_wrapper_already_prints_is_not_repeated() {
+        let inner = std::io::Error::new(std::io::ErrorKind::TimedOut, "the XMPP connection did not finish");
+        let wrapped = tokio_xmpp::Error::Io(inner);
+        assert_eq!(
+            error_chain(&wrapped),
+            "I/O error: the XMPP connection did not finish"
+        );
+        // A source that adds something is kept.
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("connect failed")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let outer = Outer(std::io::Error::other("refused"));
+        assert_eq!(error_chain(&outer), "connect failed: refused");
     }
 }

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::sync::Semaphore;
 
-use crate::throttle::{Throttle, Wait};
+use crate::throttle::{Held, Slot, Throttle, Wait};
 
 /// The shared buckets.
 #[derive(Debug)]
@@ -18,6 +19,7 @@ pub struct Caps {
     pub rates: Rates,
     logins: DefaultDirectRateLimiter,
     requests: DefaultDirectRateLimiter,
+    in_flight: Arc<Semaphore>,
 }
 
 /// A bucket of `per_second`, bursting at most a tenth of a second's worth (at least one).
@@ -37,6 +39,8 @@ pub struct Rates {
     pub logins: f64,
     /// REST requests per second.
     pub requests: f64,
+    /// Logins (XMPP and sign-ins) waiting for their answer at once.
+    pub in_flight: usize,
 }
 
 impl Caps {
@@ -46,16 +50,54 @@ impl Caps {
             rates,
             logins: bucket(rates.logins),
             requests: bucket(rates.requests),
+            in_flight: Arc::new(Semaphore::new(rates.in_flight.max(1))),
         })
     }
 }
 
 impl Throttle for Caps {
-    fn login(&self) -> Wait<'_> {
-        Box::pin(self.logins.until_ready())
+    fn login(&self) -> Held<'_> {
+        Box::pin(async {
+            // In flight first: a slow server holds the next login here, not in the bucket.
+            let permit = self.in_flight.clone().acquire_owned().await.ok();
+            self.logins.until_ready().await;
+            let slot: Slot = Box::new(permit);
+            slot
+        })
     }
 
     fn request(&self) -> Wait<'_> {
         Box::pin(self.requests.until_ready())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn no_more_logins_run_at_once_than_the_cap_however_fast_the_bucket() {
+        let caps = Caps::new(Rates {
+            logins: 1000.0,
+            requests: 1000.0,
+            in_flight: 2,
+        });
+        let a = caps.login().await;
+        let _b = caps.login().await;
+        let third = tokio::spawn({
+            let caps = caps.clone();
+            async move {
+                let _c = caps.login().await;
+            }
+        });
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(!third.is_finished(), "a third login started with two in flight");
+        drop(a);
+        tokio::time::timeout(Duration::from_secs(1), third)
+            .await
+            .expect("the third starts when one ends")
+            .unwrap();
     }
 }

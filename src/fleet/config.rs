@@ -30,6 +30,7 @@ struct RawFleet {
     max_logins_per_second: f64,
     #[serde(default = "d_requests")]
     max_requests_per_second: f64,
+    max_logins_in_flight: Option<usize>,
     #[serde(default = "d_ratio")]
     ready_ratio: f64,
     state_dir: Option<PathBuf>,
@@ -38,6 +39,9 @@ struct RawFleet {
 fn d_logins() -> f64 {
     10.0
 }
+/// `max_logins_in_flight` when none is set: in effect no bound.
+const UNBOUNDED_IN_FLIGHT: usize = 10_000;
+
 fn d_requests() -> f64 {
     50.0
 }
@@ -56,6 +60,8 @@ pub struct FleetConfig {
     pub max_logins_per_second: f64,
     /// REST requests per second, for the whole fleet.
     pub max_requests_per_second: f64,
+    /// XMPP logins and sign-ins waiting for their answer at once, for the whole fleet.
+    pub max_logins_in_flight: usize,
     /// `/readyz` is ready when at least this fraction of the agents is steady.
     pub ready_ratio: f64,
     /// Each agent's state directory is `<state_dir>/<agent id>` unless its file sets one
@@ -115,6 +121,15 @@ impl FleetConfig {
         };
         positive("max_logins_per_second", raw.max_logins_per_second)?;
         positive("max_requests_per_second", raw.max_requests_per_second)?;
+        // Default: no bound (a bound measured no faster at 2,000 agents: benches/RESULTS.md).
+        let in_flight = raw.max_logins_in_flight.unwrap_or(UNBOUNDED_IN_FLIGHT);
+        if in_flight == 0 || in_flight > UNBOUNDED_IN_FLIGHT {
+            return Err(err(
+                path,
+                "fleet.max_logins_in_flight",
+                format!("{in_flight} is out of range 1..=10000"),
+            ));
+        }
         if !(0.0..=1.0).contains(&raw.ready_ratio) {
             return Err(err(
                 path,
@@ -131,6 +146,7 @@ impl FleetConfig {
             agents_dir: here.join(raw.agents_dir),
             max_logins_per_second: raw.max_logins_per_second,
             max_requests_per_second: raw.max_requests_per_second,
+            max_logins_in_flight: in_flight,
             ready_ratio: raw.ready_ratio,
             state_dir: raw.state_dir.map(|d| here.join(d)).or_else(|| {
                 std::env::var_os("STATE_DIRECTORY").and_then(|v| std::env::split_paths(&v).next())
@@ -146,6 +162,7 @@ impl FleetConfig {
         Rates {
             logins: self.max_logins_per_second,
             requests: self.max_requests_per_second,
+            in_flight: self.max_logins_in_flight,
         }
     }
 

@@ -183,6 +183,7 @@ mod tests {
     const RATES: Rates = Rates {
         logins: 10.0,
         requests: 50.0,
+        in_flight: 20,
     };
 
     fn shared(p: &Pool) -> Arc<Shared> {

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::lease::Lease;
-use crate::throttle::{Throttle, Wait};
+use crate::throttle::{Held, Throttle, Wait};
 
 /// Whether this host may act, as every agent sees it.
 #[derive(Debug, Clone)]
@@ -96,10 +96,11 @@ impl Fenced {
 }
 
 impl Throttle for Fenced {
-    fn login(&self) -> Wait<'_> {
+    fn login(&self) -> Held<'_> {
         Box::pin(async {
-            self.caps.login().await;
+            let slot = self.caps.login().await;
             self.gate.open().await;
+            slot
         })
     }
 
@@ -119,8 +120,11 @@ mod tests {
 
     struct Free;
     impl Throttle for Free {
-        fn login(&self) -> Wait<'_> {
-            Box::pin(async {})
+        fn login(&self) -> Held<'_> {
+            Box::pin(async {
+                let slot: crate::throttle::Slot = Box::new(());
+                slot
+            })
         }
         fn request(&self) -> Wait<'_> {
             Box::pin(async {})
@@ -157,7 +161,7 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(9)).await;
         assert_eq!(at.await.unwrap() - start, Duration::from_secs(8));
         let waiting = tokio::spawn(async move {
-            fenced.login().await;
+            let _slot = fenced.login().await;
             Instant::now()
         });
         tokio::time::sleep(Duration::from_secs(5)).await;
