@@ -472,7 +472,10 @@ mod chain_tests {
 
     #[test]
     fn a_source_the_wrapper_already_prints_is_not_repeated() {
-        let inner = std::io::Error::new(std::io::ErrorKind::TimedOut, "the XMPP connection did not finish");
+        let inner = std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the XMPP connection did not finish",
+        );
         let wrapped = tokio_xmpp::Error::Io(inner);
         assert_eq!(
             error_chain(&wrapped),

@@ -93,7 +93,10 @@ mod tests {
             }
         });
         tokio::time::sleep(Duration::from_secs(5)).await;
-        assert!(!third.is_finished(), "a third login started with two in flight");
+        assert!(
+            !third.is_finished(),
+            "a third login started with two in flight"
+        );
         drop(a);
         tokio::time::timeout(Duration::from_secs(1), third)
             .await
