@@ -35,7 +35,7 @@ pub fn effect(key: &str) -> Option<Effect> {
         ("agent", "id" | "auth" | "password" | "sso_token_file" | "sso_token") => Effect::Reconnect,
         ("agent", "state_dir") => Effect::Live,
         ("sso", _) => Effect::Reconnect,
-        ("finesse", "nodes" | "ca_file") => Effect::Reconnect,
+        ("finesse", "nodes" | "ca_file" | "source_address") => Effect::Reconnect,
         ("finesse", "request_timeout" | "connect_timeout" | "max_body") => Effect::Clients,
         ("finesse", "lockout_attempts" | "lockout_window" | "transfer_target_element") => {
             Effect::Live
