@@ -129,6 +129,19 @@ async fn without_a_quorum_keep_keeps_every_agent_where_it_runs() {
     all_signed_in(&sim).await;
 }
 
+/// Cuts (or heals) the simulator's `relays`: open connections stall, new ones are never
+/// answered.
+async fn cut(sim: &support::Sim, relays: &[u64], on: bool) {
+    for id in relays {
+        sim.admin(
+            Method::PUT,
+            &format!("/admin/relays/{id}/network"),
+            Some(json!({ "stall": on, "blackhole": on })),
+        )
+        .await;
+    }
+}
+
 #[tokio::test]
 async fn a_host_cut_from_etcd_alone_stops_before_the_others_take_its_agents() {
     let _one = one_at_a_time().await;
@@ -164,14 +177,7 @@ async fn a_host_cut_from_etcd_alone_stops_before_the_others_take_its_agents() {
     assert!(!victim.is_empty());
     let sign_ins = sim.login_puts(None).await.len();
     let mark = last_seq(&sim).await;
-    for id in &relays {
-        sim.admin(
-            Method::PUT,
-            &format!("/admin/relays/{id}/network"),
-            Some(json!({ "stall": true, "blackhole": true })),
-        )
-        .await;
-    }
+    cut(&sim, &relays, true).await;
     let survivors = [&hosts[0], &hosts[2]];
     wait_placed(&survivors, N, LIMIT, "takeover from a host cut from etcd").await;
     // host-1 is fenced, and it stopped before any survivor acted for its agents.
@@ -194,14 +200,7 @@ async fn a_host_cut_from_etcd_alone_stops_before_the_others_take_its_agents() {
         );
     }
     // Healed: host-1 finds its lease gone, joins again and gets its share by hand-over.
-    for id in &relays {
-        sim.admin(
-            Method::PUT,
-            &format!("/admin/relays/{id}/network"),
-            Some(json!({ "stall": false, "blackhole": false })),
-        )
-        .await;
-    }
+    cut(&sim, &relays, false).await;
     let end = wait_hashed(&refs, LIMIT, "healed").await;
     assert_eq!(end, placed);
     assert!(

@@ -181,23 +181,31 @@ pub async fn wait_placed(
                 "{what}: agent {id} steady on two hosts: {on:?}"
             );
         }
-        let placed: BTreeMap<String, String> = p
-            .iter()
-            .filter(|(_, on)| on.len() == 1 && on[0].1 == "steady")
-            .map(|(id, on)| (id.clone(), on[0].0.clone()))
-            .collect();
+        let placed = steady_on_one(&p);
         if placed.len() == n && p.len() == n {
             return placed;
         }
         if tokio::time::Instant::now() > deadline {
-            let logs: String = hosts
-                .iter()
-                .map(|h| format!("--- {}:\n{}\n", h.name, tail(&h.fleet.log(), 40)))
-                .collect();
-            panic!("{what}: timed out; placement {p:?}\n{logs}");
+            panic!("{what}: timed out; placement {p:?}\n{}", logs(hosts, 40));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Each agent steady on exactly one host, with that host.
+fn steady_on_one(p: &BTreeMap<String, Vec<(String, String)>>) -> BTreeMap<String, String> {
+    p.iter()
+        .filter(|(_, on)| on.len() == 1 && on[0].1 == "steady")
+        .map(|(id, on)| (id.clone(), on[0].0.clone()))
+        .collect()
+}
+
+/// The last `n` lines of each host's log, for a failure's message.
+fn logs(hosts: &[&Host], n: usize) -> String {
+    hosts
+        .iter()
+        .map(|h| format!("--- {}:\n{}\n", h.name, tail(&h.fleet.log(), n)))
+        .collect()
 }
 
 fn tail(text: &str, n: usize) -> String {
@@ -333,17 +341,11 @@ pub async fn unmoved_for(
     let end = tokio::time::Instant::now() + span;
     while tokio::time::Instant::now() < end {
         let p = placement(hosts).await;
-        let now: BTreeMap<String, String> = p
-            .iter()
-            .filter(|(_, on)| on.len() == 1 && on[0].1 == "steady")
-            .map(|(id, on)| (id.clone(), on[0].0.clone()))
-            .collect();
-        if &now != placed {
-            let logs: String = hosts
-                .iter()
-                .map(|h| format!("--- {}:\n{}\n", h.name, tail(&h.fleet.log(), 30)))
-                .collect();
-            panic!("{what}: an agent moved or stopped: {p:?}\n{logs}");
+        if &steady_on_one(&p) != placed {
+            panic!(
+                "{what}: an agent moved or stopped: {p:?}\n{}",
+                logs(hosts, 30)
+            );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
