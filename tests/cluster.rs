@@ -119,7 +119,11 @@ async fn a_paused_host_is_fenced_and_gets_its_share_back_only_by_hand_over() {
     // It woke past its deadline: its agents were stopped there, not driven.
     let c = hosts[1].cluster().await;
     assert!(
-        c["fenced"].as_u64().unwrap_or(0) >= 1 || hosts[1].fleet.log().contains("fenced"),
+        c["fenced"].as_u64().unwrap_or(0) >= 1
+            || hosts[1]
+                .fleet
+                .log()
+                .contains("fenced: this host's lease is not proven"),
         "{c}"
     );
     // No request from the woken host for an agent before it owned that agent again: after

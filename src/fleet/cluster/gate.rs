@@ -51,7 +51,7 @@ impl Gate {
                     // The lease's keeper is gone: this host never acts again.
                     std::future::pending::<()>().await;
                 },
-                () = async { match wake { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {}
+                () = until(wake) => {}
             }
         }
     }
@@ -71,7 +71,7 @@ impl Gate {
             let wake = deadline.filter(|d| *d > now);
             tokio::select! {
                 changed = lease.changed() => if changed.is_err() { return },
-                () = async { match wake { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {}
+                () = until(wake) => {}
             }
         }
     }
@@ -79,6 +79,14 @@ impl Gate {
     /// Requests held at the gate so far.
     pub fn held(&self) -> u64 {
         self.held.load(Ordering::Relaxed)
+    }
+}
+
+/// Sleeps until `deadline`; for ever without one.
+async fn until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
     }
 }
 
