@@ -182,12 +182,14 @@ async fn a_stopped_host_hands_its_agents_over_and_a_joining_host_takes_about_its
     let rest = [&hosts[1], &hosts[2]];
     // Within 20 s, inside the 30 s lease: handed over, not left to expire.
     let end = wait_hashed(&rest, Duration::from_secs(20), "after a planned stop").await;
-    let handed = hosts[0]
-        .fleet
-        .log()
-        .matches("this host stops: handed over")
-        .count();
-    assert_eq!(handed, leaving, "each of host-0's agents was handed over");
+    let log = hosts[0].fleet.log();
+    assert_eq!(
+        log.matches("this host stops: handed over to a ready next owner")
+            .count(),
+        leaving,
+        "each of host-0's agents was handed over once its next owner was ready for it"
+    );
+    assert!(!log.contains("its next owner not ready"), "{log}");
     assert!(end.values().all(|h| h != "host-0"));
     assert_eq!(
         sim.login_puts(None).await.len(),
@@ -210,6 +212,61 @@ async fn a_stopped_host_hands_its_agents_over_and_a_joining_host_takes_about_its
             && text.contains("fleet: "),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn a_rolling_restart_of_every_host_moves_each_agent_by_hand_over_and_signs_nobody_out() {
+    let _one = one_at_a_time().await;
+    // A long lease: an agent that moved did so by hand-over, never by an expiry.
+    let long = vec![(
+        format!("lease_ttl = \"{}s\"", TTL.as_secs()),
+        "lease_ttl = \"30s\"".to_owned(),
+    )];
+    let (sim, etcd, mut hosts, _) = cluster_edited(3, &long).await;
+    let sign_ins = sim.login_puts(None).await.len();
+    for k in 0..hosts.len() {
+        // Host k stops (an upgrade): its agents go to the two others by hand-over...
+        let mine = on(&placement_steady(&hosts).await, &hosts[k].name).len();
+        hosts[k].signal(Signal::SIGTERM);
+        let stopped = tokio::time::timeout(Duration::from_secs(45), hosts[k].fleet.child.wait())
+            .await
+            .expect("a stopping host exits within its hand-over budget")
+            .unwrap();
+        assert!(stopped.success(), "host-{k} exited with {stopped}");
+        let log = hosts[k].fleet.log();
+        assert_eq!(
+            log.matches("this host stops: handed over to a ready next owner")
+                .count(),
+            mine,
+            "host-{k}: each agent waited for its next owner"
+        );
+        assert!(!log.contains("its next owner not ready"), "{log}");
+        let rest: Vec<&Host> = hosts.iter().filter(|h| h.name != hosts[k].name).collect();
+        wait_hashed(&rest, Duration::from_secs(20), "a host stopped").await;
+        // ...and comes back (upgraded): it gets its share back by hand-over.
+        hosts[k] = Host::start(&sim, &etcd, k, N, &long).await;
+        let all: Vec<&Host> = hosts.iter().collect();
+        wait_hashed(&all, LIMIT, "a host came back").await;
+    }
+    assert_eq!(
+        sim.login_puts(None).await.len(),
+        sign_ins,
+        "a rolling restart signs nobody in"
+    );
+    all_signed_in(&sim).await;
+    for h in &hosts {
+        assert!(
+            !h.fleet.log().contains("\"cause\":\"conflict\""),
+            "{}: an XMPP conflict: two sessions for one agent",
+            h.name
+        );
+    }
+}
+
+/// Where each agent is steady now, on `hosts`.
+async fn placement_steady(hosts: &[Host]) -> std::collections::BTreeMap<String, String> {
+    let refs: Vec<&Host> = hosts.iter().collect();
+    wait_placed(&refs, N, LIMIT, "steady").await
 }
 
 #[tokio::test]

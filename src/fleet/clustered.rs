@@ -28,6 +28,18 @@ pub(super) const WATCH_SETTLE: Duration = Duration::from_millis(50);
 /// `TimeoutStopSec` is 60 s).
 pub(super) const HANDOVER_BUDGET: Duration = Duration::from_secs(40);
 
+/// The part of [`HANDOVER_BUDGET`] kept for agents whose next owner never said it was ready
+/// (they are then released anyway, at the login cap, and claimed when their owner can).
+const UNREADY_RESERVE: Duration = Duration::from_secs(10);
+
+/// How long an agent started here counts against what this host says it is ready for, at
+/// most (one that cannot log in stops holding up the others' hand-over).
+const ARRIVAL_LIMIT: Duration = Duration::from_secs(30);
+
+/// How often a stopping host looks again for next owners that are ready, between the
+/// changes its watch reports.
+const READY_POLL: Duration = Duration::from_millis(250);
+
 /// Cluster mode's part of a fleet.
 pub(super) struct Cluster {
     /// This host's handle on etcd (the rounds'; the lease's keeper has its own).
@@ -49,6 +61,11 @@ pub(super) struct Cluster {
     pub(super) batch: usize,
     /// The bound on one round.
     pub(super) round_limit: Duration,
+    /// Agents started here lately that have not reached steady yet, and since when: each
+    /// takes one of the logins this host says it is ready for.
+    pub(super) arriving: BTreeMap<String, Instant>,
+    /// The awaited agents this host last told etcd it is ready for.
+    pub(super) said_ready: Vec<String>,
     /// Agents another session displaced (an XMPP conflict: the in-band fence), with the
     /// ownership's revision then and when: not run again here under that same ownership
     /// until `auth_retry` has passed (as a single agent holds after a conflict).
@@ -92,6 +109,8 @@ impl Cluster {
             catalog: BTreeMap::new(),
             status: Arc::new(std::sync::RwLock::new(status)),
             rounds: 0,
+            arriving: BTreeMap::new(),
+            said_ready: Vec::new(),
             displaced: BTreeMap::new(),
             batch: (fleet.max_logins_per_second.ceil() as usize).max(1),
             round_limit: cfg.lease_ttl / 2,
@@ -130,10 +149,9 @@ impl Fleet {
                         status.takeovers += t.claimed.len() as u64;
                     }
                     hand_over = t
-                        .hand_over
-                        .iter()
+                        .ready_to_hand_over()
                         .take(c.batch)
-                        .map(|(a, _)| a.clone())
+                        .map(str::to_owned)
                         .collect();
                     status.turn = t;
                     status.round_failed = false;
@@ -165,9 +183,53 @@ impl Fleet {
                 status.fenced += 1;
             }
         }
-        self.hand_over(hand_over, "handed over to the member hashing now names")
-            .await;
+        self.hand_over(
+            hand_over,
+            "handed over to the member hashing now names, ready for it",
+        )
+        .await;
         self.apply().await;
+        self.say_ready().await;
+    }
+
+    /// Tells etcd which awaited agents this host can log in at once: as many as one second
+    /// of its login cap, less the agents started here that are still on their way to steady.
+    /// Their owners hand them over on reading it, so that an agent moves only when its login
+    /// here can begin, and its gap is one login.
+    async fn say_ready(&mut self) {
+        let now = Instant::now();
+        let steady: BTreeSet<String> = read(&self.roster.agents)
+            .iter()
+            .filter(|(_, m)| m.api.shared.snapshot().phase == crate::vocab::Phase::Steady)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let running: BTreeSet<&str> = self.running.values().map(|r| r.id.as_str()).collect();
+        let Some(c) = &mut self.cluster else { return };
+        c.arriving.retain(|id, since| {
+            running.contains(id.as_str())
+                && !steady.contains(id)
+                && now.duration_since(*since) < ARRIVAL_LIMIT
+        });
+        let ready: Vec<String> = {
+            let status = read_status(c);
+            if status.acting(now) {
+                let room = c.batch.saturating_sub(c.arriving.len());
+                status.turn.awaiting.iter().take(room).cloned().collect()
+            } else {
+                Vec::new()
+            }
+        };
+        if ready == c.said_ready {
+            return;
+        }
+        match tokio::time::timeout(c.round_limit, c.store.say_ready(&ready)).await {
+            Ok(Ok(())) => {
+                status_of(c).ready_for.clone_from(&ready);
+                c.said_ready = ready;
+            }
+            Ok(Err(e)) => warn!(error = %e, "cannot say which agents this host is ready for"),
+            Err(_) => warn!("saying which agents this host is ready for timed out"),
+        }
     }
 
     /// A watch on the cluster's records, if etcd answers.
@@ -179,14 +241,17 @@ impl Fleet {
             .ok()
     }
 
-    /// A planned stop in cluster mode: every agent moves to the others in batches at the
-    /// login cap (or faster, to finish within [`HANDOVER_BUDGET`]), each closed here with no
-    /// stop policy and released at once, so that its next owner, told by its watch, logs it
-    /// in while the next batch waits: the routing gap per agent is about one login.
+    /// A planned stop in cluster mode: the host leaves the members, and each agent moves as
+    /// soon as the member that hashing now names says it is ready to log it in (closed here,
+    /// released at once, claimed and logged in there: the routing gap is about one login).
+    /// Agents whose next owner is not ready by the last [`UNREADY_RESERVE`] of
+    /// [`HANDOVER_BUDGET`] (or that nobody is left to take) are released anyway, at the login
+    /// cap.
     pub(super) async fn hand_over_all(&mut self) {
         let Some(c) = &self.cluster else { return };
-        let acting = read_status(c).acting(Instant::now());
-        let mut files: Vec<PathBuf> = self.running.keys().cloned().collect();
+        let began = Instant::now();
+        let acting = read_status(c).acting(began);
+        let files: Vec<PathBuf> = self.running.keys().cloned().collect();
         if !acting || files.is_empty() {
             let n = files.len();
             for file in files {
@@ -200,26 +265,87 @@ impl Fleet {
             }
             return;
         }
-        let per_batch = c.batch.max(
-            files
-                .len()
-                .div_ceil(HANDOVER_BUDGET.as_secs().max(1) as usize),
-        );
         info!(
             agents = files.len(),
-            per_batch, "this host stops: handing every agent over"
+            "this host stops: handing every agent over as its next owner is ready"
         );
         if let Some(c) = &mut self.cluster {
             if let Err(e) = c.store.withdraw().await {
                 warn!(error = %e, "cannot leave the members: the agents move when the lease goes");
             }
         }
+        let mut watch = self.watch().await;
+        let until = began + HANDOVER_BUDGET.saturating_sub(UNREADY_RESERVE);
+        while !self.running.is_empty() && Instant::now() < until {
+            let Some(c) = &mut self.cluster else { return };
+            let limit = c.round_limit;
+            let found = tokio::time::timeout(limit, async {
+                let members = c.store.members().await?;
+                let ready = c.store.ready().await?;
+                Ok::<_, super::cluster::store::StoreError>((members, ready))
+            })
+            .await;
+            let (members, ready) = match found {
+                Ok(Ok(found)) => found,
+                Ok(Err(e)) => {
+                    warn!(error = %e, "cannot read who is ready: the rest go at the deadline");
+                    break;
+                }
+                Err(_) => {
+                    warn!("reading who is ready timed out: the rest go at the deadline");
+                    break;
+                }
+            };
+            if members.is_empty() {
+                info!("no other member is left to hand over to");
+                break;
+            }
+            let live: BTreeSet<&str> = members.iter().map(|m| m.name.as_str()).collect();
+            let batch = c.batch;
+            let moving: Vec<String> = self
+                .running
+                .values()
+                .map(|r| r.id.clone())
+                .filter(|id| ready.get(id).is_some_and(|m| live.contains(m.as_str())))
+                .take(batch)
+                .collect();
+            if moving.is_empty() {
+                // Nothing ready yet: wait for a change (a member saying it is ready).
+                match &mut watch {
+                    Some(w) => {
+                        let _ = tokio::time::timeout(READY_POLL, w.message()).await;
+                    }
+                    None => tokio::time::sleep(READY_POLL).await,
+                }
+            } else {
+                self.hand_over(moving, "this host stops: handed over to a ready next owner")
+                    .await;
+            }
+        }
+        let mut files: Vec<PathBuf> = self.running.keys().cloned().collect();
+        if files.is_empty() {
+            return;
+        }
+        let Some(c) = &mut self.cluster else { return };
+        let left = (began + HANDOVER_BUDGET).saturating_duration_since(Instant::now());
+        let per_batch = c
+            .batch
+            .max(files.len().div_ceil(left.as_secs().max(1) as usize));
+        warn!(
+            agents = files.len(),
+            per_batch, "this host stops: handing over the agents whose next owner is not ready"
+        );
+        status_of(c).handovers_unready += files.len() as u64;
         while !files.is_empty() {
             let batch: Vec<String> = files
                 .drain(..per_batch.min(files.len()))
                 .filter_map(|f| self.running.get(&f).map(|r| r.id.clone()))
                 .collect();
-            self.hand_over(batch, "this host stops: handed over").await;
+            self.hand_over(
+                batch,
+                "this host stops: handed over, its next owner not ready",
+            )
+            .await;
             if !files.is_empty() {
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
@@ -326,9 +452,16 @@ impl Fleet {
                 .load_agent(file)
                 .map_err(|e| e.to_string())
                 .and_then(|config| self.start(file, config, text).map_err(|e| e.to_string()));
-            if let Err(e) = started {
-                error!(file = %file.display(), error = %e, "agent file refused: that agent does not run");
-                write(&self.roster.bad).insert(file.clone(), e);
+            match started {
+                Ok(()) => {
+                    if let Some(c) = &mut self.cluster {
+                        c.arriving.insert(id, now);
+                    }
+                }
+                Err(e) => {
+                    error!(file = %file.display(), error = %e, "agent file refused: that agent does not run");
+                    write(&self.roster.bad).insert(file.clone(), e);
+                }
             }
         }
     }

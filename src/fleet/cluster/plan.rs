@@ -7,7 +7,9 @@
 //! - a free agent is claimed by the member that rendezvous hashing names among the live
 //!   members (only while claiming is allowed: not without a quorum under `keep`);
 //! - an agent this host owns but that hashing now gives to another live member (a member
-//!   joined) is handed over to that member;
+//!   joined) is handed over to that member, once that member says it is ready for it;
+//! - an agent another member owns that hashing gives this host (it joined, or the owner is
+//!   leaving) is awaited: this host says it is ready for it when it can log it in at once;
 //! - an agent this host owns whose file is gone from the agents directory is released.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -22,6 +24,8 @@ pub struct Plan {
     pub claim: Vec<String>,
     /// Agents this host owns that should move: (agent, the member that should own it).
     pub hand_over: Vec<(String, String)>,
+    /// Agents another member owns that should be this host's (handed over when it is ready).
+    pub awaiting: Vec<String>,
     /// Agents this host owns that no file names any more.
     pub release: Vec<String>,
     /// Agents this host owns and keeps running.
@@ -49,6 +53,7 @@ pub fn plan(
                 }
                 _ => out.keep.push(agent.clone()),
             },
+            Some(_) if may_claim && should == Some(me) => out.awaiting.push(agent.clone()),
             Some(_) => {}
             None if may_claim && should == Some(me) => out.claim.push(agent.clone()),
             None => {}
@@ -131,9 +136,11 @@ mod tests {
         let pc = plan("c", &three, &none, &all, true);
         let mut owners = claimed(&[("a", &pa), ("b", &pb), ("c", &pc)]);
         let two = members(&["a", "c"]);
-        // b's lease has not expired yet: its keys stand, and nobody touches its agents.
+        // b's lease has not expired yet: its keys stand, and nobody touches its agents (a
+        // member that left on purpose hands them over to those that await them).
         let early_a = plan("a", &two, &owners, &all, true);
         assert!(early_a.claim.iter().all(|x| !pb.claim.contains(x)));
+        assert!(early_a.awaiting.iter().all(|x| pb.claim.contains(x)));
         // Its lease expired: its keys are gone, and a and c claim exactly its agents.
         owners.retain(|_, o| o.member != "b");
         let qa = plan("a", &two, &owners, &all, true);
@@ -163,11 +170,21 @@ mod tests {
         let pd = plan("d", &four, &owners, &all, true);
         assert!(pd.claim.is_empty(), "everything is owned");
         let mut moved = 0;
+        let mut handed = Vec::new();
         for me in ["a", "b", "c"] {
             let p = plan(me, &four, &owners, &all, true);
             assert!(p.hand_over.iter().all(|(_, to)| to == "d"));
+            assert!(p.awaiting.is_empty(), "{me} awaits nothing");
             moved += p.hand_over.len();
+            handed.extend(p.hand_over.into_iter().map(|(a, _)| a));
         }
+        // What the others hand over is exactly what the new member awaits.
+        handed.sort();
+        let mut awaited = pd.awaiting.clone();
+        awaited.sort();
+        assert_eq!(handed, awaited);
+        // A member that may not claim awaits nothing either.
+        assert!(plan("d", &four, &owners, &all, false).awaiting.is_empty());
         assert!(
             (150..=250).contains(&moved),
             "{moved} of 800 handed to the fourth"

@@ -24,6 +24,11 @@ pub struct Status {
     pub takeovers: u64,
     /// Agents this host has handed to another member.
     pub handovers: u64,
+    /// Of those, agents handed over before their next owner said it was ready for them (a
+    /// planned stop that ran out of time, or had nobody to hand them to).
+    pub handovers_unready: u64,
+    /// The awaited agents this host last said it is ready for.
+    pub ready_for: Vec<String>,
     /// Times this host stopped its agents at its deadline.
     pub fenced: u64,
     /// Agents stopped here because another session took their XMPP resource.
@@ -81,6 +86,9 @@ impl Status {
             "owned": owned,
             "takeovers": self.takeovers,
             "handovers": self.handovers,
+            "handoversUnready": self.handovers_unready,
+            "awaiting": self.turn.awaiting.len(),
+            "readyFor": self.ready_for,
             "fenced": self.fenced,
             "displaced": self.displaced,
             "heldRequests": self.held,
@@ -142,6 +150,12 @@ impl Status {
             "counter",
             "Agents this host handed to another member.",
             self.handovers.to_string(),
+        );
+        family(
+            "finesse_taskd_cluster_handovers_unready",
+            "counter",
+            "Agents handed over before their next owner said it was ready for them (a planned stop out of time).",
+            self.handovers_unready.to_string(),
         );
         family(
             "finesse_taskd_cluster_fenced",

@@ -5,6 +5,9 @@
 //! - `<prefix>owners/<agent>`: the member that owns the agent, on that member's lease, created
 //!   only by a transaction that succeeds when the key does not exist. Its create revision is
 //!   the ownership's identity, in logs and the API.
+//! - `<prefix>ready/<member>`: the agents another member owns that this member awaits and
+//!   can log in at once, a JSON array, on its lease: an owner hands an agent over only to a
+//!   member that says it is ready for it, so that the agent's gap is one login.
 //!
 //! Claims go in transactions of up to [`BATCH`] agents (all absent, or none is taken: the
 //! batch is then narrowed to the absent ones and tried again), not one per agent. No record
@@ -160,6 +163,10 @@ impl Store {
         format!("{}owners/", self.prefix)
     }
 
+    fn ready_prefix(&self) -> String {
+        format!("{}ready/", self.prefix)
+    }
+
     /// This host's name.
     pub fn member(&self) -> &str {
         &self.member
@@ -220,8 +227,9 @@ impl Store {
         }
     }
 
-    /// Takes this host off the members (its lease, and the agents it still owns, stay): the
-    /// others' hashing no longer names it, so what it releases next is theirs to claim.
+    /// Takes this host off the members, and withdraws what it said it was ready for (its
+    /// lease, and the agents it still owns, stay): the others' hashing no longer names it, so
+    /// what it releases next is theirs to claim.
     pub async fn withdraw(&mut self) -> Result<(), StoreError> {
         let key = format!("{}{}", self.members_prefix(), self.member);
         self.call(|mut c| {
@@ -229,7 +237,47 @@ impl Store {
             async move { c.delete(key, None).await }
         })
         .await?;
+        self.say_ready(&[]).await
+    }
+
+    /// Says which awaited agents this host is ready to log in at once (none: the key goes).
+    pub async fn say_ready(&mut self, agents: &[String]) -> Result<(), StoreError> {
+        let key = format!("{}{}", self.ready_prefix(), self.member);
+        if agents.is_empty() {
+            self.call(|mut c| {
+                let key = key.clone();
+                async move { c.delete(key, None).await }
+            })
+            .await?;
+            return Ok(());
+        }
+        let Some(lease) = self.lease else {
+            return Ok(());
+        };
+        let value = serde_json::to_string(agents).unwrap_or_default();
+        let put = PutOptions::new().with_lease(lease);
+        self.call(|mut c| {
+            let (key, value, put) = (key.clone(), value.clone(), put.clone());
+            async move { c.put(key, value, Some(put)).await }
+        })
+        .await?;
         Ok(())
+    }
+
+    /// Which member says it is ready for which agent (a value that is not a list of agent
+    /// ids says nothing).
+    pub async fn ready(&mut self) -> Result<BTreeMap<String, String>, StoreError> {
+        let prefix = self.ready_prefix();
+        let got = self.prefixed(&prefix).await?;
+        let mut out = BTreeMap::new();
+        for kv in got.kvs() {
+            let member = String::from_utf8_lossy(&kv.key()[prefix.len()..]).into_owned();
+            let agents: Vec<String> = serde_json::from_slice(kv.value()).unwrap_or_default();
+            for agent in agents {
+                out.insert(agent, member.clone());
+            }
+        }
+        Ok(out)
     }
 
     /// Ends this host's lease: its member record and every agent it owns go at once.
