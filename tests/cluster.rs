@@ -228,7 +228,7 @@ async fn a_rolling_restart_of_every_host_moves_each_agent_by_hand_over_and_signs
         // Host k stops (an upgrade): its agents go to the two others by hand-over...
         let mine = on(&placement_steady(&hosts).await, &hosts[k].name).len();
         hosts[k].signal(Signal::SIGTERM);
-        let stopped = tokio::time::timeout(Duration::from_secs(45), hosts[k].fleet.child.wait())
+        let stopped = tokio::time::timeout(Duration::from_secs(55), hosts[k].fleet.child.wait())
             .await
             .expect("a stopping host exits within its hand-over budget")
             .unwrap();

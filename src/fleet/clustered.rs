@@ -16,6 +16,7 @@ use tracing::{error, info, warn};
 
 use super::cluster::gate::Gate;
 use super::cluster::lease::Lease;
+use super::cluster::pace::Pace;
 use super::cluster::status::Status;
 use super::cluster::store::Store;
 use super::{Fleet, FleetConfig, read, write};
@@ -26,11 +27,11 @@ pub(super) const WATCH_SETTLE: Duration = Duration::from_millis(50);
 
 /// How long a host's stop may spend handing its agents over (the fleet unit's
 /// `TimeoutStopSec` is 60 s).
-pub(super) const HANDOVER_BUDGET: Duration = Duration::from_secs(40);
+pub(super) const HANDOVER_BUDGET: Duration = Duration::from_secs(48);
 
 /// The part of [`HANDOVER_BUDGET`] kept for agents whose next owner never said it was ready
 /// (they are then released anyway, at the login cap, and claimed when their owner can).
-const UNREADY_RESERVE: Duration = Duration::from_secs(10);
+const UNREADY_RESERVE: Duration = Duration::from_secs(8);
 
 /// How long an agent started here counts against what this host says it is ready for, at
 /// most (one that cannot log in stops holding up the others' hand-over).
@@ -66,6 +67,8 @@ pub(super) struct Cluster {
     pub(super) arriving: BTreeMap<String, Instant>,
     /// The awaited agents this host last told etcd it is ready for.
     pub(super) said_ready: Vec<String>,
+    /// How many it may say it is ready for.
+    pub(super) pace: Pace,
     /// Agents another session displaced (an XMPP conflict: the in-band fence), with the
     /// ownership's revision then and when: not run again here under that same ownership
     /// until `auth_retry` has passed (as a single agent holds after a conflict).
@@ -111,6 +114,7 @@ impl Cluster {
             rounds: 0,
             arriving: BTreeMap::new(),
             said_ready: Vec::new(),
+            pace: Pace::new((fleet.max_logins_per_second.ceil() as usize).max(1)),
             displaced: BTreeMap::new(),
             batch: (fleet.max_logins_per_second.ceil() as usize).max(1),
             round_limit: cfg.lease_ttl / 2,
@@ -192,10 +196,11 @@ impl Fleet {
         self.say_ready().await;
     }
 
-    /// Tells etcd which awaited agents this host can log in at once: as many as one second
-    /// of its login cap, less the agents started here that are still on their way to steady.
-    /// Their owners hand them over on reading it, so that an agent moves only when its login
-    /// here can begin, and its gap is one login.
+    /// Tells etcd which awaited agents this host can log in at once: as many as [`Pace`]
+    /// allows (what it brought to steady in the last second, within its login cap), less the
+    /// agents started here that are still on their way to steady. Their owners hand them
+    /// over on reading it, so that an agent moves only when its login here can begin, and
+    /// its gap is about one login.
     async fn say_ready(&mut self) {
         let now = Instant::now();
         let steady: BTreeSet<String> = read(&self.roster.agents)
@@ -205,15 +210,19 @@ impl Fleet {
             .collect();
         let running: BTreeSet<&str> = self.running.values().map(|r| r.id.as_str()).collect();
         let Some(c) = &mut self.cluster else { return };
+        let pace = &mut c.pace;
         c.arriving.retain(|id, since| {
+            if steady.contains(id) {
+                pace.landed(now);
+            }
             running.contains(id.as_str())
                 && !steady.contains(id)
                 && now.duration_since(*since) < ARRIVAL_LIMIT
         });
+        let room = c.pace.window(now, c.arriving.len());
         let ready: Vec<String> = {
             let status = read_status(c);
             if status.acting(now) {
-                let room = c.batch.saturating_sub(c.arriving.len());
                 status.turn.awaiting.iter().take(room).cloned().collect()
             } else {
                 Vec::new()

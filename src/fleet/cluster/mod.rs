@@ -6,13 +6,15 @@
 //! host must stop acting on its own ([`fence`]); [`store`] reads and writes the records on
 //! etcd, [`lease`] keeps this host's lease and publishes its deadline, [`gate`] holds every
 //! request of an agent past it, and [`turn`] is one round of reading, planning, claiming and
-//! releasing that the fleet runs every second; [`status`] is what the API and metrics show.
+//! releasing that the fleet runs every second; [`pace`] is how many agents a host says it is
+//! ready to be handed; [`status`] is what the API and metrics show.
 
 pub mod config;
 pub mod fence;
 pub mod gate;
 pub mod hrw;
 pub mod lease;
+pub mod pace;
 pub mod plan;
 pub mod status;
 pub mod store;
