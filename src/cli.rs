@@ -1,5 +1,6 @@
-//! The command line (clap): `run` (the default), `fleet`, `check-config`, `status`, and the
-//! shell completions and man page generated from the same definition (the .deb ships both).
+//! The command line (clap): `run` (the default), `fleet`, `check-config`, `status`, the
+//! shell completions and man page generated from the same definition (the .deb ships both),
+//! and the local API's OpenAPI document (`openapi`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,6 +45,13 @@ pub enum Command {
     },
     /// Print the man page (roff) on stdout.
     Man,
+    /// Print the local API's OpenAPI 3.1 document on stdout (what `/v1/openapi.json` serves;
+    /// `contrib/openapi.json` and `contrib/openapi-fleet.json` are these).
+    Openapi {
+        /// The fleet's document (a single agent's otherwise).
+        #[arg(long)]
+        fleet: bool,
+    },
     /// Run many agents in one process: --config names the fleet file (shared tables and
     /// `[fleet] agents_dir`, one agent file per agent there).
     Fleet,
@@ -65,6 +73,19 @@ pub fn docs(command: Option<&Command>) -> Option<ExitCode> {
             Ok(())
         }
         Command::Man => clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()),
+        Command::Openapi { fleet } => {
+            let doc = if *fleet {
+                crate::fleet::api::document()
+            } else {
+                crate::api::document()
+            };
+            doc.to_pretty_json()
+                .map_err(std::io::Error::other)
+                .and_then(|text| {
+                    use std::io::Write as _;
+                    writeln!(std::io::stdout(), "{text}")
+                })
+        }
         _ => return None,
     };
     Some(match printed {

@@ -7,13 +7,13 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use serde::Serialize;
-use serde_json::{Value, json};
 use tokio::time::Instant;
+use utoipa::ToSchema;
 
 use crate::vocab::{Cause, LinkKind, Phase, Setting, StateRecord};
 
 /// One MRD as the daemon knows it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MediaView {
     /// MRD id.
@@ -65,6 +65,23 @@ pub enum Drift {
     Persistent,
 }
 
+/// In the OpenAPI document: `false`, `true` or `"persistent"`.
+impl utoipa::PartialSchema for Drift {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        OneOfBuilder::new()
+            .item(ObjectBuilder::new().schema_type(Type::Boolean))
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(["persistent"])),
+            )
+            .into()
+    }
+}
+
+impl ToSchema for Drift {}
+
 impl Serialize for Drift {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
@@ -76,7 +93,7 @@ impl Serialize for Drift {
 }
 
 /// A sign-in Finesse refused.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct SigninFailure {
     /// The error's constant (`E_ARM_STAT_CC_OFFLINE`, …).
     pub failed: String,
@@ -85,7 +102,7 @@ pub struct SigninFailure {
 }
 
 /// One dialog as the daemon knows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DialogView {
     /// Dialog id.
@@ -116,7 +133,7 @@ pub struct DialogDiff {
 }
 
 /// Counters since start.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Counters {
     /// XMPP or REST recoveries started after a loss.
     pub reconnects: u64,
@@ -171,6 +188,64 @@ pub struct StateView {
     pub phase_since: Instant,
     /// The state directory's records whose last write failed.
     pub write_failures: BTreeMap<StateRecord, WriteFailure>,
+}
+
+/// Whether a link is up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkState {
+    /// Connected.
+    Up,
+    /// Not connected.
+    Down,
+}
+
+/// The two links.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Links {
+    /// Finesse's REST API.
+    pub rest: LinkState,
+    /// The XMPP session.
+    pub xmpp: LinkState,
+}
+
+/// A state-directory record whose last write failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct WriteFailureDoc {
+    /// Which record.
+    pub record: StateRecord,
+    /// The OS error.
+    pub error: String,
+    /// When (RFC 3339).
+    pub at: String,
+}
+
+/// The `/v1/state` document: the agent as the daemon sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StateDoc {
+    /// Agent id.
+    pub agent: String,
+    /// Where the daemon is.
+    pub phase: Phase,
+    /// The Finesse node in use (its URL).
+    pub node: Option<String>,
+    /// Why the last failure happened (none when steady).
+    pub cause: Option<Cause>,
+    /// The links.
+    pub links: Links,
+    /// Each MRD.
+    pub media: Vec<MediaView>,
+    /// Each dialog.
+    pub dialogs: Vec<DialogView>,
+    /// Counters since start.
+    pub counters: Counters,
+    /// When the last resync completed (RFC 3339).
+    pub last_resync_at: Option<String>,
+    /// When the next attempt is due while the daemon waits (RFC 3339, ms).
+    pub next_attempt_at: Option<String>,
+    /// State-directory records whose last write failed.
+    pub state_write_failures: Vec<WriteFailureDoc>,
 }
 
 /// Whether an agent can take work, and if not, why: the one definition behind `/readyz`, a
@@ -233,24 +308,35 @@ impl StateView {
     }
 
     /// The `/v1/state` document.
-    pub fn to_json(&self) -> Value {
-        let up = |b: bool| if b { "up" } else { "down" };
-        json!({
-            "agent": self.agent,
-            "phase": self.phase,
-            "node": self.node,
-            "cause": self.cause,
-            "links": { "rest": up(self.rest_up), "xmpp": up(self.xmpp_up) },
-            "media": self.media.values().collect::<Vec<_>>(),
-            "dialogs": self.dialogs.values().collect::<Vec<_>>(),
-            "counters": self.counters,
-            "lastResyncAt": self.last_resync_at.map(|t| humantime::format_rfc3339_seconds(t).to_string()),
-            "nextAttemptAt": self.next_attempt_at.map(|t| humantime::format_rfc3339_millis(t).to_string()),
-            "stateWriteFailures": self.write_failures.iter().map(|(record, f)| json!({
-                "record": record,
-                "error": f.error,
-                "at": humantime::format_rfc3339_seconds(f.at).to_string(),
-            })).collect::<Vec<_>>(),
-        })
+    pub fn doc(&self) -> StateDoc {
+        let up = |b: bool| if b { LinkState::Up } else { LinkState::Down };
+        StateDoc {
+            agent: self.agent.clone(),
+            phase: self.phase,
+            node: self.node.clone(),
+            cause: self.cause,
+            links: Links {
+                rest: up(self.rest_up),
+                xmpp: up(self.xmpp_up),
+            },
+            media: self.media.values().cloned().collect(),
+            dialogs: self.dialogs.values().cloned().collect(),
+            counters: self.counters.clone(),
+            last_resync_at: self
+                .last_resync_at
+                .map(|t| humantime::format_rfc3339_seconds(t).to_string()),
+            next_attempt_at: self
+                .next_attempt_at
+                .map(|t| humantime::format_rfc3339_millis(t).to_string()),
+            state_write_failures: self
+                .write_failures
+                .iter()
+                .map(|(record, f)| WriteFailureDoc {
+                    record: *record,
+                    error: f.error.clone(),
+                    at: humantime::format_rfc3339_seconds(f.at).to_string(),
+                })
+                .collect(),
+        }
     }
 }

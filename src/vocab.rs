@@ -48,6 +48,18 @@ macro_rules! wire_enum {
                 s.serialize_str(self.as_str())
             }
         }
+
+        /// In the API's OpenAPI document: a string, one of the wire spellings.
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::schema::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .enum_values(Some([$($text,)+]))
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
     };
 }
 

@@ -5,6 +5,7 @@
 //! before they are read (413).
 
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use crate::config::DesiredState;
 use crate::vocab::DialogAction;
@@ -61,10 +62,14 @@ fn parse<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, Rejection> {
     Ok(value)
 }
 
-#[derive(Deserialize)]
+/// The body of `POST /v1/dialogs/{dialog}/actions`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ActionBody {
+pub struct ActionBody {
+    /// The action (any case).
+    #[schema(value_type = DialogAction)]
     action: String,
+    /// The target (an address or a queue), for the actions that take one.
     #[serde(default)]
     target: Option<String>,
 }
@@ -83,12 +88,43 @@ pub fn dialog_action(bytes: &[u8]) -> Result<(DialogAction, Option<String>), Rej
     Ok((action, b.target))
 }
 
-#[derive(Deserialize)]
+/// The body of `PUT /v1/media/{media}/state`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct StateBody {
+pub struct StateBody {
+    /// `READY` or `NOT_READY` (any case).
+    #[schema(schema_with = desired_states)]
     state: String,
-    #[serde(default)]
+    /// The reason code, with `NOT_READY` (ignored with `READY`).
+    #[serde(default, deserialize_with = "integral")]
+    #[schema(value_type = Option<u32>)]
     reason_code_id: Option<u32>,
+}
+
+/// A number JSON Schema calls an integer: `7` or `7.0` (not `7.5`), within `u32`.
+fn integral<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let whole = n.as_u64().or_else(|| {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= f64::from(u32::MAX))
+            .map(|f| f as u64)
+    });
+    whole
+        .and_then(|v| u32::try_from(v).ok())
+        .map(Some)
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!("{n} is not a reason code (0..=4294967295)"))
+        })
+}
+
+/// The states an MRD can be set to.
+fn desired_states() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(DesiredState::CHOICES.iter().map(|(t, _)| *t)))
+        .build()
 }
 
 /// `PUT /v1/media/{id}/state`: `{"state": "READY"|"NOT_READY", "reasonCodeId": n?}` (the
@@ -107,9 +143,11 @@ pub fn media_state(bytes: &[u8]) -> Result<(DesiredState, Option<u32>), Rejectio
     Ok((state, reason))
 }
 
-#[derive(Deserialize)]
+/// The body of `PUT /v1/media/{media}/routable`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RoutableBody {
+pub struct RoutableBody {
+    /// Whether the MRD is routable.
     routable: bool,
 }
 

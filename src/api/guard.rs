@@ -1,18 +1,29 @@
 //! Who may drive the local API: only local clients. A request whose `Host` is not a
 //! loopback name or the configured listen host is misdirected (421: DNS rebinding), one with an
 //! `Origin` not in `[api] allowed_origins` (empty by default) is refused (403: a web page on
-//! the agent's machine), a POST or PUT whose body is not `application/json` is refused (415: a
-//! form or `text/plain` post needs no CORS preflight), and with a token configured
+//! the agent's machine), and with a token configured
 //! (`[api] token_file` or the systemd credential `api-token`) every request but `/healthz`
 //! must carry `Authorization: Bearer <token>` (401). A Unix socket has no `Host` to check.
+//! (Every route that takes a body takes it only as `application/json`, 415 otherwise: a form
+//! or `text/plain` post needs no CORS preflight. That is the body's extractor's rule,
+//! [`super::JsonBody`], so that a method a route does not have is a 405 first.)
+//!
+//! An origin that is allowed (a Finesse gadget's, say) is answered with CORS: its preflight
+//! (which carries no token) is answered between the two checks ([`protect`] orders them:
+//! [`check`] for the host and the origin, then tower-http's CORS layer, then [`authorize`] for
+//! the token), and its answers name it in `Access-Control-Allow-Origin`.
+//! Any other origin gets neither.
 
 use std::sync::Arc;
 
+use std::time::Duration;
+
+use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{Method, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::config::Listen;
 use crate::secret::Secret;
@@ -70,10 +81,47 @@ fn is_loopback_name(host: &str) -> bool {
 }
 
 fn refuse(status: StatusCode, message: &str) -> Response {
-    (status, axum::Json(json!({ "error": message }))).into_response()
+    (
+        status,
+        axum::Json(super::doc::ErrorBody::new(message, None)),
+    )
+        .into_response()
 }
 
-/// The middleware.
+/// `router` behind the guard: [`check`], CORS for the allowed origins, then [`authorize`].
+pub fn protect<S: Clone + Send + Sync + 'static>(
+    router: Router<S>,
+    g: &Arc<RequestGuard>,
+) -> Router<S> {
+    router
+        .layer(axum::middleware::from_fn_with_state(g.clone(), authorize))
+        .layer(g.cors())
+        .layer(axum::middleware::from_fn_with_state(g.clone(), check))
+}
+
+impl RequestGuard {
+    /// CORS for the allowed origins (none by default): their preflights are answered and
+    /// their answers readable; a preflight is cached for ten minutes.
+    fn cors(&self) -> CorsLayer {
+        let origins: Vec<HeaderValue> = self
+            .origins
+            .iter()
+            .filter_map(|o| HeaderValue::from_str(o).ok())
+            .collect();
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::GET, Method::POST, Method::PUT])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                HeaderName::from_static("last-event-id"),
+            ])
+            .expose_headers([header::RETRY_AFTER])
+            .max_age(Duration::from_secs(600))
+    }
+}
+
+/// The first check: the request's host, and its origin if it has one.
 pub async fn check(State(g): State<Arc<RequestGuard>>, req: Request, next: Next) -> Response {
     let headers = req.headers();
     let host = headers
@@ -94,6 +142,12 @@ pub async fn check(State(g): State<Arc<RequestGuard>>, req: Request, next: Next)
             return refuse(StatusCode::FORBIDDEN, "origin not allowed");
         }
     }
+    next.run(req).await
+}
+
+/// The second check, after CORS's preflight: the token.
+pub async fn authorize(State(g): State<Arc<RequestGuard>>, req: Request, next: Next) -> Response {
+    let headers = req.headers();
     if let Some(token) = &g.token {
         if req.uri().path() != "/healthz" {
             let given = headers
@@ -109,19 +163,6 @@ pub async fn check(State(g): State<Arc<RequestGuard>>, req: Request, next: Next)
                 );
                 return r;
             }
-        }
-    }
-    if matches!(*req.method(), Method::POST | Method::PUT) {
-        let json = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|h| h.to_str().ok())
-            .and_then(|h| h.split(';').next())
-            .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
-        if !json {
-            return refuse(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "the body must be application/json",
-            );
         }
     }
     next.run(req).await

@@ -8,7 +8,9 @@
 //! - `POST /v1/dialogs/{id}/actions`, `PUT /v1/media/{id}/state`, `PUT /v1/media/{id}/routable`:
 //!   queued to the driver, which sends each to the current node exactly once, waiting up
 //!   to `action_wait` for steady, else 503 with `Retry-After`;
-//! - `GET /metrics`: Prometheus text.
+//! - `GET /metrics`: Prometheus text;
+//! - `GET /v1/openapi.json`: this API's OpenAPI 3.1 document ([`doc`]), derived from the
+//!   handlers' annotations and answer types (also in `contrib/openapi.json`).
 //!
 //! It never calls Finesse itself.
 
@@ -19,15 +21,19 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use serde_json::json;
 use tokio::sync::mpsc;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub mod bodies;
+pub mod doc;
 pub mod guard;
 pub mod serve;
 mod sse;
+
+use doc::{Accepted, ErrorBody, Health, Ready, Security, StateAnswer};
 
 use crate::command::{Command, CommandError, Request};
 use crate::published::{STALL, Shared};
@@ -56,71 +62,192 @@ pub struct ApiState {
     pub sse_slots: Arc<tokio::sync::Semaphore>,
 }
 
+/// The document's frame: title, version, the token scheme.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "finesse-taskd local API",
+        description = "The local API of one agent's finesse-taskd: its state, its event \
+            stream, and the actions its task application sends to Finesse through it. Only \
+            local clients: a foreign Host is answered 421, a foreign Origin 403, a missing \
+            token 401 (when the daemon has one). Within /v1 things are only added.",
+        license(name = "Apache-2.0")
+    ),
+    modifiers(&Security),
+    components(schemas(doc::Event))
+)]
+struct Frame;
+
+/// The routes with their documentation.
+fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::with_openapi(Frame::openapi())
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(view))
+        .routes(routes!(sse::events))
+        .routes(routes!(dialog_action))
+        .routes(routes!(media_state))
+        .routes(routes!(media_routable))
+        .routes(routes!(metrics))
+        .routes(routes!(openapi))
+}
+
+/// The single agent's OpenAPI document.
+pub fn document() -> utoipa::openapi::OpenApi {
+    static DOC: std::sync::OnceLock<utoipa::openapi::OpenApi> = std::sync::OnceLock::new();
+    DOC.get_or_init(|| routes().split_for_parts().1).clone()
+}
+
 /// The API router.
 pub fn router(state: ApiState) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/v1/state", get(view))
-        .route("/v1/events", get(sse::events))
-        .route("/v1/dialogs/{id}/actions", post(dialog_action))
-        .route("/v1/media/{id}/state", put(media_state))
-        .route("/v1/media/{id}/routable", put(media_routable))
-        .route("/metrics", get(metrics))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(axum::middleware::from_fn_with_state(
-            state.guard.clone(),
-            guard::check,
-        ))
-        .with_state(state)
+    let (router, _) = routes().split_for_parts();
+    let router = router.layer(DefaultBodyLimit::max(MAX_BODY));
+    let guard = state.guard.clone();
+    guard::protect(router, &guard).with_state(state)
 }
 
 fn error(status: StatusCode, message: impl Into<String>, field: Option<&str>) -> Response {
-    (
-        status,
-        Json(json!({ "error": message.into(), "field": field })),
-    )
-        .into_response()
+    (status, Json(ErrorBody::new(message, field))).into_response()
 }
 
+/// A request body sent as `application/json` (415 otherwise: a form or a `text/plain` post
+/// needs no CORS preflight, so a web page could send one), read whole within [`MAX_BODY`]
+/// (413). Its JSON is parsed by [`bodies`].
+pub struct JsonBody(Bytes);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for JsonBody {
+    type Rejection = Response;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Response> {
+        let json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.split(';').next())
+            .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
+        if !json {
+            return Err(error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "the body must be application/json",
+                Some("Content-Type"),
+            ));
+        }
+        Bytes::from_request(req, state)
+            .await
+            .map(JsonBody)
+            .map_err(|e| error(e.status(), e.body_text(), Some("body")))
+    }
+}
+
+/// The 400 for an MRD id in the path that is not one (as JSON, like every error).
+fn not_a_media_id(text: &str) -> Response {
+    error(
+        StatusCode::BAD_REQUEST,
+        format!("{text:?} is not an MRD id"),
+        Some("media"),
+    )
+}
+
+/// The process makes progress.
+#[utoipa::path(get, path = "/healthz", tag = "health", security(()),
+    responses(
+        (status = 200, description = "The daemon's loop makes progress", body = Health),
+        (status = 503, description = "The loop has stalled", body = Health),
+        (status = 403, description = "A foreign Origin", body = ErrorBody),
+        (status = 421, description = "A foreign Host (DNS rebinding)", body = ErrorBody),
+    ))]
 async fn healthz(State(s): State<ApiState>) -> Response {
     let since = s.shared.since_beat();
     if since < STALL {
-        Json(json!({ "ok": true })).into_response()
+        Json(Health {
+            ok: true,
+            stalled_ms: None,
+        })
+        .into_response()
     } else {
-        let body = json!({ "ok": false, "stalledMs": since.as_millis() as u64 });
+        let body = Health {
+            ok: false,
+            stalled_ms: Some(u64::try_from(since.as_millis()).unwrap_or(u64::MAX)),
+        };
         (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
     }
 }
 
+/// Steady, and signed in to every MRD the agent can work in.
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses(
+        (status = 200, description = "Ready for work", body = Ready),
+        (status = 503, description = "Not steady, or a sign-in refused", body = Ready),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "A foreign Origin", body = ErrorBody),
+        (status = 421, description = "A foreign Host (DNS rebinding)", body = ErrorBody),
+    ))]
 async fn readyz(State(s): State<ApiState>) -> Response {
     let v = s.shared.snapshot();
+    let not = |phase, cause, media| {
+        let body = Ready {
+            ready: false,
+            phase: Some(phase),
+            cause: Some(cause),
+            media,
+        };
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+    };
     match v.readiness() {
-        Readiness::Ready => Json(json!({ "ready": true })).into_response(),
-        Readiness::SigninRefused(refused) => {
-            let body = json!({
-                "ready": false, "phase": v.phase, "cause": Cause::SigninFailed, "media": refused,
-            });
-            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
-        }
-        Readiness::NotSteady => {
-            let body = json!({ "ready": false, "phase": v.phase, "cause": v.cause });
-            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
-        }
+        Readiness::Ready => Json(Ready {
+            ready: true,
+            phase: None,
+            cause: None,
+            media: None,
+        })
+        .into_response(),
+        Readiness::SigninRefused(refused) => not(v.phase, Some(Cause::SigninFailed), Some(refused)),
+        Readiness::NotSteady => not(v.phase, v.cause, None),
     }
 }
 
+/// The agent as the daemon sees it.
+#[utoipa::path(get, path = "/v1/state", tag = "state",
+    responses(
+        (status = 200, description = "The state", body = StateAnswer),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "A foreign Origin", body = ErrorBody),
+        (status = 421, description = "A foreign Host (DNS rebinding)", body = ErrorBody),
+    ))]
 async fn view(State(s): State<ApiState>) -> Response {
     // The event id read before the view: a client that fetches the state and then resumes
     // the event stream from `lastEventId` misses nothing (it may see a change twice, and
     // applying an event is idempotent).
     let last = s.shared.events.last_seq();
-    let mut v = s.shared.snapshot().to_json();
-    v["lastEventId"] = json!(s.shared.events.event_id(last));
-    v["lastSeq"] = json!(last);
-    Json(v).into_response()
+    let answer = StateAnswer {
+        state: s.shared.snapshot().doc(),
+        last_event_id: s.shared.events.event_id(last),
+        last_seq: last,
+    };
+    Json(answer).into_response()
 }
 
+/// This document.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "contract",
+    responses(
+        (status = 200, description = "The OpenAPI 3.1 document", body = Object),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "A foreign Origin", body = ErrorBody),
+        (status = 421, description = "A foreign Host (DNS rebinding)", body = ErrorBody),
+    ))]
+async fn openapi() -> Response {
+    Json(document()).into_response()
+}
+
+/// Prometheus metrics (OpenMetrics text).
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses(
+        (status = 200, description = "The metrics", body = String,
+            content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "A foreign Origin", body = ErrorBody),
+        (status = 421, description = "A foreign Host (DNS rebinding)", body = ErrorBody),
+    ))]
 async fn metrics(State(s): State<ApiState>) -> Response {
     let body = (s.metrics)();
     (
@@ -170,24 +297,20 @@ async fn submit(s: &ApiState, command: Command) -> Response {
     };
     match answer {
         Some(Ok(Ok(()))) => {
-            (StatusCode::ACCEPTED, Json(json!({ "accepted": true }))).into_response()
+            (StatusCode::ACCEPTED, Json(Accepted { accepted: true })).into_response()
         }
         Some(Ok(Err(CommandError::NotFound(m)))) => error(StatusCode::NOT_FOUND, m, None),
         Some(Ok(Err(CommandError::NotAllowed(m)))) => {
             error(StatusCode::CONFLICT, m, Some("action"))
         }
         Some(Ok(Err(CommandError::Finesse(m)))) => error(StatusCode::BAD_GATEWAY, m, None),
-        Some(Ok(Err(CommandError::AuthFailed))) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "error": "auth_failed" })),
-        )
-            .into_response(),
+        Some(Ok(Err(CommandError::AuthFailed))) => {
+            error(StatusCode::SERVICE_UNAVAILABLE, "auth_failed", None)
+        }
         // Sent, or perhaps sent, with no answer: never invite a retry (no Retry-After).
-        Some(Ok(Err(CommandError::OutcomeUnknown(_)))) => (
-            StatusCode::GATEWAY_TIMEOUT,
-            Json(json!({ "error": "outcome_unknown" })),
-        )
-            .into_response(),
+        Some(Ok(Err(CommandError::OutcomeUnknown(_)))) => {
+            error(StatusCode::GATEWAY_TIMEOUT, "outcome_unknown", None)
+        }
         // Given up unsent, dropped unsent by the driver, or Finesse unreachable before
         // anything went out: safe to retry.
         Some(Ok(Err(CommandError::Unavailable(_)))) | Some(Err(_)) | None => unavailable(),
@@ -199,7 +322,30 @@ fn rejected(r: bodies::Rejection) -> Response {
     error(status, r.message, Some(&r.field))
 }
 
-async fn dialog_action(State(s): State<ApiState>, Path(id): Path<String>, body: Bytes) -> Response {
+/// An action on a dialog (ACCEPT, CLOSE, TRANSFER, …), sent to Finesse once.
+#[utoipa::path(post, path = "/v1/dialogs/{dialog}/actions", tag = "actions",
+    params(("dialog" = String, Path, description = "The dialog's id")),
+    request_body(content = bodies::ActionBody, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Finesse accepted it", body = Accepted),
+        (status = 400, description = "The body is not what is documented; `field` names what", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "A foreign Origin", body = ErrorBody),
+        (status = 404, description = "No such dialog", body = ErrorBody),
+        (status = 409, description = "Not allowed in its present state", body = ErrorBody),
+        (status = 413, description = "A body above 64 KiB", body = ErrorBody),
+        (status = 415, description = "A body that is not application/json", body = ErrorBody),
+        (status = 421, description = "A foreign Host (DNS rebinding)", body = ErrorBody),
+        (status = 502, description = "Finesse refused it", body = ErrorBody),
+        (status = 503, description = "The session is recovering (Retry-After; never sent: safe to retry), the credentials were refused (`auth_failed`) or the daemon is stopping", body = ErrorBody,
+            headers(("Retry-After" = Option<u32>, description = "Seconds, when a retry is safe"))),
+        (status = 504, description = "Sent, or perhaps sent, with no answer (`outcome_unknown`): do not retry blindly", body = ErrorBody),
+    ))]
+async fn dialog_action(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> Response {
     let (action, target) = match bodies::dialog_action(&body) {
         Ok(b) => b,
         Err(r) => return rejected(r),
@@ -219,7 +365,33 @@ async fn dialog_action(State(s): State<ApiState>, Path(id): Path<String>, body: 
     submit(&s, Command::DialogAction { id, action, target }).await
 }
 
-async fn media_state(State(s): State<ApiState>, Path(id): Path<u32>, body: Bytes) -> Response {
+/// Sets an MRD's state (READY, or NOT_READY with a reason), kept after every sign-in.
+#[utoipa::path(put, path = "/v1/media/{media}/state", tag = "actions",
+    params(("media" = u32, Path, description = "The MRD's id")),
+    request_body(content = bodies::StateBody, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Finesse accepted it", body = Accepted),
+        (status = 400, description = "The body is not what is documented; `field` names what", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "A foreign Origin", body = ErrorBody),
+        (status = 404, description = "No such MRD", body = ErrorBody),
+        (status = 409, description = "Not allowed in its present state", body = ErrorBody),
+        (status = 413, description = "A body above 64 KiB", body = ErrorBody),
+        (status = 415, description = "A body that is not application/json", body = ErrorBody),
+        (status = 421, description = "A foreign Host (DNS rebinding)", body = ErrorBody),
+        (status = 502, description = "Finesse refused it", body = ErrorBody),
+        (status = 503, description = "The session is recovering (Retry-After; never sent: safe to retry), the credentials were refused (`auth_failed`) or the daemon is stopping", body = ErrorBody,
+            headers(("Retry-After" = Option<u32>, description = "Seconds, when a retry is safe"))),
+        (status = 504, description = "Sent, or perhaps sent, with no answer (`outcome_unknown`): do not retry blindly", body = ErrorBody),
+    ))]
+async fn media_state(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> Response {
+    let Ok(id) = id.parse::<u32>() else {
+        return not_a_media_id(&id);
+    };
     match bodies::media_state(&body) {
         Ok((state, reason)) => {
             let command = Command::SetState {
@@ -233,7 +405,33 @@ async fn media_state(State(s): State<ApiState>, Path(id): Path<u32>, body: Bytes
     }
 }
 
-async fn media_routable(State(s): State<ApiState>, Path(id): Path<u32>, body: Bytes) -> Response {
+/// Sets whether an MRD is routable.
+#[utoipa::path(put, path = "/v1/media/{media}/routable", tag = "actions",
+    params(("media" = u32, Path, description = "The MRD's id")),
+    request_body(content = bodies::RoutableBody, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Finesse accepted it", body = Accepted),
+        (status = 400, description = "The body is not what is documented; `field` names what", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "A foreign Origin", body = ErrorBody),
+        (status = 404, description = "No such MRD", body = ErrorBody),
+        (status = 409, description = "Not allowed in its present state", body = ErrorBody),
+        (status = 413, description = "A body above 64 KiB", body = ErrorBody),
+        (status = 415, description = "A body that is not application/json", body = ErrorBody),
+        (status = 421, description = "A foreign Host (DNS rebinding)", body = ErrorBody),
+        (status = 502, description = "Finesse refused it", body = ErrorBody),
+        (status = 503, description = "The session is recovering (Retry-After; never sent: safe to retry), the credentials were refused (`auth_failed`) or the daemon is stopping", body = ErrorBody,
+            headers(("Retry-After" = Option<u32>, description = "Seconds, when a retry is safe"))),
+        (status = 504, description = "Sent, or perhaps sent, with no answer (`outcome_unknown`): do not retry blindly", body = ErrorBody),
+    ))]
+async fn media_routable(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> Response {
+    let Ok(id) = id.parse::<u32>() else {
+        return not_a_media_id(&id);
+    };
     match bodies::routable(&body) {
         Ok(routable) => submit(&s, Command::SetRoutable { mrd: id, routable }).await,
         Err(r) => rejected(r),

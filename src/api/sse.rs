@@ -20,6 +20,20 @@ fn sse_event(bus: &crate::events::EventBus, seq: u64, json: &str) -> SseEvent {
     SseEvent::default().id(bus.event_id(seq)).data(json)
 }
 
+/// The event stream: each message's `data` is an [`Event`](super::doc::Event) (JSON), its
+/// `id` the id to resume from.
+#[utoipa::path(get, path = "/v1/events", tag = "state",
+    params(("Last-Event-ID" = Option<String>, Header,
+        description = "Resume after this event (a `resync.required` event when it is past the ring)")),
+    responses(
+        (status = 200, description = "Server-Sent Events; each `data` is an `Event` (components/schemas/Event)",
+            body = String, content_type = "text/event-stream"),
+        (status = 401, description = "No valid token", body = super::ErrorBody),
+        (status = 403, description = "A foreign Origin", body = super::ErrorBody),
+        (status = 421, description = "A foreign Host (DNS rebinding)", body = super::ErrorBody),
+        (status = 503, description = "Too many event clients (`too_many_event_clients`, `[api] max_sse_clients`)",
+            body = super::ErrorBody),
+    ))]
 pub(super) async fn events(State(s): State<ApiState>, headers: HeaderMap) -> Response {
     // Held by the client's task: freed when the client is gone.
     let Ok(slot) = s.sse_slots.clone().try_acquire_owned() else {

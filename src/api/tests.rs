@@ -4,6 +4,7 @@ use super::*;
 use axum::body::Body;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
+use serde_json::json;
 
 fn state(ring: usize) -> ApiState {
     let (commands, _rx) = mpsc::channel(1);

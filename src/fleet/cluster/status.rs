@@ -5,8 +5,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde::Serialize;
 use tokio::time::Instant;
+use utoipa::ToSchema;
 
 use super::lease::Lease;
 use super::turn::Turn;
@@ -39,6 +40,92 @@ pub struct Status {
     pub round_failed: bool,
 }
 
+/// What a host does while etcd has no quorum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum QuorumLoss {
+    /// Stops acting at its lease's deadline.
+    Fence,
+    /// Keeps the agents it runs, claims nothing.
+    Keep,
+}
+
+/// This host's lease.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LeaseDoc {
+    /// The lease's id (hex), once granted.
+    pub id: Option<String>,
+    /// The last call to etcd was answered.
+    pub reachable: bool,
+    /// How long this host may still act without another renewal.
+    pub acts_for_ms: Option<u64>,
+    /// How long the last renewal took.
+    pub renewal_ms: Option<u64>,
+    /// Renewals that failed in a row.
+    pub renewal_failures: u64,
+    /// Leases found expired when etcd answered again.
+    pub lost: u64,
+    /// `[cluster] on_quorum_loss`.
+    pub on_quorum_loss: QuorumLoss,
+}
+
+/// A live member and what it owns.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MemberDoc {
+    /// Its name.
+    pub name: String,
+    /// Its weight.
+    pub weight: f64,
+    /// How many agents it owns.
+    pub owns: usize,
+    /// Which.
+    pub agents: Vec<String>,
+}
+
+/// An agent this host owns.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct OwnedDoc {
+    /// The agent.
+    pub agent: String,
+    /// The ownership's identity (its key's create revision).
+    pub revision: i64,
+}
+
+/// The `/v1/cluster` document.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterDoc {
+    /// This host's name.
+    pub member: String,
+    /// This host may act (its lease is proven).
+    pub acting: bool,
+    /// Its lease.
+    pub lease: LeaseDoc,
+    /// The live members.
+    pub members: Vec<MemberDoc>,
+    /// What this host owns.
+    pub owned: Vec<OwnedDoc>,
+    /// Agents taken since its first round.
+    pub takeovers: u64,
+    /// Agents handed to another member.
+    pub handovers: u64,
+    /// Of those, agents handed over before their next owner was ready.
+    pub handovers_unready: u64,
+    /// Agents another member owns that should be this host's.
+    pub awaiting: usize,
+    /// The awaited agents this host said it is ready for.
+    pub ready_for: Vec<String>,
+    /// Times this host stopped its agents at its deadline.
+    pub fenced: u64,
+    /// Agents stopped here because another session took their XMPP resource.
+    pub displaced: u64,
+    /// Requests held at the fence.
+    pub held_requests: u64,
+    /// The last round failed (etcd did not answer).
+    pub last_round_failed: bool,
+}
+
 fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -50,50 +137,65 @@ impl Status {
     }
 
     /// The `/v1/cluster` document.
-    pub fn to_json(&self, now: Instant) -> Value {
-        let mut owned_by: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    pub fn doc(&self, now: Instant) -> ClusterDoc {
+        let mut owned_by: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         for (agent, o) in &self.turn.owners {
-            owned_by.entry(&o.member).or_default().push(agent);
+            owned_by.entry(&o.member).or_default().push(agent.clone());
         }
-        let members: Vec<Value> = self
+        let members = self
             .turn
             .members
             .iter()
             .map(|m| {
-                let agents = owned_by.get(m.name.as_str()).cloned().unwrap_or_default();
-                json!({ "name": m.name, "weight": m.weight, "owns": agents.len(), "agents": agents })
+                let agents = owned_by.remove(m.name.as_str()).unwrap_or_default();
+                MemberDoc {
+                    name: m.name.clone(),
+                    weight: m.weight,
+                    owns: agents.len(),
+                    agents,
+                }
             })
             .collect();
-        let owned: Vec<Value> = self
+        let owned = self
             .turn
             .owned
             .iter()
-            .map(|(agent, revision)| json!({ "agent": agent, "revision": revision }))
+            .map(|(agent, revision)| OwnedDoc {
+                agent: agent.clone(),
+                revision: *revision,
+            })
             .collect();
-        json!({
-            "member": self.member,
-            "acting": self.acting(now),
-            "lease": {
-                "id": self.lease.id.map(|id| format!("{id:x}")),
-                "reachable": self.lease.reachable,
-                "actsForMs": self.lease.deadline.map(|d| ms(d.saturating_duration_since(now))),
-                "renewalMs": self.lease.latency.map(ms),
-                "renewalFailures": self.lease.failures,
-                "lost": self.lease.lost,
-                "onQuorumLoss": if self.lease.keep { "keep" } else { "fence" },
+        ClusterDoc {
+            member: self.member.clone(),
+            acting: self.acting(now),
+            lease: LeaseDoc {
+                id: self.lease.id.map(|id| format!("{id:x}")),
+                reachable: self.lease.reachable,
+                acts_for_ms: self
+                    .lease
+                    .deadline
+                    .map(|d| ms(d.saturating_duration_since(now))),
+                renewal_ms: self.lease.latency.map(ms),
+                renewal_failures: self.lease.failures,
+                lost: self.lease.lost,
+                on_quorum_loss: if self.lease.keep {
+                    QuorumLoss::Keep
+                } else {
+                    QuorumLoss::Fence
+                },
             },
-            "members": members,
-            "owned": owned,
-            "takeovers": self.takeovers,
-            "handovers": self.handovers,
-            "handoversUnready": self.handovers_unready,
-            "awaiting": self.turn.awaiting.len(),
-            "readyFor": self.ready_for,
-            "fenced": self.fenced,
-            "displaced": self.displaced,
-            "heldRequests": self.held,
-            "lastRoundFailed": self.round_failed,
-        })
+            members,
+            owned,
+            takeovers: self.takeovers,
+            handovers: self.handovers,
+            handovers_unready: self.handovers_unready,
+            awaiting: self.turn.awaiting.len(),
+            ready_for: self.ready_for.clone(),
+            fenced: self.fenced,
+            displaced: self.displaced,
+            held_requests: self.held,
+            last_round_failed: self.round_failed,
+        }
     }
 
     /// The cluster's metric families (OpenMetrics text, no `# EOF`).
