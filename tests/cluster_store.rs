@@ -63,6 +63,22 @@ async fn two_hosts_never_own_one_agent_and_a_dead_hosts_agents_are_claimed_by_th
             "the revision is the ownership's identity"
         );
     }
+    // b gives up the whole list: only its own keys go (one transaction, a nested one per
+    // agent), and host-a's stay.
+    b.release(&all).await.unwrap();
+    let owners = b.owners().await.unwrap();
+    assert_eq!(owners.len(), mine.len());
+    assert!(owners.values().all(|o| o.member == "host-a"));
+    // What a member says it is ready for, the others read; an empty list withdraws it.
+    b.say_ready(&["9000001".into(), "9000002".into()])
+        .await
+        .unwrap();
+    let ready = a.ready().await.unwrap();
+    assert_eq!(ready.get("9000002").map(String::as_str), Some("host-b"));
+    assert_eq!(ready.len(), 2);
+    b.say_ready(&[]).await.unwrap();
+    assert!(a.ready().await.unwrap().is_empty());
+    assert_eq!(b.claim(&all).await.unwrap().len(), all.len() - mine.len());
     // host-a dies: it stops renewing. Within its TTL its records go, and b takes its agents.
     drop(a);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);

@@ -392,14 +392,24 @@ impl Store {
         .await
     }
 
-    /// Gives up `agents` this host owns (only keys whose value is this member).
+    /// Gives up `agents` this host owns (only keys whose value is this member), up to
+    /// [`BATCH`] in one transaction (one nested transaction per agent, so that a key another
+    /// member holds is left and the others still go).
     pub async fn release(&mut self, agents: &[String]) -> Result<(), StoreError> {
-        for agent in agents {
-            let key = format!("{}{agent}", self.owners_prefix());
-            let mine = Compare::value(key.clone(), CompareOp::Equal, self.member.clone());
-            let txn = Txn::new()
-                .when(vec![mine])
-                .and_then(vec![TxnOp::delete(key, None)]);
+        for chunk in agents.chunks(BATCH) {
+            let each: Vec<TxnOp> = chunk
+                .iter()
+                .map(|agent| {
+                    let key = format!("{}{agent}", self.owners_prefix());
+                    let mine = Compare::value(key.clone(), CompareOp::Equal, self.member.clone());
+                    TxnOp::txn(
+                        Txn::new()
+                            .when(vec![mine])
+                            .and_then(vec![TxnOp::delete(key, None)]),
+                    )
+                })
+                .collect();
+            let txn = Txn::new().and_then(each);
             self.call(|mut c| {
                 let txn = txn.clone();
                 async move { c.txn(txn).await }
