@@ -67,11 +67,7 @@ async fn with_a_token_every_request_but_healthz_needs_it() {
     let dir = tempfile::tempdir().unwrap();
     let token = "0123456789abcdef-local-token";
     let file = dir.path().join("api.token");
-    std::fs::write(&file, token).unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
+    support::private_file(&file, token);
     let d = Daemon::start_steady_with_token(
         &sim,
         DaemonConfig {

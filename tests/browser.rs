@@ -287,6 +287,7 @@ async fn a_rebound_name_gets_the_421_not_the_state() {
     let sim = Sim::start(&[]).await;
     let (page, _results) = pages().await;
     let d = Daemon::start_steady(&sim, origins(page)).await;
+    let before = changes(&sim).await.len();
     let port = d.api.rsplit(':').next().unwrap();
     // What a page of rebind.test, its name now resolving to 127.0.0.1, sends to its own
     // origin: Host rebind.test:<the API's port>, no Origin.
@@ -317,6 +318,61 @@ async fn a_rebound_name_gets_the_421_not_the_state() {
         .await
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("\"ok\":true"));
+    assert_eq!(changes(&sim).await.len(), before, "nothing reached Finesse");
+}
+
+#[tokio::test]
+async fn a_preflight_is_answered_for_an_allowed_origin_only() {
+    let sim = Sim::start(&[]).await;
+    let (page, _results) = pages().await;
+    let d = Daemon::start_steady(&sim, origins(page)).await;
+    let http = reqwest::Client::new();
+    let preflight = |origin: String| {
+        http.request(
+            reqwest::Method::OPTIONS,
+            format!("{}/v1/media/5002/state", d.api),
+        )
+        .header("origin", origin)
+        .header("access-control-request-method", "PUT")
+        .header(
+            "access-control-request-headers",
+            "authorization,content-type",
+        )
+        .send()
+    };
+    let gadget = format!("http://gadget.test:{}", page.port());
+    let ok = preflight(gadget.clone()).await.unwrap();
+    assert!(ok.status().is_success(), "{ok:?}");
+    let h = ok.headers();
+    assert_eq!(h["access-control-allow-origin"], gadget.as_str());
+    let allowed = h["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(
+        allowed.contains("authorization") && allowed.contains("content-type"),
+        "{allowed}"
+    );
+    assert!(
+        h["access-control-allow-methods"]
+            .to_str()
+            .unwrap()
+            .contains("PUT")
+    );
+    // Another origin, or the gadget's name on another port, gets a 403 and no CORS header.
+    for other in [
+        "http://evil.test".to_owned(),
+        format!("http://gadget.test:{}", page.port().wrapping_add(1)),
+        "null".to_owned(),
+    ] {
+        let no = preflight(other.clone()).await.unwrap();
+        assert_eq!(no.status(), 403, "{other}");
+        assert!(
+            !no.headers().contains_key("access-control-allow-origin"),
+            "{other}: {:?}",
+            no.headers()
+        );
+    }
 }
 
 #[tokio::test]
@@ -326,11 +382,7 @@ async fn a_gadget_of_an_allowed_origin_with_the_token_reads_follows_and_sets_not
     let dir = tempfile::tempdir().unwrap();
     let token = "gadget-token-0123456789abcdef";
     let file = dir.path().join("api.token");
-    std::fs::write(&file, token).unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
+    support::private_file(&file, token);
     let mut cfg = origins(page);
     cfg.api_extra
         .push_str(&format!("token_file = {:?}\n", file.display().to_string()));

@@ -155,11 +155,7 @@ async fn a_single_agent_serves_its_document_and_schemathesis_finds_nothing_with_
     let dir = tempfile::tempdir().unwrap();
     let token = "contract-token-0123456789abcdef";
     let file = dir.path().join("api.token");
-    std::fs::write(&file, token).unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
+    support::private_file(&file, token);
     let cfg = DaemonConfig {
         api_extra: format!("token_file = {:?}\n", file.display().to_string()),
         ..DaemonConfig::default()
@@ -221,11 +217,7 @@ async fn a_fleet_serves_its_document_and_schemathesis_finds_nothing_with_or_with
     let dir = tempfile::tempdir().unwrap();
     let token = "contract-fleet-token-0123456789abcdef";
     let file = dir.path().join("api.token");
-    std::fs::write(&file, token).unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
+    support::private_file(&file, token);
     let f = steady_fleet(&sim, Some((token, &file))).await;
     let refused = reqwest::get(format!("{}/v1/agents", f.api)).await.unwrap();
     assert_eq!(refused.status(), 401, "the fleet asks for its token");

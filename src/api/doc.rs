@@ -121,3 +121,52 @@ impl Modify for Security {
         ]);
     }
 }
+
+/// What the guard answers on every route but `/healthz` when the daemon has a token.
+#[derive(utoipa::IntoResponses)]
+pub enum Unauthorized {
+    /// No valid bearer token (`WWW-Authenticate: Bearer`)
+    #[response(status = 401)]
+    NoToken(ErrorBody),
+}
+
+/// What the guard answers on every route, `/healthz` included.
+#[derive(utoipa::IntoResponses)]
+pub enum Open {
+    /// A foreign `Origin` (a web page)
+    #[response(status = 403)]
+    ForeignOrigin(ErrorBody),
+    /// A foreign `Host` (a DNS-rebinding page)
+    #[response(status = 421)]
+    ForeignHost(ErrorBody),
+}
+
+/// What an action route answers when the action was not accepted.
+#[derive(utoipa::IntoResponses)]
+pub enum Refusals {
+    /// The body is not what is documented, or the path's id is not one: `field` names what
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// No such dialog or MRD
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// Not allowed in its present state
+    #[response(status = 409)]
+    NotAllowed(ErrorBody),
+    /// A body above 64 KiB
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// A body that is not `application/json`
+    #[response(status = 415)]
+    NotJson(ErrorBody),
+    /// Finesse refused it (its constant in `error`)
+    #[response(status = 502)]
+    Refused(ErrorBody),
+    /// The session is recovering (with `Retry-After`: never sent, safe to retry), the
+    /// credentials were refused (`auth_failed`) or the daemon is stopping
+    #[response(status = 503, headers(("Retry-After" = Option<u32>, description = "Seconds, when a retry is safe")))]
+    Unavailable(ErrorBody),
+    /// Sent, or perhaps sent, with no answer (`outcome_unknown`): do not retry blindly
+    #[response(status = 504)]
+    OutcomeUnknown(ErrorBody),
+}

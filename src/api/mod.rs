@@ -153,8 +153,7 @@ fn not_a_media_id(text: &str) -> Response {
     responses(
         (status = 200, description = "The daemon's loop makes progress", body = Health),
         (status = 503, description = "The loop has stalled", body = Health),
-        (status = 403, description = "A foreign Origin", body = ErrorBody),
-        (status = 421, description = "A foreign Host (DNS rebinding)", body = ErrorBody),
+        doc::Open,
     ))]
 async fn healthz(State(s): State<ApiState>) -> Response {
     let since = s.shared.since_beat();
@@ -178,9 +177,7 @@ async fn healthz(State(s): State<ApiState>) -> Response {
     responses(
         (status = 200, description = "Ready for work", body = Ready),
         (status = 503, description = "Not steady, or a sign-in refused", body = Ready),
-        (status = 401, description = "No valid token", body = ErrorBody),
-        (status = 403, description = "A foreign Origin", body = ErrorBody),
-        (status = 421, description = "A foreign Host (DNS rebinding)", body = ErrorBody),
+        doc::Open, doc::Unauthorized,
     ))]
 async fn readyz(State(s): State<ApiState>) -> Response {
     let v = s.shared.snapshot();
@@ -210,9 +207,7 @@ async fn readyz(State(s): State<ApiState>) -> Response {
 #[utoipa::path(get, path = "/v1/state", tag = "state",
     responses(
         (status = 200, description = "The state", body = StateAnswer),
-        (status = 401, description = "No valid token", body = ErrorBody),
-        (status = 403, description = "A foreign Origin", body = ErrorBody),
-        (status = 421, description = "A foreign Host (DNS rebinding)", body = ErrorBody),
+        doc::Open, doc::Unauthorized,
     ))]
 async fn view(State(s): State<ApiState>) -> Response {
     // The event id read before the view: a client that fetches the state and then resumes
@@ -231,9 +226,7 @@ async fn view(State(s): State<ApiState>) -> Response {
 #[utoipa::path(get, path = "/v1/openapi.json", tag = "contract",
     responses(
         (status = 200, description = "The OpenAPI 3.1 document", body = Object),
-        (status = 401, description = "No valid token", body = ErrorBody),
-        (status = 403, description = "A foreign Origin", body = ErrorBody),
-        (status = 421, description = "A foreign Host (DNS rebinding)", body = ErrorBody),
+        doc::Open, doc::Unauthorized,
     ))]
 async fn openapi() -> Response {
     Json(document()).into_response()
@@ -244,9 +237,7 @@ async fn openapi() -> Response {
     responses(
         (status = 200, description = "The metrics", body = String,
             content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
-        (status = 401, description = "No valid token", body = ErrorBody),
-        (status = 403, description = "A foreign Origin", body = ErrorBody),
-        (status = 421, description = "A foreign Host (DNS rebinding)", body = ErrorBody),
+        doc::Open, doc::Unauthorized,
     ))]
 async fn metrics(State(s): State<ApiState>) -> Response {
     let body = (s.metrics)();
@@ -328,18 +319,7 @@ fn rejected(r: bodies::Rejection) -> Response {
     request_body(content = bodies::ActionBody, content_type = "application/json"),
     responses(
         (status = 202, description = "Finesse accepted it", body = Accepted),
-        (status = 400, description = "The body is not what is documented; `field` names what", body = ErrorBody),
-        (status = 401, description = "No valid token", body = ErrorBody),
-        (status = 403, description = "A foreign Origin", body = ErrorBody),
-        (status = 404, description = "No such dialog", body = ErrorBody),
-        (status = 409, description = "Not allowed in its present state", body = ErrorBody),
-        (status = 413, description = "A body above 64 KiB", body = ErrorBody),
-        (status = 415, description = "A body that is not application/json", body = ErrorBody),
-        (status = 421, description = "A foreign Host (DNS rebinding)", body = ErrorBody),
-        (status = 502, description = "Finesse refused it", body = ErrorBody),
-        (status = 503, description = "The session is recovering (Retry-After; never sent: safe to retry), the credentials were refused (`auth_failed`) or the daemon is stopping", body = ErrorBody,
-            headers(("Retry-After" = Option<u32>, description = "Seconds, when a retry is safe"))),
-        (status = 504, description = "Sent, or perhaps sent, with no answer (`outcome_unknown`): do not retry blindly", body = ErrorBody),
+        doc::Refusals, doc::Open, doc::Unauthorized,
     ))]
 async fn dialog_action(
     State(s): State<ApiState>,
@@ -371,18 +351,7 @@ async fn dialog_action(
     request_body(content = bodies::StateBody, content_type = "application/json"),
     responses(
         (status = 202, description = "Finesse accepted it", body = Accepted),
-        (status = 400, description = "The body is not what is documented; `field` names what", body = ErrorBody),
-        (status = 401, description = "No valid token", body = ErrorBody),
-        (status = 403, description = "A foreign Origin", body = ErrorBody),
-        (status = 404, description = "No such MRD", body = ErrorBody),
-        (status = 409, description = "Not allowed in its present state", body = ErrorBody),
-        (status = 413, description = "A body above 64 KiB", body = ErrorBody),
-        (status = 415, description = "A body that is not application/json", body = ErrorBody),
-        (status = 421, description = "A foreign Host (DNS rebinding)", body = ErrorBody),
-        (status = 502, description = "Finesse refused it", body = ErrorBody),
-        (status = 503, description = "The session is recovering (Retry-After; never sent: safe to retry), the credentials were refused (`auth_failed`) or the daemon is stopping", body = ErrorBody,
-            headers(("Retry-After" = Option<u32>, description = "Seconds, when a retry is safe"))),
-        (status = 504, description = "Sent, or perhaps sent, with no answer (`outcome_unknown`): do not retry blindly", body = ErrorBody),
+        doc::Refusals, doc::Open, doc::Unauthorized,
     ))]
 async fn media_state(
     State(s): State<ApiState>,
@@ -411,18 +380,7 @@ async fn media_state(
     request_body(content = bodies::RoutableBody, content_type = "application/json"),
     responses(
         (status = 202, description = "Finesse accepted it", body = Accepted),
-        (status = 400, description = "The body is not what is documented; `field` names what", body = ErrorBody),
-        (status = 401, description = "No valid token", body = ErrorBody),
-        (status = 403, description = "A foreign Origin", body = ErrorBody),
-        (status = 404, description = "No such MRD", body = ErrorBody),
-        (status = 409, description = "Not allowed in its present state", body = ErrorBody),
-        (status = 413, description = "A body above 64 KiB", body = ErrorBody),
-        (status = 415, description = "A body that is not application/json", body = ErrorBody),
-        (status = 421, description = "A foreign Host (DNS rebinding)", body = ErrorBody),
-        (status = 502, description = "Finesse refused it", body = ErrorBody),
-        (status = 503, description = "The session is recovering (Retry-After; never sent: safe to retry), the credentials were refused (`auth_failed`) or the daemon is stopping", body = ErrorBody,
-            headers(("Retry-After" = Option<u32>, description = "Seconds, when a retry is safe"))),
-        (status = 504, description = "Sent, or perhaps sent, with no answer (`outcome_unknown`): do not retry blindly", body = ErrorBody),
+        doc::Refusals, doc::Open, doc::Unauthorized,
     ))]
 async fn media_routable(
     State(s): State<ApiState>,

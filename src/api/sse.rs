@@ -28,9 +28,7 @@ fn sse_event(bus: &crate::events::EventBus, seq: u64, json: &str) -> SseEvent {
     responses(
         (status = 200, description = "Server-Sent Events; each `data` is an `Event` (components/schemas/Event)",
             body = String, content_type = "text/event-stream"),
-        (status = 401, description = "No valid token", body = super::ErrorBody),
-        (status = 403, description = "A foreign Origin", body = super::ErrorBody),
-        (status = 421, description = "A foreign Host (DNS rebinding)", body = super::ErrorBody),
+        super::doc::Open, super::doc::Unauthorized,
         (status = 503, description = "Too many event clients (`too_many_event_clients`, `[api] max_sse_clients`)",
             body = super::ErrorBody),
     ))]

@@ -3,8 +3,8 @@
 use super::*;
 use axum::body::Body;
 use http_body_util::BodyExt;
-use tower::ServiceExt;
 use serde_json::json;
+use tower::ServiceExt;
 
 fn state(ring: usize) -> ApiState {
     let (commands, _rx) = mpsc::channel(1);

@@ -246,9 +246,7 @@ fn is_ready(api: &ApiState) -> bool {
 #[utoipa::path(get, path = "/v1/agents", tag = "fleet",
     responses(
         (status = 200, description = "The agents", body = AgentList),
-        (status = 401, description = "No valid token", body = ErrorBody),
-        (status = 403, description = "A foreign Origin", body = ErrorBody),
-        (status = 421, description = "A foreign Host (DNS rebinding)", body = ErrorBody),
+        crate::api::doc::Open, crate::api::doc::Unauthorized,
     ))]
 async fn list(State(f): State<FleetApi>) -> Response {
     // A cluster host past its deadline runs nothing, whatever its tasks last reported.
@@ -287,9 +285,7 @@ async fn list(State(f): State<FleetApi>) -> Response {
 #[utoipa::path(get, path = "/v1/openapi.json", tag = "contract",
     responses(
         (status = 200, description = "The OpenAPI 3.1 document", body = Object),
-        (status = 401, description = "No valid token", body = ErrorBody),
-        (status = 403, description = "A foreign Origin", body = ErrorBody),
-        (status = 421, description = "A foreign Host (DNS rebinding)", body = ErrorBody),
+        crate::api::doc::Open, crate::api::doc::Unauthorized,
     ))]
 async fn openapi() -> Response {
     Json(document()).into_response()
@@ -300,9 +296,7 @@ async fn openapi() -> Response {
     responses(
         (status = 200, description = "This host's view of the cluster", body = ClusterDoc),
         (status = 404, description = "Not in cluster mode (no `[cluster]`)", body = ErrorBody),
-        (status = 401, description = "No valid token", body = ErrorBody),
-        (status = 403, description = "A foreign Origin", body = ErrorBody),
-        (status = 421, description = "A foreign Host (DNS rebinding)", body = ErrorBody),
+        crate::api::doc::Open, crate::api::doc::Unauthorized,
     ))]
 async fn cluster(State(f): State<FleetApi>) -> Response {
     match &f.cluster {
@@ -316,8 +310,7 @@ async fn cluster(State(f): State<FleetApi>) -> Response {
     responses(
         (status = 200, description = "Every agent's loop makes progress", body = FleetHealth),
         (status = 503, description = "Some agents' loops stalled", body = FleetHealth),
-        (status = 403, description = "A foreign Origin", body = ErrorBody),
-        (status = 421, description = "A foreign Host (DNS rebinding)", body = ErrorBody),
+        crate::api::doc::Open,
     ))]
 async fn healthz(State(f): State<FleetApi>) -> Response {
     let stalled: Vec<String> = f
@@ -354,9 +347,7 @@ fn readiness(f: &FleetApi) -> (usize, usize) {
     responses(
         (status = 200, description = "Enough agents are ready", body = FleetReady),
         (status = 503, description = "Too few agents are ready", body = FleetReady),
-        (status = 401, description = "No valid token", body = ErrorBody),
-        (status = 403, description = "A foreign Origin", body = ErrorBody),
-        (status = 421, description = "A foreign Host (DNS rebinding)", body = ErrorBody),
+        crate::api::doc::Open, crate::api::doc::Unauthorized,
     ))]
 async fn readyz(State(f): State<FleetApi>) -> Response {
     let (ready, total) = readiness(&f);
@@ -381,9 +372,7 @@ async fn readyz(State(f): State<FleetApi>) -> Response {
     responses(
         (status = 200, description = "The metrics", body = String,
             content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
-        (status = 401, description = "No valid token", body = ErrorBody),
-        (status = 403, description = "A foreign Origin", body = ErrorBody),
-        (status = 421, description = "A foreign Host (DNS rebinding)", body = ErrorBody),
+        crate::api::doc::Open, crate::api::doc::Unauthorized,
     ))]
 async fn metrics(State(f): State<FleetApi>) -> Response {
     // One pass over the roster: each agent's families and its phase.

@@ -30,6 +30,13 @@ pub fn dialog_ids(state: &Value) -> std::collections::BTreeSet<String> {
         .collect()
 }
 
+/// Writes `text` to `path`, readable by its owner only (as the daemon wants a token file).
+pub fn private_file(path: &std::path::Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 /// The value of the first sample line of a Prometheus text that starts with `series`.
 pub fn metric(metrics: &str, series: &str) -> Option<f64> {
     metrics
