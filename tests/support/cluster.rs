@@ -80,7 +80,7 @@ impl Host {
              max_requests_per_second = 200\n\n\
              [finesse]\nnodes = {nodes}\nca_file = {ca:?}\nrequest_timeout = \"2s\"\n\
              source_address = \"{source}\"\n\n\
-             [xmpp]\nping_interval = \"1s\"\nping_timeout = \"1s\"\n\n\
+             [xmpp]\nping_interval = \"1s\"\nping_timeout = \"1s\"\n{transport}\n\
              [recovery]\nfirst_retry_window = \"300ms\"\nbackoff_initial = \"200ms\"\n\
              backoff_max = \"1s\"\nsysteminfo_poll = \"300ms\"\nhealthy_after = \"5s\"\n\
              failover_after = \"30s\"\n\n[api]\nlisten = \"127.0.0.1:0\"\n\n\
@@ -89,6 +89,11 @@ impl Host {
             ca = sim.info.ca_file,
             cluster = etcd.cluster_toml(&name, "/finesse-taskd/test/"),
             ttl = TTL.as_secs(),
+            // `FINESSE_TEST_XMPP_TRANSPORT=websocket`: the hosts speak XMPP over WebSocket.
+            transport = match std::env::var("FINESSE_TEST_XMPP_TRANSPORT").as_deref() {
+                Ok("websocket") => "transport = \"websocket\"\n",
+                _ => "",
+            },
         );
         let fleet = edits
             .iter()
