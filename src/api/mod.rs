@@ -92,16 +92,22 @@ fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(openapi))
 }
 
+/// The routes and the document, built once: a fleet builds a router per agent, and the
+/// document (hundreds of small allocations) need not be built, and dropped, with each.
+fn parts() -> &'static (Router<ApiState>, utoipa::openapi::OpenApi) {
+    static PARTS: std::sync::OnceLock<(Router<ApiState>, utoipa::openapi::OpenApi)> =
+        std::sync::OnceLock::new();
+    PARTS.get_or_init(|| routes().split_for_parts())
+}
+
 /// The single agent's OpenAPI document.
 pub fn document() -> utoipa::openapi::OpenApi {
-    static DOC: std::sync::OnceLock<utoipa::openapi::OpenApi> = std::sync::OnceLock::new();
-    DOC.get_or_init(|| routes().split_for_parts().1).clone()
+    parts().1.clone()
 }
 
 /// The API router.
 pub fn router(state: ApiState) -> Router {
-    let (router, _) = routes().split_for_parts();
-    let router = router.layer(DefaultBodyLimit::max(MAX_BODY));
+    let router = parts().0.clone().layer(DefaultBodyLimit::max(MAX_BODY));
     let guard = state.guard.clone();
     guard::protect(router, &guard).with_state(state)
 }
