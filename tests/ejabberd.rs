@@ -15,17 +15,22 @@ use support::daemon::{Daemon, DaemonConfig};
 const LIMIT: Duration = Duration::from_secs(30);
 const FALLBACK: &str = "the server refused the login with channel binding; trying once without it";
 
-async fn ejabberd() -> Sim {
-    Sim::start_with(
+/// A simulator whose nodes run ejabberd, one test at a time: six Erlang VMs starting at
+/// once on two shared cores took more than the simulator's 20 s to open their ports (CI).
+async fn ejabberd() -> (tokio::sync::MutexGuard<'static, ()>, Sim) {
+    static ONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let one = ONE.lock().await;
+    let sim = Sim::start_with(
         support::sim_config(),
         &["--spawn-prosody", "--xmpp-server", "ejabberd"],
     )
-    .await
+    .await;
+    (one, sim)
 }
 
 #[tokio::test]
 async fn a_refused_channel_binding_falls_back_once_and_is_remembered_across_reconnects() {
-    let sim = ejabberd().await;
+    let (_one, sim) = ejabberd().await;
     let d = Daemon::start_steady(&sim, DaemonConfig::default()).await;
     assert_eq!(d.log_count(FALLBACK), 1);
     assert_eq!(d.state().await["counters"]["signins"], 1);
@@ -48,7 +53,7 @@ async fn a_refused_channel_binding_falls_back_once_and_is_remembered_across_reco
 
 #[tokio::test]
 async fn a_configured_mechanism_is_used_without_any_fallback() {
-    let sim = ejabberd().await;
+    let (_one, sim) = ejabberd().await;
     let d = Daemon::start_steady(
         &sim,
         DaemonConfig {
@@ -63,7 +68,7 @@ async fn a_configured_mechanism_is_used_without_any_fallback() {
 
 #[tokio::test]
 async fn with_channel_binding_required_there_is_no_fallback() {
-    let sim = ejabberd().await;
+    let (_one, sim) = ejabberd().await;
     let d = Daemon::start(
         &sim,
         DaemonConfig {
