@@ -119,8 +119,7 @@ async fn schemathesis(base: &str, token: Option<&str>) {
     assert!(text.contains("passed"), "{text}");
 }
 
-/// No account was locked by the run: every refusal the simulator counted is spaced by the
-/// lockout rule, and the agent is still signed in.
+/// No account was locked by the run: the simulator refused no password at all.
 async fn no_account_locked(sim: &Sim) {
     let truth = sim.truth().await;
     let refusals = support::refusals_at(&truth);
@@ -130,14 +129,10 @@ async fn no_account_locked(sim: &Sim) {
     );
 }
 
-#[tokio::test]
-async fn a_single_agent_serves_its_document_and_schemathesis_finds_nothing_with_or_without_a_token()
-{
-    let sim = Sim::start(&[]).await;
-    let d = Daemon::start_steady(&sim, DaemonConfig::default()).await;
-    let served: Value = d
-        .http()
-        .get(format!("{}/v1/openapi.json", d.api))
+/// The document served at `api` is the committed `contrib/{name}`.
+async fn serves(http: &reqwest::Client, api: &str, name: &str) {
+    let served: Value = http
+        .get(format!("{api}/v1/openapi.json"))
         .send()
         .await
         .unwrap()
@@ -146,16 +141,31 @@ async fn a_single_agent_serves_its_document_and_schemathesis_finds_nothing_with_
         .unwrap();
     assert_eq!(
         served,
-        serde_json::from_str::<Value>(&committed("openapi.json")).unwrap()
+        serde_json::from_str::<Value>(&committed(name)).unwrap(),
+        "{api} serves another document than contrib/{name}"
     );
+}
+
+/// A token, in a private file of `dir`.
+fn token_file(dir: &Path, token: &str) -> PathBuf {
+    let file = dir.join("api.token");
+    support::private_file(&file, token);
+    file
+}
+
+#[tokio::test]
+async fn a_single_agent_serves_its_document_and_schemathesis_finds_nothing_with_or_without_a_token()
+{
+    let sim = Sim::start(&[]).await;
+    let d = Daemon::start_steady(&sim, DaemonConfig::default()).await;
+    serves(d.http(), &d.api, "openapi.json").await;
     schemathesis(&d.api, None).await;
     no_account_locked(&sim).await;
     drop(d);
 
     let dir = tempfile::tempdir().unwrap();
     let token = "contract-token-0123456789abcdef";
-    let file = dir.path().join("api.token");
-    support::private_file(&file, token);
+    let file = token_file(dir.path(), token);
     let cfg = DaemonConfig {
         api_extra: format!("token_file = {:?}\n", file.display().to_string()),
         ..DaemonConfig::default()
@@ -197,27 +207,14 @@ async fn steady_fleet(sim: &Sim, token: Option<(&str, &Path)>) -> Fleet {
 async fn a_fleet_serves_its_document_and_schemathesis_finds_nothing_with_or_without_a_token() {
     let sim = Sim::start(&[]).await;
     let f = steady_fleet(&sim, None).await;
-    let served: Value = f
-        .http
-        .get(format!("{}/v1/openapi.json", f.api))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(
-        served,
-        serde_json::from_str::<Value>(&committed("openapi-fleet.json")).unwrap()
-    );
+    serves(&f.http, &f.api, "openapi-fleet.json").await;
     schemathesis(&f.api, None).await;
     no_account_locked(&sim).await;
     drop(f);
 
     let dir = tempfile::tempdir().unwrap();
     let token = "contract-fleet-token-0123456789abcdef";
-    let file = dir.path().join("api.token");
-    support::private_file(&file, token);
+    let file = token_file(dir.path(), token);
     let f = steady_fleet(&sim, Some((token, &file))).await;
     let refused = reqwest::get(format!("{}/v1/agents", f.api)).await.unwrap();
     assert_eq!(refused.status(), 401, "the fleet asks for its token");

@@ -105,11 +105,20 @@ pub fn document() -> utoipa::openapi::OpenApi {
     parts().1.clone()
 }
 
-/// The API router.
+/// The API router, behind its guard.
 pub fn router(state: ApiState) -> Router {
-    let router = parts().0.clone().layer(DefaultBodyLimit::max(MAX_BODY));
     let guard = state.guard.clone();
-    guard::protect(router, &guard).with_state(state)
+    guard::protect(routes_only(), &guard).with_state(state)
+}
+
+/// The API router without a guard of its own: for a fleet's agent, whose requests come only
+/// through the fleet's router and its guard (host, origin and CORS, token), once.
+pub fn unguarded_router(state: ApiState) -> Router {
+    routes_only().with_state(state)
+}
+
+fn routes_only() -> Router<ApiState> {
+    parts().0.clone().layer(DefaultBodyLimit::max(MAX_BODY))
 }
 
 fn error(status: StatusCode, message: impl Into<String>, field: Option<&str>) -> Response {
@@ -364,18 +373,25 @@ async fn media_state(
     Path(id): Path<String>,
     JsonBody(body): JsonBody,
 ) -> Response {
-    let Ok(id) = id.parse::<u32>() else {
-        return not_a_media_id(&id);
+    media_command(&s, &id, |mrd| {
+        let (state, reason) = bodies::media_state(&body)?;
+        Ok(Command::SetState { mrd, state, reason })
+    })
+    .await
+}
+
+/// Sends the command `build` makes for the MRD of the path's `id` (a JSON 400 naming `media`
+/// when it is not an MRD id, the body's rejection when the body is wrong).
+async fn media_command(
+    s: &ApiState,
+    id: &str,
+    build: impl FnOnce(u32) -> Result<Command, bodies::Rejection>,
+) -> Response {
+    let Ok(mrd) = id.parse::<u32>() else {
+        return not_a_media_id(id);
     };
-    match bodies::media_state(&body) {
-        Ok((state, reason)) => {
-            let command = Command::SetState {
-                mrd: id,
-                state,
-                reason,
-            };
-            submit(&s, command).await
-        }
+    match build(mrd) {
+        Ok(command) => submit(s, command).await,
         Err(r) => rejected(r),
     }
 }
@@ -393,13 +409,11 @@ async fn media_routable(
     Path(id): Path<String>,
     JsonBody(body): JsonBody,
 ) -> Response {
-    let Ok(id) = id.parse::<u32>() else {
-        return not_a_media_id(&id);
-    };
-    match bodies::routable(&body) {
-        Ok(routable) => submit(&s, Command::SetRoutable { mrd: id, routable }).await,
-        Err(r) => rejected(r),
-    }
+    media_command(&s, &id, |mrd| {
+        let routable = bodies::routable(&body)?;
+        Ok(Command::SetRoutable { mrd, routable })
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -46,7 +46,7 @@ pub struct Member {
     pub file: PathBuf,
     /// Its API state (the single-agent handlers run on it).
     pub api: ApiState,
-    /// Its API router.
+    /// Its API router (no guard of its own: the fleet's guards every request, once).
     pub router: Router,
 }
 
@@ -454,9 +454,6 @@ async fn dispatch(
     *inner.uri_mut() = parts.uri;
     *inner.version_mut() = parts.version;
     *inner.headers_mut() = parts.headers;
-    // The origin was checked, and CORS answered, here: the agent's router, whose guard has the
-    // same rules, would add its CORS headers a second time (which a browser refuses).
-    inner.headers_mut().remove(header::ORIGIN);
     match member.router.oneshot(inner).await {
         Ok(r) => r,
         Err(never) => match never {},

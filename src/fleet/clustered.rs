@@ -103,6 +103,8 @@ impl Cluster {
             ..Status::default()
         };
         info!(member = %cfg.member, prefix = %cfg.prefix, "cluster mode: this host runs only the agents it owns on etcd");
+        // One second of the login cap: a round's hand-overs, and the ready window's ceiling.
+        let batch = (fleet.max_logins_per_second.ceil() as usize).max(1);
         Ok(Self {
             store,
             gate: Gate::new(lease.clone()),
@@ -114,9 +116,9 @@ impl Cluster {
             rounds: 0,
             arriving: BTreeMap::new(),
             said_ready: Vec::new(),
-            pace: Pace::new((fleet.max_logins_per_second.ceil() as usize).max(1)),
+            pace: Pace::new(batch),
             displaced: BTreeMap::new(),
-            batch: (fleet.max_logins_per_second.ceil() as usize).max(1),
+            batch,
             round_limit: cfg.lease_ttl / 2,
         })
     }
@@ -203,22 +205,23 @@ impl Fleet {
     /// its gap is about one login.
     async fn say_ready(&mut self) {
         let now = Instant::now();
-        let steady: BTreeSet<String> = read(&self.roster.agents)
-            .iter()
-            .filter(|(_, m)| m.api.shared.snapshot().phase == crate::vocab::Phase::Steady)
-            .map(|(id, _)| id.clone())
-            .collect();
-        let running: BTreeSet<&str> = self.running.values().map(|r| r.id.as_str()).collect();
         let Some(c) = &mut self.cluster else { return };
-        let pace = &mut c.pace;
-        c.arriving.retain(|id, since| {
-            if steady.contains(id) {
-                pace.landed(now);
-            }
-            running.contains(id.as_str())
-                && !steady.contains(id)
-                && now.duration_since(*since) < ARRIVAL_LIMIT
-        });
+        // Only the arriving agents are looked at (not every agent of the host, every round).
+        {
+            let roster = read(&self.roster.agents);
+            let pace = &mut c.pace;
+            c.arriving.retain(|id, since| {
+                // Not in the roster: it stopped here (moved on, fenced, displaced).
+                let Some(member) = roster.get(id) else {
+                    return false;
+                };
+                if member.api.shared.snapshot().phase == crate::vocab::Phase::Steady {
+                    pace.landed(now);
+                    return false;
+                }
+                now.duration_since(*since) < ARRIVAL_LIMIT
+            });
+        }
         let room = c.pace.window(now, c.arriving.len());
         let ready: Vec<String> = {
             let status = read_status(c);

@@ -40,7 +40,7 @@ use tracing::{Instrument as _, error, info, warn};
 
 use clustered::{Cluster, WATCH_SETTLE};
 
-use crate::api::{guard::RequestGuard, router};
+use crate::api::{guard::RequestGuard, unguarded_router};
 use crate::app::{Agent, AgentControl, AppError, Control};
 use crate::config::{Config, ConfigError, Loaded};
 use api::{FleetApi, Member, Roster};
@@ -93,7 +93,7 @@ impl Fleet {
         let agent = Agent::new(config, control, Arc::new(self.pool.clone()))?;
         let member = Member {
             file: file.to_path_buf(),
-            router: router(agent.api.clone()),
+            router: unguarded_router(agent.api.clone()),
             api: agent.api.clone(),
         };
         write(&self.roster.agents).insert(id.clone(), member);
